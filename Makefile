@@ -1,0 +1,32 @@
+# The README's two commands: `make demo` and `make test`. Both set up everything they need.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+# pip keeps its wheel cache under ~/.cache/pip, so repeat installs (torch too) are quick
+export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
+
+.PHONY: demo test venv services stop-services clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv  ## embedded server + the bundled MovieLens data through boto3
+	$(PY) scripts/demo.py
+
+test:  ## unit, then integration + e2e against real Kafka and Redis (started and stopped here)
+	scripts/test.sh
+
+services: venv  ## long-lived Kafka + Redis for distributed mode (addresses: scripts/services.py env)
+	scripts/system_deps.sh
+	$(PY) scripts/services.py start --kafka-port 9092 --redis-port 6379
+
+stop-services:
+	$(PY) scripts/services.py stop
+
+clean:
+	rm -rf .cache/demo .cache/services

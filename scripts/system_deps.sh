@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what pip cannot: Debian's redis-server. Java 17 and Maven are on our machines;
+# say so loudly if they are not. Idempotent and quiet when everything is there.
+set -euo pipefail
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then
+  echo "installing redis-server (Debian package) ..." >&2
+  $SUDO apt-get update -qq >&2 || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >&2
+  # the package starts a system-wide instance on 6379; ours run on their own ports
+  $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
+fi
+for tool in java mvn; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "missing $tool: install Java 17 and Maven" >&2; exit 1; }
+done

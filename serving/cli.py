@@ -1,0 +1,52 @@
+"""`personalize`: the composition root. Builds Settings once and hands it to each part."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from stream.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {k: v for k, v in (("data_dir", getattr(args, "data_dir", None)),
+                                   ("host", getattr(args, "host", None)),
+                                   ("port", getattr(args, "port", None))) if v is not None}
+    return Settings(**overrides)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from serving.app import create_app
+
+    settings = _settings(args)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                log_level=settings.log_level, loop="uvloop", http="httptools",
+                access_log=False)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    # numpy/onnxruntime thread pools oversubscribe small machines under a threaded server;
+    # this must happen before either is imported (DESIGN.md, "Trap").
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    ap = argparse.ArgumentParser(prog="personalize",
+                                 description="openpersonalize: Amazon Personalize's API, self-hosted.")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="<command>")
+    serve = sub.add_parser("serve", help="run the API server (embedded unless Kafka/Redis are set)")
+    serve.add_argument("--data-dir", type=Path, help="data directory (OPZ_DATA_DIR)")
+    serve.add_argument("--host", help="bind address (OPZ_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (OPZ_PORT, default 8080)")
+    serve.set_defaults(fn=cmd_serve)
+    args = ap.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

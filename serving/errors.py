@@ -1,0 +1,111 @@
+"""One error hierarchy, translated in one place to Amazon Personalize's wire shape.
+
+`{"__type": "InvalidInputException", "message": "..."}` with the status botocore expects:
+the rest-json services (events, runtime) declare 400/404/409; the JSON 1.1 control plane
+declares none, so botocore reads `__type` from any 4xx.
+"""
+from __future__ import annotations
+
+import logging
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from stream.contract import InvalidEvent
+from stream.log import LogUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class PersonalizeError(Exception):
+    type_name = "InternalFailure"
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInputException(PersonalizeError):
+    type_name, status = "InvalidInputException", 400
+
+
+class ResourceNotFoundException(PersonalizeError):
+    type_name, status = "ResourceNotFoundException", 404
+
+
+class ResourceAlreadyExistsException(PersonalizeError):
+    type_name, status = "ResourceAlreadyExistsException", 400
+
+
+class ResourceInUseException(PersonalizeError):
+    type_name, status = "ResourceInUseException", 409
+
+
+class LimitExceededException(PersonalizeError):
+    type_name, status = "LimitExceededException", 400
+
+
+class InvalidNextTokenException(PersonalizeError):
+    type_name, status = "InvalidNextTokenException", 400
+
+
+class UnknownOperationException(PersonalizeError):
+    type_name, status = "UnknownOperationException", 400
+
+
+class ServiceUnavailableException(PersonalizeError):
+    """Our event log (Kafka) did not acknowledge: the client must retry, nothing was stored."""
+
+    type_name, status = "ServiceUnavailableException", 503
+
+
+def error_response(exc: PersonalizeError) -> Response:
+    body = orjson.dumps({"__type": exc.type_name, "message": exc.message})
+    return Response(body, status_code=exc.status, media_type="application/x-amz-json-1.1",
+                    headers={"x-amzn-ErrorType": exc.type_name})
+
+
+def _field(loc: tuple[object, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def validation_message(errors: list[dict]) -> str:  # type: ignore[type-arg]
+    """Pydantic errors -> one message that names each offending field."""
+    return "; ".join(f"{_field(tuple(e.get('loc', ())))}: {e.get('msg', 'invalid')}"
+                     for e in errors[:5])
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PersonalizeError)
+    async def _personalize(_: Request, exc: PersonalizeError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> Response:
+        return error_response(InvalidInputException(validation_message(list(exc.errors()))))
+
+    @app.exception_handler(InvalidEvent)
+    async def _invalid(_: Request, exc: InvalidEvent) -> Response:
+        return error_response(InvalidInputException(str(exc)))
+
+    @app.exception_handler(LogUnavailable)
+    async def _unavailable(_: Request, exc: LogUnavailable) -> Response:
+        return error_response(ServiceUnavailableException(str(exc)))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        kind = {404: ResourceNotFoundException, 405: InvalidInputException}.get(
+            exc.status_code, InvalidInputException)
+        err = kind(str(exc.detail))
+        err.status = exc.status_code if exc.status_code < 500 else err.status
+        return error_response(err)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(PersonalizeError(f"internal error: {type(exc).__name__}"))

@@ -1,0 +1,87 @@
+"""Control-plane resources (dataset groups, event trackers, ...) in SQLite under the data dir.
+
+Each resource is one row: its ARN, kind, name, parent ARN and the JSON body that
+Describe* returns. Writes are single statements, so a crash never leaves half a resource.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+Body = dict[str, Any]
+
+
+class AlreadyExists(Exception):
+    pass
+
+
+class ResourceStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS resources (arn TEXT PRIMARY KEY,"
+                         " kind TEXT NOT NULL, name TEXT NOT NULL, parent TEXT,"
+                         " created REAL NOT NULL, body TEXT NOT NULL)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS by_kind ON resources (kind, parent, created)")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def create(self, kind: str, arn: str, name: str, body: Body, parent: str | None = None) -> Body:
+        now = time.time()
+        body = {**body, "creationDateTime": now, "lastUpdatedDateTime": now}
+        with self._lock:
+            try:
+                self._db.execute("INSERT INTO resources VALUES (?, ?, ?, ?, ?, ?)",
+                                 (arn, kind, name, parent, now, orjson.dumps(body).decode()))
+            except sqlite3.IntegrityError:
+                raise AlreadyExists(arn) from None
+        return body
+
+    def get(self, arn: str, kind: str | None = None) -> Body | None:
+        with self._lock:
+            row = self._db.execute("SELECT kind, body FROM resources WHERE arn = ?", (arn,)).fetchone()
+        if row is None or (kind is not None and row[0] != kind):
+            return None
+        return orjson.loads(row[1])
+
+    def find(self, kind: str, field: str, value: str) -> Body | None:
+        with self._lock:
+            row = self._db.execute("SELECT body FROM resources WHERE kind = ? AND"
+                                   " json_extract(body, ?) = ?", (kind, f"$.{field}", value)).fetchone()
+        return None if row is None else orjson.loads(row[0])
+
+    def list(self, kind: str, parent: str | None = None) -> list[Body]:
+        q, args = "SELECT body FROM resources WHERE kind = ?", [kind]
+        if parent is not None:
+            q, args = q + " AND parent = ?", [kind, parent]
+        with self._lock:
+            rows = self._db.execute(q + " ORDER BY created, arn", args).fetchall()
+        return [orjson.loads(r[0]) for r in rows]
+
+    def count_children(self, parent: str, kind: str | None = None) -> int:
+        q, args = "SELECT COUNT(*) FROM resources WHERE parent = ?", [parent]
+        if kind is not None:
+            q, args = q + " AND kind = ?", [parent, kind]
+        with self._lock:
+            return self._db.execute(q, args).fetchone()[0]
+
+    def update(self, arn: str, changes: Body) -> Body:
+        with self._lock:
+            row = self._db.execute("SELECT body FROM resources WHERE arn = ?", (arn,)).fetchone()
+            body = {**orjson.loads(row[0]), **changes, "lastUpdatedDateTime": time.time()}
+            self._db.execute("UPDATE resources SET body = ? WHERE arn = ?",
+                             (orjson.dumps(body).decode(), arn))
+        return body
+
+    def delete(self, arn: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM resources WHERE arn = ?", (arn,))

@@ -1,0 +1,145 @@
+"""The contracts the three parts share: what sits in Kafka, dataset rows, the model artifact.
+
+Imports only pydantic and the standard library, so `from stream.contract import Event`
+pulls in nothing heavy (no faust, torch or fastapi).
+
+Kafka topics (one set per dataset group, name = the dataset group's name):
+
+    opz.<datasetGroupName>.events   key = partition_key(event) (userId, else sessionId),
+                                    value = Event as JSON (schemas/event.v1.json)
+
+Redis session-state layout (RedisSessionStore, SESSION_LAYOUT_VERSION = 1):
+
+    <prefix>:session:<datasetGroupName>:<userKey>   a hash with fields
+        v      layout version ("1"); readers refuse any other value
+        state  SessionState as JSON (stream/session.py)
+
+Readers reject versions they do not know with a clear error (UnknownVersion).
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+EVENT_VERSION = 1
+SESSION_LAYOUT_VERSION = 1
+MANIFEST_VERSION = 1
+TOPIC_PREFIX = "opz."
+EVENTS_TOPIC_PATTERN = r"^opz\..+\.events$"
+
+
+class InvalidEvent(ValueError):
+    """An event or dataset row that breaks the contract; the message names the field."""
+
+
+class UnknownVersion(ValueError):
+    """A stored record written by a version of this contract we do not know."""
+
+
+def events_topic(dataset_group_name: str) -> str:
+    """Kafka topic holding a dataset group's events (names are [a-zA-Z0-9_-], valid in Kafka)."""
+    return f"{TOPIC_PREFIX}{dataset_group_name}.events"
+
+
+def dataset_group_name(arn: str) -> str:
+    """`arn:aws:personalize:<region>:<account>:dataset-group/<name>` -> `<name>`."""
+    m = re.fullmatch(r"arn:[a-z\d-]+:personalize:[^:]*:[^:]*:dataset-group/(.+)", arn)
+    if not m:
+        raise InvalidEvent(f"not a dataset group ARN: {arn!r}")
+    return m.group(1)
+
+
+class Event(BaseModel):
+    """One interaction as it sits in Kafka and in the embedded log (schemas/event.v1.json).
+
+    Times are Unix seconds (UTC), as Personalize's TIMESTAMP column.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = Field(1, description="contract version (EVENT_VERSION)")
+    event_id: str = Field(description="client eventId, else server-assigned; dedupe key")
+    dataset_group: str = Field(description="dataset group name the tracker belongs to")
+    tracking_id: str = Field(description="event tracker that accepted it")
+    user_id: str | None = Field(None, description="None for anonymous sessions")
+    session_id: str = Field(description="client session id")
+    event_type: str = Field(description="EVENT_TYPE, e.g. click, watch, purchase")
+    event_value: float | None = Field(None, description="EVENT_VALUE")
+    item_id: str | None = Field(None, description="ITEM_ID the user interacted with")
+    properties: dict[str, object] | None = Field(None, description="parsed `properties` JSON")
+    sent_at: float = Field(description="client time of the event, Unix seconds")
+    received_at: float = Field(description="server time when accepted, Unix seconds")
+    recommendation_id: str | None = Field(None, description="list the item was picked from")
+    impression: list[str] = Field(default_factory=list, description="items shown")
+    attribution_source: str | None = Field(None, description="metricAttribution source")
+
+    @property
+    def user_key(self) -> str:
+        return partition_key(self)
+
+
+def partition_key(event: Event) -> str:
+    """Kafka key: one user's events stay ordered in one partition; anonymous ones by session."""
+    return event.user_id if event.user_id is not None else f"session:{event.session_id}"
+
+
+# ---- dataset rows (Personalize's CSV schema; extra metadata columns are allowed) ----
+
+class InteractionRow(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    USER_ID: str
+    ITEM_ID: str
+    TIMESTAMP: int
+    EVENT_TYPE: str | None = None
+    EVENT_VALUE: float | None = None
+
+
+class ItemRow(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    ITEM_ID: str
+
+
+class UserRow(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    USER_ID: str
+
+
+# ---- model artifact (training writes it, stream workers and serving load it) ----
+
+class ArtifactManifest(BaseModel):
+    """`manifest.json` of an artifact directory; nothing in the directory is pickled."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: Literal[1] = MANIFEST_VERSION
+    solution_version_arn: str
+    recipe: str
+    created_at: float
+    hidden_dimension: int | None = None
+    files: dict[str, str] = Field(default_factory=dict, description="role -> file name")
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+
+def encode_event(event: Event) -> bytes:
+    return event.model_dump_json(exclude_none=True).encode()
+
+
+def decode_event(raw: bytes | str) -> Event:
+    """Parse a stored event; a version this code does not know is refused, never guessed."""
+    try:
+        return Event.model_validate_json(raw)
+    except ValidationError as exc:
+        try:
+            version = json.loads(raw).get("v")
+        except (ValueError, AttributeError):
+            version = None
+        if version != EVENT_VERSION:
+            raise UnknownVersion(f"event record version {version!r}, expected {EVENT_VERSION}") from exc
+        raise InvalidEvent(str(exc)) from exc

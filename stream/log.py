@@ -1,0 +1,229 @@
+"""The event log seam: where an accepted event is durably stored before we answer 200.
+
+Two implementations, picked by settings (`open_event_log`): SQLite in WAL mode for the
+embedded default, and Kafka (idempotent producer, acks=all) when distributed. Both pass
+the one suite in tests/integration/test_event_log.py.
+"""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Protocol
+
+from stream.contract import (EVENTS_TOPIC_PATTERN, Event, decode_event, encode_event,
+                             events_topic, partition_key)
+from stream.settings import Settings
+
+
+class LogUnavailable(RuntimeError):
+    """The log could not store the events durably; the caller must not acknowledge them."""
+
+
+class EventLog(Protocol):
+    async def start(self) -> None:
+        """Open connections; raises LogUnavailable if the backend cannot be reached."""
+
+    async def close(self) -> None:
+        """Flush and release everything; pending appends finish first."""
+
+    async def append(self, events: Sequence[Event]) -> None:
+        """Return only once every event is durable (SQLite commit / all in-sync replicas)."""
+
+    async def read(self, group: str, max_events: int = 500, timeout_s: float = 1.0) -> list[Event]:
+        """Next events for consumer group `group`, each user's in order; [] after timeout_s.
+
+        At-least-once: whatever was read but not committed is delivered again after a restart.
+        """
+
+    async def commit(self, group: str) -> None:
+        """Mark everything `read` has returned to `group` as processed."""
+
+
+def open_event_log(settings: Settings, *, client_id: str = "opz") -> EventLog:
+    if settings.kafka_bootstrap_servers:
+        return KafkaEventLog(settings.kafka_bootstrap_servers, client_id=client_id)
+    return SqliteEventLog(settings.data_dir / "events.db")
+
+
+class SqliteEventLog:
+    """An append-only table in SQLite (WAL, synchronous=FULL), with group commit.
+
+    Concurrent appends are written in one transaction, so one fsync covers many requests.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-log")
+        self._db: sqlite3.Connection | None = None
+        self._pending: list[tuple[list[tuple[str, str, bytes]], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._head = 0  # highest offset written
+        self._cursors: dict[str, int] = {}  # group -> last offset handed out by read()
+        self._new_data: asyncio.Condition | None = None
+
+    async def start(self) -> None:
+        self._new_data = asyncio.Condition()
+        try:
+            self._head = await self._run(self._open)
+        except (OSError, sqlite3.Error) as exc:
+            raise LogUnavailable(f"cannot open the event log at {self.path}: {exc}") from exc
+
+    def _open(self) -> int:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("CREATE TABLE IF NOT EXISTS events (offset INTEGER PRIMARY KEY AUTOINCREMENT,"
+                   " topic TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL)")
+        db.execute("CREATE TABLE IF NOT EXISTS group_offsets (grp TEXT PRIMARY KEY, pos INTEGER)")
+        self._db = db
+        return db.execute("SELECT COALESCE(MAX(offset), 0) FROM events").fetchone()[0]
+
+    async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer
+        if self._db is not None:
+            await self._run(self._db.close)
+            self._db = None
+        self._pool.shutdown(wait=True)
+
+    async def append(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        rows = [(events_topic(e.dataset_group), partition_key(e), encode_event(e)) for e in events]
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((rows, fut))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain())
+        await fut
+
+    async def _drain(self) -> None:
+        assert self._new_data is not None
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                self._head = await self._run(self._write, [r for rows, _ in batch for r in rows])
+            except sqlite3.Error as exc:
+                for _, fut in batch:
+                    fut.set_exception(LogUnavailable(f"event log write failed: {exc}"))
+                continue
+            for _, fut in batch:
+                fut.set_result(None)
+            async with self._new_data:
+                self._new_data.notify_all()
+
+    def _write(self, rows: list[tuple[str, str, bytes]]) -> int:
+        assert self._db is not None
+        with self._db:  # one transaction
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("INSERT INTO events (topic, key, value) VALUES (?, ?, ?)", rows)
+            return self._db.execute("SELECT MAX(offset) FROM events").fetchone()[0]
+
+    async def read(self, group: str, max_events: int = 500, timeout_s: float = 1.0) -> list[Event]:
+        assert self._new_data is not None
+        if group not in self._cursors:
+            self._cursors[group] = await self._run(self._committed, group)
+        if self._cursors[group] >= self._head:
+            async with self._new_data:
+                try:
+                    await asyncio.wait_for(
+                        self._new_data.wait_for(lambda: self._cursors[group] < self._head), timeout_s)
+                except TimeoutError:
+                    return []
+        rows = await self._run(self._fetch, self._cursors[group], max_events)
+        if rows:
+            self._cursors[group] = rows[-1][0]
+        return [decode_event(value) for _, value in rows]
+
+    def _committed(self, group: str) -> int:
+        assert self._db is not None
+        row = self._db.execute("SELECT pos FROM group_offsets WHERE grp = ?", (group,)).fetchone()
+        return row[0] if row else 0
+
+    def _fetch(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        assert self._db is not None
+        return self._db.execute("SELECT offset, value FROM events WHERE offset > ? ORDER BY offset"
+                                " LIMIT ?", (after, limit)).fetchall()
+
+    async def commit(self, group: str) -> None:
+        if group in self._cursors:
+            await self._run(self._commit, group, self._cursors[group])
+
+    def _commit(self, group: str, pos: int) -> None:
+        assert self._db is not None
+        with self._db:
+            self._db.execute("INSERT INTO group_offsets (grp, pos) VALUES (?, ?) ON CONFLICT(grp)"
+                             " DO UPDATE SET pos = excluded.pos", (group, pos))
+
+
+class KafkaEventLog:
+    """One topic per dataset group (stream.contract.events_topic), keyed by user."""
+
+    def __init__(self, bootstrap_servers: str, *, client_id: str = "opz",
+                 timeout_s: float = 10.0, topic_pattern: str = EVENTS_TOPIC_PATTERN) -> None:
+        self.bootstrap = bootstrap_servers
+        self.client_id = client_id
+        self.timeout_s = timeout_s
+        self.topic_pattern = topic_pattern  # read(): which events topics to follow
+        self._producer = None
+        self._consumers: dict[str, object] = {}
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaProducer
+        from aiokafka.errors import KafkaError
+
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, client_id=self.client_id, acks="all",
+            enable_idempotence=True, linger_ms=1, request_timeout_ms=int(self.timeout_s * 1000))
+        try:
+            await self._producer.start()
+        except KafkaError as exc:
+            raise LogUnavailable(f"Kafka at {self.bootstrap} is unreachable: {exc}") from exc
+
+    async def close(self) -> None:
+        for consumer in self._consumers.values():
+            await consumer.stop()  # type: ignore[attr-defined]
+        self._consumers.clear()
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def append(self, events: Sequence[Event]) -> None:
+        from aiokafka.errors import KafkaError
+
+        assert self._producer is not None, "start() first"
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                acks = [await self._producer.send(events_topic(e.dataset_group), encode_event(e),
+                                                  key=partition_key(e).encode()) for e in events]
+                await asyncio.gather(*acks)
+        except (KafkaError, TimeoutError) as exc:
+            raise LogUnavailable(f"Kafka did not acknowledge the events: {exc!r}") from exc
+
+    async def _consumer(self, group: str):  # type: ignore[no-untyped-def]
+        from aiokafka import AIOKafkaConsumer
+
+        if group not in self._consumers:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, group_id=group, client_id=self.client_id,
+                enable_auto_commit=False, auto_offset_reset="earliest",
+                metadata_max_age_ms=2000)  # notice new dataset groups' topics quickly
+            consumer.subscribe(pattern=self.topic_pattern)
+            await consumer.start()
+            self._consumers[group] = consumer
+        return self._consumers[group]
+
+    async def read(self, group: str, max_events: int = 500, timeout_s: float = 1.0) -> list[Event]:
+        consumer = await self._consumer(group)
+        batches = await consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_events)
+        return [decode_event(m.value) for msgs in batches.values() for m in msgs]
+
+    async def commit(self, group: str) -> None:
+        if group in self._consumers:
+            await self._consumers[group].commit()  # type: ignore[attr-defined]

@@ -1,0 +1,90 @@
+"""The per-user session state and its pure transition `apply(state, event, step, limits)`.
+
+No I/O here: the embedded applier and the Faust session agent both call `apply` and
+store the result through a SessionStore, so both modes give the same state.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stream.contract import Event
+
+# (item id, h) -> h': the model's ONNX step graph in serving, a three-line toy in tests
+Step = Callable[[str, Sequence[float] | None], list[float]]
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_history: int = 200  # max_user_history_length
+    session_gap_s: float = 1800.0  # inactivity that starts a new session
+    dedupe_window: int = 512  # recent event ids remembered per user
+
+
+class Interaction(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    item: str
+    type: str
+    value: float | None = None
+    ts: float
+
+
+class SessionState(BaseModel):
+    """What serving reads for one user; `model`/`h` are the recurrent state's slot."""
+
+    model_config = ConfigDict(frozen=True)
+
+    session_id: str | None = None
+    session_start: float | None = None
+    sessions: int = 0  # sessions seen so far (the user-level GRU's step count)
+    last_ts: float | None = None
+    applied: int = 0  # events applied (duplicates excluded)
+    history: tuple[Interaction, ...] = ()  # oldest first, capped at Limits.max_history
+    session_items: tuple[str, ...] = ()  # items of the current session, in order
+    event_ids: tuple[str, ...] = ()  # dedupe window, oldest first
+    model: str | None = None  # solution-version ARN that computed `h`
+    h: tuple[float, ...] | None = Field(None, description="recurrent state under `model`")
+
+    @property
+    def seen(self) -> frozenset[str]:
+        """Items the user interacted with (within the kept history), for 'exclude seen'."""
+        return frozenset(i.item for i in self.history)
+
+
+def is_new_session(state: SessionState, event: Event, limits: Limits) -> bool:
+    if state.session_id is None or state.session_id != event.session_id:
+        return True
+    return state.last_ts is not None and event.sent_at - state.last_ts > limits.session_gap_s
+
+
+def apply(state: SessionState | None, event: Event, step: Step | None = None,
+          limits: Limits = Limits()) -> SessionState:
+    """Advance `state` by `event`; a duplicate event id returns the state unchanged.
+
+    Events are applied in arrival (partition) order; `sent_at` only drives the
+    inactivity rule, so a late event from an offline client is still recorded.
+    """
+    state = state or SessionState()
+    if event.event_id in state.event_ids:
+        return state
+    new = is_new_session(state, event, limits)
+    update: dict[str, object] = {
+        "applied": state.applied + 1,
+        "event_ids": (state.event_ids + (event.event_id,))[-limits.dedupe_window:],
+        "last_ts": event.sent_at if state.last_ts is None else max(state.last_ts, event.sent_at),
+    }
+    if new:
+        update |= {"session_id": event.session_id, "session_start": event.sent_at,
+                   "sessions": state.sessions + 1, "session_items": ()}
+    if event.item_id is not None:
+        hit = Interaction(item=event.item_id, type=event.event_type, value=event.event_value,
+                          ts=event.sent_at)
+        update["history"] = (state.history + (hit,))[-limits.max_history:]
+        items = () if new else state.session_items
+        update["session_items"] = (items + (event.item_id,))[-limits.max_history:]
+        if step is not None and state.model is not None:
+            update["h"] = tuple(step(event.item_id, state.h))
+    return state.model_copy(update=update)

@@ -1,0 +1,48 @@
+"""Backends for the seam suites: every test here runs once per implementation."""
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from stream.contract import events_topic
+from stream.log import EventLog, KafkaEventLog, SqliteEventLog
+from stream.store import RedisSessionStore, SessionStore, SqliteSessionStore
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["embedded", "kafka"])
+def make_log(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Callable[[], EventLog]:
+    """A factory: each call opens the same log anew (as a restarted process would)."""
+    if request.param == "embedded":
+        return lambda: SqliteEventLog(tmp_path / "events.db")
+    bootstrap = request.getfixturevalue("kafka_bootstrap")
+    pattern = "^" + re.escape(events_topic(unique)) + "$"  # only this test's topic
+    return lambda: KafkaEventLog(bootstrap, client_id=unique, topic_pattern=pattern)
+
+
+@pytest.fixture(params=["embedded", "redis"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Callable[[], SessionStore]:
+    if request.param == "embedded":
+        return lambda: SqliteSessionStore(tmp_path / "sessions.db")
+    url = request.getfixturevalue("redis_url")
+    return lambda: RedisSessionStore(url, prefix=unique)
+
+
+@pytest.fixture
+async def event_log(make_log: Callable[[], EventLog]) -> AsyncIterator[EventLog]:
+    log = make_log()
+    await log.start()
+    yield log
+    await log.close()
+
+
+@pytest.fixture
+async def session_store(make_store: Callable[[], SessionStore]) -> AsyncIterator[SessionStore]:
+    store = make_store()
+    await store.start()
+    yield store
+    await store.close()

@@ -1,0 +1,52 @@
+"""One suite for every SessionStore: SQLite (embedded) and Redis (real server)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from stream.contract import UnknownVersion
+from stream.session import Interaction, SessionState
+from stream.store import RedisSessionStore, SessionStore, SqliteSessionStore
+
+STATE = SessionState(session_id="s1", session_start=1.0, sessions=2, last_ts=9.0, applied=3,
+                     history=(Interaction(item="a", type="click", ts=1.0),
+                              Interaction(item="b", type="buy", value=9.5, ts=9.0)),
+                     session_items=("a", "b"), event_ids=("e1", "e2", "e3"),
+                     model="arn:aws:personalize:us-east-1:0:solution/x/v1", h=(0.25, -1.5))
+
+
+async def test_missing_users_have_no_state(session_store: SessionStore) -> None:
+    assert await session_store.get_many([("g", "nobody"), ("g", "ghost")]) == [None, None]
+
+
+async def test_states_round_trip_and_dataset_groups_are_isolated(session_store: SessionStore) -> None:
+    other = SessionState(session_id="x")
+    await session_store.put_many({("g1", "u"): STATE, ("g2", "u"): other})
+    assert await session_store.get_many([("g1", "u"), ("g2", "u"), ("g3", "u")]) == [STATE, other, None]
+    await session_store.put_many({("g1", "u"): other})
+    assert await session_store.get_many([("g1", "u")]) == [other]
+
+
+async def test_state_survives_reopening_the_store(make_store: Callable[[], SessionStore]) -> None:
+    store = make_store()
+    await store.start()
+    await store.put_many({("g", "u"): STATE})
+    await store.close()
+    store = make_store()
+    await store.start()
+    try:
+        assert await store.get_many([("g", "u")]) == [STATE]
+    finally:
+        await store.close()
+
+
+async def test_a_record_of_an_unknown_layout_version_is_refused(session_store: SessionStore) -> None:
+    await session_store.put_many({("g", "u"): STATE})
+    if isinstance(session_store, RedisSessionStore):
+        await session_store._redis.hset(session_store.key("g", "u"), "v", 99)  # type: ignore[union-attr]
+    else:
+        assert isinstance(session_store, SqliteSessionStore)
+        session_store._db.execute("UPDATE sessions SET v = 99")  # type: ignore[union-attr]
+    with pytest.raises(UnknownVersion, match="99"):
+        await session_store.get_many([("g", "u")])

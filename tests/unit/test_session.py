@@ -1,0 +1,72 @@
+"""The session transition, with hand-computed expectations (no services)."""
+from __future__ import annotations
+
+from stream.contract import Event
+from stream.session import Interaction, Limits, SessionState, apply
+
+
+def ev(i: int, item: str | None = "a", *, t: float | None = None, session: str = "s1",
+       etype: str = "click", eid: str | None = None) -> Event:
+    return Event(event_id=eid or f"e{i}", dataset_group="g", tracking_id="tr", user_id="u",
+                 session_id=session, event_type=etype, item_id=item,
+                 sent_at=1000.0 + i if t is None else t, received_at=0.0)
+
+
+def run(*events: Event, limits: Limits = Limits(), step=None) -> SessionState:  # type: ignore[no-untyped-def]
+    state = None
+    for e in events:
+        state = apply(state, e, step, limits)
+    assert state is not None
+    return state
+
+
+def test_first_event_starts_a_session_and_records_the_interaction() -> None:
+    s = run(ev(1, "a"))
+    assert s.session_id == "s1" and s.sessions == 1 and s.session_start == 1001.0
+    assert s.history == (Interaction(item="a", type="click", ts=1001.0),)
+    assert s.session_items == ("a",) and s.seen == {"a"} and s.applied == 1
+    assert s.last_ts == 1001.0 and s.event_ids == ("e1",)
+
+
+def test_duplicate_event_id_is_applied_once() -> None:
+    once = run(ev(1, "a"), ev(2, "b"))
+    twice = run(ev(1, "a"), ev(2, "b"), ev(1, "a"), ev(2, "b"))
+    assert twice == once and twice.applied == 2
+
+
+def test_new_session_id_starts_a_session_but_keeps_history() -> None:
+    s = run(ev(1, "a"), ev(2, "b"), ev(3, "c", session="s2"))
+    assert s.sessions == 2 and s.session_id == "s2" and s.session_start == 1003.0
+    assert s.session_items == ("c",)
+    assert [i.item for i in s.history] == ["a", "b", "c"]
+
+
+def test_inactivity_gap_starts_a_session_within_the_same_session_id() -> None:
+    limits = Limits(session_gap_s=60)
+    s = run(ev(1, "a", t=0.0), ev(2, "b", t=60.0), ev(3, "c", t=121.0), limits=limits)
+    assert s.sessions == 2 and s.session_items == ("c",) and s.session_start == 121.0
+
+
+def test_late_event_is_recorded_but_does_not_move_the_clock_back() -> None:
+    s = run(ev(1, "a", t=500.0), ev(2, "b", t=100.0))
+    assert s.last_ts == 500.0 and [i.item for i in s.history] == ["a", "b"] and s.sessions == 1
+
+
+def test_history_and_dedupe_window_are_capped() -> None:
+    limits = Limits(max_history=3, dedupe_window=2)
+    s = run(*(ev(i, f"i{i}") for i in range(5)), limits=limits)
+    assert [i.item for i in s.history] == ["i2", "i3", "i4"]
+    assert s.event_ids == ("e3", "e4")
+
+
+def test_event_without_item_counts_but_adds_no_interaction() -> None:
+    s = run(ev(1, None, etype="page_view"))
+    assert s.applied == 1 and s.history == () and s.sessions == 1
+
+
+def test_step_advances_the_recurrent_state_only_under_a_model() -> None:
+    def step(item: str, h):  # type: ignore[no-untyped-def]
+        return [(h[0] if h else 0.0) + len(item)]
+    assert run(ev(1, "abc"), step=step).h is None  # no model deployed yet
+    s = apply(SessionState(model="v1", h=(1.0,)), ev(1, "abc"), step, Limits())
+    assert s.h == (4.0,) and s.model == "v1"

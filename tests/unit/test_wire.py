@@ -1,0 +1,60 @@
+"""PutEvents wire validation and the one wire -> domain conversion."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from pydantic import ValidationError
+
+from serving.wire import PutEventsRequest, to_event
+
+
+def req(**event: object) -> dict[str, object]:
+    e = {"eventType": "click", "sentAt": 1700000000, "itemId": "i1"} | event
+    return {"trackingId": "t", "userId": "u", "sessionId": "s", "eventList": [e]}
+
+
+def test_to_event_keeps_every_field_and_assigns_an_id() -> None:
+    w = PutEventsRequest.model_validate(req(eventValue=2.5, properties='{"numberOfRatings": "12"}',
+                                            recommendationId="r1", impression=["i1", "i2"],
+                                            metricAttribution={"eventAttributionSource": "web"},
+                                            sentAt=datetime(2023, 11, 14, tzinfo=timezone.utc)))
+    e = to_event(w, w.eventList[0], dataset_group="shop", now=5.0)
+    assert (e.dataset_group, e.user_id, e.session_id, e.item_id) == ("shop", "u", "s", "i1")
+    assert e.sent_at == 1699920000.0 and e.received_at == 5.0 and e.event_value == 2.5
+    assert e.properties == {"numberOfRatings": "12"} and e.impression == ["i1", "i2"]
+    assert e.attribution_source == "web" and e.recommendation_id == "r1"
+    assert len(e.event_id) == 32
+
+
+def test_client_event_id_is_kept_for_dedupe() -> None:
+    w = PutEventsRequest.model_validate(req(eventId="abc"))
+    assert to_event(w, w.eventList[0], dataset_group="g", now=0).event_id == "abc"
+
+
+@pytest.mark.parametrize("bad, field", [
+    ({"eventList": []}, "eventList"),
+    ({"eventList": [{"eventType": "c", "sentAt": 1}] * 11}, "eventList"),
+    ({"sessionId": None}, "sessionId"),
+    ({"sessionId": ""}, "sessionId"),
+    ({"userId": "x" * 257}, "userId"),
+])
+def test_request_limits_follow_botocore(bad: dict[str, object], field: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        PutEventsRequest.model_validate(req() | bad)
+    assert exc.value.errors()[0]["loc"][0] == field
+
+
+@pytest.mark.parametrize("event, needle", [
+    ({"properties": "{not json"}, "JSON object"),
+    ({"properties": "[1]"}, "JSON object"),
+    ({"properties": '{"userId": "x"}'}, "reserved"),
+    ({"properties": '{"k": "' + "x" * 1100 + '"}'}, "1024"),
+    ({"impression": [f"i{i}" for i in range(26)]}, "25"),
+    ({"recommendationId": "r" * 41}, "40"),
+    ({"eventType": None}, "string"),
+    ({"unknownField": 1}, "not permitted"),
+])
+def test_event_fields_are_validated(event: dict[str, object], needle: str) -> None:
+    with pytest.raises(ValidationError, match=needle):
+        PutEventsRequest.model_validate(req(**event))
