@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT, free_port
+from support import ROOT, free_port
 
 
 def test_demo_streams_real_data_through_boto3_and_says_what_next(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from conftest import Server
+from support import Server
 from stream.applier import SESSION_GROUP
 from stream.log import SqliteEventLog
 from stream.store import SqliteSessionStore

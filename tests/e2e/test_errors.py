@@ -8,7 +8,7 @@ import botocore.exceptions
 import httpx
 import pytest
 
-from conftest import Server
+from support import Server
 
 
 def error(resp: httpx.Response) -> tuple[int, str, str]:
