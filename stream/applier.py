@@ -20,7 +20,8 @@ async def apply_batch(events: Sequence[Event], store: SessionStore, limits: Limi
                       step: Step | None = None) -> int:
     """Apply `events` in order; returns how many changed a state (duplicates do not)."""
     keys: list[Key] = list(dict.fromkeys((e.dataset_group, e.user_key) for e in events))
-    states: dict[Key, SessionState | None] = dict(zip(keys, await store.get_many(keys)))
+    loaded, _ = await store.load(keys)
+    states: dict[Key, SessionState | None] = dict(zip(keys, loaded))
     changed: dict[Key, SessionState] = {}
     applied = 0
     for event in events:
@@ -30,7 +31,7 @@ async def apply_batch(events: Sequence[Event], store: SessionStore, limits: Limi
             states[key] = changed[key] = new
             applied += 1
     if changed:
-        await store.put_many(changed)
+        await store.save(changed)
     return applied
 
 

@@ -21,17 +21,26 @@ Key = tuple[str, str]  # (dataset group name, user key)
 
 
 class SessionStore(Protocol):
+    """Per-user states, plus named log positions saved atomically with them.
+
+    A position ("topic:partition" -> last applied offset) written in the same transaction
+    as the states it produced lets a consumer skip what it already applied and notice
+    when the store lost data (the position is gone) and must be rebuilt.
+    """
+
     async def start(self) -> None:
         """Connect; fails loudly if the backend is unreachable."""
 
     async def close(self) -> None:
         """Release connections."""
 
-    async def get_many(self, keys: Sequence[Key]) -> list[SessionState | None]:
-        """States for `keys` in one round trip; None where a user has none."""
+    async def load(self, keys: Sequence[Key], positions: Sequence[str] = ()
+                   ) -> tuple[list[SessionState | None], list[int | None]]:
+        """States for `keys` and the named positions, in one round trip; None where absent."""
 
-    async def put_many(self, states: Mapping[Key, SessionState]) -> None:
-        """Write all states in one round trip (pipelined / one transaction)."""
+    async def save(self, states: Mapping[Key, SessionState],
+                   positions: Mapping[str, int] | None = None) -> None:
+        """Write states and positions in one atomic round trip (MULTI / one transaction)."""
 
 
 def open_session_store(settings: Settings) -> SessionStore:
@@ -62,6 +71,7 @@ class SqliteSessionStore:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("CREATE TABLE IF NOT EXISTS sessions (dsg TEXT, user TEXT, v INTEGER,"
                    " state BLOB, PRIMARY KEY (dsg, user))")
+        db.execute("CREATE TABLE IF NOT EXISTS positions (name TEXT PRIMARY KEY, pos INTEGER)")
         self._db = db
 
     async def close(self) -> None:
@@ -70,27 +80,33 @@ class SqliteSessionStore:
             self._db = None
         self._pool.shutdown(wait=True)
 
-    async def get_many(self, keys: Sequence[Key]) -> list[SessionState | None]:
-        return await self._run(self._get_many, list(keys))
+    async def load(self, keys: Sequence[Key], positions: Sequence[str] = ()
+                   ) -> tuple[list[SessionState | None], list[int | None]]:
+        return await self._run(self._load, list(keys), list(positions))
 
-    def _get_many(self, keys: list[Key]) -> list[SessionState | None]:
+    def _load(self, keys: list[Key], names: list[str]
+              ) -> tuple[list[SessionState | None], list[int | None]]:
         assert self._db is not None
-        out: list[SessionState | None] = []
+        states: list[SessionState | None] = []
         for dsg, user in keys:
             row = self._db.execute("SELECT v, state FROM sessions WHERE dsg = ? AND user = ?",
                                    (dsg, user)).fetchone()
-            out.append(None if row is None else _decode(row[0], row[1]))
-        return out
+            states.append(None if row is None else _decode(row[0], row[1]))
+        pos = [self._db.execute("SELECT pos FROM positions WHERE name = ?", (n,)).fetchone()
+               for n in names]
+        return states, [None if p is None else p[0] for p in pos]
 
-    async def put_many(self, states: Mapping[Key, SessionState]) -> None:
+    async def save(self, states: Mapping[Key, SessionState],
+                   positions: Mapping[str, int] | None = None) -> None:
         rows = [(dsg, user, SESSION_LAYOUT_VERSION, _encode(s)) for (dsg, user), s in states.items()]
-        await self._run(self._put_many, rows)
+        await self._run(self._save, rows, list((positions or {}).items()))
 
-    def _put_many(self, rows: list[tuple[str, str, int, bytes]]) -> None:
+    def _save(self, rows: list[tuple[str, str, int, bytes]], positions: list[tuple[str, int]]) -> None:
         assert self._db is not None
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?)", rows)
+            self._db.executemany("INSERT OR REPLACE INTO positions VALUES (?, ?)", positions)
 
 
 def _decode(version: object, raw: bytes | str) -> SessionState:
@@ -108,6 +124,9 @@ class RedisSessionStore:
     def key(self, dsg: str, user: str) -> str:
         return f"{self.prefix}:session:{dsg}:{user}"
 
+    def position_key(self, name: str) -> str:
+        return f"{self.prefix}:position:{name}"
+
     async def start(self) -> None:
         import redis.asyncio as redis
 
@@ -119,18 +138,25 @@ class RedisSessionStore:
             await self._redis.aclose()
             self._redis = None
 
-    async def get_many(self, keys: Sequence[Key]) -> list[SessionState | None]:
+    async def load(self, keys: Sequence[Key], positions: Sequence[str] = ()
+                   ) -> tuple[list[SessionState | None], list[int | None]]:
         assert self._redis is not None, "start() first"
         async with self._redis.pipeline(transaction=False) as pipe:
             for dsg, user in keys:
                 pipe.hmget(self.key(dsg, user), "v", "state")
+            for name in positions:
+                pipe.get(self.position_key(name))
             rows = await pipe.execute()
-        return [None if state is None else _decode(v.decode(), state) for v, state in rows]
+        states = [None if r[1] is None else _decode(r[0].decode(), r[1]) for r in rows[:len(keys)]]
+        return states, [None if p is None else int(p) for p in rows[len(keys):]]
 
-    async def put_many(self, states: Mapping[Key, SessionState]) -> None:
+    async def save(self, states: Mapping[Key, SessionState],
+                   positions: Mapping[str, int] | None = None) -> None:
         assert self._redis is not None, "start() first"
-        async with self._redis.pipeline(transaction=False) as pipe:
+        async with self._redis.pipeline(transaction=True) as pipe:  # MULTI/EXEC: all or nothing
             for (dsg, user), state in states.items():
                 pipe.hset(self.key(dsg, user),
                           mapping={"v": SESSION_LAYOUT_VERSION, "state": _encode(state)})
+            for name, pos in (positions or {}).items():
+                pipe.set(self.position_key(name), pos)
             await pipe.execute()

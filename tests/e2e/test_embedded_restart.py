@@ -22,7 +22,7 @@ async def read_back(data_dir: Path) -> tuple[list[str], list[int]]:
         ids: list[str] = []
         while batch := await log.read("audit", max_events=1000, timeout_s=0.1):
             ids += [e.event_id for e in batch]
-        states = await store.get_many([("shop", f"u{u}") for u in range(USERS)])
+        states, _ = await store.load([("shop", f"u{u}") for u in range(USERS)])
         return ids, [s.applied if s else 0 for s in states]
     finally:
         await log.close()

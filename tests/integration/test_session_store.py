@@ -16,37 +16,49 @@ STATE = SessionState(session_id="s1", session_start=1.0, sessions=2, last_ts=9.0
                      model="arn:aws:personalize:us-east-1:0:solution/x/v1", h=(0.25, -1.5))
 
 
+async def states(store: SessionStore, *keys: tuple[str, str]) -> list[SessionState | None]:
+    return (await store.load(keys))[0]
+
+
 async def test_missing_users_have_no_state(session_store: SessionStore) -> None:
-    assert await session_store.get_many([("g", "nobody"), ("g", "ghost")]) == [None, None]
+    assert await session_store.load([("g", "nobody"), ("g", "ghost")], ["p"]) == ([None, None], [None])
 
 
 async def test_states_round_trip_and_dataset_groups_are_isolated(session_store: SessionStore) -> None:
     other = SessionState(session_id="x")
-    await session_store.put_many({("g1", "u"): STATE, ("g2", "u"): other})
-    assert await session_store.get_many([("g1", "u"), ("g2", "u"), ("g3", "u")]) == [STATE, other, None]
-    await session_store.put_many({("g1", "u"): other})
-    assert await session_store.get_many([("g1", "u")]) == [other]
+    await session_store.save({("g1", "u"): STATE, ("g2", "u"): other})
+    assert await states(session_store, ("g1", "u"), ("g2", "u"), ("g3", "u")) == [STATE, other, None]
+    await session_store.save({("g1", "u"): other})
+    assert await states(session_store, ("g1", "u")) == [other]
+
+
+async def test_positions_are_saved_with_the_states_they_produced(session_store: SessionStore) -> None:
+    await session_store.save({("g", "u"): STATE}, {"opz.g.events:0": 41, "opz.g.events:3": 7})
+    got = await session_store.load([("g", "u")], ["opz.g.events:3", "opz.g.events:0", "opz.g.events:1"])
+    assert got == ([STATE], [7, 41, None])
+    await session_store.save({}, {"opz.g.events:0": 42})
+    assert (await session_store.load([], ["opz.g.events:0"]))[1] == [42]
 
 
 async def test_state_survives_reopening_the_store(make_store: Callable[[], SessionStore]) -> None:
     store = make_store()
     await store.start()
-    await store.put_many({("g", "u"): STATE})
+    await store.save({("g", "u"): STATE}, {"p": 3})
     await store.close()
     store = make_store()
     await store.start()
     try:
-        assert await store.get_many([("g", "u")]) == [STATE]
+        assert await store.load([("g", "u")], ["p"]) == ([STATE], [3])
     finally:
         await store.close()
 
 
 async def test_a_record_of_an_unknown_layout_version_is_refused(session_store: SessionStore) -> None:
-    await session_store.put_many({("g", "u"): STATE})
+    await session_store.save({("g", "u"): STATE})
     if isinstance(session_store, RedisSessionStore):
         await session_store._redis.hset(session_store.key("g", "u"), "v", 99)  # type: ignore[union-attr]
     else:
         assert isinstance(session_store, SqliteSessionStore)
         session_store._db.execute("UPDATE sessions SET v = 99")  # type: ignore[union-attr]
     with pytest.raises(UnknownVersion, match="99"):
-        await session_store.get_many([("g", "u")])
+        await session_store.load([("g", "u")])
