@@ -18,16 +18,11 @@ from serving.errors import install_error_handlers
 from serving.resources import ResourceStore
 from stream.applier import run_session_loop
 from stream.log import open_event_log
-from stream.session import Limits
+from stream.session import limits_from
 from stream.settings import Settings
 from stream.store import open_session_store
 
 log = logging.getLogger(__name__)
-
-
-def limits_from(settings: Settings) -> Limits:
-    return Limits(max_history=settings.max_user_history_length,
-                  session_gap_s=settings.session_gap_seconds)
 
 
 def create_app(settings: Settings) -> FastAPI:

@@ -31,6 +31,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stream_worker(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from stream.worker import run_worker
+
+    settings = _settings(args)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run_worker(settings))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     # numpy/onnxruntime thread pools oversubscribe small machines under a threaded server;
     # this must happen before either is imported (DESIGN.md, "Trap").
@@ -44,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="bind address (OPZ_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (OPZ_PORT, default 8080)")
     serve.set_defaults(fn=cmd_serve)
+    stream = sub.add_parser("stream", help="Kafka stream processing (distributed mode)")
+    stream_sub = stream.add_subparsers(dest="stream_cmd", required=True, metavar="<command>")
+    worker = stream_sub.add_parser("worker", help="run a Faust worker: events -> session state in Redis")
+    worker.set_defaults(fn=cmd_stream_worker)
     args = ap.parse_args(argv)
     return args.fn(args)
 

@@ -1,12 +1,13 @@
-"""Apply a batch of events to the session store: read states once, apply, write once.
+"""Apply events to the session store: read the users' states once, apply, write once.
 
-Used by the embedded in-process consumer (`run_session_loop`) and by the Faust session
-agent, so both modes compute state with the same code.
+`apply_batch` serves the embedded in-process consumer (`run_session_loop`), whose SQLite
+log tracks its own position; `apply_partition` serves the Faust session agent, which
+keeps each Kafka partition's position in the store itself. Both use `session.apply`.
 """
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from stream.contract import Event
 from stream.log import EventLog
@@ -14,14 +15,17 @@ from stream.session import Limits, SessionState, Step, apply
 from stream.store import Key, SessionStore
 
 SESSION_GROUP = "opz-sessions"
+# (replay from this offset, None = the partition's start; up to this offset, exclusive)
+Replay = Callable[[int | None, int], Awaitable[None]]
 
 
-async def apply_batch(events: Sequence[Event], store: SessionStore, limits: Limits,
-                      step: Step | None = None) -> int:
-    """Apply `events` in order; returns how many changed a state (duplicates do not)."""
-    keys: list[Key] = list(dict.fromkeys((e.dataset_group, e.user_key) for e in events))
-    loaded, _ = await store.load(keys)
-    states: dict[Key, SessionState | None] = dict(zip(keys, loaded))
+def _keys(events: Iterable[Event]) -> list[Key]:
+    return list(dict.fromkeys((e.dataset_group, e.user_key) for e in events))
+
+
+def _advance(states: dict[Key, SessionState | None], events: Iterable[Event], limits: Limits,
+             step: Step | None) -> tuple[dict[Key, SessionState], int]:
+    """Apply events in order to `states` (updated in place); returns the changed states."""
     changed: dict[Key, SessionState] = {}
     applied = 0
     for event in events:
@@ -30,8 +34,47 @@ async def apply_batch(events: Sequence[Event], store: SessionStore, limits: Limi
         if new is not states[key]:
             states[key] = changed[key] = new
             applied += 1
+    return changed, applied
+
+
+async def apply_batch(events: Sequence[Event], store: SessionStore, limits: Limits,
+                      step: Step | None = None) -> int:
+    """Apply `events` in order; returns how many changed a state (duplicates do not)."""
+    keys = _keys(events)
+    loaded, _ = await store.load(keys)
+    changed, applied = _advance(dict(zip(keys, loaded)), events, limits, step)
     if changed:
         await store.save(changed)
+    return applied
+
+
+def position_name(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
+
+
+async def apply_partition(records: Sequence[tuple[int, Event]], *, position: str,
+                          store: SessionStore, limits: Limits, replay: Replay | None,
+                          step: Step | None = None) -> int:
+    """Apply one partition's (offset, event) records exactly once; returns how many applied.
+
+    The store keeps the partition's last applied offset with the states (one transaction).
+    Offsets at or below it were applied before a crash or rebalance and are skipped. If the
+    store has no position, or one short of this batch (Redis lost its data, or came back
+    from an old snapshot), `replay` first rebuilds the states from the log.
+    """
+    if not records:
+        return 0
+    keys = _keys(e for _, e in records)
+    loaded, (stored,) = await store.load(keys, [position])
+    first, last = records[0][0], records[-1][0]
+    if replay is not None and (-1 if stored is None else stored) + 1 < first:
+        await replay(None if stored is None else stored + 1, first)
+        loaded, (stored,) = await store.load(keys, [position])
+    done = -1 if stored is None else stored
+    fresh = [e for offset, e in records if offset > done]
+    changed, applied = _advance(dict(zip(keys, loaded)), fresh, limits, step)
+    if last > done:
+        await store.save(changed, {position: last})
     return applied
 
 

@@ -44,7 +44,9 @@ class EventLog(Protocol):
 
 def open_event_log(settings: Settings, *, client_id: str = "opz") -> EventLog:
     if settings.kafka_bootstrap_servers:
-        return KafkaEventLog(settings.kafka_bootstrap_servers, client_id=client_id)
+        return KafkaEventLog(settings.kafka_bootstrap_servers, client_id=client_id,
+                             partitions=settings.kafka_partitions,
+                             replication_factor=settings.kafka_replication_factor)
     return SqliteEventLog(settings.data_dir / "events.db")
 
 
@@ -166,13 +168,16 @@ class KafkaEventLog:
     """One topic per dataset group (stream.contract.events_topic), keyed by user."""
 
     def __init__(self, bootstrap_servers: str, *, client_id: str = "opz",
-                 timeout_s: float = 10.0, topic_pattern: str = EVENTS_TOPIC_PATTERN) -> None:
+                 timeout_s: float = 10.0, topic_pattern: str = EVENTS_TOPIC_PATTERN,
+                 partitions: int = 4, replication_factor: int = 1) -> None:
         self.bootstrap = bootstrap_servers
         self.client_id = client_id
         self.timeout_s = timeout_s
         self.topic_pattern = topic_pattern  # read(): which events topics to follow
+        self.partitions, self.replication_factor = partitions, replication_factor
         self._producer = None
         self._consumers: dict[str, object] = {}
+        self._topics: set[str] = set()  # created (or found) by this process
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaProducer
@@ -194,12 +199,31 @@ class KafkaEventLog:
             await self._producer.stop()
             self._producer = None
 
+    async def _ensure_topics(self, topics: set[str]) -> None:
+        """Create new dataset groups' topics with our partition count, not the broker's."""
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+        from aiokafka.errors import TopicAlreadyExistsError
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=self.client_id)
+        await admin.start()
+        try:
+            result = await admin.create_topics(
+                [NewTopic(t, self.partitions, self.replication_factor) for t in topics])
+            for name, code, *_ in result.topic_errors:
+                if code not in (0, TopicAlreadyExistsError.errno):
+                    raise LogUnavailable(f"could not create topic {name}: error code {code}")
+        finally:
+            await admin.close()
+        self._topics |= topics
+
     async def append(self, events: Sequence[Event]) -> None:
         from aiokafka.errors import KafkaError
 
         assert self._producer is not None, "start() first"
         try:
             async with asyncio.timeout(self.timeout_s):
+                if new := {events_topic(e.dataset_group) for e in events} - self._topics:
+                    await self._ensure_topics(new)
                 acks = [await self._producer.send(events_topic(e.dataset_group), encode_event(e),
                                                   key=partition_key(e).encode()) for e in events]
                 await asyncio.gather(*acks)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 
 from stream.contract import Event
+from stream.settings import Settings
 
 # (item id, h) -> h': the model's ONNX step graph in serving, a three-line toy in tests
 Step = Callable[[str, Sequence[float] | None], list[float]]
@@ -21,6 +22,11 @@ class Limits:
     max_history: int = 200  # max_user_history_length
     session_gap_s: float = 1800.0  # inactivity that starts a new session
     dedupe_window: int = 512  # recent event ids remembered per user
+
+
+def limits_from(settings: Settings) -> Limits:
+    return Limits(max_history=settings.max_user_history_length,
+                  session_gap_s=settings.session_gap_seconds)
 
 
 class Interaction(BaseModel):

@@ -16,6 +16,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     kafka_bootstrap_servers: str | None = Field(None, description="host:port[,host:port]")
+    # partitions of each events topic: the most stream workers that can share one dataset group
+    kafka_partitions: int = Field(4, ge=1)
+    kafka_replication_factor: int = Field(1, ge=1, description="3 on a 3-broker cluster")
+    stream_app_id: str = Field("opz-stream", description="Faust app id = Kafka consumer group")
     redis_url: str | None = Field(None, description="redis://host:port/db")
     redis_prefix: str = Field("opz", description="key prefix, so tests and tenants never collide")
     region: str = "us-east-1"

@@ -66,3 +66,35 @@ class Server:
         import boto3
         return boto3.client(service, endpoint_url=self.url, region_name="us-east-1",
                             aws_access_key_id="test", aws_secret_access_key="test")
+
+
+class Worker:
+    """`personalize stream worker` as a real process (SIGKILL-able)."""
+
+    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
+        self.env = {**os.environ, **env}
+        self.log = log_dir / f"worker-{time.monotonic_ns()}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "serving.cli", "stream", "worker"],
+                                         stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def output(self, tail: int | None = 5000) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return text[-tail:] if tail else text

@@ -41,7 +41,7 @@ async def produce(bootstrap: str, topic: str) -> Counter[str]:
 
 
 async def test_kafka_round_trip_redis_hash_and_a_faust_agent(
-        kafka_bootstrap: str, redis_url: str, unique: str) -> None:
+        kafka_bootstrap: str, redis_url: str, unique: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     topic = f"{unique}.proof"
     sent = await produce(kafka_bootstrap, topic)
 
@@ -69,7 +69,8 @@ async def test_kafka_round_trip_redis_hash_and_a_faust_agent(
     counts = f"{unique}:counts"
     app = faust.App(f"{unique}-faust", broker=f"kafka://{kafka_bootstrap}", store="memory://",
                     web_enabled=False, topic_partitions=PARTITIONS, topic_replication_factor=1,
-                    table_standby_replicas=0, broker_commit_interval=0.5)
+                    table_standby_replicas=0, broker_commit_interval=0.5,
+                    datadir=str(tmp_path / "faust"))
     source = app.topic(topic, key_type=bytes, value_type=bytes)
 
     @app.agent(source)

@@ -1,0 +1,88 @@
+"""Faust agents: decode, call the pure code, write through the port. Nothing else here."""
+from __future__ import annotations
+
+import logging
+import re
+
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from stream.applier import Replay, apply_partition, position_name
+from stream.contract import EVENTS_TOPIC_PATTERN, decode_event
+from stream.session import Limits
+from stream.store import SessionStore
+
+log = logging.getLogger(__name__)
+BATCH, WITHIN_S = 1000, 0.002  # a batch closes after 1,000 events or 2 ms, whichever first
+TOPIC_SCAN_S = 2.0  # how often a worker looks for new dataset groups' topics
+
+
+async def event_topics(bootstrap: str) -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return {t for t in await admin.list_topics() if re.match(EVENTS_TOPIC_PATTERN, t)}
+    finally:
+        await admin.close()
+
+
+def register_agents(app: faust.App, *, topics: set[str], store: SessionStore, limits: Limits,
+                    bootstrap: str) -> None:
+    """The session agent over every dataset group's events topic, new ones included."""
+    # Faust cannot subscribe by pattern ("XXX pattern does not work" in its aiokafka driver),
+    # so a timer adds new topics to the agent's subscription. A new dataset group is rare:
+    # resubscribe after 1 s instead of Faust's 45 s batching of subscription changes.
+    events = app.topic(*sorted(topics), key_serializer="raw", value_serializer="raw")
+    app.topics._resubscribe_sleep_lock_seconds = 1.0
+
+    @app.agent(events, name="sessions")
+    async def sessions(stream):  # type: ignore[no-untyped-def]
+        async for batch in stream.take_events(BATCH, within=WITHIN_S):
+            by_tp: dict[tuple[str, int], list] = {}  # type: ignore[type-arg]
+            for ev in batch:
+                m = ev.message
+                by_tp.setdefault((m.topic, m.partition), []).append((m.offset, decode_event(m.value)))
+            for (topic, partition), records in by_tp.items():
+                await apply_partition(records, position=position_name(topic, partition), store=store,
+                                      limits=limits,
+                                      replay=_replayer(bootstrap, topic, partition, store, limits))
+
+    @app.timer(TOPIC_SCAN_S)
+    async def follow_new_dataset_groups() -> None:
+        new = await event_topics(bootstrap) - set(events.topics)
+        if not new:
+            return
+        log.info("following new events topics %s", sorted(new))
+        # the agent iterates a clone of `events`: extend every channel subscribed to them
+        for channel in [c for c in app.topics if set(c.topics) & set(events.topics)]:
+            channel.topics = sorted({*channel.topics, *new})
+            app.topics.discard(channel)  # flags the change; the conductor resubscribes
+            app.topics.add(channel)
+        events.topics = sorted({*events.topics, *new})
+
+
+def _replayer(bootstrap: str, topic: str, partition: int, store: SessionStore,
+              limits: Limits) -> Replay:
+    """Rebuild one partition's states by re-reading it, outside the group, up to `until`."""
+    async def replay(start: int | None, until: int) -> None:
+        log.warning("rebuilding session state of %s[%d] from offset %s to %d",
+                    topic, partition, "start" if start is None else start, until)
+        tp = TopicPartition(topic, partition)
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            if start is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, start)
+            while await consumer.position(tp) < until:
+                msgs = (await consumer.getmany(tp, timeout_ms=1000, max_records=BATCH)).get(tp, [])
+                records = [(m.offset, decode_event(m.value)) for m in msgs if m.offset < until]
+                if records:
+                    await apply_partition(records, position=position_name(topic, partition),
+                                          store=store, limits=limits, replay=None)
+        finally:
+            await consumer.stop()
+    return replay

@@ -1,0 +1,21 @@
+"""`make_faust_app(settings)`: the one Faust app of the stream workers (group id = app id)."""
+from __future__ import annotations
+
+import faust
+
+from stream.settings import Settings
+
+
+def make_faust_app(settings: Settings) -> faust.App:
+    assert settings.kafka_bootstrap_servers, "stream workers need OPZ_KAFKA_BOOTSTRAP_SERVERS"
+    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    brokers = ";".join(f"kafka://{b.strip()}" for b in settings.kafka_bootstrap_servers.split(","))
+    return faust.App(
+        settings.stream_app_id, broker=brokers,
+        store="memory://",  # no Faust tables: session state lives in the SessionStore (Redis)
+        web_enabled=False, topic_partitions=settings.kafka_partitions,
+        topic_replication_factor=settings.kafka_replication_factor,
+        table_standby_replicas=0,
+        producer_acks=-1, broker_commit_interval=1.0, consumer_auto_offset_reset="earliest",
+        datadir=str(settings.data_dir / "faust"),
+    )
