@@ -16,13 +16,28 @@ from fastapi import FastAPI
 from serving import control_api, events_api
 from serving.errors import install_error_handlers
 from serving.resources import ResourceStore
-from stream.applier import run_session_loop
-from stream.log import open_event_log
+from stream.applier import SESSION_GROUP, apply_batch, run_consumer
+from stream.archive import ARCHIVE_GROUP, Archive
+from stream.log import EventLog, open_event_log
 from stream.session import limits_from
 from stream.settings import Settings
-from stream.store import open_session_store
+from stream.store import SessionStore, open_session_store
 
 log = logging.getLogger(__name__)
+
+
+async def embedded_agents(settings: Settings, event_log: EventLog, store: SessionStore,
+                          stop: asyncio.Event) -> None:
+    """Embedded mode runs what the Faust agents do, in-process, on the SQLite log."""
+    archive = Archive(settings.data_dir / "archive")
+    await archive.start()
+    limits = limits_from(settings)
+    try:
+        await asyncio.gather(
+            run_consumer(event_log, SESSION_GROUP, lambda evs: apply_batch(evs, store, limits), stop),
+            run_consumer(event_log, ARCHIVE_GROUP, archive.add, stop))
+    finally:
+        await archive.close()
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -36,18 +51,16 @@ def create_app(settings: Settings) -> FastAPI:
         await event_log.start()
         await store.start()
         stop = asyncio.Event()
-        applier = None
-        if settings.embedded:
-            applier = asyncio.create_task(
-                run_session_loop(event_log, store, limits_from(settings), stop))
+        agents = (asyncio.create_task(embedded_agents(settings, event_log, store, stop))
+                  if settings.embedded else None)
         log.info("openpersonalize ready (%s mode, data dir %s)",
                  "embedded" if settings.embedded else "distributed", settings.data_dir)
         try:
             yield
         finally:
             stop.set()
-            if applier is not None:
-                await applier
+            if agents is not None:
+                await agents
             await event_log.close()
             await store.close()
             resources.close()

@@ -1,14 +1,19 @@
 """Faust agents: decode, call the pure code, write through the port. Nothing else here."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import sqlite3
+from collections.abc import Awaitable, Callable
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from redis.exceptions import RedisError
 
 from stream.applier import Replay, apply_partition, position_name
+from stream.archive import Archive
 from stream.contract import EVENTS_TOPIC_PATTERN, decode_event
 from stream.session import Limits
 from stream.store import SessionStore
@@ -27,9 +32,9 @@ async def event_topics(bootstrap: str) -> set[str]:
         await admin.close()
 
 
-def register_agents(app: faust.App, *, topics: set[str], store: SessionStore, limits: Limits,
-                    bootstrap: str) -> None:
-    """The session agent over every dataset group's events topic, new ones included."""
+def register_agents(app: faust.App, *, topics: set[str], store: SessionStore, archive: Archive,
+                    limits: Limits, bootstrap: str) -> None:
+    """Session and archive agents over every dataset group's events topic, new ones included."""
     # Faust cannot subscribe by pattern ("XXX pattern does not work" in its aiokafka driver),
     # so a timer adds new topics to the agent's subscription. A new dataset group is rare:
     # resubscribe after 1 s instead of Faust's 45 s batching of subscription changes.
@@ -44,9 +49,16 @@ def register_agents(app: faust.App, *, topics: set[str], store: SessionStore, li
                 m = ev.message
                 by_tp.setdefault((m.topic, m.partition), []).append((m.offset, decode_event(m.value)))
             for (topic, partition), records in by_tp.items():
-                await apply_partition(records, position=position_name(topic, partition), store=store,
-                                      limits=limits,
-                                      replay=_replayer(bootstrap, topic, partition, store, limits))
+                replay = _replayer(bootstrap, topic, partition, store, limits)
+                await _retrying(lambda: apply_partition(  # noqa: B023 - awaited right here
+                    records, position=position_name(topic, partition), store=store,
+                    limits=limits, replay=replay))
+
+    @app.agent(events, name="archive")
+    async def archiver(stream):  # type: ignore[no-untyped-def]
+        async for batch in stream.take_events(BATCH, within=0.05):
+            events = [decode_event(ev.message.value) for ev in batch]
+            await _retrying(lambda: archive.add(events))  # noqa: B023
 
     @app.timer(TOPIC_SCAN_S)
     async def follow_new_dataset_groups() -> None:
@@ -60,6 +72,20 @@ def register_agents(app: faust.App, *, topics: set[str], store: SessionStore, li
             app.topics.discard(channel)  # flags the change; the conductor resubscribes
             app.topics.add(channel)
         events.topics = sorted({*events.topics, *new})
+
+
+async def _retrying(write: Callable[[], Awaitable[object]]) -> None:
+    """Hold the partition while the store is down (Redis restarting): order matters more
+    than progress, and a crashed Faust agent would skip the batch it held."""
+    delay = 0.1
+    while True:
+        try:
+            await write()
+            return
+        except (OSError, RedisError, sqlite3.OperationalError) as exc:
+            log.warning("store unavailable (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 def _replayer(bootstrap: str, topic: str, partition: int, store: SessionStore,

@@ -78,15 +78,16 @@ async def apply_partition(records: Sequence[tuple[int, Event]], *, position: str
     return applied
 
 
-async def run_session_loop(event_log: EventLog, store: SessionStore, limits: Limits,
-                           stop: asyncio.Event, group: str = SESSION_GROUP) -> None:
-    """Embedded mode's session agent: tail the log, apply, then commit the log position.
+async def run_consumer(event_log: EventLog, group: str,
+                       handle: Callable[[list[Event]], Awaitable[object]], stop: asyncio.Event) -> None:
+    """Embedded mode's agents: tail the log as `group`, handle a batch, then commit.
 
-    State is written before the position is committed, so a crash in between redelivers
-    events that `apply` then recognises by event id: the effect is exactly once.
+    `handle` writes before the position is committed, so a crash in between redelivers
+    events it must recognise by event id (session.apply and the archive both do): the
+    effect is exactly once.
     """
     while not stop.is_set():
         events = await event_log.read(group, max_events=1000, timeout_s=0.2)
         if events:
-            await apply_batch(events, store, limits)
+            await handle(events)
             await event_log.commit(group)

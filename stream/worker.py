@@ -7,6 +7,7 @@ import signal
 
 from stream.agents import TOPIC_SCAN_S, event_topics, register_agents
 from stream.app import make_faust_app
+from stream.archive import Archive
 from stream.session import limits_from
 from stream.settings import Settings
 from stream.store import open_session_store
@@ -34,9 +35,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             return
         except TimeoutError:
             pass
+    archive = Archive(settings.data_dir / "archive")
+    await archive.start()
     app = make_faust_app(settings)
-    register_agents(app, topics=topics, store=store, limits=limits_from(settings),
-                    bootstrap=bootstrap)
+    register_agents(app, topics=topics, store=store, archive=archive,
+                    limits=limits_from(settings), bootstrap=bootstrap)
     await app.start()
     log.info("stream worker started (app %s, brokers %s)", settings.stream_app_id,
              settings.kafka_bootstrap_servers)
@@ -44,4 +47,5 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         await stop.wait()
     finally:
         await app.stop()
+        await archive.close()
         await store.close()

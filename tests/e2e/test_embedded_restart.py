@@ -7,26 +7,29 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from support import Server
-from stream.applier import SESSION_GROUP
+from stream.archive import Archive
 from stream.log import SqliteEventLog
 from stream.store import SqliteSessionStore
 
 USERS, BATCHES = 5, 20  # 5 users x 20 PutEvents calls x 10 events = 1,000 events
 
 
-async def read_back(data_dir: Path) -> tuple[list[str], list[int]]:
+async def read_back(data_dir: Path) -> tuple[list[str], list[int], list[str]]:
+    """What the log, the session store and the archive hold (read while the server runs)."""
     log, store = SqliteEventLog(data_dir / "events.db"), SqliteSessionStore(data_dir / "sessions.db")
-    await log.start()
-    await store.start()
+    archive = Archive(data_dir / "archive")
+    for part in (log, store, archive):
+        await part.start()
     try:
         ids: list[str] = []
         while batch := await log.read("audit", max_events=1000, timeout_s=0.1):
             ids += [e.event_id for e in batch]
         states, _ = await store.load([("shop", f"u{u}") for u in range(USERS)])
-        return ids, [s.applied if s else 0 for s in states]
+        archived = [e.event_id for e in await archive.read("shop")]
+        return ids, [s.applied if s else 0 for s in states], archived
     finally:
-        await log.close()
-        await store.close()
+        for part in (log, store, archive):
+            await part.close()
 
 
 def test_sigkill_loses_no_accepted_event(tmp_path: Path) -> None:
@@ -50,11 +53,13 @@ def test_sigkill_loses_no_accepted_event(tmp_path: Path) -> None:
         assert control.describe_dataset_group(datasetGroupArn=dsg)["datasetGroup"]["name"] == "shop"
         deadline = time.monotonic() + 30  # the restarted applier catches up on what it missed
         while True:
-            ids, applied = asyncio.run(read_back(server.data_dir))
-            if applied == [BATCHES * 10] * USERS or time.monotonic() > deadline:
+            ids, applied, archived = asyncio.run(read_back(server.data_dir))
+            if (applied == [BATCHES * 10] * USERS and len(archived) == len(accepted)
+                    or time.monotonic() > deadline):
                 break
             time.sleep(0.1)
     finally:
         server.stop()
     assert sorted(ids) == sorted(accepted)  # every 200 is in the log, once
     assert applied == [BATCHES * 10] * USERS  # and reached each user's state exactly once
+    assert sorted(archived) == sorted(accepted)  # and the archive training reads, once
