@@ -5,6 +5,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from stream.settings import Settings
@@ -39,7 +40,12 @@ def cmd_stream_worker(args: argparse.Namespace) -> int:
     settings = _settings(args)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(run_worker(settings))
+    def restart() -> None:  # a fresh process is the only clean restart of a crashed Faust app
+        logging.getLogger(__name__).error("restarting the stream worker in 1 s (same PID)")
+        time.sleep(1.0)
+        os.execv(sys.executable, [sys.executable, "-m", "serving.cli", *sys.argv[1:]])
+
+    asyncio.run(run_worker(settings, on_crash=restart))
     return 0
 
 

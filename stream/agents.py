@@ -10,11 +10,12 @@ from collections.abc import Awaitable, Callable
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from stream.applier import Replay, apply_partition, position_name
 from stream.archive import Archive
-from stream.contract import EVENTS_TOPIC_PATTERN, decode_event
+from stream.contract import decode_event
 from stream.session import Limits
 from stream.store import SessionStore
 
@@ -23,17 +24,21 @@ BATCH, WITHIN_S = 1000, 0.002  # a batch closes after 1,000 events or 2 ms, whic
 TOPIC_SCAN_S = 2.0  # how often a worker looks for new dataset groups' topics
 
 
-async def event_topics(bootstrap: str) -> set[str]:
+async def event_topics(bootstrap: str, pattern: str) -> set[str] | None:
+    """The events topics matching `pattern`; None while Kafka cannot be reached."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
     try:
-        return {t for t in await admin.list_topics() if re.match(EVENTS_TOPIC_PATTERN, t)}
+        await admin.start()
+        return {t for t in await admin.list_topics() if re.match(pattern, t)}
+    except KafkaError as exc:
+        log.warning("cannot list topics (%s); will retry", exc)
+        return None
     finally:
         await admin.close()
 
 
-def register_agents(app: faust.App, *, topics: set[str], store: SessionStore, archive: Archive,
-                    limits: Limits, bootstrap: str) -> None:
+def register_agents(app: faust.App, *, topics: set[str], pattern: str, store: SessionStore,
+                    archive: Archive, limits: Limits, bootstrap: str) -> None:
     """Session and archive agents over every dataset group's events topic, new ones included."""
     # Faust cannot subscribe by pattern ("XXX pattern does not work" in its aiokafka driver),
     # so a timer adds new topics to the agent's subscription. A new dataset group is rare:
@@ -62,7 +67,7 @@ def register_agents(app: faust.App, *, topics: set[str], store: SessionStore, ar
 
     @app.timer(TOPIC_SCAN_S)
     async def follow_new_dataset_groups() -> None:
-        new = await event_topics(bootstrap) - set(events.topics)
+        new = (await event_topics(bootstrap, pattern) or set()) - set(events.topics)
         if not new:
             return
         log.info("following new events topics %s", sorted(new))

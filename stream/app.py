@@ -18,4 +18,10 @@ def make_faust_app(settings: Settings) -> faust.App:
         table_standby_replicas=0,
         producer_acks=-1, broker_commit_interval=1.0, consumer_auto_offset_reset="earliest",
         datadir=str(settings.data_dir / "faust"),
+        # a group joined while a broker restarts gets no partitions (no metadata); a metadata
+        # refresh is what notices and rejoins, so do it in seconds, not aiokafka's 5 minutes
+        consumer_metadata_max_age_ms=5000,
+        # a killed (or crashed and re-executed) worker leaves the group without saying so:
+        # its partitions move after the session timeout, 10 s here instead of Faust's 60 s
+        broker_session_timeout=10.0, broker_heartbeat_interval=1.0,
     )

@@ -28,7 +28,6 @@ EVENT_VERSION = 1
 SESSION_LAYOUT_VERSION = 1
 MANIFEST_VERSION = 1
 TOPIC_PREFIX = "opz."
-EVENTS_TOPIC_PATTERN = r"^opz\..+\.events$"
 
 
 class InvalidEvent(ValueError):
@@ -42,6 +41,11 @@ class UnknownVersion(ValueError):
 def events_topic(dataset_group_name: str) -> str:
     """Kafka topic holding a dataset group's events (names are [a-zA-Z0-9_-], valid in Kafka)."""
     return f"{TOPIC_PREFIX}{dataset_group_name}.events"
+
+
+def events_topic_pattern(dataset_groups: str = ".+") -> str:
+    """Regex of the events topics of the dataset groups whose names match `dataset_groups`."""
+    return rf"^{re.escape(TOPIC_PREFIX)}(?:{dataset_groups})\.events$"
 
 
 def dataset_group_name(arn: str) -> str:

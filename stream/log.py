@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
-from stream.contract import (EVENTS_TOPIC_PATTERN, Event, decode_event, encode_event,
+from stream.contract import (events_topic_pattern, Event, decode_event, encode_event,
                              events_topic, partition_key)
 from stream.settings import Settings
 
@@ -168,7 +168,7 @@ class KafkaEventLog:
     """One topic per dataset group (stream.contract.events_topic), keyed by user."""
 
     def __init__(self, bootstrap_servers: str, *, client_id: str = "opz",
-                 timeout_s: float = 10.0, topic_pattern: str = EVENTS_TOPIC_PATTERN,
+                 timeout_s: float = 10.0, topic_pattern: str = events_topic_pattern(),
                  partitions: int = 4, replication_factor: int = 1) -> None:
         self.bootstrap = bootstrap_servers
         self.client_id = client_id

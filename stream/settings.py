@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     kafka_partitions: int = Field(4, ge=1)
     kafka_replication_factor: int = Field(1, ge=1, description="3 on a 3-broker cluster")
     stream_app_id: str = Field("opz-stream", description="Faust app id = Kafka consumer group")
+    stream_dataset_groups: str = Field(".+", description="regex: dataset groups these workers follow")
     redis_url: str | None = Field(None, description="redis://host:port/db")
     redis_prefix: str = Field("opz", description="key prefix, so tests and tenants never collide")
     region: str = "us-east-1"

@@ -4,10 +4,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
+
+import faust
 
 from stream.agents import TOPIC_SCAN_S, event_topics, register_agents
 from stream.app import make_faust_app
 from stream.archive import Archive
+from stream.contract import events_topic_pattern
 from stream.session import limits_from
 from stream.settings import Settings
 from stream.store import open_session_store
@@ -15,8 +19,20 @@ from stream.store import open_session_store
 log = logging.getLogger(__name__)
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run until SIGTERM/SIGINT (or `stop` is set); state goes to the SessionStore."""
+def crashed(app: faust.App) -> bool:
+    """Faust leaves a process running when a core service task dies (e.g. its conductor
+    failed to create a topic while the broker restarted); we treat that as fatal."""
+    return any(s.crashed for s in (app, app.consumer, app.producer, app.topics))
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None,
+                     on_crash: Callable[[], None] | None = None) -> bool:
+    """Run until SIGTERM/SIGINT (or `stop`): returns True, or False if Faust crashed.
+
+    `on_crash` runs as soon as Faust crashed, before any attempt to stop it (the CLI
+    re-executes the process: stopping a crashed Faust app can hang on its consumer
+    thread). Nothing is lost: positions live with the states, the archive dedupes.
+    """
     assert settings.kafka_bootstrap_servers and settings.redis_url, \
         "stream workers run in distributed mode: set OPZ_KAFKA_BOOTSTRAP_SERVERS and OPZ_REDIS_URL"
     stop = stop or asyncio.Event()
@@ -26,26 +42,37 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     bootstrap = settings.kafka_bootstrap_servers
     store = open_session_store(settings)
     await store.start()
-    # Faust needs at least one topic to subscribe to: wait for the first dataset group's events
-    while not (topics := await event_topics(bootstrap)):
-        log.info("no events topic yet (no event tracker has received events); waiting")
+    # Faust needs Kafka and at least one topic to subscribe to: wait for both
+    pattern = events_topic_pattern(settings.stream_dataset_groups)
+    while not (topics := await event_topics(bootstrap, pattern)):
+        if topics is not None:
+            log.info("no events topic yet (no event tracker has received events); waiting")
         try:
             await asyncio.wait_for(stop.wait(), TOPIC_SCAN_S)
             await store.close()
-            return
+            return True
         except TimeoutError:
             pass
     archive = Archive(settings.data_dir / "archive")
     await archive.start()
     app = make_faust_app(settings)
-    register_agents(app, topics=topics, store=store, archive=archive,
+    register_agents(app, topics=topics, pattern=pattern, store=store, archive=archive,
                     limits=limits_from(settings), bootstrap=bootstrap)
     await app.start()
     log.info("stream worker started (app %s, brokers %s)", settings.stream_app_id,
              settings.kafka_bootstrap_servers)
     try:
-        await stop.wait()
+        while not crashed(app):
+            try:
+                await asyncio.wait_for(stop.wait(), 1.0)
+                return True
+            except TimeoutError:
+                pass
+        log.error("Faust crashed (%r)", app.crash_reason)
+        if on_crash is not None:
+            on_crash()
+        return False
     finally:
-        await app.stop()
+        await asyncio.wait({asyncio.ensure_future(app.stop())}, timeout=5.0)
         await archive.close()
         await store.close()

@@ -98,3 +98,46 @@ class Worker:
     def output(self, tail: int | None = 5000) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
         return text[-tail:] if tail else text
+
+
+async def send_events(url: str, tracking_id: str, *, users: int, per_user: int,
+                      concurrency: int = 16, prefix: str = "u", deadline_s: float = 300) -> list[str]:
+    """PutEvents over HTTP like many browsers at once: batches of 10, one user per call.
+
+    Retries a call on 503 or a broken connection with the same body (same eventIds), as
+    the SDKs do, so server-side dedupe makes the retry safe. Returns the accepted ids.
+    """
+    import asyncio
+
+    import httpx
+
+    calls = [(f"{prefix}{u}", b) for b in range(per_user // 10) for u in range(users)]
+    queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
+    for c in calls:
+        queue.put_nowait(c)
+    accepted: list[str] = []
+    stop_at = time.monotonic() + deadline_s
+
+    async def client(http: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            user, b = queue.get_nowait()
+            ids = [f"{user}-{b * 10 + i}" for i in range(10)]
+            body = {"trackingId": tracking_id, "userId": user, "sessionId": f"s-{user}",
+                    "eventList": [{"eventId": i, "eventType": "click", "itemId": f"item{(b * 10 + k) % 97}",
+                                   "sentAt": 1_700_000_000 + b} for k, i in enumerate(ids)]}
+            while True:
+                assert time.monotonic() < stop_at, "gave up retrying"
+                try:
+                    r = await http.post(url + "/events", json=body)
+                except httpx.TransportError:
+                    await asyncio.sleep(0.2)
+                    continue
+                if r.status_code == 200:
+                    accepted.extend(ids)
+                    break
+                assert r.status_code == 503, (r.status_code, r.text)
+                await asyncio.sleep(0.2)
+
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=concurrency)) as http:
+        await asyncio.gather(*(client(http) for _ in range(concurrency)))
+    return accepted

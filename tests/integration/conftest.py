@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.contract import events_topic
+from stream.contract import events_topic_pattern
 from stream.log import EventLog, KafkaEventLog, SqliteEventLog
 from stream.store import RedisSessionStore, SessionStore, SqliteSessionStore
 
@@ -20,7 +20,7 @@ def make_log(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Cal
     if request.param == "embedded":
         return lambda: SqliteEventLog(tmp_path / "events.db")
     bootstrap = request.getfixturevalue("kafka_bootstrap")
-    pattern = "^" + re.escape(events_topic(unique)) + "$"  # only this test's topic
+    pattern = events_topic_pattern(re.escape(unique))  # only this test's topic
     return lambda: KafkaEventLog(bootstrap, client_id=unique, topic_pattern=pattern)
 
 

@@ -18,7 +18,8 @@ STATE_TIMEOUT_S = 60  # worker start = group join + pattern metadata; then milli
 @pytest.fixture
 def distributed(tmp_path: Path, kafka_bootstrap: str, redis_url: str, unique: str) -> dict[str, str]:
     return {"OPZ_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "OPZ_REDIS_URL": redis_url,
-            "OPZ_REDIS_PREFIX": unique, "OPZ_STREAM_APP_ID": f"{unique}-stream"}
+            "OPZ_REDIS_PREFIX": unique, "OPZ_STREAM_APP_ID": f"{unique}-stream",
+            "OPZ_STREAM_DATASET_GROUPS": f"{unique}.*"}  # not other tests' dataset groups
 
 
 @pytest.fixture

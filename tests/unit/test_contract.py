@@ -7,7 +7,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from stream.contract import (Event, InvalidEvent, UnknownVersion, dataset_group_name,
+from stream.contract import (Event, InvalidEvent, UnknownVersion, dataset_group_name, events_topic_pattern,
                              decode_event, encode_event, events_topic, partition_key)
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "stream" / "schemas" / "event.v1.json").read_text())
@@ -51,3 +51,11 @@ def test_published_schema_is_the_models_schema() -> None:
     generated = Event.model_json_schema(mode="serialization")
     assert SCHEMA["properties"] == generated["properties"]
     assert SCHEMA["required"] == generated["required"]
+
+
+def test_events_topic_pattern_selects_dataset_groups() -> None:
+    import re
+    everything, some = events_topic_pattern(), events_topic_pattern("shop|news-.*")
+    assert re.match(everything, "opz.any.events") and not re.match(everything, "opz.any.items")
+    assert re.match(some, "opz.shop.events") and re.match(some, "opz.news-eu.events")
+    assert not re.match(some, "opz.shopx.events") and not re.match(some, "x-opz.shop.events")
