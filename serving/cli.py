@@ -49,6 +49,16 @@ def cmd_stream_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stream_tail(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from stream.tail import tail
+
+    asyncio.run(tail(_settings(args), dataset_group=args.dataset_group, group=args.group,
+                     max_events=args.max_events, idle_timeout_s=args.idle_timeout))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     # numpy/onnxruntime thread pools oversubscribe small machines under a threaded server;
     # this must happen before either is imported (DESIGN.md, "Trap").
@@ -66,6 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     stream_sub = stream.add_subparsers(dest="stream_cmd", required=True, metavar="<command>")
     worker = stream_sub.add_parser("worker", help="run a Faust worker: events -> session state in Redis")
     worker.set_defaults(fn=cmd_stream_worker)
+    tail = stream_sub.add_parser("tail", help="print a dataset group's events as JSON lines "
+                                 "(a downstream consumer in its own consumer group)")
+    tail.add_argument("--dataset-group", required=True, help="dataset group name")
+    tail.add_argument("--group", default="opz-tail", help="consumer group id (default opz-tail)")
+    tail.add_argument("--max-events", type=int, help="stop after printing this many")
+    tail.add_argument("--idle-timeout", type=float, help="stop after this many idle seconds")
+    tail.add_argument("--data-dir", type=Path, help="embedded mode's data directory")
+    tail.set_defaults(fn=cmd_stream_tail)
     args = ap.parse_args(argv)
     return args.fn(args)
 

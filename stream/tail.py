@@ -1,0 +1,44 @@
+"""`personalize stream tail`: a downstream analytics consumer, as any team would write one.
+
+Reads a dataset group's events in its own consumer group and prints each record as one
+JSON line (the value as stored: schemas/event.v1.json). Works on Kafka and on the
+embedded log, through the same EventLog seam.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from typing import TextIO
+
+from stream.contract import encode_event, events_topic_pattern
+from stream.log import EventLog, KafkaEventLog, SqliteEventLog
+from stream.settings import Settings
+
+
+def tail_log(settings: Settings, dataset_group: str) -> EventLog:
+    if settings.kafka_bootstrap_servers:
+        return KafkaEventLog(settings.kafka_bootstrap_servers, client_id="opz-tail",
+                             topic_pattern=events_topic_pattern(re.escape(dataset_group)))
+    return SqliteEventLog(settings.data_dir / "events.db")
+
+
+async def tail(settings: Settings, *, dataset_group: str, group: str, max_events: int | None = None,
+               idle_timeout_s: float | None = None, out: TextIO = sys.stdout) -> int:
+    """Print events until `max_events` were printed or nothing came for `idle_timeout_s`."""
+    log = tail_log(settings, dataset_group)
+    await log.start()
+    printed = 0
+    try:
+        while max_events is None or printed < max_events:
+            events = await log.read(group, max_events=500, timeout_s=idle_timeout_s or 1.0)
+            if not events and idle_timeout_s is not None:
+                break
+            for e in events:
+                if e.dataset_group == dataset_group:  # the embedded log holds every group
+                    out.write(encode_event(e).decode() + "\n")
+                    printed += 1
+            out.flush()
+            await log.commit(group)  # at-least-once: commit what was printed
+    finally:
+        await log.close()
+    return printed

@@ -1,0 +1,46 @@
+"""A downstream analytics consumer sees every accepted event, each a valid v1 record."""
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from support import ROOT, Server, send_events
+
+SCHEMA = json.loads((ROOT / "stream" / "schemas" / "event.v1.json").read_text())
+
+
+@pytest.fixture(params=["embedded", "kafka"])
+def env(request: pytest.FixtureRequest) -> dict[str, str]:
+    if request.param == "embedded":
+        return {}
+    return {"OPZ_KAFKA_BOOTSTRAP_SERVERS": request.getfixturevalue("kafka_bootstrap"),
+            "OPZ_REDIS_URL": request.getfixturevalue("redis_url")}
+
+
+def test_stream_tail_prints_every_event_once_as_a_valid_record(
+        env: dict[str, str], tmp_path: Path, unique: str) -> None:
+    server = Server(tmp_path / "data", env=env).start()
+    try:
+        control = server.client("personalize")
+        dsg = control.create_dataset_group(name=unique)["datasetGroupArn"]
+        tracking_id = control.create_event_tracker(name=unique, datasetGroupArn=dsg)["trackingId"]
+        accepted = asyncio.run(send_events(server.url, tracking_id, users=20, per_user=50))
+    finally:
+        server.stop()
+    out = subprocess.run(
+        [sys.executable, "-m", "serving.cli", "stream", "tail", "--dataset-group", unique,
+         "--group", f"{unique}-analytics", "--max-events", str(len(accepted)),
+         "--idle-timeout", "60", "--data-dir", str(server.data_dir)],
+        capture_output=True, text=True, timeout=120, env={**server.env})
+    assert out.returncode == 0, out.stderr[-3000:]
+    records = [json.loads(line) for line in out.stdout.splitlines()]
+    for r in records:
+        jsonschema.validate(r, SCHEMA)
+    assert sorted(r["event_id"] for r in records) == sorted(accepted)
+    assert {r["dataset_group"] for r in records} == {unique}
