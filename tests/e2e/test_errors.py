@@ -1,6 +1,7 @@
 """Bad input through the real server: Personalize's error shape, never a 422 or a 500."""
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 
@@ -35,6 +36,14 @@ def tracking_id(embedded_server: Server) -> str:
      400, "InvalidInputException", "eventType"),
     (b'{"trackingId": "nope", "sessionId": "s", "eventList": [{"eventType": "c", "sentAt": 1}]}',
      404, "ResourceNotFoundException", "nope"),
+    (b'{"trackingId": "TID", "sessionId": "s", "eventList": ['
+     + b",".join([b'{"eventType": "c", "sentAt": 1}'] * 11) + b"]}", 400, "InvalidInputException",
+     "eventList"),
+    (b'{"trackingId": "TID", "sessionId": "s", "eventList": [{"eventType": "c", "sentAt": 1, '
+     b'"properties": "{\\"k\\": \\"' + b"x" * 1100 + b'\\"}"}]}', 400, "InvalidInputException",
+     "properties"),
+    (b'{"trackingId": "TID", "sessionId": "s", "eventList": [{"eventType": "c", "sentAt": "soon"}]}',
+     400, "InvalidInputException", "sentAt"),
 ])
 def test_put_events_rejects_bad_input_with_personalize_errors(
         embedded_server: Server, tracking_id: str, body: bytes, status: int, type_name: str,
@@ -43,6 +52,9 @@ def test_put_events_rejects_bad_input_with_personalize_errors(
                       headers={"content-type": "application/json"})
     got = error(resp)
     assert got[:2] == (status, type_name) and needle in got[2], got
+    rows = sqlite3.connect(embedded_server.data_dir / "events.db").execute(
+        "SELECT COUNT(*) FROM events").fetchone()[0]
+    assert rows == 0  # nothing written
 
 
 def test_control_plane_errors_reach_boto3_as_typed_exceptions(embedded_server: Server) -> None:

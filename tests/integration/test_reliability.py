@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from services import KafkaCluster, RedisServer
@@ -235,3 +236,32 @@ def test_redis_restarted_mid_stream_state_is_rebuilt(faulty) -> None:  # type: i
         redis.stop()  # no persistence: every session state is gone
         redis.start()
     d.check(send_during(d, restart_redis), retried=True)
+
+
+def test_unreachable_kafka_answers_503_and_acknowledges_nothing(faulty) -> None:  # type: ignore[no-untyped-def]
+    d, kafka, _ = faulty
+    body = {"trackingId": d.tracking_id, "userId": "late", "sessionId": "s",
+            "eventList": [{"eventId": "late-0", "eventType": "click", "itemId": "i", "sentAt": 1}]}
+    kafka.stop_node(0)
+    try:
+        r = httpx.post(d.server.url + "/events", json=body, timeout=60)
+        assert r.status_code == 503 and r.json()["__type"] == "ServiceUnavailableException", r.text
+    finally:
+        kafka.start_node(0)
+        kafka.wait_ready()
+    retried = asyncio.run(_retry_once(d.server.url, body))  # the client's retry is safe
+    assert retried == 200
+    d.check(["late-0"], retried=True)
+
+
+async def _retry_once(url: str, body: dict) -> int:  # type: ignore[type-arg]
+    async with httpx.AsyncClient(timeout=60) as http:
+        for _ in range(50):
+            try:
+                r = await http.post(url + "/events", json=body)
+            except httpx.TransportError:
+                r = None
+            if r is not None and r.status_code == 200:
+                return 200
+            await asyncio.sleep(0.5)
+    return r.status_code if r is not None else 0
