@@ -6,9 +6,10 @@ store the result through a SessionStore, so both modes give the same state.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
+import orjson
 
 from stream.contract import Event
 from stream.settings import Settings
@@ -21,7 +22,7 @@ Step = Callable[[str, Sequence[float] | None], list[float]]
 class Limits:
     max_history: int = 200  # max_user_history_length
     session_gap_s: float = 1800.0  # inactivity that starts a new session
-    dedupe_window: int = 512  # recent event ids remembered per user
+    dedupe_window: int = 256  # recent event ids per user: a client's retries come soon
 
 
 def limits_from(settings: Settings) -> Limits:
@@ -29,19 +30,20 @@ def limits_from(settings: Settings) -> Limits:
                   session_gap_s=settings.session_gap_seconds)
 
 
-class Interaction(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Interaction(NamedTuple):
     item: str
     type: str
-    value: float | None = None
     ts: float
+    value: float | None = None
 
 
-class SessionState(BaseModel):
-    """What serving reads for one user; `model`/`h` are the recurrent state's slot."""
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    """What serving reads for one user; `model`/`h` are the recurrent state's slot.
 
-    model_config = ConfigDict(frozen=True)
+    A plain dataclass with a hand-written JSON codec: it is decoded and encoded for every
+    user in every batch, and pydantic took 460 us to decode a 100-interaction state.
+    """
 
     session_id: str | None = None
     session_start: float | None = None
@@ -52,12 +54,29 @@ class SessionState(BaseModel):
     session_items: tuple[str, ...] = ()  # items of the current session, in order
     event_ids: tuple[str, ...] = ()  # dedupe window, oldest first
     model: str | None = None  # solution-version ARN that computed `h`
-    h: tuple[float, ...] | None = Field(None, description="recurrent state under `model`")
+    h: tuple[float, ...] | None = None  # recurrent state under `model`
 
     @property
     def seen(self) -> frozenset[str]:
         """Items the user interacted with (within the kept history), for 'exclude seen'."""
         return frozenset(i.item for i in self.history)
+
+    def to_json(self) -> bytes:
+        """Layout SESSION_LAYOUT_VERSION 1: a JSON object; history as [item, type, ts, value]."""
+        d = {f: getattr(self, f) for f in self.__slots__}  # type: ignore[attr-defined]
+        d["history"] = [tuple(i) for i in self.history]  # orjson refuses tuple subclasses
+        return orjson.dumps({k: v for k, v in d.items() if v not in (None, (), [], 0)})
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> SessionState:
+        d = orjson.loads(raw)
+        return cls(
+            session_id=d.get("session_id"), session_start=d.get("session_start"),
+            sessions=d.get("sessions", 0), last_ts=d.get("last_ts"), applied=d.get("applied", 0),
+            history=tuple(Interaction(*row) for row in d.get("history", ())),
+            session_items=tuple(d.get("session_items", ())),
+            event_ids=tuple(d.get("event_ids", ())), model=d.get("model"),
+            h=tuple(d["h"]) if d.get("h") is not None else None)
 
 
 def is_new_session(state: SessionState, event: Event, limits: Limits) -> bool:
@@ -86,11 +105,10 @@ def apply(state: SessionState | None, event: Event, step: Step | None = None,
         update |= {"session_id": event.session_id, "session_start": event.sent_at,
                    "sessions": state.sessions + 1, "session_items": ()}
     if event.item_id is not None:
-        hit = Interaction(item=event.item_id, type=event.event_type, value=event.event_value,
-                          ts=event.sent_at)
+        hit = Interaction(event.item_id, event.event_type, event.sent_at, event.event_value)
         update["history"] = (state.history + (hit,))[-limits.max_history:]
         items = () if new else state.session_items
         update["session_items"] = (items + (event.item_id,))[-limits.max_history:]
         if step is not None and state.model is not None:
             update["h"] = tuple(step(event.item_id, state.h))
-    return state.model_copy(update=update)
+    return replace(state, **update)  # type: ignore[arg-type]

@@ -50,7 +50,7 @@ def open_session_store(settings: Settings) -> SessionStore:
 
 
 def _encode(state: SessionState) -> bytes:
-    return state.model_dump_json(exclude_defaults=True).encode()
+    return state.to_json()
 
 
 class SqliteSessionStore:
@@ -112,7 +112,7 @@ class SqliteSessionStore:
 def _decode(version: object, raw: bytes | str) -> SessionState:
     if str(version) != str(SESSION_LAYOUT_VERSION):
         raise UnknownVersion(f"session layout version {version!r}, expected {SESSION_LAYOUT_VERSION}")
-    return SessionState.model_validate_json(raw)
+    return SessionState.from_json(raw)
 
 
 class RedisSessionStore:
