@@ -150,7 +150,8 @@ def run_mode(mode: str, args: argparse.Namespace, tmp: Path) -> dict[str, object
             lag = asyncio.run(_caught_up(store(), name, users))  # CPU includes the catch-up
             cpu1 = cpu_seconds(pids)
             per_k = {k: (cpu1[k] - cpu0[k]) / r["events"] * 1000 for k in pids}
-            result[label] = {**r, "catch_up_s": lag, "cpu_s_per_1000_events": per_k}
+            result[label] = {**r, "catch_up_s": lag, "cpu_s_per_1000_events": per_k,
+                             "applied_events_per_s": r["events"] / (r["seconds"] + lag)}
         fresh = asyncio.run(freshness(server.url, tracking_id, store(), name, args.freshness_events))
         result["freshness_ms"] = {"p50": statistics.median(fresh),
                                   "p99": statistics.quantiles(fresh, n=100)[98],
@@ -192,6 +193,7 @@ def table(results: dict[str, dict]) -> str:  # type: ignore[type-arg]
     row("PutEvents, batches of 10: events/s", lambda r: f"{r['batch10']['events_per_s']:,.0f}")
     row("  call latency p50 / p99 (ms)", lambda r: f"{r['batch10']['latency_p50_ms']:.1f} / {r['batch10']['latency_p99_ms']:.1f}")
     row("  stream catch-up after load (s)", lambda r: f"{r['batch10']['catch_up_s']:.1f}")
+    row("  applied to session state: events/s", lambda r: f"{r['batch10']['applied_events_per_s']:,.0f}")
     row("  CPU s per 1,000 events", lambda r: " ".join(f"{k}={v:.3f}" for k, v in r['batch10']['cpu_s_per_1000_events'].items()))
     row("PutEvents, single event: calls/s", lambda r: f"{r['single']['calls_per_s']:,.0f}")
     row("  call latency p50 / p99 (ms)", lambda r: f"{r['single']['latency_p50_ms']:.1f} / {r['single']['latency_p99_ms']:.1f}")
