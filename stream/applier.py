@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from stream.contract import Event
+from stream.counters import Increments, increments
 from stream.log import EventLog
 from stream.session import Limits, SessionState, Step, apply
 from stream.store import Key, SessionStore
@@ -24,17 +25,21 @@ def _keys(events: Iterable[Event]) -> list[Key]:
 
 
 def _advance(states: dict[Key, SessionState | None], events: Iterable[Event], limits: Limits,
-             step: Step | None) -> tuple[dict[Key, SessionState], int]:
-    """Apply events in order to `states` (updated in place); returns the changed states."""
+             step: Step | None) -> tuple[dict[Key, SessionState], Increments, int]:
+    """Apply events in order to `states` (updated in place).
+
+    Returns the changed states, the counter increments of the events that were new (a
+    duplicate changes no state and counts nothing) and how many were new.
+    """
     changed: dict[Key, SessionState] = {}
-    applied = 0
+    fresh: list[Event] = []
     for event in events:
         key = (event.dataset_group, event.user_key)
         new = apply(states[key], event, step, limits)
         if new is not states[key]:
             states[key] = changed[key] = new
-            applied += 1
-    return changed, applied
+            fresh.append(event)
+    return changed, increments(fresh, limits.trending_half_life_s), len(fresh)
 
 
 async def apply_batch(events: Sequence[Event], store: SessionStore, limits: Limits,
@@ -42,9 +47,9 @@ async def apply_batch(events: Sequence[Event], store: SessionStore, limits: Limi
     """Apply `events` in order; returns how many changed a state (duplicates do not)."""
     keys = _keys(events)
     loaded, _ = await store.load(keys)
-    changed, applied = _advance(dict(zip(keys, loaded)), events, limits, step)
+    changed, counts, applied = _advance(dict(zip(keys, loaded)), events, limits, step)
     if changed:
-        await store.save(changed)
+        await store.save(changed, counts=counts)
     return applied
 
 
@@ -72,9 +77,9 @@ async def apply_partition(records: Sequence[tuple[int, Event]], *, position: str
         loaded, (stored,) = await store.load(keys, [position])
     done = -1 if stored is None else stored
     fresh = [e for offset, e in records if offset > done]
-    changed, applied = _advance(dict(zip(keys, loaded)), fresh, limits, step)
+    changed, counts, applied = _advance(dict(zip(keys, loaded)), fresh, limits, step)
     if last > done:
-        await store.save(changed, {position: last})
+        await store.save(changed, {position: last}, counts)
     return applied
 
 

@@ -23,11 +23,13 @@ class Limits:
     max_history: int = 200  # max_user_history_length
     session_gap_s: float = 1800.0  # inactivity that starts a new session
     dedupe_window: int = 256  # recent event ids per user: a client's retries come soon
+    trending_half_life_s: float = 3600.0  # a trending score halves every hour
 
 
 def limits_from(settings: Settings) -> Limits:
     return Limits(max_history=settings.max_user_history_length,
-                  session_gap_s=settings.session_gap_seconds)
+                  session_gap_s=settings.session_gap_seconds,
+                  trending_half_life_s=settings.trending_half_life_seconds)
 
 
 class Interaction(NamedTuple):

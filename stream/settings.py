@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     session_gap_seconds: float = Field(1800.0, gt=0)
     # newest interactions kept per user (HRNN's max_user_history_length default)
     max_user_history_length: int = Field(200, ge=1)
+    # trending scores halve this often (the Trending-Now recipe's "recent" window)
+    trending_half_life_seconds: float = Field(3600.0, gt=0)
     # numpy/onnxruntime pools oversubscribe 2 cores under a threaded server (46 req/s vs 2k)
     intra_op_threads: int = Field(1, ge=1)
     log_level: str = "info"

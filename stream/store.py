@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from stream.contract import SESSION_LAYOUT_VERSION, UnknownVersion
+from stream.counters import Increments
 from stream.session import SessionState
 from stream.settings import Settings
 
@@ -21,11 +22,12 @@ Key = tuple[str, str]  # (dataset group name, user key)
 
 
 class SessionStore(Protocol):
-    """Per-user states, plus named log positions saved atomically with them.
+    """Per-user states and per-item counters, plus log positions saved atomically with them.
 
     A position ("topic:partition" -> last applied offset) written in the same transaction
     as the states it produced lets a consumer skip what it already applied and notice
-    when the store lost data (the position is gone) and must be rebuilt.
+    when the store lost data (the position is gone) and must be rebuilt. Counters
+    (stream/counters.py) ride in the same transaction, so they count each event once too.
     """
 
     async def start(self) -> None:
@@ -39,8 +41,12 @@ class SessionStore(Protocol):
         """States for `keys` and the named positions, in one round trip; None where absent."""
 
     async def save(self, states: Mapping[Key, SessionState],
-                   positions: Mapping[str, int] | None = None) -> None:
-        """Write states and positions in one atomic round trip (MULTI / one transaction)."""
+                   positions: Mapping[str, int] | None = None,
+                   counts: Increments | None = None) -> None:
+        """Write states, positions and counter increments atomically (MULTI / one transaction)."""
+
+    async def counter(self, dataset_group: str, name: str, limit: int) -> dict[str, float]:
+        """The `limit` highest-scoring items of one counter."""
 
 
 def open_session_store(settings: Settings) -> SessionStore:
@@ -72,6 +78,8 @@ class SqliteSessionStore:
         db.execute("CREATE TABLE IF NOT EXISTS sessions (dsg TEXT, user TEXT, v INTEGER,"
                    " state BLOB, PRIMARY KEY (dsg, user))")
         db.execute("CREATE TABLE IF NOT EXISTS positions (name TEXT PRIMARY KEY, pos INTEGER)")
+        db.execute("CREATE TABLE IF NOT EXISTS counters (dsg TEXT, name TEXT, item TEXT,"
+                   " score REAL, PRIMARY KEY (dsg, name, item))")
         self._db = db
 
     async def close(self) -> None:
@@ -97,16 +105,31 @@ class SqliteSessionStore:
         return states, [None if p is None else p[0] for p in pos]
 
     async def save(self, states: Mapping[Key, SessionState],
-                   positions: Mapping[str, int] | None = None) -> None:
+                   positions: Mapping[str, int] | None = None,
+                   counts: Increments | None = None) -> None:
         rows = [(dsg, user, SESSION_LAYOUT_VERSION, _encode(s)) for (dsg, user), s in states.items()]
-        await self._run(self._save, rows, list((positions or {}).items()))
+        adds = [(dsg, name, item, x) for (dsg, name), items in (counts or {}).items()
+                for item, x in items.items()]
+        await self._run(self._save, rows, list((positions or {}).items()), adds)
 
-    def _save(self, rows: list[tuple[str, str, int, bytes]], positions: list[tuple[str, int]]) -> None:
+    def _save(self, rows: list[tuple[str, str, int, bytes]], positions: list[tuple[str, int]],
+              adds: list[tuple[str, str, str, float]]) -> None:
         assert self._db is not None
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?)", rows)
             self._db.executemany("INSERT OR REPLACE INTO positions VALUES (?, ?)", positions)
+            self._db.executemany("INSERT INTO counters VALUES (?, ?, ?, ?) ON CONFLICT"
+                                 " DO UPDATE SET score = score + excluded.score", adds)
+
+    async def counter(self, dataset_group: str, name: str, limit: int) -> dict[str, float]:
+        return await self._run(self._counter, dataset_group, name, limit)
+
+    def _counter(self, dataset_group: str, name: str, limit: int) -> dict[str, float]:
+        assert self._db is not None
+        return dict(self._db.execute("SELECT item, score FROM counters WHERE dsg = ? AND name = ?"
+                                     " ORDER BY score DESC, item LIMIT ?",
+                                     (dataset_group, name, limit)).fetchall())
 
 
 def _decode(version: object, raw: bytes | str) -> SessionState:
@@ -126,6 +149,9 @@ class RedisSessionStore:
 
     def position_key(self, name: str) -> str:
         return f"{self.prefix}:position:{name}"
+
+    def counter_key(self, dsg: str, name: str) -> str:
+        return f"{self.prefix}:counter:{dsg}:{name}"
 
     async def start(self) -> None:
         import redis.asyncio as redis
@@ -151,7 +177,8 @@ class RedisSessionStore:
         return states, [None if p is None else int(p) for p in rows[len(keys):]]
 
     async def save(self, states: Mapping[Key, SessionState],
-                   positions: Mapping[str, int] | None = None) -> None:
+                   positions: Mapping[str, int] | None = None,
+                   counts: Increments | None = None) -> None:
         assert self._redis is not None, "start() first"
         async with self._redis.pipeline(transaction=True) as pipe:  # MULTI/EXEC: all or nothing
             for (dsg, user), state in states.items():
@@ -159,4 +186,13 @@ class RedisSessionStore:
                           mapping={"v": SESSION_LAYOUT_VERSION, "state": _encode(state)})
             for name, pos in (positions or {}).items():
                 pipe.set(self.position_key(name), pos)
+            for (dsg, name), items in (counts or {}).items():
+                for item, x in items.items():
+                    pipe.zincrby(self.counter_key(dsg, name), x, item)
             await pipe.execute()
+
+    async def counter(self, dataset_group: str, name: str, limit: int) -> dict[str, float]:
+        assert self._redis is not None, "start() first"
+        rows = await self._redis.zrevrange(self.counter_key(dataset_group, name), 0, limit - 1,
+                                           withscores=True)
+        return {item.decode(): score for item, score in rows}

@@ -125,6 +125,16 @@ class Deployment:
                 await archive.close()
         return asyncio.run(poll())
 
+    def popularity_total(self) -> float:
+        async def read() -> float:
+            store = self._store()
+            await store.start()
+            try:
+                return sum((await store.counter(self.name, "popularity", 100_000)).values())
+            finally:
+                await store.close()
+        return asyncio.run(read())
+
     def wait_for_progress(self, applied: int, timeout_s: float = 60) -> bool:
         """Wait until states hold at least `applied` events (so a fault hits live state)."""
         async def poll() -> bool:
@@ -152,6 +162,7 @@ class Deployment:
         applied, archived = self.settled(sorted(per_user), per_user)
         assert applied == dict(per_user), self.worker.output() if self.worker else ""
         assert sorted(archived) == sorted(set(accepted))
+        assert self.popularity_total() == len(set(accepted))  # counters count each event once
         in_log = self.log_ids(len(set(accepted)))
         assert set(in_log) == set(accepted)
         if not retried:

@@ -62,3 +62,12 @@ async def test_a_record_of_an_unknown_layout_version_is_refused(session_store: S
         session_store._db.execute("UPDATE sessions SET v = 99")  # type: ignore[union-attr]
     with pytest.raises(UnknownVersion, match="99"):
         await session_store.load([("g", "u")])
+
+
+async def test_counters_add_up_and_rank(session_store: SessionStore) -> None:
+    await session_store.save({}, None, {("g", "popularity"): {"a": 1.0, "b": 2.0}})
+    await session_store.save({("g", "u"): STATE}, {"p": 1},
+                             {("g", "popularity"): {"a": 2.5, "c": 1.0}, ("h", "popularity"): {"z": 9.0}})
+    assert await session_store.counter("g", "popularity", 10) == {"a": 3.5, "b": 2.0, "c": 1.0}
+    assert await session_store.counter("g", "popularity", 1) == {"a": 3.5}
+    assert await session_store.counter("g", "nothing", 5) == {}
