@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # pip keeps its wheel cache under ~/.cache/pip, so repeat installs (torch too) are quick
 export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 
-.PHONY: demo test venv services stop-services clean
+.PHONY: demo test bench venv services stop-services clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,6 +20,11 @@ demo: venv  ## embedded server + the bundled MovieLens data through boto3
 
 test:  ## unit, then integration + e2e against real Kafka and Redis (started and stopped here)
 	scripts/test.sh
+
+bench: venv  ## bench/ingest.py: PutEvents throughput and freshness, embedded and Kafka
+	scripts/system_deps.sh bench
+	scripts/kafka_jars.sh >/dev/null
+	$(PY) bench/ingest.py
 
 services: venv  ## long-lived Kafka + Redis for distributed mode (addresses: scripts/services.py env)
 	scripts/system_deps.sh

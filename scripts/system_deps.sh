@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what pip cannot: Debian's redis-server. Java 17 and Maven are on our machines;
+# Installs what pip cannot: Debian's redis-server (and wrk with `bench`). Java 17 and Maven are on our machines;
 # say so loudly if they are not. Idempotent and quiet when everything is there.
 set -euo pipefail
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -9,6 +9,10 @@ if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; 
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >&2
   # the package starts a system-wide instance on 6379; ours run on their own ports
   $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
+fi
+if [ "${1:-}" = bench ] && ! command -v wrk >/dev/null 2>&1; then
+  echo "installing wrk (Debian package, the benchmarks' load generator) ..." >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk >&2
 fi
 for tool in java mvn; do
   command -v "$tool" >/dev/null 2>&1 || { echo "missing $tool: install Java 17 and Maven" >&2; exit 1; }

@@ -18,7 +18,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Server:
+class Process:
+    """A real child process of ours: stop it as an operator would, or kill it as a crash."""
+
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook runs, as in a crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def output(self, tail: int | None = 5000) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return text[-tail:] if tail else text
+
+
+class Server(Process):
     """`personalize serve` as a user runs it: a real process on a real port."""
 
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
@@ -48,28 +73,14 @@ class Server:
                 time.sleep(0.1)
         raise TimeoutError(f"server not healthy in {timeout}s:\n{self.log.read_text()}")
 
-    def kill(self) -> None:
-        """SIGKILL: no shutdown hook runs, as in a crash."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
     def client(self, service: str):  # type: ignore[no-untyped-def]
         import boto3
         return boto3.client(service, endpoint_url=self.url, region_name="us-east-1",
                             aws_access_key_id="test", aws_secret_access_key="test")
 
 
-class Worker:
-    """`personalize stream worker` as a real process (SIGKILL-able)."""
+class Worker(Process):
+    """`personalize stream worker` as a real process."""
 
     def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
         self.env = {**os.environ, **env}
@@ -82,22 +93,6 @@ class Worker:
                                          stdout=log, stderr=subprocess.STDOUT, env=self.env)
         return self
 
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def output(self, tail: int | None = 5000) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return text[-tail:] if tail else text
 
 
 async def send_events(url: str, tracking_id: str, *, users: int, per_user: int,
