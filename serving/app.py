@@ -68,7 +68,6 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="openpersonalize", version="0.1.0", lifespan=lifespan,
                   description="Amazon Personalize's API, self-hosted and real-time.")
     install_error_handlers(app)
-    app.state.settings, app.state.event_log, app.state.store = settings, event_log, store
 
     @app.get("/health", tags=["ops"], summary="Liveness and mode")
     async def health() -> dict[str, str]:

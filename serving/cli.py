@@ -15,7 +15,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     overrides = {k: v for k, v in (("data_dir", getattr(args, "data_dir", None)),
                                    ("host", getattr(args, "host", None)),
                                    ("port", getattr(args, "port", None))) if v is not None}
-    return Settings(**overrides)
+    settings = Settings(**overrides)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return settings
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -24,8 +27,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from serving.app import create_app
 
     settings = _settings(args)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_level=settings.log_level, loop="uvloop", http="httptools",
                 access_log=False)
@@ -38,8 +39,7 @@ def cmd_stream_worker(args: argparse.Namespace) -> int:
     from stream.worker import run_worker
 
     settings = _settings(args)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
     def restart() -> None:  # a fresh process is the only clean restart of a crashed Faust app
         logging.getLogger(__name__).error("restarting the stream worker in 1 s (same PID)")
         time.sleep(1.0)
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     stream = sub.add_parser("stream", help="Kafka stream processing (distributed mode)")
     stream_sub = stream.add_subparsers(dest="stream_cmd", required=True, metavar="<command>")
     worker = stream_sub.add_parser("worker", help="run a Faust worker: events -> session state in Redis")
+    worker.add_argument("--data-dir", type=Path, help="archive and Faust data (OPZ_DATA_DIR)")
     worker.set_defaults(fn=cmd_stream_worker)
     tail = stream_sub.add_parser("tail", help="print a dataset group's events as JSON lines "
                                  "(a downstream consumer in its own consumer group)")

@@ -81,4 +81,8 @@ def test_unknown_route_is_a_json_error_not_an_html_page(embedded_server: Server)
 def test_cli_help_lists_every_subcommand() -> None:
     out = subprocess.run([sys.executable, "-m", "serving.cli", "--help"], capture_output=True,
                          text=True, check=True).stdout
-    assert "serve" in out and "run the API server" in out
+    for line in ("serve ", "run the API server", "stream ", "Kafka stream processing"):
+        assert line in out, out
+    worker = subprocess.run([sys.executable, "-m", "serving.cli", "stream", "--help"],
+                            capture_output=True, text=True, check=True).stdout
+    assert "worker" in worker and "tail" in worker, worker
