@@ -22,7 +22,7 @@ Step = Callable[[str, Sequence[float] | None], list[float]]
 class Limits:
     max_history: int = 200  # max_user_history_length
     session_gap_s: float = 1800.0  # inactivity that starts a new session
-    dedupe_window: int = 256  # recent event ids per user: a client's retries come soon
+    dedupe_window: int = 64  # recent event ids per user: a client retries within seconds
     trending_half_life_s: float = 3600.0  # a trending score halves every hour
 
 

@@ -276,3 +276,20 @@ async def _retry_once(url: str, body: dict) -> int:  # type: ignore[type-arg]
                 return 200
             await asyncio.sleep(0.5)
     return r.status_code if r is not None else 0
+
+
+def test_worker_stops_on_sigterm_even_with_the_broker_gone(faulty) -> None:  # type: ignore[no-untyped-def]
+    d, kafka, _ = faulty
+    d.send(users=1, per_user=10)  # the dataset group's topic exists: Faust starts
+    deadline = time.monotonic() + 60
+    while "stream worker started" not in d.worker.output(tail=None):  # Faust is running
+        assert time.monotonic() < deadline, d.worker.output()
+        time.sleep(0.2)
+    kafka.stop_node(0)
+    try:
+        d.worker.proc.terminate()
+        rc = d.worker.proc.wait(15)  # raises TimeoutExpired if it hangs (it used to spin forever)
+        assert rc == 0, d.worker.output()
+    finally:
+        kafka.start_node(0)
+        kafka.wait_ready()
