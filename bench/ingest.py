@@ -29,8 +29,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "tests")]
 from services import KafkaCluster, RedisServer  # noqa: E402
-from stream.store import RedisSessionStore, SessionStore, SqliteSessionStore  # noqa: E402
 from support import Server, Worker  # noqa: E402
+
+from stream.store import RedisSessionStore, SessionStore, SqliteSessionStore  # noqa: E402
 
 PERSONALIZE_QUOTA = 1000  # events/s, Amazon Personalize's default PutEvents quota
 GOALS = {"batch10_events_per_s": {"kafka": 10_000}, "single_calls_per_s": {"kafka": 2_000},
@@ -190,19 +191,27 @@ def table(results: dict[str, dict]) -> str:  # type: ignore[type-arg]
 
     def row(label: str, fn) -> None:  # type: ignore[no-untyped-def]
         rows.append((label, *[fn(r) for r in results.values()]))
+    def latency(phase: str):  # type: ignore[no-untyped-def]
+        return lambda r: f"{r[phase]['latency_p50_ms']:.1f} / {r[phase]['latency_p99_ms']:.1f}"
+
+    def cpu(phase: str):  # type: ignore[no-untyped-def]
+        return lambda r: " ".join(f"{k}={v:.3f}" for k, v in r[phase]["cpu_s_per_1000_events"].items())
+
     row("PutEvents, batches of 10: events/s", lambda r: f"{r['batch10']['events_per_s']:,.0f}")
-    row("  call latency p50 / p99 (ms)", lambda r: f"{r['batch10']['latency_p50_ms']:.1f} / {r['batch10']['latency_p99_ms']:.1f}")
+    row("  call latency p50 / p99 (ms)", latency("batch10"))
     row("  stream catch-up after load (s)", lambda r: f"{r['batch10']['catch_up_s']:.1f}")
-    row("  applied to session state: events/s", lambda r: f"{r['batch10']['applied_events_per_s']:,.0f}")
-    row("  CPU s per 1,000 events", lambda r: " ".join(f"{k}={v:.3f}" for k, v in r['batch10']['cpu_s_per_1000_events'].items()))
+    row("  applied to session state: events/s",
+        lambda r: f"{r['batch10']['applied_events_per_s']:,.0f}")
+    row("  CPU s per 1,000 events", cpu("batch10"))
     row("PutEvents, single event: calls/s", lambda r: f"{r['single']['calls_per_s']:,.0f}")
-    row("  call latency p50 / p99 (ms)", lambda r: f"{r['single']['latency_p50_ms']:.1f} / {r['single']['latency_p99_ms']:.1f}")
-    row("  CPU s per 1,000 events", lambda r: " ".join(f"{k}={v:.3f}" for k, v in r['single']['cpu_s_per_1000_events'].items()))
+    row("  call latency p50 / p99 (ms)", latency("single"))
+    row("  CPU s per 1,000 events", cpu("single"))
     row("freshness 200 -> state p50 (ms)", lambda r: f"{r['freshness_ms']['p50']:.2f}")
     row("freshness 200 -> state p99 (ms)", lambda r: f"{r['freshness_ms']['p99']:.2f}")
     row("Amazon Personalize default quota", lambda r: f"{PERSONALIZE_QUOTA:,} ev/s")
-    widths = [max(len(str(c)) for c in col) for col in zip(*rows)]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows)
+    widths = [max(len(str(c)) for c in col) for col in zip(*rows, strict=True)]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True))
+                     for r in rows)
 
 
 def main() -> int:

@@ -18,10 +18,15 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from starlette.responses import Response
 
-from serving.errors import (InvalidInputException, InvalidNextTokenException,
-                            ResourceAlreadyExistsException, ResourceInUseException,
-                            ResourceNotFoundException, UnknownOperationException,
-                            validation_message)
+from serving.errors import (
+    InvalidInputException,
+    InvalidNextTokenException,
+    ResourceAlreadyExistsException,
+    ResourceInUseException,
+    ResourceNotFoundException,
+    UnknownOperationException,
+    validation_message,
+)
 from serving.resources import AlreadyExists, Body, ResourceStore
 from stream.settings import Settings
 

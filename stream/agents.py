@@ -6,6 +6,7 @@ import logging
 import re
 import sqlite3
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -54,16 +55,14 @@ def register_agents(app: faust.App, *, topics: set[str], pattern: str, store: Se
                 m = ev.message
                 by_tp.setdefault((m.topic, m.partition), []).append((m.offset, decode_event(m.value)))
             for (topic, partition), records in by_tp.items():
-                replay = _replayer(bootstrap, topic, partition, store, limits)
-                await _retrying(lambda: apply_partition(  # noqa: B023 - awaited right here
-                    records, position=position_name(topic, partition), store=store,
-                    limits=limits, replay=replay))
+                await _retrying(apply_partition, records, position=position_name(topic, partition),
+                                store=store, limits=limits,
+                                replay=_replayer(bootstrap, topic, partition, store, limits))
 
     @app.agent(events, name="archive")
     async def archiver(stream):  # type: ignore[no-untyped-def]
         async for batch in stream.take_events(BATCH, within=0.05):
-            events = [decode_event(ev.message.value) for ev in batch]
-            await _retrying(lambda: archive.add(events))  # noqa: B023
+            await _retrying(archive.add, [decode_event(ev.message.value) for ev in batch])
 
     @app.timer(TOPIC_SCAN_S)
     async def follow_new_dataset_groups() -> None:
@@ -79,13 +78,13 @@ def register_agents(app: faust.App, *, topics: set[str], pattern: str, store: Se
         events.topics = sorted({*events.topics, *new})
 
 
-async def _retrying(write: Callable[[], Awaitable[object]]) -> None:
+async def _retrying(write: Callable[..., Awaitable[object]], *args: Any, **kwargs: Any) -> None:
     """Hold the partition while the store is down (Redis restarting): order matters more
     than progress, and a crashed Faust agent would skip the batch it held."""
     delay = 0.1
     while True:
         try:
-            await write()
+            await write(*args, **kwargs)
             return
         except (OSError, RedisError, sqlite3.OperationalError) as exc:
             log.warning("store unavailable (%s); retrying in %.1fs", exc, delay)

@@ -47,7 +47,7 @@ async def apply_batch(events: Sequence[Event], store: SessionStore, limits: Limi
     """Apply `events` in order; returns how many changed a state (duplicates do not)."""
     keys = _keys(events)
     loaded, _ = await store.load(keys)
-    changed, counts, applied = _advance(dict(zip(keys, loaded)), events, limits, step)
+    changed, counts, applied = _advance(dict(zip(keys, loaded, strict=True)), events, limits, step)
     if changed:
         await store.save(changed, counts=counts)
     return applied
@@ -77,7 +77,7 @@ async def apply_partition(records: Sequence[tuple[int, Event]], *, position: str
         loaded, (stored,) = await store.load(keys, [position])
     done = -1 if stored is None else stored
     fresh = [e for offset, e in records if offset > done]
-    changed, counts, applied = _advance(dict(zip(keys, loaded)), fresh, limits, step)
+    changed, counts, applied = _advance(dict(zip(keys, loaded, strict=True)), fresh, limits, step)
     if last > done:
         await store.save(changed, {position: last}, counts)
     return applied

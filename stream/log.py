@@ -13,8 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
-from stream.contract import (events_topic_pattern, Event, decode_event, encode_event,
-                             events_topic, partition_key)
+from stream.contract import (
+    Event,
+    decode_event,
+    encode_event,
+    events_topic,
+    events_topic_pattern,
+    partition_key,
+)
 from stream.settings import Settings
 
 

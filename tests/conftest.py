@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from support import ROOT, Server
 
 sys.path.insert(0, str(ROOT / "scripts"))

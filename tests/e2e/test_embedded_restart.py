@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from support import Server
+
 from stream.archive import Archive
 from stream.log import SqliteEventLog
 from stream.store import SqliteSessionStore
@@ -42,7 +43,7 @@ def test_sigkill_loses_no_accepted_event(tmp_path: Path) -> None:
     for b in range(BATCHES):
         for u in range(USERS):
             batch = [{"eventId": f"u{u}-b{b}-{i}", "eventType": "click", "itemId": f"i{b * 10 + i}",
-                      "sentAt": datetime.now(timezone.utc)} for i in range(10)]
+                      "sentAt": datetime.now(UTC)} for i in range(10)]
             events.put_events(trackingId=tracking_id, userId=f"u{u}", sessionId=f"s{u}",
                               eventList=batch)
             accepted += [e["eventId"] for e in batch]

@@ -8,7 +8,6 @@ import sys
 import botocore.exceptions
 import httpx
 import pytest
-
 from support import Server
 
 

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from services import KafkaCluster, RedisServer
+from support import Server, Worker, send_events
+
 from stream.archive import Archive
 from stream.contract import events_topic_pattern
 from stream.log import EventLog, KafkaEventLog, SqliteEventLog
 from stream.store import RedisSessionStore, SessionStore, SqliteSessionStore
-from support import Server, Worker, send_events
 
 SETTLE_TIMEOUT_S = 120  # until state and archive have caught up with every accepted event
 
@@ -114,7 +114,7 @@ class Deployment:
                 deadline = time.monotonic() + SETTLE_TIMEOUT_S
                 while True:
                     states, _ = await store.load([(self.name, u) for u in users])
-                    applied = {u: s.applied if s else 0 for u, s in zip(users, states)}
+                    applied = {u: s.applied if s else 0 for u, s in zip(users, states, strict=True)}
                     archived = [e.event_id for e in await archive.read(self.name)]
                     if (applied == dict(expected) and len(archived) >= sum(expected.values())
                             or time.monotonic() > deadline):

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
 from support import ROOT, Server, send_events
 
 SCHEMA = json.loads((ROOT / "stream" / "schemas" / "event.v1.json").read_text())

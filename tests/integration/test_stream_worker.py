@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import Server, Worker
 
 from stream.session import SessionState
 from stream.store import RedisSessionStore
-from support import Server, Worker
 
 STATE_TIMEOUT_S = 60  # worker start = group join + pattern metadata; then milliseconds
 
@@ -78,7 +78,7 @@ def test_events_reach_each_users_state_in_order(server: Server, worker: Worker, 
         put(server, tracking_id, u, [f"{u}-a", f"{u}-b", f"{u}-c"])
         put(server, tracking_id, u, [f"{u}-d", f"{u}-e"], tag="x")
     states = wait_for_states(redis_url, unique, unique, users, 5, worker)
-    for u, s in zip(users, states):
+    for u, s in zip(users, states, strict=True):
         assert s is not None and [i.item for i in s.history] == [f"{u}-{c}" for c in "abcde"]
         assert s.session_id == f"s-{u}" and s.sessions == 1
 

@@ -7,8 +7,17 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from stream.contract import (Event, InvalidEvent, UnknownVersion, dataset_group_name, events_topic_pattern,
-                             decode_event, encode_event, events_topic, partition_key)
+from stream.contract import (
+    Event,
+    InvalidEvent,
+    UnknownVersion,
+    dataset_group_name,
+    decode_event,
+    encode_event,
+    events_topic,
+    events_topic_pattern,
+    partition_key,
+)
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "stream" / "schemas" / "event.v1.json").read_text())
 

@@ -4,8 +4,15 @@ from __future__ import annotations
 import pytest
 
 from stream.contract import Event
-from stream.counters import (EPOCH_HALF_LIVES, epoch, increments, top, trending_counters,
-                             trending_name, trending_scores)
+from stream.counters import (
+    EPOCH_HALF_LIVES,
+    epoch,
+    increments,
+    top,
+    trending_counters,
+    trending_name,
+    trending_scores,
+)
 
 H = 100.0  # half-life, seconds
 SPAN = EPOCH_HALF_LIVES * H

@@ -12,10 +12,10 @@ def ev(i: int, item: str | None = "a", *, t: float | None = None, session: str =
                  sent_at=1000.0 + i if t is None else t, received_at=0.0)
 
 
-def run(*events: Event, limits: Limits = Limits(), step=None) -> SessionState:  # type: ignore[no-untyped-def]
+def run(*events: Event, limits: Limits | None = None, step=None) -> SessionState:  # type: ignore[no-untyped-def]
     state = None
     for e in events:
-        state = apply(state, e, step, limits)
+        state = apply(state, e, step, limits or Limits())
     assert state is not None
     return state
 

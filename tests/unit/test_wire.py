@@ -1,7 +1,7 @@
 """PutEvents wire validation and the one wire -> domain conversion."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
@@ -18,7 +18,7 @@ def test_to_event_keeps_every_field_and_assigns_an_id() -> None:
     w = PutEventsRequest.model_validate(req(eventValue=2.5, properties='{"numberOfRatings": "12"}',
                                             recommendationId="r1", impression=["i1", "i2"],
                                             metricAttribution={"eventAttributionSource": "web"},
-                                            sentAt=datetime(2023, 11, 14, tzinfo=timezone.utc)))
+                                            sentAt=datetime(2023, 11, 14, tzinfo=UTC)))
     e = to_event(w, w.eventList[0], dataset_group="shop", now=5.0)
     assert (e.dataset_group, e.user_id, e.session_id, e.item_id) == ("shop", "u", "s", "i1")
     assert e.sent_at == 1699920000.0 and e.received_at == 5.0 and e.event_value == 2.5
