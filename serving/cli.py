@@ -63,6 +63,16 @@ def cmd_stream_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_api_coverage(args: argparse.Namespace) -> int:
+    import json
+
+    from serving.coverage import coverage, summary
+
+    cov = coverage()
+    print(json.dumps(cov, indent=2) if args.json else summary(cov))  # noqa: T201 - CLI output
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     # numpy/onnxruntime thread pools oversubscribe small machines under a threaded server;
     # this must happen before either is imported (DESIGN.md, "Trap").
@@ -89,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     tail.add_argument("--idle-timeout", type=float, help="stop after this many idle seconds")
     tail.add_argument("--data-dir", type=Path, help="embedded mode's data directory")
     tail.set_defaults(fn=cmd_stream_tail)
+    api = sub.add_parser("api", help="facts about the API we serve")
+    api_sub = api.add_subparsers(dest="api_cmd", required=True, metavar="<command>")
+    cov = api_sub.add_parser("coverage", help="implemented vs. all operations of boto3's "
+                             "personalize, personalize-events and personalize-runtime")
+    cov.add_argument("--json", action="store_true", help="machine-readable output")
+    cov.set_defaults(fn=cmd_api_coverage)
     args = ap.parse_args(argv)
     return args.fn(args)
 

@@ -12,6 +12,8 @@ from serving.wire import PutEventsRequest, to_event
 from stream.contract import dataset_group_name
 from stream.log import EventLog
 
+OPERATIONS = {"PutEvents"}  # personalize-events operations served here (see serving/coverage.py)
+
 
 class Trackers:
     """trackingId -> dataset group name, cached: PutEvents must not hit SQLite each call."""
