@@ -48,9 +48,12 @@ class EventLog(Protocol):
         """Mark everything `read` has returned to `group` as processed."""
 
 
-def open_event_log(settings: Settings, *, client_id: str = "opz") -> EventLog:
+def open_event_log(settings: Settings, *, client_id: str = "opz",
+                   dataset_groups: str = ".+") -> EventLog:
+    """The log settings pick; `read` follows the dataset groups matching the regex (Kafka)."""
     if settings.kafka_bootstrap_servers:
         return KafkaEventLog(settings.kafka_bootstrap_servers, client_id=client_id,
+                             topic_pattern=events_topic_pattern(dataset_groups),
                              partitions=settings.kafka_partitions,
                              replication_factor=settings.kafka_replication_factor)
     return SqliteEventLog(settings.data_dir / "events.db")

@@ -10,22 +10,15 @@ import re
 import sys
 from typing import TextIO
 
-from stream.contract import encode_event, events_topic_pattern
-from stream.log import EventLog, KafkaEventLog, SqliteEventLog
+from stream.contract import encode_event
+from stream.log import open_event_log
 from stream.settings import Settings
-
-
-def tail_log(settings: Settings, dataset_group: str) -> EventLog:
-    if settings.kafka_bootstrap_servers:
-        return KafkaEventLog(settings.kafka_bootstrap_servers, client_id="opz-tail",
-                             topic_pattern=events_topic_pattern(re.escape(dataset_group)))
-    return SqliteEventLog(settings.data_dir / "events.db")
 
 
 async def tail(settings: Settings, *, dataset_group: str, group: str, max_events: int | None = None,
                idle_timeout_s: float | None = None, out: TextIO = sys.stdout) -> int:
     """Print events until `max_events` were printed or nothing came for `idle_timeout_s`."""
-    log = tail_log(settings, dataset_group)
+    log = open_event_log(settings, client_id="opz-tail", dataset_groups=re.escape(dataset_group))
     await log.start()
     printed = 0
     try:
