@@ -13,8 +13,9 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from serving import control_api, events_api
+from serving import control_api, datasets_api, events_api
 from serving.errors import install_error_handlers
+from serving.jobs import JobRunner
 from serving.resources import ResourceStore
 from stream.applier import SESSION_GROUP, apply_batch, run_consumer
 from stream.archive import ARCHIVE_GROUP, Archive
@@ -40,11 +41,17 @@ async def embedded_agents(settings: Settings, event_log: EventLog, store: Sessio
         await archive.close()
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, datasets: datasets_api.DatasetFiles) -> FastAPI:
+    """`datasets` does the work of import/export jobs (training's, given by the CLI)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     resources = ResourceStore(settings.data_dir / "control.db")
     event_log = open_event_log(settings, client_id="opz-api")
     store = open_session_store(settings)
+    ctx = control_api.Ctx(settings=settings, resources=resources, datasets=datasets)
+    jobs = JobRunner(resources, {
+        "dataset-import-job": lambda job, progress: datasets_api.run_import(ctx, job, progress),
+        "dataset-export-job": lambda job, progress: datasets_api.run_export(ctx, job, progress)})
+    ctx.wake_jobs = jobs.wake
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -53,12 +60,14 @@ def create_app(settings: Settings) -> FastAPI:
         stop = asyncio.Event()
         agents = (asyncio.create_task(embedded_agents(settings, event_log, store, stop))
                   if settings.embedded else None)
+        job_runner = asyncio.create_task(jobs.run(stop))
         log.info("openpersonalize ready (%s mode, data dir %s)",
                  "embedded" if settings.embedded else "distributed", settings.data_dir)
         try:
             yield
         finally:
             stop.set()
+            await job_runner
             if agents is not None:
                 await agents
             await event_log.close()
@@ -73,7 +82,6 @@ def create_app(settings: Settings) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok", "mode": "embedded" if settings.embedded else "distributed"}
 
-    ctx = control_api.Ctx(settings=settings, resources=resources)
     app.include_router(control_api.make_router(ctx))
     app.include_router(events_api.make_router(event_log, events_api.Trackers(resources)))
     return app

@@ -25,9 +25,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from serving.app import create_app
+    from training.importer import DatasetFiles
 
     settings = _settings(args)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+    uvicorn.run(create_app(settings, DatasetFiles(settings.data_dir)), host=settings.host, port=settings.port,
                 log_level=settings.log_level, loop="uvloop", http="httptools",
                 access_log=False)
     return 0

@@ -10,8 +10,8 @@ import base64
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Annotated, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Request
@@ -29,6 +29,9 @@ from serving.errors import (
 )
 from serving.resources import AlreadyExists, Body, ResourceStore
 from stream.settings import Settings
+
+if TYPE_CHECKING:
+    from serving.datasets_api import DatasetFiles
 
 TARGET_PREFIX = "AmazonPersonalize."
 Name = Annotated[str, StringConstraints(min_length=1, max_length=63,
@@ -80,6 +83,8 @@ class EventTrackerArn(Req):
 class Ctx:
     settings: Settings
     resources: ResourceStore
+    datasets: DatasetFiles
+    wake_jobs: Callable[[], None] = field(default=lambda: None)
 
 
 Handler = Callable[[Any, Ctx], Body]

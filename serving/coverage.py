@@ -6,7 +6,9 @@ runtime (rest-json routes).
 """
 from __future__ import annotations
 
-from serving import control_api, events_api
+from serving import control_api, datasets_api, events_api
+
+REGISTERS = (datasets_api,)  # modules whose @operation handlers join control_api.OPERATIONS
 
 SERVICES = ("personalize", "personalize-events", "personalize-runtime")
 

@@ -82,6 +82,28 @@ class ResourceStore:
                              (orjson.dumps(body).decode(), arn))
         return body
 
+    def transition(self, arn: str, status: str, changes: Body) -> Body | None:
+        """Apply `changes` only if the resource's status is still `status` (a job claim)."""
+        with self._lock:
+            row = self._db.execute("SELECT body FROM resources WHERE arn = ? AND"
+                                   " json_extract(body, '$.status') = ?", (arn, status)).fetchone()
+            if row is None:
+                return None
+            body = {**orjson.loads(row[0]), **changes, "lastUpdatedDateTime": time.time()}
+            cur = self._db.execute("UPDATE resources SET body = ? WHERE arn = ? AND"
+                                   " json_extract(body, '$.status') = ?",
+                                   (orjson.dumps(body).decode(), arn, status))
+        return body if cur.rowcount == 1 else None
+
+    def with_status(self, kinds: tuple[str, ...], status: str) -> list[tuple[str, Body]]:
+        """(kind, body) of every resource of these kinds in this status, oldest first."""
+        marks = ",".join("?" * len(kinds))
+        with self._lock:
+            rows = self._db.execute(f"SELECT kind, body FROM resources WHERE kind IN ({marks}) AND"
+                                    " json_extract(body, '$.status') = ? ORDER BY created",
+                                    (*kinds, status)).fetchall()
+        return [(k, orjson.loads(b)) for k, b in rows]
+
     def delete(self, arn: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM resources WHERE arn = ?", (arn,))

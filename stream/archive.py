@@ -79,6 +79,21 @@ class Archive:
     def _read(self, dataset_group: str, since_day: str | None) -> list[Event]:
         if not (self.root / f"{dataset_group}.db").exists():
             return []
-        q = "SELECT record FROM events" + (" WHERE day >= ?" if since_day else "") + " ORDER BY seq"
-        rows = self._db(dataset_group).execute(q, (since_day,) if since_day else ()).fetchall()
-        return [decode_event(r[0]) for r in rows]
+        return _select(self._db(dataset_group), since_day)
+
+
+def read_events(root: Path, dataset_group: str, *, since_day: str | None = None) -> list[Event]:
+    """The same as `Archive.read`, for a synchronous reader in another process (training)."""
+    path = root / f"{dataset_group}.db"
+    if not path.exists():
+        return []
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        return _select(db, since_day)
+    finally:
+        db.close()
+
+
+def _select(db: sqlite3.Connection, since_day: str | None) -> list[Event]:
+    q = "SELECT record FROM events" + (" WHERE day >= ?" if since_day else "") + " ORDER BY seq"
+    return [decode_event(r[0]) for r in db.execute(q, (since_day,) if since_day else ()).fetchall()]

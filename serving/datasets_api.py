@@ -1,0 +1,330 @@
+"""The control plane's data side: schemas, datasets, dataset import and export jobs.
+
+Handlers register in control_api's dispatcher. Jobs are stored CREATE PENDING and run by
+serving.jobs; the import/export work itself is training's (`DatasetFiles`), handed in by
+the composition root, because serving never imports training.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal, Protocol
+
+from pydantic import Field, StringConstraints
+
+from serving.control_api import (
+    Arn,
+    Ctx,
+    ListByDatasetGroup,
+    Name,
+    Page,
+    Req,
+    Tag,
+    operation,
+    paginate,
+    require,
+)
+from serving.errors import InvalidInputException, ResourceAlreadyExistsException, ResourceInUseException
+from serving.jobs import PENDING, RUNNING, JobFailed, Progress
+from serving.resources import AlreadyExists, Body
+from stream.contract import dataset_group_name
+from stream.dataset_schema import DATASET_TYPES, Schema, SchemaError, check_dataset_type, parse_schema
+
+Location = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Domain = Literal["ECOMMERCE", "VIDEO_ON_DEMAND"]
+
+
+class DatasetFiles(Protocol):
+    """Dataset rows on disk (training.importer.DatasetFiles)."""
+
+    def import_csv(self, *, job_id: str, location: str, dataset_group: str, dataset_type: str,
+                   schema: Schema, replace: bool, progress: Progress) -> int: ...
+
+    def export_csv(self, *, job_name: str, destination: str, dataset_group: str, dataset_type: str,
+                   schema: Schema, ingestion_mode: str, progress: Progress) -> int: ...
+
+    def drop(self, dataset_group: str, dataset_type: str) -> None: ...
+
+
+class CreateSchema(Req):
+    name: Name
+    schema_: Annotated[str, StringConstraints(max_length=20000)] = Field(alias="schema")
+    domain: Domain | None = None
+
+
+class SchemaArn(Req):
+    schemaArn: Arn
+
+
+class CreateDataset(Req):
+    name: Name
+    schemaArn: Arn
+    datasetGroupArn: Arn
+    datasetType: Annotated[str, StringConstraints(max_length=256, pattern=r"^[A-Za-z_]+$")]
+    tags: Annotated[list[Tag], Field(max_length=200)] | None = None
+
+
+class DatasetArn(Req):
+    datasetArn: Arn
+
+
+class UpdateDataset(Req):
+    datasetArn: Arn
+    schemaArn: Arn
+
+
+class ListByDataset(Page):
+    datasetArn: Arn | None = None
+
+
+class DataSource(Req):
+    dataLocation: Location | None = None  # botocore's pattern is s3/http(s); we take file:// too
+
+
+class CreateDatasetImportJob(Req):
+    jobName: Name
+    datasetArn: Arn
+    dataSource: DataSource
+    roleArn: str | None = None
+    tags: Annotated[list[Tag], Field(max_length=200)] | None = None
+    importMode: Literal["FULL", "INCREMENTAL"] | None = None
+    publishAttributionMetricsToS3: bool | None = None
+
+
+class ImportJobArn(Req):
+    datasetImportJobArn: Arn
+
+
+class S3DataDestination(Req):
+    path: Location
+    kmsKeyArn: str | None = None
+
+
+class JobOutput(Req):
+    s3DataDestination: S3DataDestination
+
+
+class CreateDatasetExportJob(Req):
+    jobName: Name
+    datasetArn: Arn
+    ingestionMode: Literal["BULK", "PUT", "ALL"] | None = None
+    roleArn: str
+    jobOutput: JobOutput
+    tags: Annotated[list[Tag], Field(max_length=200)] | None = None
+
+
+class ExportJobArn(Req):
+    datasetExportJobArn: Arn
+
+
+def _create(ctx: Ctx, kind: str, arn: str, name: str, body: Body, parent: str | None = None) -> None:
+    try:
+        ctx.resources.create(kind, arn, name, body, parent=parent)
+    except AlreadyExists:
+        raise ResourceAlreadyExistsException(f"{kind.replace('-', ' ')} {arn} already exists") from None
+
+
+def _busy_jobs(ctx: Ctx, dataset_arn: str) -> list[Body]:
+    return [j for kind in ("dataset-import-job", "dataset-export-job")
+            for j in ctx.resources.list(kind, dataset_arn) if j["status"] in (PENDING, RUNNING)]
+
+
+# ---- schemas ----
+
+@operation("CreateSchema", CreateSchema)
+def create_schema(req: CreateSchema, ctx: Ctx) -> Body:
+    try:
+        parse_schema(req.schema_)
+    except SchemaError as exc:
+        raise InvalidInputException(f"schema: {exc}") from None
+    arn = ctx.settings.arn("schema", req.name)
+    body = {"name": req.name, "schemaArn": arn, "schema": req.schema_}
+    _create(ctx, "schema", arn, req.name, body | ({"domain": req.domain} if req.domain else {}))
+    return {"schemaArn": arn}
+
+
+@operation("DescribeSchema", SchemaArn)
+def describe_schema(req: SchemaArn, ctx: Ctx) -> Body:
+    return {"schema": require(ctx, req.schemaArn, "schema", "schema")}
+
+
+@operation("ListSchemas", Page)
+def list_schemas(req: Page, ctx: Ctx) -> Body:
+    return paginate(ctx.resources.list("schema"), req, "schemas",
+                    ("name", "schemaArn", "creationDateTime", "lastUpdatedDateTime", "domain"))
+
+
+@operation("DeleteSchema", SchemaArn)
+def delete_schema(req: SchemaArn, ctx: Ctx) -> Body:
+    require(ctx, req.schemaArn, "schema", "schema")
+    if user := ctx.resources.find("dataset", "schemaArn", req.schemaArn):
+        raise ResourceInUseException(f"schema {req.schemaArn} is used by dataset {user['datasetArn']}")
+    ctx.resources.delete(req.schemaArn)
+    return {}
+
+
+# ---- datasets (one per type per dataset group: the type is in the ARN) ----
+
+def _schema_for(ctx: Ctx, schema_arn: str, dataset_type: str) -> Schema:
+    text = require(ctx, schema_arn, "schema", "schema")["schema"]
+    schema = parse_schema(text)
+    try:
+        check_dataset_type(schema, dataset_type)
+    except SchemaError as exc:
+        raise InvalidInputException(f"schema {schema_arn} does not fit a {dataset_type} dataset: "
+                                    f"{exc}") from None
+    return schema
+
+
+@operation("CreateDataset", CreateDataset)
+def create_dataset(req: CreateDataset, ctx: Ctx) -> Body:
+    kind = req.datasetType.upper()
+    if kind not in DATASET_TYPES:
+        raise InvalidInputException(f"datasetType {req.datasetType!r} is not one of "
+                                    f"{', '.join(DATASET_TYPES)}")
+    require(ctx, req.datasetGroupArn, "dataset-group", "dataset group")
+    _schema_for(ctx, req.schemaArn, kind)
+    arn = ctx.settings.arn("dataset", f"{dataset_group_name(req.datasetGroupArn)}/{kind}")
+    body = {"name": req.name, "datasetArn": arn, "datasetGroupArn": req.datasetGroupArn,
+            "datasetType": kind, "schemaArn": req.schemaArn, "status": "ACTIVE"}
+    try:
+        ctx.resources.create("dataset", arn, req.name, body, parent=req.datasetGroupArn)
+    except AlreadyExists:
+        raise ResourceAlreadyExistsException(f"dataset group {req.datasetGroupArn} already has an "
+                                             f"{kind} dataset ({arn})") from None
+    return {"datasetArn": arn}
+
+
+@operation("DescribeDataset", DatasetArn)
+def describe_dataset(req: DatasetArn, ctx: Ctx) -> Body:
+    return {"dataset": require(ctx, req.datasetArn, "dataset", "dataset")}
+
+
+@operation("ListDatasets", ListByDatasetGroup)
+def list_datasets(req: ListByDatasetGroup, ctx: Ctx) -> Body:
+    return paginate(ctx.resources.list("dataset", req.datasetGroupArn), req, "datasets",
+                    ("name", "datasetArn", "datasetType", "status", "creationDateTime",
+                     "lastUpdatedDateTime"))
+
+
+@operation("UpdateDataset", UpdateDataset)
+def update_dataset(req: UpdateDataset, ctx: Ctx) -> Body:
+    """A new schema may add fields; fields already in the data keep their name and type."""
+    dataset = require(ctx, req.datasetArn, "dataset", "dataset")
+    new = _schema_for(ctx, req.schemaArn, dataset["datasetType"])
+    old = parse_schema(require(ctx, dataset["schemaArn"], "schema", "schema")["schema"])
+    for col in old.columns:
+        now = new.column(col.name)
+        if now is None or now.type != col.type:
+            raise InvalidInputException(f"schema {req.schemaArn}: field {col.name!r} ({col.type}) of the "
+                                        f"current schema must stay, with the same type")
+    if _busy_jobs(ctx, req.datasetArn):
+        raise ResourceInUseException(f"dataset {req.datasetArn} has a job in progress")
+    update = {"schemaArn": req.schemaArn, "status": "ACTIVE"}
+    ctx.resources.update(req.datasetArn, {"schemaArn": req.schemaArn, "latestDatasetUpdate": update})
+    return {"datasetArn": req.datasetArn}
+
+
+@operation("DeleteDataset", DatasetArn)
+def delete_dataset(req: DatasetArn, ctx: Ctx) -> Body:
+    dataset = require(ctx, req.datasetArn, "dataset", "dataset")
+    if _busy_jobs(ctx, req.datasetArn):
+        raise ResourceInUseException(f"dataset {req.datasetArn} has a job in progress")
+    for job in ctx.resources.list("dataset-import-job", req.datasetArn):
+        ctx.resources.delete(job["datasetImportJobArn"])
+    for job in ctx.resources.list("dataset-export-job", req.datasetArn):
+        ctx.resources.delete(job["datasetExportJobArn"])
+    ctx.resources.delete(req.datasetArn)
+    ctx.datasets.drop(dataset_group_name(dataset["datasetGroupArn"]), dataset["datasetType"])
+    return {}
+
+
+# ---- import and export jobs ----
+
+@operation("CreateDatasetImportJob", CreateDatasetImportJob)
+def create_import_job(req: CreateDatasetImportJob, ctx: Ctx) -> Body:
+    require(ctx, req.datasetArn, "dataset", "dataset")
+    if not req.dataSource.dataLocation:
+        raise InvalidInputException("dataSource.dataLocation is required")
+    if busy := _busy_jobs(ctx, req.datasetArn):
+        job = busy[0].get("datasetImportJobArn") or busy[0]["datasetExportJobArn"]
+        raise ResourceInUseException(f"dataset {req.datasetArn} already has a job in progress: {job}")
+    arn = ctx.settings.arn("dataset-import-job", req.jobName)
+    body = {"jobName": req.jobName, "datasetImportJobArn": arn, "datasetArn": req.datasetArn,
+            "dataSource": {"dataLocation": req.dataSource.dataLocation}, "status": PENDING,
+            "importMode": req.importMode or "FULL",
+            "publishAttributionMetricsToS3": bool(req.publishAttributionMetricsToS3)}
+    _create(ctx, "dataset-import-job", arn, req.jobName,
+            body | ({"roleArn": req.roleArn} if req.roleArn else {}), parent=req.datasetArn)
+    ctx.wake_jobs()
+    return {"datasetImportJobArn": arn}
+
+
+@operation("DescribeDatasetImportJob", ImportJobArn)
+def describe_import_job(req: ImportJobArn, ctx: Ctx) -> Body:
+    return {"datasetImportJob": require(ctx, req.datasetImportJobArn, "dataset-import-job",
+                                        "dataset import job")}
+
+
+@operation("ListDatasetImportJobs", ListByDataset)
+def list_import_jobs(req: ListByDataset, ctx: Ctx) -> Body:
+    return paginate(ctx.resources.list("dataset-import-job", req.datasetArn), req, "datasetImportJobs",
+                    ("datasetImportJobArn", "jobName", "status", "creationDateTime",
+                     "lastUpdatedDateTime", "failureReason", "importMode"))
+
+
+@operation("CreateDatasetExportJob", CreateDatasetExportJob)
+def create_export_job(req: CreateDatasetExportJob, ctx: Ctx) -> Body:
+    require(ctx, req.datasetArn, "dataset", "dataset")
+    arn = ctx.settings.arn("dataset-export-job", req.jobName)
+    body = {"jobName": req.jobName, "datasetExportJobArn": arn, "datasetArn": req.datasetArn,
+            "ingestionMode": req.ingestionMode or "PUT", "roleArn": req.roleArn, "status": PENDING,
+            "jobOutput": req.jobOutput.model_dump(exclude_none=True)}
+    _create(ctx, "dataset-export-job", arn, req.jobName, body, parent=req.datasetArn)
+    ctx.wake_jobs()
+    return {"datasetExportJobArn": arn}
+
+
+@operation("DescribeDatasetExportJob", ExportJobArn)
+def describe_export_job(req: ExportJobArn, ctx: Ctx) -> Body:
+    return {"datasetExportJob": require(ctx, req.datasetExportJobArn, "dataset-export-job",
+                                        "dataset export job")}
+
+
+@operation("ListDatasetExportJobs", ListByDataset)
+def list_export_jobs(req: ListByDataset, ctx: Ctx) -> Body:
+    return paginate(ctx.resources.list("dataset-export-job", req.datasetArn), req, "datasetExportJobs",
+                    ("datasetExportJobArn", "jobName", "status", "creationDateTime",
+                     "lastUpdatedDateTime", "failureReason"))
+
+
+# ---- the work the job runner calls (in a thread) ----
+
+def run_import(ctx: Ctx, job: Body, progress: Progress) -> Body:
+    dataset = ctx.resources.get(job["datasetArn"], "dataset")
+    if dataset is None:
+        raise JobFailed(f"dataset {job['datasetArn']} was deleted")
+    schema = parse_schema(ctx.resources.get(dataset["schemaArn"], "schema")["schema"])
+    try:
+        rows = ctx.datasets.import_csv(
+            job_id=job["datasetImportJobArn"], location=job["dataSource"]["dataLocation"],
+            dataset_group=dataset_group_name(dataset["datasetGroupArn"]),
+            dataset_type=dataset["datasetType"], schema=schema,
+            replace=job["importMode"] == "FULL", progress=progress)
+    except ValueError as exc:  # training's ImportFailed: bad data, named row and column
+        raise JobFailed(str(exc)) from None
+    return {"progress": {"rowsDone": rows}}
+
+
+def run_export(ctx: Ctx, job: Body, progress: Progress) -> Body:
+    dataset = ctx.resources.get(job["datasetArn"], "dataset")
+    if dataset is None:
+        raise JobFailed(f"dataset {job['datasetArn']} was deleted")
+    schema = parse_schema(ctx.resources.get(dataset["schemaArn"], "schema")["schema"])
+    try:
+        rows = ctx.datasets.export_csv(
+            job_name=job["jobName"], destination=job["jobOutput"]["s3DataDestination"]["path"],
+            dataset_group=dataset_group_name(dataset["datasetGroupArn"]),
+            dataset_type=dataset["datasetType"], schema=schema, ingestion_mode=job["ingestionMode"],
+            progress=progress)
+    except ValueError as exc:
+        raise JobFailed(str(exc)) from None
+    return {"progress": {"rowsDone": rows}}

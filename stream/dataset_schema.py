@@ -1,0 +1,214 @@
+"""Amazon Personalize's schema rules: what CreateSchema accepts and what CreateDataset requires.
+
+A schema is an Avro record whose flat, scalar fields name the CSV columns of a dataset import
+and the camelCase `properties` of streamed events, so a schema Personalize would refuse must
+be refused here too, before any data is read against it. Rules follow the Personalize
+Developer Guide ("Creating schema JSON files", "Custom datasets and schemas", "Service
+quotas"); the field-name length cap is ours, as Amazon documents none.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import fastavro
+
+DatasetType = Literal["INTERACTIONS", "ITEMS", "USERS"]
+ScalarType = Literal["string", "int", "long", "float", "double", "boolean"]
+DATASET_TYPES: tuple[str, ...] = ("INTERACTIONS", "ITEMS", "USERS")
+
+MAX_SCHEMA_CHARS = 20_000  # CreateSchema API: schema length constraint
+MAX_NAME_CHARS = 256  # assumed; not documented
+_SCALARS = ("string", "int", "long", "float", "double", "boolean")
+_NUMERIC = frozenset({"int", "long", "float", "double"})
+_AVRO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_AVRO_FULLNAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")  # fastavro doesn't check
+
+# reserved field -> (allowed types, may be null). Docs say TIMESTAMP long and EVENT_VALUE float;
+# int and double are widened on purpose. CREATION_TIMESTAMP may be null: Personalize infers it.
+_RESERVED: dict[str, tuple[tuple[str, ...], bool]] = {
+    "USER_ID": (("string",), False),
+    "ITEM_ID": (("string",), False),
+    "TIMESTAMP": (("long", "int"), False),
+    "EVENT_TYPE": (("string",), False),
+    "EVENT_VALUE": (("float", "double"), True),
+    "IMPRESSION": (("string",), True),
+    "RECOMMENDATION_ID": (("string",), True),
+    "EVENT_ATTRIBUTION_SOURCE": (("string",), True),
+    "CREATION_TIMESTAMP": (("long",), True),
+}
+# dataset type -> (required fields, optional reserved fields, max metadata fields)
+_DATASETS: dict[str, tuple[tuple[str, ...], tuple[str, ...], int]] = {
+    "INTERACTIONS": (("USER_ID", "ITEM_ID", "TIMESTAMP"),
+                     ("EVENT_TYPE", "EVENT_VALUE", "IMPRESSION", "RECOMMENDATION_ID",
+                      "EVENT_ATTRIBUTION_SOURCE"), 5),
+    "ITEMS": (("ITEM_ID",), ("CREATION_TIMESTAMP",), 100),
+    "USERS": (("USER_ID",), (), 25),
+}
+
+
+def _key(name: str) -> str:
+    # Personalize compares names alphanumerically: GENRES_FIELD_1 clashes with GENRESFIELD1
+    return name.replace("_", "").lower()
+
+
+# Other spellings of these become event property keys (userId, timestamp, ...) that PutEvents
+# forbids case-insensitively; sessionId has no schema field of its own.
+_KEYWORDS: dict[str, str | None] = {_key(n): n for n in _RESERVED} | {"sessionid": None}
+
+
+class SchemaError(ValueError):
+    """A schema Personalize would refuse; `field` names the offending field, if one is."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(f'field "{field}": {message}' if field is not None else message)
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    type: ScalarType
+    nullable: bool
+    categorical: bool = False
+    textual: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Schema:
+    name: str
+    columns: tuple[Column, ...]
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def metadata_columns(self, dataset_type: str) -> tuple[Column, ...]:
+        required, optional, _ = _dataset(dataset_type)
+        return tuple(c for c in self.columns if c.name not in required + optional)
+
+
+def _dataset(dataset_type: str) -> tuple[tuple[str, ...], tuple[str, ...], int]:
+    if dataset_type in ("ACTIONS", "ACTION_INTERACTIONS"):
+        raise SchemaError(f"dataset type {dataset_type} is not supported by openpersonalize; "
+                          f"use one of {', '.join(DATASET_TYPES)}")
+    if dataset_type not in _DATASETS:
+        raise SchemaError(f"unknown dataset type {dataset_type!r}; use one of {', '.join(DATASET_TYPES)}")
+    return _DATASETS[dataset_type]
+
+
+def _scalar(avro_type: Any) -> tuple[str, bool] | None:
+    """(type, nullable) for a supported field type, else None."""
+    if isinstance(avro_type, str):
+        return (avro_type, False) if avro_type in _SCALARS else None
+    if isinstance(avro_type, list) and len(avro_type) == 2 and "null" in avro_type:
+        other = avro_type[1] if avro_type[0] == "null" else avro_type[0]
+        if isinstance(other, str) and other in _SCALARS:
+            return other, True
+    return None
+
+
+def _flag(field: dict[str, Any], name: str, flag: str) -> bool:
+    value = field.get(flag, False)
+    if not isinstance(value, bool):
+        raise SchemaError(f"{flag} must be true or false, not {json.dumps(value)}", name)
+    return value
+
+
+def _column(field: Any, seen: dict[str, str]) -> Column:
+    if not isinstance(field, dict) or not isinstance(field.get("name"), str):
+        raise SchemaError(f'every field needs a "name" and a "type"; got {json.dumps(field)[:100]}')
+    name = field["name"]
+    if not _AVRO_NAME.fullmatch(name):
+        raise SchemaError("a name must start with a letter or _ and hold only letters, digits and _", name)
+    if len(name) > MAX_NAME_CHARS:
+        raise SchemaError(f"names are at most {MAX_NAME_CHARS} characters", name)
+    key = _key(name)
+    if key in seen:
+        raise SchemaError(f'clashes with field "{seen[key]}"; names must differ in more than '
+                          "case and underscores", name)
+    seen[key] = name
+    if key in _KEYWORDS and name not in _RESERVED:
+        hint = f"; name it {_KEYWORDS[key]}" if _KEYWORDS[key] else ""
+        raise SchemaError(f"{name} is a reserved keyword in Personalize{hint}", name)
+    parsed = _scalar(field.get("type"))
+    if parsed is None:
+        raise SchemaError(f"type {json.dumps(field.get('type'))} is not supported; use one of "
+                          f'{", ".join(_SCALARS)} or a union of one of them with "null"', name)
+    avro_type, nullable = parsed
+    categorical, textual = _flag(field, name, "categorical"), _flag(field, name, "textual")
+    for flag, on in (("categorical", categorical), ("textual", textual)):
+        if on and avro_type != "string":
+            raise SchemaError(f"{flag} is only allowed on string fields, not {avro_type}", name)
+    if categorical and textual:
+        raise SchemaError("a field can't be both categorical and textual", name)
+    return Column(name, avro_type, nullable, categorical, textual)  # type: ignore[arg-type]
+
+
+def parse_schema(text: str) -> Schema:
+    """What CreateSchema checks: JSON, Avro validity, supported types and flags."""
+    if len(text) > MAX_SCHEMA_CHARS:
+        raise SchemaError(f"schema is {len(text)} characters; Personalize allows at most {MAX_SCHEMA_CHARS}")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SchemaError(f"schema is not valid JSON: {e}") from None
+    if not isinstance(doc, dict) or doc.get("type") != "record":
+        raise SchemaError('schema must be an Avro record: {"type": "record", "name": ..., "fields": [...]}')
+    if not isinstance(doc.get("name"), str) or not _AVRO_FULLNAME.fullmatch(doc["name"]):
+        raise SchemaError('schema needs a "name" that is an Avro name, e.g. "Interactions"')
+    if doc.get("namespace") not in (None, "") and not _AVRO_FULLNAME.fullmatch(str(doc["namespace"])):
+        raise SchemaError(f"namespace {json.dumps(doc['namespace'])} is not a dotted Avro name")
+    fields = doc.get("fields")
+    if not isinstance(fields, list) or not fields:
+        raise SchemaError('schema needs a non-empty "fields" list')
+    seen: dict[str, str] = {}
+    columns = tuple(_column(f, seen) for f in fields)
+    textual = [c.name for c in columns if c.textual]
+    if len(textual) > 1:
+        raise SchemaError(f"only one textual field is allowed; {textual[0]} is already textual", textual[1])
+    try:
+        fastavro.parse_schema(doc)
+    except Exception as e:  # fastavro raises several unrelated types for a bad schema
+        raise SchemaError(f"schema is not valid Avro: {e}") from None
+    return Schema(doc["name"], columns)
+
+
+def check_dataset_type(schema: Schema, dataset_type: str) -> None:
+    """What CreateDataset checks: required/reserved fields and metadata limits for that type."""
+    required, optional, max_metadata = _dataset(dataset_type)
+    for name in required:
+        if schema.column(name) is None:
+            types, _ = _RESERVED[name]
+            raise SchemaError(f"{dataset_type} datasets need a {name} field of type {types[0]}", name)
+    for col in schema.columns:
+        if col.textual and dataset_type != "ITEMS":
+            raise SchemaError(f"textual fields are only allowed in ITEMS datasets, not {dataset_type}",
+                              col.name)
+        if col.name not in _RESERVED:
+            continue
+        if col.name not in required + optional:
+            owners = [t for t, (r, o, _) in _DATASETS.items() if col.name in r + o]
+            raise SchemaError(f"reserved for {' and '.join(owners)} datasets; it can't be used in "
+                              f"{dataset_type}", col.name)
+        types, may_be_null = _RESERVED[col.name]
+        if col.type not in types:
+            raise SchemaError(f"must be of type {' or '.join(types)}, not {col.type}", col.name)
+        if col.nullable and not may_be_null:
+            raise SchemaError(f'can\'t be null; use "{col.type}", not a union with "null"', col.name)
+        if col.categorical or col.textual:
+            raise SchemaError("reserved fields can't be categorical or textual", col.name)
+    metadata = schema.metadata_columns(dataset_type)
+    if len(metadata) > max_metadata:
+        raise SchemaError(f"{dataset_type} datasets allow at most {max_metadata} metadata fields "
+                          f"(non-reserved); this schema has {len(metadata)}", metadata[max_metadata].name)
+    if dataset_type != "INTERACTIONS" and not any(
+            c.type in _NUMERIC or c.categorical or c.textual for c in metadata):
+        raise SchemaError(f"{dataset_type} datasets need at least one metadata field Personalize "
+                          "can train on: a number, or a categorical" +
+                          (" or textual" if dataset_type == "ITEMS" else "") + " string")
