@@ -64,6 +64,20 @@ def cmd_stream_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from training.import_client import run
+
+    settings = _settings(args)
+    files = {kind: path for kind, path in (("INTERACTIONS", args.interactions), ("ITEMS", args.items),
+                                            ("USERS", args.users)) if path is not None}
+    if not files:
+        print("personalize import: give at least one of --interactions, --items, --users",  # noqa: T201
+              file=sys.stderr)
+        return 2
+    return run(args.endpoint or f"http://{settings.host}:{settings.port}", args.dataset_group, files,
+               args.mode)
+
+
 def cmd_api_coverage(args: argparse.Namespace) -> int:
     import json
 
@@ -100,6 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     tail.add_argument("--idle-timeout", type=float, help="stop after this many idle seconds")
     tail.add_argument("--data-dir", type=Path, help="embedded mode's data directory")
     tail.set_defaults(fn=cmd_stream_tail)
+    imp = sub.add_parser("import", help="load CSV files into a dataset group of a running server "
+                         "(creates the group, inferred schemas and datasets if missing)")
+    imp.add_argument("dataset_group", metavar="DATASET_GROUP", help="dataset group name")
+    imp.add_argument("--interactions", type=Path, help="INTERACTIONS CSV file or folder")
+    imp.add_argument("--items", type=Path, help="ITEMS CSV file or folder")
+    imp.add_argument("--users", type=Path, help="USERS CSV file or folder")
+    imp.add_argument("--mode", choices=("FULL", "INCREMENTAL"), default="FULL",
+                     help="FULL replaces the dataset's rows, INCREMENTAL adds to them (default FULL)")
+    imp.add_argument("--endpoint", help="server URL (default http://OPZ_HOST:OPZ_PORT)")
+    imp.set_defaults(fn=cmd_import)
     api = sub.add_parser("api", help="facts about the API we serve")
     api_sub = api.add_subparsers(dest="api_cmd", required=True, metavar="<command>")
     cov = api_sub.add_parser("coverage", help="implemented vs. all operations of boto3's "

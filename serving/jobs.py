@@ -20,7 +20,7 @@ from serving.resources import Body, ResourceStore
 
 log = logging.getLogger(__name__)
 PENDING, RUNNING, ACTIVE, FAILED = "CREATE PENDING", "CREATE IN_PROGRESS", "ACTIVE", "CREATE FAILED"
-HEARTBEAT_S, STALE_S = 2.0, 30.0
+HEARTBEAT_S, STALE_S = 0.5, 30.0  # the heartbeat also publishes progress
 Progress = Callable[[int], None]
 Work = Callable[[Body, Progress], Body]  # blocking; returns fields to merge into the job when done
 

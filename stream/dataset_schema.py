@@ -24,6 +24,8 @@ MAX_NAME_CHARS = 256  # assumed; not documented
 _SCALARS = ("string", "int", "long", "float", "double", "boolean")
 _NUMERIC = frozenset({"int", "long", "float", "double"})
 _AVRO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_INT = re.compile(r"[+-]?\d{1,18}")
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _AVRO_FULLNAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")  # fastavro doesn't check
 
 # reserved field -> (allowed types, may be null). Docs say TIMESTAMP long and EVENT_VALUE float;
@@ -212,3 +214,32 @@ def check_dataset_type(schema: Schema, dataset_type: str) -> None:
         raise SchemaError(f"{dataset_type} datasets need at least one metadata field Personalize "
                           "can train on: a number, or a categorical" +
                           (" or textual" if dataset_type == "ITEMS" else "") + " string")
+
+
+def infer_schema(dataset_type: str, header: list[str], sample: list[list[str]]) -> str:
+    """A schema for a CSV a user has not written one for (`personalize import`): reserved
+    fields get their documented types; other columns become int/long/float when every
+    sampled value is a number, else strings, categorical when pipe-separated or repetitive.
+    Whatever may be null is (a sample can miss the row with the empty cell)."""
+    fields: list[dict[str, Any]] = []
+    for i, name in enumerate(header):
+        values = [row[i] for row in sample if i < len(row) and row[i] != ""]
+        nullable = True
+        if name in _RESERVED:
+            types, nullable = _RESERVED[name]
+            type_ = types[0]
+        elif values and all(_INT.fullmatch(v) for v in values):
+            type_ = "int" if all(abs(int(v)) < 2**31 for v in values) else "long"
+        elif values and all(_FLOAT.fullmatch(v) for v in values):
+            type_ = "float"
+        else:
+            type_ = "string"
+        field: dict[str, Any] = {"name": name, "type": ["null", type_] if nullable else type_}
+        if type_ == "string" and name not in _RESERVED and values and (
+                any("|" in v for v in values) or len(set(values)) <= max(20, len(values) // 2)):
+            field["categorical"] = True
+        fields.append(field)
+    text = json.dumps({"type": "record", "name": dataset_type.capitalize(),
+                       "namespace": "com.amazonaws.personalize.schema", "fields": fields, "version": "1.0"})
+    check_dataset_type(parse_schema(text), dataset_type)
+    return text

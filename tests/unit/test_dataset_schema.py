@@ -12,6 +12,7 @@ from stream.dataset_schema import (
     Schema,
     SchemaError,
     check_dataset_type,
+    infer_schema,
     parse_schema,
 )
 
@@ -288,3 +289,26 @@ def test_schema_and_column_are_frozen_values() -> None:
     assert schema == parse_schema(doc(f("A", "int"), name="S"))
     with pytest.raises(AttributeError):
         schema.name = "T"  # type: ignore[misc]
+
+
+def test_inferred_schemas_type_reserved_fields_numbers_and_categories() -> None:
+    users = parse_schema(infer_schema("USERS", ["USER_ID", "AGE", "GENDER", "ZIP_CODE"], [
+        ["1", "24", "M", "85711"], ["2", "53", "F", "94043"], ["3", "", "M", "3210a"]]))
+    assert users.column("USER_ID") == Column("USER_ID", "string", False)
+    assert users.column("AGE") == Column("AGE", "int", True)
+    assert users.column("GENDER") == Column("GENDER", "string", True, categorical=True)
+    clicks = parse_schema(infer_schema("INTERACTIONS", ["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_VALUE"],
+                                       [["u", "i", "1700000000", "4.5"]]))
+    assert clicks.column("TIMESTAMP") == Column("TIMESTAMP", "long", False)
+    assert clicks.column("EVENT_VALUE") == Column("EVENT_VALUE", "float", True)
+    items = parse_schema(infer_schema("ITEMS", ["ITEM_ID", "GENRES", "PRICE", "BIG"], [
+        [f"i{n}", "Comedy|Drama", f"{n}.5", str(2**40)] for n in range(100)]))
+    assert items.column("GENRES").categorical and items.column("PRICE").type == "float"
+    assert items.column("BIG").type == "long"
+
+
+def test_inference_refuses_what_no_schema_could_hold() -> None:
+    with pytest.raises(SchemaError, match="USER_ID"):
+        infer_schema("INTERACTIONS", ["ITEM_ID", "TIMESTAMP"], [["i", "1"]])
+    with pytest.raises(SchemaError, match="at least one metadata field"):  # free text only
+        infer_schema("USERS", ["USER_ID", "NOTE"], [[f"u{n}", f"note {n}"] for n in range(100)])
