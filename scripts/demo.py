@@ -2,14 +2,16 @@
 """The README's first command (`make demo`): embedded openpersonalize on real data.
 
 Starts `personalize serve` (one process, no Kafka, no Redis), then acts as a shop's
-backend would with unchanged boto3 code: creates a dataset group and an event tracker,
-and streams the newest MovieLens (ml-latest-small, bundled) interactions through
-PutEvents. Then it prints what to try next and keeps the server up until Ctrl-C.
+backend would with unchanged boto3 code: creates a dataset group, schemas and datasets,
+imports the bundled MovieLens (ml-latest-small) catalogue and its older ratings with
+import jobs, creates an event tracker and streams the newest ratings through PutEvents.
+Then it prints what to try next and keeps the server up until Ctrl-C.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -22,7 +24,17 @@ import boto3
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "training" / "datasets" / "ml-latest-small" / "interactions.csv"
+BUNDLED = ROOT / "training" / "datasets" / "ml-latest-small"
+DATA = BUNDLED / "interactions.csv"
+ROLE = "arn:aws:iam::000000000000:role/unused"  # Personalize wants one; we need none
+SCHEMAS = {
+    "INTERACTIONS": [{"name": "USER_ID", "type": "string"}, {"name": "ITEM_ID", "type": "string"},
+                     {"name": "TIMESTAMP", "type": "long"}, {"name": "EVENT_TYPE", "type": "string"},
+                     {"name": "EVENT_VALUE", "type": ["null", "float"]}],
+    "ITEMS": [{"name": "ITEM_ID", "type": "string"}, {"name": "TITLE", "type": "string"},
+              {"name": "GENRES", "type": ["null", "string"], "categorical": True},
+              {"name": "YEAR", "type": ["null", "int"]}],
+}
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -38,13 +50,38 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -
     sys.exit("server did not become healthy")
 
 
-def newest_interactions(limit: int) -> dict[str, list[dict[str, str]]]:
-    with DATA.open() as f:
-        rows = list(csv.DictReader(f))[-limit:]  # the file is chronological
+def split_interactions(limit: int, history: Path) -> dict[str, list[dict[str, str]]]:
+    """Write all but the newest `limit` ratings to `history` (for the bulk import) and
+    return the newest ones by user (for PutEvents); the file is chronological."""
+    with DATA.open(newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    with history.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=reader.fieldnames or [])
+        writer.writeheader()
+        writer.writerows(rows[:-limit])
     by_user: dict[str, list[dict[str, str]]] = defaultdict(list)
-    for r in rows:
+    for r in rows[-limit:]:
         by_user[r["USER_ID"]].append(r)
     return by_user
+
+
+def import_dataset(personalize, dsg: str, name: str, kind: str, location: Path) -> None:  # type: ignore[no-untyped-def]
+    schema = personalize.create_schema(name=f"{name}-{kind.lower()}", schema=json.dumps(
+        {"type": "record", "name": kind.capitalize(), "namespace": "com.amazonaws.personalize.schema",
+         "fields": SCHEMAS[kind], "version": "1.0"}))["schemaArn"]
+    dataset = personalize.create_dataset(name=f"{name}-{kind.lower()}", schemaArn=schema,
+                                         datasetGroupArn=dsg, datasetType=kind)["datasetArn"]
+    t0 = time.perf_counter()
+    job = personalize.create_dataset_import_job(
+        jobName=f"{name}-{kind.lower()}", datasetArn=dataset, roleArn=ROLE, importMode="FULL",
+        dataSource={"dataLocation": location.as_uri()})["datasetImportJobArn"]
+    while (desc := personalize.describe_dataset_import_job(datasetImportJobArn=job)[
+            "datasetImportJob"])["status"] not in ("ACTIVE", "CREATE FAILED"):
+        time.sleep(0.1)
+    if desc["status"] != "ACTIVE":
+        sys.exit(f"import of {location} failed: {desc['failureReason']}")
+    print(f"  imported {location.name} into the {kind} dataset in {time.perf_counter() - t0:.1f}s")
 
 
 def main() -> int:
@@ -66,11 +103,17 @@ def main() -> int:
         personalize = boto3.client("personalize", **kw)
         events = boto3.client("personalize-events", **kw)
 
-        dsg = personalize.create_dataset_group(name=f"movielens-{int(time.time())}")["datasetGroupArn"]
+        name = f"movielens-{int(time.time())}"
+        dsg = personalize.create_dataset_group(name=name)["datasetGroupArn"]
+        print(f"dataset group {dsg}")
+        args.data_dir.mkdir(parents=True, exist_ok=True)
+        history = args.data_dir / "ml-latest-small-history.csv"
+        by_user = split_interactions(args.events, history)
+        import_dataset(personalize, dsg, name, "ITEMS", BUNDLED / "items.csv")
+        import_dataset(personalize, dsg, name, "INTERACTIONS", history)
         tracking_id = personalize.create_event_tracker(
             name=f"web-{int(time.time())}", datasetGroupArn=dsg)["trackingId"]
-        by_user = newest_interactions(args.events)
-        print(f"dataset group {dsg}\nstreaming {args.events:,} MovieLens ratings of "
+        print(f"streaming {args.events:,} MovieLens ratings of "
               f"{len(by_user)} users through PutEvents (batches of 10) ...")
         t0, sent = time.perf_counter(), 0
         for user, rows in by_user.items():

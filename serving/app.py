@@ -19,6 +19,8 @@ from serving.jobs import JobRunner
 from serving.resources import ResourceStore
 from stream.applier import SESSION_GROUP, apply_batch, run_consumer
 from stream.archive import ARCHIVE_GROUP, Archive
+from stream.contract import records_topic_pattern
+from stream.datasets import DATASETS_GROUP, DatasetStore
 from stream.log import EventLog, open_event_log
 from stream.session import limits_from
 from stream.settings import Settings
@@ -29,14 +31,17 @@ log = logging.getLogger(__name__)
 
 async def embedded_agents(settings: Settings, event_log: EventLog, store: SessionStore,
                           stop: asyncio.Event) -> None:
-    """Embedded mode runs what the Faust agents do, in-process, on the SQLite log."""
+    """Embedded mode runs what the stream workers do, in-process, on the SQLite log."""
     archive = Archive(settings.data_dir / "archive")
     await archive.start()
     limits = limits_from(settings)
+    datasets = DatasetStore(settings.data_dir / "datasets")
     try:
         await asyncio.gather(
             run_consumer(event_log, SESSION_GROUP, lambda evs: apply_batch(evs, store, limits), stop),
-            run_consumer(event_log, ARCHIVE_GROUP, archive.add, stop))
+            run_consumer(event_log, ARCHIVE_GROUP, archive.add, stop),
+            run_consumer(event_log, DATASETS_GROUP, datasets.put_async, stop,
+                         topics=records_topic_pattern()))
     finally:
         await archive.close()
 
@@ -83,5 +88,6 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles) -> FastA
         return {"status": "ok", "mode": "embedded" if settings.embedded else "distributed"}
 
     app.include_router(control_api.make_router(ctx))
-    app.include_router(events_api.make_router(event_log, events_api.Trackers(resources)))
+    app.include_router(events_api.make_router(event_log, events_api.Trackers(resources),
+                                              events_api.Datasets(resources)))
     return app

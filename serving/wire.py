@@ -12,7 +12,7 @@ from typing import Annotated
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from stream.contract import Event
+from stream.contract import DatasetRecord, Event
 
 Str256 = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 # keys Personalize reserves and refuses inside `properties` (case-insensitive)
@@ -45,12 +45,7 @@ class WireEvent(Wire):
     def _properties_json_object(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        try:
-            parsed = orjson.loads(v)
-        except orjson.JSONDecodeError as exc:
-            raise ValueError(f"must be a JSON object string ({exc})") from None
-        if not isinstance(parsed, dict):
-            raise ValueError("must be a JSON object string")
+        parsed = orjson.loads(_json_object(v))
         bad = sorted(k for k in parsed if k.lower() in RESERVED_PROPERTIES)
         if bad:
             raise ValueError(f"reserved keys are not allowed: {', '.join(bad)}")
@@ -66,6 +61,48 @@ class PutEventsRequest(Wire):
     userId: Str256 | None = None
     sessionId: Str256
     eventList: Annotated[list[WireEvent], Field(min_length=1, max_length=10)]
+
+
+def _json_object(v: str) -> str:
+    try:
+        parsed = orjson.loads(v)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"must be a JSON object string ({exc})") from None
+    if not isinstance(parsed, dict):
+        raise ValueError("must be a JSON object string")
+    return v
+
+
+class WireItem(Wire):
+    itemId: Str256
+    properties: Annotated[str, StringConstraints(min_length=1, max_length=32000)] | None = None
+    _object = field_validator("properties")(lambda v: v if v is None else _json_object(v))
+
+
+class WireUser(Wire):
+    userId: Str256
+    properties: Annotated[str, StringConstraints(min_length=1, max_length=24000)] | None = None
+    _object = field_validator("properties")(lambda v: v if v is None else _json_object(v))
+
+
+Arn = Annotated[str, StringConstraints(max_length=256, pattern=r"arn:([a-z\d-]+):personalize:.*:.*:.+")]
+
+
+class PutItemsRequest(Wire):
+    datasetArn: Arn
+    items: Annotated[list[WireItem], Field(min_length=1, max_length=10)]
+
+
+class PutUsersRequest(Wire):
+    datasetArn: Arn
+    users: Annotated[list[WireUser], Field(min_length=1, max_length=10)]
+
+
+def to_record(dataset_group: str, dataset_type: str, id_: str, fields: dict[str, object],
+              now: float) -> DatasetRecord:
+    """One PutItems/PutUsers entry (properties already checked against the schema)."""
+    return DatasetRecord(record_id=uuid.uuid4().hex, dataset_group=dataset_group,
+                         dataset_type=dataset_type, id=id_, fields=fields, received_at=now)
 
 
 def to_event(wire: PutEventsRequest, ev: WireEvent, *, dataset_group: str, now: float) -> Event:

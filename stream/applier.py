@@ -84,7 +84,8 @@ async def apply_partition(records: Sequence[tuple[int, Event]], *, position: str
 
 
 async def run_consumer(event_log: EventLog, group: str,
-                       handle: Callable[[list[Event]], Awaitable[object]], stop: asyncio.Event) -> None:
+                       handle: Callable[[list[Event]], Awaitable[object]], stop: asyncio.Event, *,
+                       topics: str | None = None) -> None:
     """Embedded mode's agents: tail the log as `group`, handle a batch, then commit.
 
     `handle` writes before the position is committed, so a crash in between redelivers
@@ -92,7 +93,7 @@ async def run_consumer(event_log: EventLog, group: str,
     effect is exactly once.
     """
     while not stop.is_set():
-        events = await event_log.read(group, max_events=1000, timeout_s=0.2)
+        events = await event_log.read(group, max_events=1000, timeout_s=0.2, topics=topics)
         if events:
             await handle(events)
             await event_log.commit(group)

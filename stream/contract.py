@@ -7,6 +7,9 @@ Kafka topics (one set per dataset group, name = the dataset group's name):
 
     opz.<datasetGroupName>.events   key = partition_key(event) (userId, else sessionId),
                                     value = Event as JSON (schemas/event.v1.json)
+    opz.<datasetGroupName>.items    compacted; key = itemId, value = DatasetRecord as JSON
+    opz.<datasetGroupName>.users    compacted; key = userId, value = DatasetRecord as JSON
+                                    (schemas/record.v1.json): the newest record per id
 
 Redis session-state layout (RedisSessionStore, SESSION_LAYOUT_VERSION = 1):
 
@@ -25,6 +28,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 EVENT_VERSION = 1
+RECORD_VERSION = 1
 SESSION_LAYOUT_VERSION = 1
 MANIFEST_VERSION = 1
 TOPIC_PREFIX = "opz."
@@ -46,6 +50,15 @@ def events_topic(dataset_group_name: str) -> str:
 def events_topic_pattern(dataset_groups: str = ".+") -> str:
     """Regex of the events topics of the dataset groups whose names match `dataset_groups`."""
     return rf"^{re.escape(TOPIC_PREFIX)}(?:{dataset_groups})\.events$"
+
+
+def records_topic(dataset_group_name: str, dataset_type: str) -> str:
+    """Compacted topic of a dataset group's PutItems (ITEMS) or PutUsers (USERS) records."""
+    return f"{TOPIC_PREFIX}{dataset_group_name}.{dataset_type.lower()}"
+
+
+def records_topic_pattern(dataset_groups: str = ".+") -> str:
+    return rf"^{re.escape(TOPIC_PREFIX)}(?:{dataset_groups})\.(?:items|users)$"
 
 
 def dataset_group_name(arn: str) -> str:
@@ -88,6 +101,21 @@ class Event(BaseModel):
 def partition_key(event: Event) -> str:
     """Kafka key: one user's events stay ordered in one partition; anonymous ones by session."""
     return event.user_id if event.user_id is not None else f"session:{event.session_id}"
+
+
+class DatasetRecord(BaseModel):
+    """A record of PutItems or PutUsers: one item's or user's fields, upserted by id."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = Field(1, description="contract version (RECORD_VERSION)")
+    record_id: str = Field(description="server-assigned id of this write")
+    dataset_group: str = Field(description="dataset group name")
+    dataset_type: Literal["ITEMS", "USERS"]
+    id: str = Field(description="ITEM_ID or USER_ID; the Kafka key")
+    fields: dict[str, str | int | float | bool | None] = Field(
+        description="schema field name -> value in the field's type (categorical: pipe-separated)")
+    received_at: float = Field(description="server time when accepted, Unix seconds")
 
 
 # ---- dataset rows (Personalize's CSV schema; extra metadata columns are allowed) ----
@@ -133,6 +161,36 @@ class ArtifactManifest(BaseModel):
 
 def encode_event(event: Event) -> bytes:
     return event.model_dump_json(exclude_none=True).encode()
+
+
+def topic_of(record: Event | DatasetRecord) -> str:
+    if isinstance(record, Event):
+        return events_topic(record.dataset_group)
+    return records_topic(record.dataset_group, record.dataset_type)
+
+
+def key_of(record: Event | DatasetRecord) -> str:
+    return partition_key(record) if isinstance(record, Event) else record.id
+
+
+def encode(record: Event | DatasetRecord) -> bytes:
+    return record.model_dump_json(exclude_none=isinstance(record, Event)).encode()
+
+
+def decode(topic: str, raw: bytes | str) -> Event | DatasetRecord:
+    """A stored record of either kind, by the topic it came from."""
+    if topic.endswith(".events"):
+        return decode_event(raw)
+    try:
+        return DatasetRecord.model_validate_json(raw)
+    except ValidationError as exc:
+        try:
+            version = json.loads(raw).get("v")
+        except (ValueError, AttributeError):
+            version = None
+        if version != RECORD_VERSION:
+            raise UnknownVersion(f"dataset record version {version!r}, expected {RECORD_VERSION}") from exc
+        raise InvalidEvent(str(exc)) from exc
 
 
 def decode_event(raw: bytes | str) -> Event:

@@ -243,3 +243,43 @@ def infer_schema(dataset_type: str, header: list[str], sample: list[list[str]]) 
                        "namespace": "com.amazonaws.personalize.schema", "fields": fields, "version": "1.0"})
     check_dataset_type(parse_schema(text), dataset_type)
     return text
+
+
+def record_fields(schema: Schema, dataset_type: str, properties: dict[str, Any]) -> dict[str, Any]:
+    """The `properties` of a PutItems/PutUsers record as schema field -> value.
+
+    Keys are the fields' camelCase names (GENRES -> genres, NUMBER_OF_RATINGS ->
+    numberOfRatings, matched ignoring case and underscores, as Personalize does); values must
+    have the field's type. Raises SchemaError naming the property."""
+    id_field = "ITEM_ID" if dataset_type == "ITEMS" else "USER_ID"
+    by_key = {_key(c.name): c for c in schema.columns if c.name != id_field}
+    out: dict[str, Any] = {}
+    for name, value in properties.items():
+        col = by_key.get(_key(name))
+        if col is None:
+            hint = f"; the {id_field} is the record's own id" if _key(name) == _key(id_field) else ""
+            raise SchemaError(f"is not a field of the {dataset_type} dataset's schema{hint}", name)
+        if value is None:
+            if not col.nullable:
+                raise SchemaError(f"can't be null ({col.name} is required)", name)
+        elif not _fits(value, col.type):
+            article = "an" if col.type == "int" else "a"
+            raise SchemaError(f"{json.dumps(value)[:50]} is not {article} {col.type}", name)
+        out[col.name] = float(value) if col.type in ("float", "double") and value is not None else value
+    missing = [c.name for c in by_key.values() if not c.nullable and c.name not in out]
+    if missing:
+        raise SchemaError(f"the schema requires {', '.join(missing)}", missing[0])
+    return out
+
+
+def _fits(value: Any, type_: str) -> bool:
+    if isinstance(value, bool):
+        return type_ == "boolean"
+    if type_ == "string":
+        return isinstance(value, str)
+    if type_ in ("int", "long"):
+        bound = 2**31 if type_ == "int" else 2**63
+        return isinstance(value, int) and -bound <= value < bound
+    if type_ in ("float", "double"):
+        return isinstance(value, int | float)
+    return False

@@ -1,5 +1,8 @@
 """The event log seam: where an accepted event is durably stored before we answer 200.
 
+It carries PutItems/PutUsers records too (compacted topics in Kafka); a consumer group
+follows either the events topics (the default) or the records topics (`read(topics=...)`).
+
 Two implementations, picked by settings (`open_event_log`): SQLite in WAL mode for the
 embedded default, and Kafka (idempotent producer, acks=all) when distributed. Both pass
 the one suite in tests/integration/test_event_log.py.
@@ -7,19 +10,21 @@ the one suite in tests/integration/test_event_log.py.
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from stream.contract import (
+    DatasetRecord,
     Event,
-    decode_event,
-    encode_event,
-    events_topic,
+    decode,
+    encode,
     events_topic_pattern,
-    partition_key,
+    key_of,
+    topic_of,
 )
 from stream.settings import Settings
 
@@ -35,11 +40,15 @@ class EventLog(Protocol):
     async def close(self) -> None:
         """Flush and release everything; pending appends finish first."""
 
-    async def append(self, events: Sequence[Event]) -> None:
-        """Return only once every event is durable (SQLite commit / all in-sync replicas)."""
+    async def append(self, events: Sequence[Event | DatasetRecord]) -> None:
+        """Return only once every record is durable (SQLite commit / all in-sync replicas)."""
 
-    async def read(self, group: str, max_events: int = 500, timeout_s: float = 1.0) -> list[Event]:
-        """Next events for consumer group `group`, each user's in order; [] after timeout_s.
+    async def read(self, group: str, max_events: int = 500, timeout_s: float = 1.0, *,
+                   topics: str | None = None) -> list[Any]:
+        """Next records for consumer group `group`, each key's in order; [] after timeout_s.
+
+        `topics` (a regex, fixed per group) picks what the group follows; by default the
+        events topics the log was opened for.
 
         At-least-once: whatever was read but not committed is delivered again after a restart.
         """
@@ -50,13 +59,13 @@ class EventLog(Protocol):
 
 def open_event_log(settings: Settings, *, client_id: str = "opz",
                    dataset_groups: str = ".+") -> EventLog:
-    """The log settings pick; `read` follows the dataset groups matching the regex (Kafka)."""
+    """The log settings pick; `read` follows the dataset groups matching the regex."""
+    pattern = events_topic_pattern(dataset_groups)
     if settings.kafka_bootstrap_servers:
         return KafkaEventLog(settings.kafka_bootstrap_servers, client_id=client_id,
-                             topic_pattern=events_topic_pattern(dataset_groups),
-                             partitions=settings.kafka_partitions,
+                             topic_pattern=pattern, partitions=settings.kafka_partitions,
                              replication_factor=settings.kafka_replication_factor)
-    return SqliteEventLog(settings.data_dir / "events.db")
+    return SqliteEventLog(settings.data_dir / "events.db", topic_pattern=pattern)
 
 
 class SqliteEventLog:
@@ -65,8 +74,9 @@ class SqliteEventLog:
     Concurrent appends are written in one transaction, so one fsync covers many requests.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, topic_pattern: str = events_topic_pattern()) -> None:
         self.path = path
+        self.topic_pattern = topic_pattern  # read()'s default
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-log")
         self._db: sqlite3.Connection | None = None
         self._pending: list[tuple[list[tuple[str, str, bytes]], asyncio.Future[None]]] = []
@@ -104,10 +114,10 @@ class SqliteEventLog:
             self._db = None
         self._pool.shutdown(wait=True)
 
-    async def append(self, events: Sequence[Event]) -> None:
+    async def append(self, events: Sequence[Event | DatasetRecord]) -> None:
         if not events:
             return
-        rows = [(events_topic(e.dataset_group), partition_key(e), encode_event(e)) for e in events]
+        rows = [(topic_of(e), key_of(e), encode(e)) for e in events]
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((rows, fut))
         if self._writer is None or self._writer.done():
@@ -136,8 +146,10 @@ class SqliteEventLog:
             self._db.executemany("INSERT INTO events (topic, key, value) VALUES (?, ?, ?)", rows)
             return self._db.execute("SELECT MAX(offset) FROM events").fetchone()[0]
 
-    async def read(self, group: str, max_events: int = 500, timeout_s: float = 1.0) -> list[Event]:
+    async def read(self, group: str, max_events: int = 500, timeout_s: float = 1.0, *,
+                   topics: str | None = None) -> list[Any]:
         assert self._new_data is not None
+        wanted = re.compile(topics or self.topic_pattern)
         if group not in self._cursors:
             self._cursors[group] = await self._run(self._committed, group)
         if self._cursors[group] >= self._head:
@@ -150,16 +162,16 @@ class SqliteEventLog:
         rows = await self._run(self._fetch, self._cursors[group], max_events)
         if rows:
             self._cursors[group] = rows[-1][0]
-        return [decode_event(value) for _, value in rows]
+        return [decode(topic, value) for _, topic, value in rows if wanted.match(topic)]
 
     def _committed(self, group: str) -> int:
         assert self._db is not None
         row = self._db.execute("SELECT pos FROM group_offsets WHERE grp = ?", (group,)).fetchone()
         return row[0] if row else 0
 
-    def _fetch(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+    def _fetch(self, after: int, limit: int) -> list[tuple[int, str, bytes]]:
         assert self._db is not None
-        return self._db.execute("SELECT offset, value FROM events WHERE offset > ? ORDER BY offset"
+        return self._db.execute("SELECT offset, topic, value FROM events WHERE offset > ? ORDER BY offset"
                                 " LIMIT ?", (after, limit)).fetchall()
 
     async def commit(self, group: str) -> None:
@@ -216,8 +228,10 @@ class KafkaEventLog:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=self.client_id)
         await admin.start()
         try:
-            result = await admin.create_topics(
-                [NewTopic(t, self.partitions, self.replication_factor) for t in topics])
+            result = await admin.create_topics([NewTopic(
+                t, self.partitions, self.replication_factor,
+                topic_configs={} if t.endswith(".events") else {"cleanup.policy": "compact"})
+                for t in topics])
             for name, code, *_ in result.topic_errors:
                 if code not in (0, TopicAlreadyExistsError.errno):
                     raise LogUnavailable(f"could not create topic {name}: error code {code}")
@@ -225,21 +239,21 @@ class KafkaEventLog:
             await admin.close()
         self._topics |= topics
 
-    async def append(self, events: Sequence[Event]) -> None:
+    async def append(self, events: Sequence[Event | DatasetRecord]) -> None:
         from aiokafka.errors import KafkaError
 
         assert self._producer is not None, "start() first"
         try:
             async with asyncio.timeout(self.timeout_s):
-                if new := {events_topic(e.dataset_group) for e in events} - self._topics:
+                if new := {topic_of(e) for e in events} - self._topics:
                     await self._ensure_topics(new)
-                acks = [await self._producer.send(events_topic(e.dataset_group), encode_event(e),
-                                                  key=partition_key(e).encode()) for e in events]
+                acks = [await self._producer.send(topic_of(e), encode(e), key=key_of(e).encode())
+                        for e in events]
                 await asyncio.gather(*acks)
         except (KafkaError, TimeoutError) as exc:
             raise LogUnavailable(f"Kafka did not acknowledge the events: {exc!r}") from exc
 
-    async def _consumer(self, group: str):  # type: ignore[no-untyped-def]
+    async def _consumer(self, group: str, topics: str):  # type: ignore[no-untyped-def]
         from aiokafka import AIOKafkaConsumer
 
         if group not in self._consumers:
@@ -247,15 +261,16 @@ class KafkaEventLog:
                 bootstrap_servers=self.bootstrap, group_id=group, client_id=self.client_id,
                 enable_auto_commit=False, auto_offset_reset="earliest",
                 metadata_max_age_ms=2000)  # notice new dataset groups' topics quickly
-            consumer.subscribe(pattern=self.topic_pattern)
+            consumer.subscribe(pattern=topics)
             await consumer.start()
             self._consumers[group] = consumer
         return self._consumers[group]
 
-    async def read(self, group: str, max_events: int = 500, timeout_s: float = 1.0) -> list[Event]:
-        consumer = await self._consumer(group)
+    async def read(self, group: str, max_events: int = 500, timeout_s: float = 1.0, *,
+                   topics: str | None = None) -> list[Any]:
+        consumer = await self._consumer(group, topics or self.topic_pattern)
         batches = await consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_events)
-        return [decode_event(m.value) for msgs in batches.values() for m in msgs]
+        return [decode(m.topic, m.value) for msgs in batches.values() for m in msgs]
 
     async def commit(self, group: str) -> None:
         if group in self._consumers:

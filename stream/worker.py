@@ -7,16 +7,38 @@ import signal
 from collections.abc import Callable
 
 import faust
+from aiokafka.errors import KafkaError
 
 from stream.agents import TOPIC_SCAN_S, event_topics, register_agents
 from stream.app import make_faust_app
+from stream.applier import run_consumer
 from stream.archive import Archive
-from stream.contract import events_topic_pattern
+from stream.contract import events_topic_pattern, records_topic_pattern
+from stream.datasets import DATASETS_GROUP, DatasetStore
+from stream.log import KafkaEventLog, LogUnavailable
 from stream.session import limits_from
 from stream.settings import Settings
 from stream.store import open_session_store
 
 log = logging.getLogger(__name__)
+
+
+async def write_datasets(settings: Settings, stop: asyncio.Event) -> None:
+    """PutItems/PutUsers records -> the items/users datasets under the data dir. A plain
+    consumer group next to the Faust app: compacted topics need no per-key state here."""
+    assert settings.kafka_bootstrap_servers
+    datasets = DatasetStore(settings.data_dir / "datasets")
+    while not stop.is_set():
+        records = KafkaEventLog(settings.kafka_bootstrap_servers, client_id="opz-datasets")
+        try:
+            await records.start()
+            await run_consumer(records, DATASETS_GROUP, datasets.put_async, stop,
+                               topics=records_topic_pattern(settings.stream_dataset_groups))
+        except (KafkaError, LogUnavailable, OSError) as exc:
+            log.warning("dataset writer: %r; retrying in 1 s", exc)
+            await asyncio.sleep(1.0)
+        finally:
+            await records.close()
 
 
 def crashed(app: faust.App) -> bool:
@@ -42,6 +64,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None,
     bootstrap = settings.kafka_bootstrap_servers
     store = open_session_store(settings)
     await store.start()
+    records = asyncio.create_task(write_datasets(settings, stop))
     # Faust needs Kafka and at least one topic to subscribe to: wait for both
     pattern = events_topic_pattern(settings.stream_dataset_groups)
     while not (topics := await event_topics(bootstrap, pattern)):
@@ -50,6 +73,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None,
         try:
             await asyncio.wait_for(stop.wait(), TOPIC_SCAN_S)
             await store.close()
+            await records
             return True
         except TimeoutError:
             pass
@@ -73,6 +97,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None,
             on_crash()
         return False
     finally:
+        stop.set()
         await asyncio.wait({asyncio.ensure_future(app.stop())}, timeout=5.0)
         await archive.close()
         await store.close()
+        await asyncio.wait({records}, timeout=5.0)

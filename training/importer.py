@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from stream.archive import read_events
 from stream.dataset_schema import Column, Schema
-from training.datasets import DatasetStore, interactions_from_events
+from stream.datasets import DatasetStore, interactions_from_events
 
 Progress = Callable[[int], None]  # rows done so far
 MAX_ID_LENGTH = 256
@@ -175,7 +175,7 @@ def import_csv(store: DatasetStore, *, job_id: str, location: str, dataset_group
     except BaseException:
         part.unlink(missing_ok=True)
         raise
-    store.commit(dataset_group, dataset_type, job_id, [part], rows, replace=replace)
+    store.commit(dataset_group, dataset_type, job_id, part, rows, replace=replace)
     return rows
 
 
@@ -235,9 +235,7 @@ class DatasetFiles:
     def export_csv(self, *, job_name: str, destination: str, dataset_group: str, dataset_type: str,
                    schema: Schema, ingestion_mode: str, progress: Progress) -> int:
         """BULK: imported rows; PUT: rows that came through PutEvents; ALL: both."""
-        tables = []
-        if ingestion_mode in ("BULK", "ALL"):
-            tables.append(self.store.read(dataset_group, dataset_type))
+        tables = [self.store.read(dataset_group, dataset_type, ingestion_mode)]
         if ingestion_mode in ("PUT", "ALL") and dataset_type == "INTERACTIONS":
             tables.append(interactions_from_events(read_events(self.archive, dataset_group)))
         empty = arrow_schema(schema).empty_table()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import boto3
+import botocore.session
 import httpx
 from support import Server
 
@@ -28,7 +29,11 @@ def test_coverage_matches_what_the_control_plane_answers(embedded_server: Server
         assert op in r.json()["message"]
     for op in control["implemented"]:
         assert call(embedded_server, op).json().get("__type") != "UnknownOperationException", op
-    assert cov["personalize-events"]["implemented"] == ["PutEvents"]
+    events = botocore.session.get_session().get_service_model("personalize-events")
+    for op in events.operation_names:  # a served route validates; a missing one is a 404
+        r = httpx.post(embedded_server.url + events.operation_model(op).http["requestUri"], content=b"{}")
+        served = r.status_code == 400 and r.json()["__type"] == "InvalidInputException"
+        assert served == (op in cov["personalize-events"]["implemented"]), (op, r.status_code)
 
 
 def test_an_unchanged_boto3_program_finds_us_through_the_service_env_var(

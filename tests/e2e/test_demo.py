@@ -14,4 +14,6 @@ def test_demo_streams_real_data_through_boto3_and_says_what_next(tmp_path: Path)
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "done: 500 events" in out.stdout and "Next steps" in out.stdout
+    assert "imported items.csv into the ITEMS dataset" in out.stdout
+    assert "imported ml-latest-small-history.csv into the INTERACTIONS dataset" in out.stdout
     assert (tmp_path / "events.db").exists() and (tmp_path / "control.db").exists()
