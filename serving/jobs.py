@@ -4,8 +4,9 @@ Create* stores a job as CREATE PENDING and returns at once. A `JobRunner` in eve
 `personalize serve` process claims pending jobs with an atomic status transition (so of
 several processes exactly one runs a job), runs the blocking work in a thread, writes
 progress into the job's body, and ends it ACTIVE or CREATE FAILED with a failureReason.
-A job whose runner died (no heartbeat for STALE_S) is claimed again; the work it does is
-idempotent (a commit names its job), so a re-run never doubles data.
+A job whose runner died (a process of this host that is gone, or no heartbeat for STALE_S)
+is claimed again; the work it does is idempotent (a commit names its job), so a re-run
+never doubles data.
 """
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ class JobRunner:
         kinds = tuple(self.work)
         now = time.time()
         stale = [(k, b) for k, b in self.resources.with_status(kinds, RUNNING)
-                 if now - b.get("heartbeat", 0) > STALE_S]
+                 if now - b.get("heartbeat", 0) > STALE_S or self._dead(b.get("runner", ""))]
         for kind, body in stale + self.resources.with_status(kinds, PENDING):
             arn = body[f"{_camel(kind)}Arn"]
             claim = {"status": RUNNING, "runner": self.owner, "heartbeat": now}
@@ -67,6 +68,19 @@ class JobRunner:
                     log.warning("%s: its runner %s stopped; running it again", arn, body.get("runner"))
                 return kind, got
         return None
+
+    def _dead(self, runner: str) -> bool:
+        """A runner on this host whose process is gone (e.g. the server was SIGKILLed)."""
+        host, _, pid = runner.rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit() or runner == self.owner:
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
 
     async def _run(self, kind: str, job: Body) -> None:
         arn = job[f"{_camel(kind)}Arn"]

@@ -33,6 +33,7 @@ DATASETS_GROUP = "opz-datasets"  # consumer group that writes PutItems/PutUsers 
 ID_COLUMN = {"ITEMS": "ITEM_ID", "USERS": "USER_ID"}  # upsert keys; interactions only append
 AT = "__written_at"  # per-row write time of put parts
 MAX_PUT_PARTS = 16  # more are merged into one, so a stream of small writes stays cheap to read
+ORPHAN_AGE_S = 600  # a part file no manifest lists, this old, was left by a crashed writer
 
 
 @dataclass
@@ -92,8 +93,13 @@ class DatasetStore:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, d / "manifest.json")
-        for gone in {p.name for p in old.parts} - {p.name for p in manifest.parts}:
+        listed = {p.name for p in manifest.parts}
+        for gone in {p.name for p in old.parts} - listed:
             (d / gone).unlink(missing_ok=True)
+        for f in d.glob("*.parquet"):  # parts of writers that crashed before their commit
+            with contextlib.suppress(FileNotFoundError):
+                if f.name not in listed and time.time() - f.stat().st_mtime > ORPHAN_AGE_S:
+                    f.unlink()
 
     def commit(self, dataset_group: str, dataset_type: str, job_id: str, part: Path, rows: int, *,
                replace: bool) -> bool:

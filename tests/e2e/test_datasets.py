@@ -303,3 +303,35 @@ def test_resources_and_data_survive_a_restart(tmp_path: Path) -> None:
         assert rows(clicks.export(tmp_path / "out", "after-restart")) == 1
     finally:
         server.stop()
+
+
+def test_an_import_interrupted_by_a_crash_finishes_after_restart_exactly_once(tmp_path: Path) -> None:
+    big = tmp_path / "big.csv"
+    line = b"u%d,i%d,1700000000\n"
+    with open(big, "wb") as out:  # 5,000,000 rows: seconds of import, long enough to kill it
+        out.write(b"USER_ID,ITEM_ID,TIMESTAMP\n")
+        block = b"".join(line % (n, n) for n in range(100_000))
+        for _ in range(50):
+            out.write(block)
+    server = Server(tmp_path / "data").start()
+    control = server.client("personalize")
+    control.create_dataset_group(name="crash")
+    clicks = Dataset(control, "crash", "INTERACTIONS",
+                     schema(f("USER_ID"), f("ITEM_ID"), f("TIMESTAMP", "long")))
+    arn = control.create_dataset_import_job(jobName="big", datasetArn=clicks.arn, roleArn=ROLE,
+                                            dataSource={"dataLocation": str(big)})["datasetImportJobArn"]
+    deadline = time.monotonic() + 30
+    while control.describe_dataset_import_job(datasetImportJobArn=arn)[
+            "datasetImportJob"]["status"] != "CREATE IN_PROGRESS" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    server.kill()  # SIGKILL mid-import
+    server = Server(tmp_path / "data").start()
+    try:
+        control = clicks.control = server.client("personalize")
+        job = wait_job(lambda: control.describe_dataset_import_job(
+            datasetImportJobArn=arn)["datasetImportJob"])
+        assert job["status"] == "ACTIVE", job.get("failureReason")
+        assert "running it again" in server.output()  # the restarted server took the job over
+        assert rows(clicks.export(tmp_path / "out", "after-crash")) == 5_000_000
+    finally:
+        server.stop()
