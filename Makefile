@@ -10,7 +10,7 @@ export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,train]'
 	touch $@
 
 venv: $(VENV)/.installed

@@ -13,10 +13,12 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from serving import control_api, datasets_api, events_api
+from serving import control_api, datasets_api, events_api, operations, runtime_api, solutions_api
 from serving.errors import install_error_handlers
-from serving.jobs import JobRunner
+from serving.jobs import JobRunner, Work
+from serving.models import Models
 from serving.resources import ResourceStore
+from serving.schedule import run_scheduler
 from stream.applier import SESSION_GROUP, apply_batch, run_consumer
 from stream.archive import ARCHIVE_GROUP, Archive
 from stream.contract import records_topic_pattern
@@ -46,16 +48,23 @@ async def embedded_agents(settings: Settings, event_log: EventLog, store: Sessio
         await archive.close()
 
 
-def create_app(settings: Settings, datasets: datasets_api.DatasetFiles) -> FastAPI:
-    """`datasets` does the work of import/export jobs (training's, given by the CLI)."""
+def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
+               trainer: solutions_api.Trainer | None = None) -> FastAPI:
+    """`datasets` and `trainer` do the work of import/export and training jobs (training's,
+    given by the CLI). Without a trainer, `personalize trainer` processes train."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     resources = ResourceStore(settings.data_dir / "control.db")
     event_log = open_event_log(settings, client_id="opz-api")
     store = open_session_store(settings)
-    ctx = control_api.Ctx(settings=settings, resources=resources, datasets=datasets)
-    jobs = JobRunner(resources, {
+    ctx = control_api.Ctx(settings=settings, resources=resources, datasets=datasets,
+                          models=Models(settings.data_dir))
+    work: dict[str, Work] = {
         "dataset-import-job": lambda job, progress: datasets_api.run_import(ctx, job, progress),
-        "dataset-export-job": lambda job, progress: datasets_api.run_export(ctx, job, progress)})
+        "dataset-export-job": lambda job, progress: datasets_api.run_export(ctx, job, progress)}
+    if trainer is not None:
+        work["solution-version"] = lambda job, progress: solutions_api.run_training(
+            ctx, trainer, job, progress)
+    jobs = JobRunner(resources, work)
     ctx.wake_jobs = jobs.wake
 
     @contextlib.asynccontextmanager
@@ -66,6 +75,8 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles) -> FastA
         agents = (asyncio.create_task(embedded_agents(settings, event_log, store, stop))
                   if settings.embedded else None)
         job_runner = asyncio.create_task(jobs.run(stop))
+        scheduler = asyncio.create_task(run_scheduler(ctx, settings.auto_update_seconds, stop)) \
+            if trainer is not None else None
         log.info("openpersonalize ready (%s mode, data dir %s)",
                  "embedded" if settings.embedded else "distributed", settings.data_dir)
         try:
@@ -73,6 +84,8 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles) -> FastA
         finally:
             stop.set()
             await job_runner
+            if scheduler is not None:
+                await scheduler
             if agents is not None:
                 await agents
             await event_log.close()
@@ -90,4 +103,23 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles) -> FastA
     app.include_router(control_api.make_router(ctx))
     app.include_router(events_api.make_router(event_log, events_api.Trackers(resources),
                                               events_api.Datasets(resources)))
+    app.include_router(runtime_api.make_router(ctx, store))
+    log.debug("control plane modules: %s", [m.__name__ for m in operations.MODULES])
     return app
+
+
+async def run_trainer(settings: Settings, datasets: datasets_api.DatasetFiles, trainer: solutions_api.Trainer,
+                      schedule: bool, stop: asyncio.Event) -> None:
+    """`personalize trainer`: train pending solution versions (and schedule automatic ones)
+    next to API processes started with OPZ_TRAIN_IN_SERVER=false, on the same data dir."""
+    resources = ResourceStore(settings.data_dir / "control.db")
+    ctx = control_api.Ctx(settings=settings, resources=resources, datasets=datasets)
+    jobs = JobRunner(resources, {"solution-version": lambda job, progress: solutions_api.run_training(
+        ctx, trainer, job, progress)})
+    ctx.wake_jobs = jobs.wake
+    log.info("trainer ready (data dir %s%s)", settings.data_dir, ", scheduling" if schedule else "")
+    try:
+        await asyncio.gather(jobs.run(stop), *([run_scheduler(ctx, settings.auto_update_seconds, stop)]
+                                               if schedule else []))
+    finally:
+        resources.close()

@@ -26,11 +26,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from serving.app import create_app
     from training.importer import DatasetFiles
+    from training.trainer import Trainer
 
     settings = _settings(args)
-    uvicorn.run(create_app(settings, DatasetFiles(settings.data_dir)), host=settings.host, port=settings.port,
+    trainer = Trainer(settings.data_dir, settings.min_training_interactions) \
+        if settings.train_in_server else None
+    app = create_app(settings, DatasetFiles(settings.data_dir), trainer)
+    uvicorn.run(app, host=settings.host, port=settings.port,
                 log_level=settings.log_level, loop="uvloop", http="httptools",
                 access_log=False)
+    return 0
+
+
+def cmd_trainer(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from serving.app import run_trainer
+    from training.importer import DatasetFiles
+    from training.trainer import Trainer
+
+    settings = _settings(args)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        await run_trainer(settings, DatasetFiles(settings.data_dir),
+                          Trainer(settings.data_dir, settings.min_training_interactions), args.schedule, stop)
+
+    asyncio.run(main())
     return 0
 
 
@@ -78,6 +103,15 @@ def cmd_import(args: argparse.Namespace) -> int:
                args.mode)
 
 
+def cmd_version_report(args: argparse.Namespace) -> int:
+    from training.report import run
+
+    settings = _settings(args)
+    out = args.out or Path(f"{args.solution_version_arn.rsplit('/', 2)[-2]}-"
+                           f"{args.solution_version_arn.rsplit('/', 1)[-1]}.html")
+    return run(args.endpoint or f"http://{settings.host}:{settings.port}", args.solution_version_arn, out)
+
+
 def cmd_api_coverage(args: argparse.Namespace) -> int:
     import json
 
@@ -101,6 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="bind address (OPZ_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (OPZ_PORT, default 8080)")
     serve.set_defaults(fn=cmd_serve)
+    trainer = sub.add_parser("trainer", help="train pending solution versions (distributed mode: run it "
+                             "next to API processes started with OPZ_TRAIN_IN_SERVER=false)")
+    trainer.add_argument("--data-dir", type=Path, help="shared data directory (OPZ_DATA_DIR)")
+    trainer.add_argument("--schedule", action="store_true",
+                         help="also start automatic training: FULL per schedulingExpression, UPDATE every "
+                              "OPZ_AUTO_UPDATE_SECONDS (default 2 hours)")
+    trainer.set_defaults(fn=cmd_trainer)
     stream = sub.add_parser("stream", help="Kafka stream processing (distributed mode)")
     stream_sub = stream.add_subparsers(dest="stream_cmd", required=True, metavar="<command>")
     worker = stream_sub.add_parser("worker", help="run a Faust worker: events -> session state in Redis")
@@ -124,6 +165,14 @@ def main(argv: list[str] | None = None) -> int:
                      help="FULL replaces the dataset's rows, INCREMENTAL adds to them (default FULL)")
     imp.add_argument("--endpoint", help="server URL (default http://OPZ_HOST:OPZ_PORT)")
     imp.set_defaults(fn=cmd_import)
+    version = sub.add_parser("solution-version", help="solution versions")
+    version_sub = version.add_subparsers(dest="version_cmd", required=True, metavar="<command>")
+    report = version_sub.add_parser("report", help="an HTML page comparing a version's metrics with "
+                                    "Popularity-Count and with its parent")
+    report.add_argument("solution_version_arn", metavar="ARN")
+    report.add_argument("--out", type=Path, help="HTML file to write (default <solution>-<version>.html)")
+    report.add_argument("--endpoint", help="server URL (default http://OPZ_HOST:OPZ_PORT)")
+    report.set_defaults(fn=cmd_version_report)
     api = sub.add_parser("api", help="facts about the API we serve")
     api_sub = api.add_subparsers(dest="api_cmd", required=True, metavar="<command>")
     cov = api_sub.add_parser("coverage", help="implemented vs. all operations of boto3's "

@@ -32,6 +32,7 @@ from stream.settings import Settings
 
 if TYPE_CHECKING:
     from serving.datasets_api import DatasetFiles
+    from serving.models import Models
 
 TARGET_PREFIX = "AmazonPersonalize."
 Name = Annotated[str, StringConstraints(min_length=1, max_length=63,
@@ -84,6 +85,7 @@ class Ctx:
     settings: Settings
     resources: ResourceStore
     datasets: DatasetFiles
+    models: Models | None = None  # deployed artifacts (the API process; not the trainer)
     wake_jobs: Callable[[], None] = field(default=lambda: None)
 
 

@@ -6,9 +6,9 @@ runtime (rest-json routes).
 """
 from __future__ import annotations
 
-from serving import control_api, datasets_api, events_api
+from serving import control_api, events_api, operations, runtime_api
 
-REGISTERS = (datasets_api,)  # modules whose @operation handlers join control_api.OPERATIONS
+REGISTERS = operations.MODULES  # their handlers join control_api.OPERATIONS
 
 SERVICES = ("personalize", "personalize-events", "personalize-runtime")
 
@@ -16,7 +16,7 @@ SERVICES = ("personalize", "personalize-events", "personalize-runtime")
 def implemented() -> dict[str, set[str]]:
     return {"personalize": set(control_api.OPERATIONS),
             "personalize-events": set(events_api.OPERATIONS),
-            "personalize-runtime": set()}
+            "personalize-runtime": set(runtime_api.OPERATIONS)}
 
 
 def coverage() -> dict[str, dict[str, list[str]]]:

@@ -21,13 +21,18 @@ from serving.resources import Body, ResourceStore
 
 log = logging.getLogger(__name__)
 PENDING, RUNNING, ACTIVE, FAILED = "CREATE PENDING", "CREATE IN_PROGRESS", "ACTIVE", "CREATE FAILED"
+STOPPING, STOPPED = "CREATE STOPPING", "CREATE STOPPED"
 HEARTBEAT_S, STALE_S = 0.5, 30.0  # the heartbeat also publishes progress
-Progress = Callable[[int], None]
+Progress = Callable[..., None]  # progress(rowsDone=..., message=...): merged into the job's "progress"
 Work = Callable[[Body, Progress], Body]  # blocking; returns fields to merge into the job when done
 
 
 class JobFailed(Exception):
     """A failure the user can act on; its message becomes the job's failureReason."""
+
+
+class JobStopped(Exception):
+    """Raised from `progress` once the job was asked to stop (StopSolutionVersionCreation)."""
 
 
 class JobRunner:
@@ -84,29 +89,35 @@ class JobRunner:
 
     async def _run(self, kind: str, job: Body) -> None:
         arn = job[f"{_camel(kind)}Arn"]
-        done = {"rows": 0}
-        loop = asyncio.get_running_loop()
-        task = loop.run_in_executor(None, self.work[kind], job, lambda n: done.__setitem__("rows", n))
+        done: Body = {}
+        stop = {"asked": False}
+
+        def progress(**fields: object) -> None:
+            if stop["asked"]:
+                raise JobStopped(arn)
+            done.update(fields)
+
+        task = asyncio.get_running_loop().run_in_executor(None, self.work[kind], job, progress)
         log.info("%s: started", arn)
         while True:
             finished, _ = await asyncio.wait({task}, timeout=HEARTBEAT_S)
             if finished:
                 break
-            self.resources.transition(arn, RUNNING, {"heartbeat": time.time(),
-                                                     "progress": {"rowsDone": done["rows"]}})
+            beat = self.resources.transition(arn, RUNNING, {"heartbeat": time.time(), "progress": dict(done)})
+            stop["asked"] = beat is None and (self.resources.get(arn) or {}).get("status") == STOPPING
         try:
-            result = task.result()
+            end, note = {"status": ACTIVE, **task.result()}, "done"
+        except JobStopped:
+            end, note = {"status": STOPPED}, "stopped"
         except JobFailed as exc:
-            self.resources.transition(arn, RUNNING, {"status": FAILED, "failureReason": str(exc)})
-            log.info("%s: failed: %s", arn, exc)
-            return
+            end, note = {"status": FAILED, "failureReason": str(exc)}, f"failed: {exc}"
         except Exception as exc:  # noqa: BLE001 - a bug must fail the job, not the runner
             log.exception("%s: crashed", arn)
-            self.resources.transition(arn, RUNNING, {"status": FAILED,
-                                                     "failureReason": f"internal error: {exc!r}"})
-            return
-        self.resources.transition(arn, RUNNING, {"status": ACTIVE, **result})
-        log.info("%s: done (%s)", arn, result)
+            end, note = {"status": FAILED, "failureReason": f"internal error: {exc!r}"}, "crashed"
+        if self.resources.transition(arn, RUNNING, end) is None:  # asked to stop meanwhile
+            self.resources.transition(arn, STOPPING, {"status": STOPPED})
+            note = "stopped"
+        log.info("%s: %s", arn, note)
 
 
 def _camel(kind: str) -> str:

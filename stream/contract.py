@@ -154,6 +154,7 @@ class ArtifactManifest(BaseModel):
     recipe: str
     created_at: float
     hidden_dimension: int | None = None
+    data_cut: int | None = Field(None, description="newest interaction time trained on (UPDATE's start)")
     files: dict[str, str] = Field(default_factory=dict, description="role -> file name")
     metrics: dict[str, float] = Field(default_factory=dict)
 

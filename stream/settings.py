@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     trending_half_life_seconds: float = Field(3600.0, gt=0)
     # numpy/onnxruntime pools oversubscribe 2 cores under a threaded server (46 req/s vs 2k)
     intra_op_threads: int = Field(1, ge=1)
+    # the API process runs training jobs too; set false where `personalize trainer` processes do
+    train_in_server: bool = True
+    # automatic training (performAutoTraining): an UPDATE this often between scheduled FULLs
+    auto_update_seconds: float = Field(7200.0, gt=0)
+    # Personalize refuses to train on fewer interactions (tests lower it for small slices)
+    min_training_interactions: int = Field(1000, ge=1)
     log_level: str = "info"
 
     @computed_field  # type: ignore[prop-decorator]

@@ -26,7 +26,7 @@ from stream.archive import read_events
 from stream.dataset_schema import Column, Schema
 from stream.datasets import DatasetStore, interactions_from_events
 
-Progress = Callable[[int], None]  # rows done so far
+Progress = Callable[..., None]  # progress(rowsDone=n): the job runner publishes it
 MAX_ID_LENGTH = 256
 MAX_EPOCH_SECONDS = 10**11  # larger values are milliseconds (year 5138+), a common mistake
 ARROW_TYPES = {"string": pa.string(), "int": pa.int32(), "long": pa.int64(), "float": pa.float32(),
@@ -204,7 +204,7 @@ def _import_file(path: Path, header: list[str], schema: Schema, out: pq.ParquetW
             if converted is not None and not bad.count:
                 out.write_batch(converted)
             file_rows += batch.num_rows
-            progress(rows + file_rows)
+            progress(rowsDone=rows + file_rows)
     except pa.ArrowInvalid as exc:
         raise ImportFailed(f"{path.name} after row {file_rows}: {exc}") from None
     return rows + file_rows
@@ -242,7 +242,7 @@ class DatasetFiles:
         table = pa.concat_tables([empty] + [t.select([c for c in schema.names if c in t.column_names])
                                             for t in tables], promote_options="permissive")
         rows = export_csv(table, destination, job_name)
-        progress(rows)
+        progress(rowsDone=rows)
         return rows
 
     def drop(self, dataset_group: str, dataset_type: str) -> None:

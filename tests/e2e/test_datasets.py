@@ -288,13 +288,15 @@ def test_update_dataset_adds_a_column_and_old_rows_read_back(control: Any, tmp_p
 
 def test_resources_and_data_survive_a_restart(tmp_path: Path) -> None:
     server = Server(tmp_path / "data").start()
-    control = server.client("personalize")
-    control.create_dataset_group(name="keep")
-    clicks = Dataset(control, "keep", "INTERACTIONS",
-                     schema(f("USER_ID"), f("ITEM_ID"), f("TIMESTAMP", "long")))
-    (tmp_path / "a.csv").write_text("USER_ID,ITEM_ID,TIMESTAMP\nu1,i1,1700000000\n")
-    assert clicks.import_(tmp_path / "a.csv", "a")["status"] == "ACTIVE"
-    server.kill()
+    try:
+        control = server.client("personalize")
+        control.create_dataset_group(name="keep")
+        clicks = Dataset(control, "keep", "INTERACTIONS",
+                         schema(f("USER_ID"), f("ITEM_ID"), f("TIMESTAMP", "long")))
+        (tmp_path / "a.csv").write_text("USER_ID,ITEM_ID,TIMESTAMP\nu1,i1,1700000000\n")
+        assert clicks.import_(tmp_path / "a.csv", "a")["status"] == "ACTIVE"
+    finally:
+        server.kill()
     server = Server(tmp_path / "data").start()
     try:
         control = server.client("personalize")
@@ -314,17 +316,19 @@ def test_an_import_interrupted_by_a_crash_finishes_after_restart_exactly_once(tm
         for _ in range(50):
             out.write(block)
     server = Server(tmp_path / "data").start()
-    control = server.client("personalize")
-    control.create_dataset_group(name="crash")
-    clicks = Dataset(control, "crash", "INTERACTIONS",
-                     schema(f("USER_ID"), f("ITEM_ID"), f("TIMESTAMP", "long")))
-    arn = control.create_dataset_import_job(jobName="big", datasetArn=clicks.arn, roleArn=ROLE,
-                                            dataSource={"dataLocation": str(big)})["datasetImportJobArn"]
-    deadline = time.monotonic() + 30
-    while control.describe_dataset_import_job(datasetImportJobArn=arn)[
-            "datasetImportJob"]["status"] != "CREATE IN_PROGRESS" and time.monotonic() < deadline:
-        time.sleep(0.01)
-    server.kill()  # SIGKILL mid-import
+    try:
+        control = server.client("personalize")
+        control.create_dataset_group(name="crash")
+        clicks = Dataset(control, "crash", "INTERACTIONS",
+                         schema(f("USER_ID"), f("ITEM_ID"), f("TIMESTAMP", "long")))
+        arn = control.create_dataset_import_job(jobName="big", datasetArn=clicks.arn, roleArn=ROLE,
+                                                dataSource={"dataLocation": str(big)})["datasetImportJobArn"]
+        deadline = time.monotonic() + 30
+        while control.describe_dataset_import_job(datasetImportJobArn=arn)[
+                "datasetImportJob"]["status"] != "CREATE IN_PROGRESS" and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        server.kill()  # SIGKILL mid-import
     server = Server(tmp_path / "data").start()
     try:
         control = clicks.control = server.client("personalize")

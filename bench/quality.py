@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""bench/quality: offline recommendation quality of the recipes on the real datasets, two protocols.
+
+    .venv/bin/python bench/quality.py [--datasets ml-100k,ml-latest-small,diginetica-sample]
+                                      [--recipes popularity,sims,sims-doc-defaults,hrnn]
+
+Data: ../shared/datasets/<name>/interactions.csv (never copied into the repo). Protocols
+(training/split.py): leave-last-out, the literature's (every user with >= 2 interactions must find
+their last one), and personalize_split, what our GetSolutionMetrics reports (a seeded 10% of users,
+their latest 10% of interactions held out). Metrics (training/metrics.py): top 25 per evaluated
+user, history excluded. Recipes: Popularity-Count; aws-sims with our defaults and with Personalize's
+documented ones (`sims-doc-defaults`: max_item_interaction_count_percentile 0.9); HRNN when
+training.hrnn is importable. Training wall time and its peak RSS above the RSS before training
+(VmHWM, reset through /proc/self/clear_refs after malloc_trim) per run.
+Goals (training issue): on ml-100k under leave-last-out, Popularity-Count reproduces the reference
+NDCG@10 0.0253 / HR@10 0.0498 and SIMS reaches at least the reference co-occurrence neighbours of
+the user's last item, NDCG@10 0.0734 / HR@10 0.1442 / coverage@10 0.72.
+Baseline: Popularity-Count, the baseline Personalize's documentation recommends.
+Prints one table per protocol and writes bench/results/quality.json.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from training import popularity, sims  # noqa: E402
+from training.interactions import Interactions, read_csv  # noqa: E402
+from training.metrics import Scorer, evaluate  # noqa: E402
+from training.split import Split, leave_last_out, personalize_split  # noqa: E402
+
+DATASETS = ROOT.parent / "shared" / "datasets"
+PROTOCOLS: dict[str, Callable[[Interactions], Split]] = {
+    "leave_last_out": leave_last_out, "personalize_split": personalize_split}
+REFERENCE = {"ml-100k": {  # leave-last-out, measured on this machine (training issue)
+    "popularity": {"hit_rate_at_10": 0.0498, "normalized_discounted_cumulative_gain_at_10": 0.0253},
+    "cooccurrence_last_item": {"hit_rate_at_10": 0.1442, "coverage_at_10": 0.72,
+                               "normalized_discounted_cumulative_gain_at_10": 0.0734}}}
+BASE = [("HR@10", "hit_rate_at_10"), ("NDCG@10", "normalized_discounted_cumulative_gain_at_10"),
+        ("MRR@25", "mean_reciprocal_rank_at_25"), ("cov@10", "coverage_at_10")]
+PERSONALIZE = [("coverage", "coverage"), ("ndcg@5", "normalized_discounted_cumulative_gain_at_5"),
+               ("ndcg@25", "normalized_discounted_cumulative_gain_at_25"), ("prec@5", "precision_at_5"),
+               ("prec@10", "precision_at_10"), ("prec@25", "precision_at_25")]
+
+
+def recipes(names: list[str]) -> dict[str, Callable[[Interactions], Scorer]]:
+    """name -> fit; HRNN only when another engineer's training.hrnn is importable."""
+    out: dict[str, Callable[[Interactions], Scorer]] = {
+        "popularity": popularity.fit, "sims": sims.fit,
+        "sims-doc-defaults": lambda d: sims.fit(d, sims.PERSONALIZE_DEFAULTS)}
+    if "hrnn" in names:
+        try:
+            from training import hrnn
+            out["hrnn"] = lambda d: hrnn.fit(d, {})
+            import torch  # noqa: F401 - loaded before any fit, so no peak RSS counts its import
+        except ImportError:
+            print("hrnn: not available")
+    return {n: out[n] for n in names if n in out}
+
+
+def status_kib(field: str) -> int:
+    line = next(ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith(field))
+    return int(line.split()[1])
+
+
+def train(fit: Callable[[Interactions], Scorer], data: Interactions) -> tuple[Scorer, float, float | None]:
+    """Fit, with wall seconds and peak RSS growth in MiB (None where the peak cannot be reset)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # free heap pages leave RSS, so reuse shows as growth
+        Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+        before: int | None = status_kib("VmRSS")
+    except OSError:
+        before = None
+    t = time.perf_counter()
+    model = fit(data)
+    wall = time.perf_counter() - t
+    return model, wall, None if before is None else (status_kib("VmHWM") - before) / 1024
+
+
+def table(protocol: str, results: dict[str, dict[str, dict[str, float]]]) -> str:
+    cols = BASE + (PERSONALIZE if protocol == "personalize_split" else [])
+    head = ["dataset", "recipe", "users", *(c for c, _ in cols), "train s", "eval s", "peak MiB"]
+    rows = [head]
+    for ds, by_recipe in results.items():
+        for name, r in by_recipe.items():
+            peak = "-" if r["train_peak_mib"] is None else f"{r['train_peak_mib']:.0f}"
+            rows.append([ds, name, str(r["users"]), *(f"{r[k]:.4f}" for _, k in cols),
+                         f"{r['train_s']:.2f}", f"{r['eval_s']:.2f}", peak])
+        for name, ref in REFERENCE.get(ds, {}).items() if protocol == "leave_last_out" else ():
+            cells = (f"{ref[k]:.4f}" if k in ref else "" for _, k in cols)
+            rows.append([ds, f"reference: {name}", "", *cells, "", "", ""])
+    widths = [max(len(c) for c in col) for col in zip(*rows, strict=True)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join([f"== {protocol}", *lines])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", default="ml-100k,ml-latest-small,diginetica-sample")
+    ap.add_argument("--recipes", default="popularity,sims,sims-doc-defaults,hrnn")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "quality.json")
+    args = ap.parse_args()
+    fits = recipes(args.recipes.split(","))
+    results: dict[str, dict[str, dict[str, dict[str, float]]]] = {p: {} for p in PROTOCOLS}
+    for ds in args.datasets.split(","):
+        data = read_csv(DATASETS / ds / "interactions.csv")
+        for protocol, make_split in PROTOCOLS.items():
+            split = make_split(data)
+            for name, fit in fits.items():
+                model, wall, peak = train(fit, split.train)
+                t = time.perf_counter()
+                metrics = evaluate(model, split, data.n_items)
+                results[protocol].setdefault(ds, {})[name] = {
+                    **metrics, "users": len(split.users), "train_s": wall,
+                    "eval_s": time.perf_counter() - t, "train_peak_mib": peak}
+                ndcg = metrics["normalized_discounted_cumulative_gain_at_10"]
+                print(f"{ds} {protocol} {name}: NDCG@10 {ndcg:.4f} ({wall:.1f} s)", file=sys.stderr)
+    print("\n\n".join(table(p, r) for p, r in results.items()))
+    report = {"machine": f"{os.cpu_count()} cores", "reference": REFERENCE,
+              "sims_defaults": sims.DEFAULTS, "sims_personalize_defaults": sims.PERSONALIZE_DEFAULTS,
+              "args": {k: str(v) for k, v in vars(args).items()}, "results": results}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

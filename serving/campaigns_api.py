@@ -1,0 +1,133 @@
+"""The control plane's deployment side: campaigns (a solution version behind an ARN).
+
+A campaign answers GetRecommendations with its solution version's model; with
+`syncWithLatestSolutionVersion` it follows the newest ACTIVE version of its solution
+(Personalize's automatic updates). Create/UpdateCampaign load the model first, so the
+runtime never sees a campaign whose model cannot be served, and a swap drops nothing.
+"""
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+
+from serving.control_api import Arn, Ctx, Name, Page, Req, Tag, operation, paginate, require
+from serving.errors import InvalidInputException, ResourceAlreadyExistsException, ResourceInUseException
+from serving.jobs import ACTIVE
+from serving.resources import AlreadyExists, Body
+from serving.solutions_api import latest_active
+
+
+class CampaignConfig(Req):
+    itemExplorationConfig: dict[str, Annotated[str, StringConstraints(max_length=1000)]] | None = None
+    enableMetadataWithRecommendations: bool | None = None
+    syncWithLatestSolutionVersion: bool | None = None
+    rankingInfluence: dict[str, Annotated[float, Field(ge=0, le=1)]] | None = None
+
+
+class CreateCampaign(Req):
+    name: Name
+    solutionVersionArn: Arn
+    minProvisionedTPS: Annotated[int, Field(ge=1)] | None = None
+    campaignConfig: CampaignConfig | None = None
+    tags: Annotated[list[Tag], Field(max_length=200)] | None = None
+
+
+class CampaignArn(Req):
+    campaignArn: Arn
+
+
+class UpdateCampaign(Req):
+    campaignArn: Arn
+    solutionVersionArn: Arn | None = None
+    minProvisionedTPS: Annotated[int, Field(ge=1)] | None = None
+    campaignConfig: CampaignConfig | None = None
+
+
+class ListBySolution(Page):
+    solutionArn: Arn | None = None
+
+
+def deployable(ctx: Ctx, version_arn: str) -> Body:
+    """An ACTIVE solution version whose model loads; raises the error a user can act on."""
+    version = require(ctx, version_arn, "solution-version", "solution version")
+    if version["status"] != ACTIVE:
+        raise ResourceInUseException(f"solution version {version_arn} is {version['status']}; "
+                                     "only an ACTIVE version can be deployed")
+    ctx.models.get(version_arn, version["artifact"])  # load now: the swap must not stall requests
+    return version
+
+
+def _config(config: CampaignConfig | None) -> Body:
+    out = (config or CampaignConfig()).model_dump(exclude_none=True)
+    try:
+        for key in ("exploration_weight", "exploration_item_age_cut_off"):
+            if key in out.get("itemExplorationConfig", {}):
+                float(out["itemExplorationConfig"][key])
+    except ValueError:
+        raise InvalidInputException(f"campaignConfig.itemExplorationConfig.{key} must be a number") from None
+    return out
+
+
+@operation("CreateCampaign", CreateCampaign)
+def create_campaign(req: CreateCampaign, ctx: Ctx) -> Body:
+    version = deployable(ctx, req.solutionVersionArn)
+    arn = ctx.settings.arn("campaign", req.name)
+    body = {"name": req.name, "campaignArn": arn, "solutionVersionArn": req.solutionVersionArn,
+            "solutionArn": version["solutionArn"], "datasetGroupArn": version["datasetGroupArn"],
+            "minProvisionedTPS": req.minProvisionedTPS or 1, "campaignConfig": _config(req.campaignConfig),
+            "status": ACTIVE}
+    try:
+        ctx.resources.create("campaign", arn, req.name, body, parent=version["solutionArn"])
+    except AlreadyExists:
+        raise ResourceAlreadyExistsException(f"campaign {arn} already exists") from None
+    return {"campaignArn": arn}
+
+
+@operation("DescribeCampaign", CampaignArn)
+def describe_campaign(req: CampaignArn, ctx: Ctx) -> Body:
+    return {"campaign": require(ctx, req.campaignArn, "campaign", "campaign")}
+
+
+@operation("ListCampaigns", ListBySolution)
+def list_campaigns(req: ListBySolution, ctx: Ctx) -> Body:
+    return paginate(ctx.resources.list("campaign", req.solutionArn), req, "campaigns",
+                    ("name", "campaignArn", "status", "creationDateTime", "lastUpdatedDateTime",
+                     "failureReason"))
+
+
+@operation("UpdateCampaign", UpdateCampaign)
+def update_campaign(req: UpdateCampaign, ctx: Ctx) -> Body:
+    campaign = require(ctx, req.campaignArn, "campaign", "campaign")
+    changes: Body = {}
+    if req.solutionVersionArn is not None:
+        version = deployable(ctx, req.solutionVersionArn)
+        if version["solutionArn"] != campaign["solutionArn"]:
+            raise InvalidInputException(f"solution version {req.solutionVersionArn} is not of the campaign's "
+                                        f"solution {campaign['solutionArn']}")
+        changes["solutionVersionArn"] = req.solutionVersionArn
+    if req.minProvisionedTPS is not None:
+        changes["minProvisionedTPS"] = req.minProvisionedTPS
+    if req.campaignConfig is not None:
+        changes["campaignConfig"] = _config(req.campaignConfig)
+    update = {"solutionVersionArn": changes.get("solutionVersionArn", campaign["solutionVersionArn"]),
+              "minProvisionedTPS": changes.get("minProvisionedTPS", campaign["minProvisionedTPS"]),
+              "campaignConfig": changes.get("campaignConfig", campaign["campaignConfig"]), "status": ACTIVE}
+    ctx.resources.update(req.campaignArn, {**changes, "latestCampaignUpdate": update})
+    return {"campaignArn": req.campaignArn}
+
+
+@operation("DeleteCampaign", CampaignArn)
+def delete_campaign(req: CampaignArn, ctx: Ctx) -> Body:
+    require(ctx, req.campaignArn, "campaign", "campaign")
+    ctx.resources.delete(req.campaignArn)
+    return {}
+
+
+def serving_version(ctx: Ctx, campaign: Body) -> Body:
+    """The solution version a campaign answers with now."""
+    if campaign.get("campaignConfig", {}).get("syncWithLatestSolutionVersion"):
+        latest = latest_active(ctx, campaign["solutionArn"])
+        if latest is not None:
+            return latest
+    return require(ctx, campaign["solutionVersionArn"], "solution-version", "solution version")

@@ -1,0 +1,118 @@
+"""Filters on the control plane (CreateFilter & co.) and their inputs at request time.
+
+CreateFilter parses the expression (serving.filters) and refuses a malformed one with the
+column of the mistake. At request time `FilterInputs` gives the evaluator the item
+metadata in the model's item order (a Catalog built once per model and items dataset
+version) and the user's attributes, both read from the datasets on disk.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Annotated, Any
+
+from pydantic import Field, StringConstraints
+
+from serving.control_api import Arn, Ctx, ListByDatasetGroup, Name, Req, Tag, operation, paginate, require
+from serving.errors import InvalidInputException, ResourceAlreadyExistsException
+from serving.filters import Catalog, Filter, FilterError, parse
+from serving.models import Model
+from serving.resources import AlreadyExists, Body
+from stream.contract import dataset_group_name
+from stream.datasets import DatasetStore
+
+
+class CreateFilter(Req):
+    name: Name
+    datasetGroupArn: Arn
+    filterExpression: Annotated[str, StringConstraints(min_length=1, max_length=2500)]
+    tags: Annotated[list[Tag], Field(max_length=200)] | None = None
+
+
+class FilterArn(Req):
+    filterArn: Arn
+
+
+@operation("CreateFilter", CreateFilter)
+def create_filter(req: CreateFilter, ctx: Ctx) -> Body:
+    require(ctx, req.datasetGroupArn, "dataset-group", "dataset group")
+    try:
+        parse(req.filterExpression)
+    except FilterError as exc:
+        raise InvalidInputException(f"filterExpression: {exc}") from None
+    arn = ctx.settings.arn("filter", req.name)
+    body = {"name": req.name, "filterArn": arn, "datasetGroupArn": req.datasetGroupArn,
+            "filterExpression": req.filterExpression, "status": "ACTIVE"}
+    try:
+        ctx.resources.create("filter", arn, req.name, body, parent=req.datasetGroupArn)
+    except AlreadyExists:
+        raise ResourceAlreadyExistsException(f"filter {arn} already exists") from None
+    return {"filterArn": arn}
+
+
+@operation("DescribeFilter", FilterArn)
+def describe_filter(req: FilterArn, ctx: Ctx) -> Body:
+    return {"filter": require(ctx, req.filterArn, "filter", "filter")}
+
+
+@operation("ListFilters", ListByDatasetGroup)
+def list_filters(req: ListByDatasetGroup, ctx: Ctx) -> Body:
+    return paginate(ctx.resources.list("filter", req.datasetGroupArn), req, "Filters",
+                    ("name", "filterArn", "creationDateTime", "lastUpdatedDateTime", "datasetGroupArn",
+                     "failureReason", "status"))
+
+
+@operation("DeleteFilter", FilterArn)
+def delete_filter(req: FilterArn, ctx: Ctx) -> Body:
+    require(ctx, req.filterArn, "filter", "filter")
+    ctx.resources.delete(req.filterArn)
+    return {}
+
+
+class FilterInputs:
+    """Parsed filters, item catalogues and user attributes, cached: rebuilt only when the
+    filter, the model or the dataset's manifest changes."""
+
+    def __init__(self, ctx: Ctx) -> None:
+        self.ctx = ctx
+        self.datasets = DatasetStore(ctx.settings.data_dir / "datasets")
+        self._filters: dict[str, tuple[str, Filter]] = {}
+        self._catalogs: dict[str, tuple[tuple[str, ...], Catalog]] = {}
+        self._users: dict[str, tuple[tuple[str, ...], dict[str, dict[str, Any]]]] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, arn: str, group: str) -> Filter:
+        body = require(self.ctx, arn, "filter", "filter")
+        if dataset_group_name(body["datasetGroupArn"]) != group:
+            raise InvalidInputException(f"filter {arn} belongs to another dataset group than the campaign")
+        hit = self._filters.get(arn)
+        if hit is None or hit[0] != body["filterExpression"]:
+            hit = self._filters[arn] = (body["filterExpression"], parse(body["filterExpression"]))
+        return hit[1]
+
+    def _version(self, group: str, kind: str) -> tuple[str, ...]:
+        return tuple(p.name for p in self.datasets.manifest(group, kind).parts)
+
+    def catalog(self, model: Model, group: str) -> Catalog:
+        version = (model.arn, *self._version(group, "ITEMS"))
+        hit = self._catalogs.get(model.arn)
+        if hit is None or hit[0] != version:
+            with self._lock:
+                table = self.datasets.read(group, "ITEMS")
+                columns: dict[str, list[Any]] = {}
+                if table.num_rows:
+                    rows = {r.pop("ITEM_ID"): r for r in table.to_pylist()}
+                    for name in table.column_names:
+                        if name != "ITEM_ID":
+                            columns[name] = [rows.get(i, {}).get(name) for i in model.item_ids]
+                hit = self._catalogs[model.arn] = (version, Catalog.build(model.n_items, columns))
+        return hit[1]
+
+    def user(self, group: str, user_id: str) -> dict[str, Any] | None:
+        version = self._version(group, "USERS")
+        hit = self._users.get(group)
+        if hit is None or hit[0] != version:
+            with self._lock:
+                table = self.datasets.read(group, "USERS")
+                users = {r.pop("USER_ID"): r for r in table.to_pylist()} if table.num_rows else {}
+                hit = self._users[group] = (version, users)
+        return hit[1].get(user_id)

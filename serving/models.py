@@ -1,0 +1,105 @@
+"""Deployed models: a solution version's artifact loaded for serving (numpy/onnxruntime only).
+
+`Model.scores(...)` returns one float32 score per item of the artifact's vocabulary;
+the runtime API turns them into Personalize's answer (exclusions, filters, top-k,
+normalised scores). Artifacts are immutable, so a loaded model is cached by ARN for the
+life of the process; UpdateCampaign loads the new one before the campaign points at it.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stream.contract import ArtifactManifest
+from stream.session import Interaction
+
+
+@dataclass
+class Model:
+    arn: str
+    recipe: str
+    item_ids: list[str]
+    popularity: np.ndarray  # float32 interactions per item
+    data_cut: int = 0  # newest interaction time the model trained on
+    user_ids: list[str] = field(default_factory=list)
+    user_history: dict[str, np.ndarray] = field(default_factory=dict)  # CSR: offsets, items, times
+    neighbours: np.ndarray | None = None  # SIMS: int32 [n_items, k], -1 pads
+    similarities: np.ndarray | None = None  # SIMS: float32 [n_items, k]
+    index: dict[str, int] = field(default_factory=dict)
+    users: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.index = {item: code for code, item in enumerate(self.item_ids)}
+        self.users = {user: code for code, user in enumerate(self.user_ids)}
+
+    def history(self, user_id: str, streamed: Sequence[Interaction]) -> list[Interaction]:
+        """The user's interactions as of training (the artifact) followed by those streamed in
+        since (the session state); what both know is counted once, by its time."""
+        past: list[Interaction] = []
+        code = self.users.get(user_id)
+        if code is not None:
+            h = self.user_history
+            a, b = h["offsets"][code], h["offsets"][code + 1]
+            past = [Interaction(self.item_ids[i], "", float(t)) for i, t in
+                    zip(h["items"][a:b].tolist(), h["times"][a:b].tolist(), strict=True)]
+        return past + [i for i in streamed if i.ts > self.data_cut]
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def user_scores(self, history: Sequence[Interaction]) -> np.ndarray:
+        """USER_PERSONALIZATION: scores for a user with this history (oldest first)."""
+        if self.recipe == "aws-sims" and history:  # SIMS asked for a user: its last item's neighbours
+            code = self.index.get(history[-1].item)
+            if code is not None:
+                return self.related_scores(code)
+        return self.popularity
+
+    def related_scores(self, code: int) -> np.ndarray:
+        """RELATED_ITEMS: the item's neighbours first (by similarity), then popular items."""
+        scores = self.popularity / (self.popularity.max(initial=0.0) + 1.0)
+        if self.neighbours is None:
+            return scores
+        nb, sim = self.neighbours[code], self.similarities[code]  # type: ignore[index]
+        ok = nb >= 0
+        scores = scores.copy()
+        scores[nb[ok]] = 1.0 + sim[ok]
+        return scores
+
+
+def load(arn: str, directory: Path) -> Model:
+    manifest = ArtifactManifest.model_validate_json((directory / "manifest.json").read_text())
+    files = manifest.files
+    model = Model(arn=arn, recipe=manifest.recipe,
+                  item_ids=json.loads((directory / files["item_ids"]).read_text()),
+                  popularity=np.load(directory / files["popularity"]).astype(np.float32),
+                  data_cut=manifest.data_cut or 0,
+                  user_ids=json.loads((directory / files["user_ids"]).read_text()),
+                  user_history=dict(np.load(directory / files["user_history"])))
+    if "sims_neighbours" in files:
+        model.neighbours = np.load(directory / files["sims_neighbours"])
+        model.similarities = np.load(directory / files["sims_scores"]).astype(np.float32)
+    return model
+
+
+class Models:
+    """Solution version ARN -> loaded Model (artifacts never change once written)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._models: dict[str, Model] = {}
+        self._lock = threading.Lock()
+
+    def get(self, arn: str, artifact: str) -> Model:
+        model = self._models.get(arn)
+        if model is None:
+            with self._lock:
+                model = self._models.get(arn) or load(arn, self.data_dir / artifact)
+                self._models[arn] = model
+        return model

@@ -1,0 +1,337 @@
+"""The control plane's training side: recipes, solutions, solution versions and metrics.
+
+CreateSolutionVersion stores a CREATE PENDING job; serving.jobs runs it with training's
+`Trainer` (handed in by the composition root: serving never imports training), which
+writes an artifact directory and returns the version's metrics.
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal, Protocol
+
+from pydantic import Field, StringConstraints
+
+from serving.control_api import (
+    Arn,
+    Ctx,
+    ListByDatasetGroup,
+    Name,
+    Page,
+    Req,
+    Tag,
+    operation,
+    paginate,
+    require,
+)
+from serving.errors import (
+    InvalidInputException,
+    ResourceAlreadyExistsException,
+    ResourceInUseException,
+    ResourceNotFoundException,
+)
+from serving.jobs import ACTIVE, PENDING, RUNNING, STOPPING, JobFailed, Progress
+from serving.resources import AlreadyExists, Body
+from stream.contract import dataset_group_name
+from stream.recipes import RECIPES, check_hyperparameters, schedule_seconds
+
+Str256 = Annotated[str, StringConstraints(max_length=256)]
+Str1000 = Annotated[str, StringConstraints(max_length=1000)]
+EPOCH = 1_700_000_000.0  # recipes' creationDateTime: they ship with the code
+
+
+class Trainer(Protocol):
+    """Trains one solution version (training.trainer.Trainer)."""
+
+    def train(self, *, version_arn: str, dataset_group: str, recipe_arn: str, hyperparameters: dict[str, str],
+              event_type: str | None, event_value_threshold: float | None, parent: str | None,
+              progress: Progress) -> dict[str, Any]: ...
+    # returns {"artifact": <dir relative to the data dir>, "metrics": {...}, "trainingHours": h}
+
+
+class AutoTrainingConfig(Req):
+    schedulingExpression: Annotated[str, StringConstraints(min_length=1, max_length=16)] | None = None
+
+
+class SolutionConfig(Req):
+    eventValueThreshold: Str256 | None = None
+    hpoConfig: dict[str, Any] | None = None
+    algorithmHyperParameters: dict[str, Str1000] | None = None
+    featureTransformationParameters: dict[str, Str1000] | None = None
+    autoMLConfig: dict[str, Any] | None = None
+    eventsConfig: dict[str, Any] | None = None
+    optimizationObjective: dict[str, Any] | None = None
+    trainingDataConfig: dict[str, Any] | None = None
+    autoTrainingConfig: AutoTrainingConfig | None = None
+
+
+class CreateSolution(Req):
+    name: Name
+    performHPO: bool | None = None
+    performAutoML: bool | None = None
+    performAutoTraining: bool | None = None
+    performIncrementalUpdate: bool | None = None
+    recipeArn: Str256 | None = None
+    datasetGroupArn: Arn
+    eventType: Str256 | None = None
+    solutionConfig: SolutionConfig | None = None
+    tags: Annotated[list[Tag], Field(max_length=200)] | None = None
+
+
+class SolutionArn(Req):
+    solutionArn: Arn
+
+
+class SolutionUpdateConfig(Req):
+    autoTrainingConfig: AutoTrainingConfig | None = None
+    eventsConfig: dict[str, Any] | None = None
+
+
+class UpdateSolution(Req):
+    solutionArn: Arn
+    performAutoTraining: bool | None = None
+    performIncrementalUpdate: bool | None = None
+    solutionUpdateConfig: SolutionUpdateConfig | None = None
+
+
+class CreateSolutionVersion(Req):
+    name: Name | None = None
+    solutionArn: Arn
+    trainingMode: Literal["FULL", "UPDATE", "AUTOTRAIN"] | None = None
+    tags: Annotated[list[Tag], Field(max_length=200)] | None = None
+
+
+class SolutionVersionArn(Req):
+    solutionVersionArn: Arn
+
+
+class ListBySolution(Page):
+    solutionArn: Arn | None = None
+
+
+class ListRecipes(Page):
+    recipeProvider: Literal["SERVICE"] | None = None
+    domain: Literal["ECOMMERCE", "VIDEO_ON_DEMAND"] | None = None
+
+
+class RecipeArn(Req):
+    recipeArn: Str256
+
+
+# ---- recipes ----
+
+def _recipe_body(arn: str) -> Body:
+    r = RECIPES[arn]
+    transformation = "sims" if r.name == "aws-sims" else "JSON-percentile-filtering"
+    return {"name": r.name, "recipeArn": r.arn, "algorithmArn": r.arn.replace(":recipe/", ":algorithm/"),
+            "featureTransformationArn": f"arn:aws:personalize:::feature-transformation/{transformation}",
+            "status": "ACTIVE", "description": r.description, "recipeType": r.recipe_type,
+            "creationDateTime": EPOCH, "lastUpdatedDateTime": EPOCH}
+
+
+@operation("ListRecipes", ListRecipes)
+def list_recipes(req: ListRecipes, ctx: Ctx) -> Body:
+    return paginate([_recipe_body(a) for a in RECIPES], req, "recipes",
+                    ("name", "recipeArn", "status", "creationDateTime", "lastUpdatedDateTime"))
+
+
+@operation("DescribeRecipe", RecipeArn)
+def describe_recipe(req: RecipeArn, ctx: Ctx) -> Body:
+    if req.recipeArn not in RECIPES:
+        raise ResourceNotFoundException(f"recipe {req.recipeArn} does not exist; ListRecipes shows ours")
+    return {"recipe": _recipe_body(req.recipeArn)}
+
+
+# ---- solutions ----
+
+def _schedule(config: AutoTrainingConfig | None) -> None:
+    if config is not None and config.schedulingExpression is not None:
+        try:
+            schedule_seconds(config.schedulingExpression)
+        except ValueError as exc:
+            raise InvalidInputException(f"autoTrainingConfig.schedulingExpression: {exc}") from None
+
+
+@operation("CreateSolution", CreateSolution)
+def create_solution(req: CreateSolution, ctx: Ctx) -> Body:
+    require(ctx, req.datasetGroupArn, "dataset-group", "dataset group")
+    if req.performAutoML:
+        raise InvalidInputException("performAutoML is not supported (Personalize deprecated it); "
+                                    "give a recipeArn from ListRecipes")
+    if req.recipeArn is None:
+        raise InvalidInputException("recipeArn is required")
+    recipe = RECIPES.get(req.recipeArn)
+    if recipe is None:
+        raise InvalidInputException(f"recipeArn {req.recipeArn} is not a recipe we serve: "
+                                    f"{', '.join(RECIPES)}")
+    config = req.solutionConfig or SolutionConfig()
+    try:
+        check_hyperparameters(recipe, config.algorithmHyperParameters or {})
+        if config.eventValueThreshold is not None:
+            float(config.eventValueThreshold)
+    except ValueError as exc:
+        raise InvalidInputException(f"solutionConfig: {exc}") from None
+    _schedule(config.autoTrainingConfig)
+    arn = ctx.settings.arn("solution", req.name)
+    body = {"name": req.name, "solutionArn": arn, "recipeArn": recipe.arn,
+            "datasetGroupArn": req.datasetGroupArn, "status": ACTIVE,
+            "performHPO": bool(req.performHPO), "performAutoML": False,
+            "performAutoTraining": bool(req.performAutoTraining),
+            "performIncrementalUpdate": bool(req.performIncrementalUpdate),
+            "solutionConfig": config.model_dump(exclude_none=True)}
+    if req.eventType:
+        body["eventType"] = req.eventType
+    try:
+        ctx.resources.create("solution", arn, req.name, body, parent=req.datasetGroupArn)
+    except AlreadyExists:
+        raise ResourceAlreadyExistsException(f"solution {arn} already exists") from None
+    return {"solutionArn": arn}
+
+
+def _versions(ctx: Ctx, solution_arn: str) -> list[Body]:
+    return ctx.resources.list("solution-version", solution_arn)
+
+
+@operation("DescribeSolution", SolutionArn)
+def describe_solution(req: SolutionArn, ctx: Ctx) -> Body:
+    body = require(ctx, req.solutionArn, "solution", "solution")
+    if versions := _versions(ctx, req.solutionArn):
+        v = versions[-1]
+        body["latestSolutionVersion"] = {k: v[k] for k in (
+            "solutionVersionArn", "status", "trainingMode", "trainingType", "creationDateTime",
+            "lastUpdatedDateTime", "failureReason") if k in v}
+    return {"solution": body}
+
+
+@operation("ListSolutions", ListByDatasetGroup)
+def list_solutions(req: ListByDatasetGroup, ctx: Ctx) -> Body:
+    return paginate(ctx.resources.list("solution", req.datasetGroupArn), req, "solutions",
+                    ("name", "solutionArn", "status", "creationDateTime", "lastUpdatedDateTime", "recipeArn"))
+
+
+@operation("UpdateSolution", UpdateSolution)
+def update_solution(req: UpdateSolution, ctx: Ctx) -> Body:
+    body = require(ctx, req.solutionArn, "solution", "solution")
+    changes: Body = {}
+    if req.performAutoTraining is not None:
+        changes["performAutoTraining"] = req.performAutoTraining
+    if req.performIncrementalUpdate is not None:
+        changes["performIncrementalUpdate"] = req.performIncrementalUpdate
+    if req.solutionUpdateConfig and req.solutionUpdateConfig.autoTrainingConfig:
+        auto = req.solutionUpdateConfig.autoTrainingConfig
+        _schedule(auto)
+        changes["solutionConfig"] = {**body.get("solutionConfig", {}),
+                                     "autoTrainingConfig": auto.model_dump(exclude_none=True)}
+    ctx.resources.update(req.solutionArn, changes)
+    return {"solutionArn": req.solutionArn}
+
+
+@operation("DeleteSolution", SolutionArn)
+def delete_solution(req: SolutionArn, ctx: Ctx) -> Body:
+    require(ctx, req.solutionArn, "solution", "solution")
+    versions = _versions(ctx, req.solutionArn)
+    if any(v["status"] in (PENDING, RUNNING, STOPPING) for v in versions):
+        raise ResourceInUseException(f"solution {req.solutionArn} has a version in training; stop it first")
+    if ctx.resources.count_children(req.solutionArn, "campaign"):
+        raise ResourceInUseException(f"solution {req.solutionArn} is deployed in a campaign; delete it first")
+    for v in versions:
+        ctx.resources.delete(v["solutionVersionArn"])
+    ctx.resources.delete(req.solutionArn)
+    return {}
+
+
+# ---- solution versions ----
+
+def latest_active(ctx: Ctx, solution_arn: str) -> Body | None:
+    return next((v for v in reversed(_versions(ctx, solution_arn)) if v["status"] == ACTIVE), None)
+
+
+def start_version(ctx: Ctx, solution: Body, mode: str, *, training_type: str = "MANUAL",
+                  name: str | None = None) -> str:
+    """Store a pending version (CreateSolutionVersion, or the scheduler); returns its ARN."""
+    solution_arn = solution["solutionArn"]
+    if any(v["status"] in (PENDING, RUNNING, STOPPING) for v in _versions(ctx, solution_arn)):
+        raise ResourceInUseException(f"solution {solution_arn} already has a version in training")
+    parent = None
+    if mode == "UPDATE":
+        if not RECIPES[solution["recipeArn"]].supports_update:
+            raise InvalidInputException(f"trainingMode UPDATE is not available for "
+                                        f"{solution['recipeArn']}; use FULL")
+        parent = latest_active(ctx, solution_arn)
+        if parent is None:
+            raise InvalidInputException(f"trainingMode UPDATE needs an ACTIVE solution version of "
+                                        f"{solution_arn} to start from; create a FULL one first")
+    version_id = uuid.uuid4().hex[:8]
+    arn = f"{solution_arn}/{version_id}"
+    body = {"name": name or version_id, "solutionVersionArn": arn, "solutionArn": solution_arn,
+            "status": PENDING, "trainingMode": mode, "trainingType": training_type} | {
+        k: solution[k] for k in ("performHPO", "performAutoML", "performIncrementalUpdate", "recipeArn",
+                                 "eventType", "datasetGroupArn", "solutionConfig") if k in solution}
+    if parent is not None:
+        body["parentSolutionVersionArn"] = parent["solutionVersionArn"]
+    ctx.resources.create("solution-version", arn, body["name"], body, parent=solution_arn)
+    ctx.wake_jobs()
+    return arn
+
+
+@operation("CreateSolutionVersion", CreateSolutionVersion)
+def create_solution_version(req: CreateSolutionVersion, ctx: Ctx) -> Body:
+    solution = require(ctx, req.solutionArn, "solution", "solution")
+    if req.trainingMode == "AUTOTRAIN":
+        raise InvalidInputException("trainingMode AUTOTRAIN is set by automatic training; use FULL or UPDATE")
+    return {"solutionVersionArn": start_version(ctx, solution, req.trainingMode or "FULL", name=req.name)}
+
+
+@operation("DescribeSolutionVersion", SolutionVersionArn)
+def describe_solution_version(req: SolutionVersionArn, ctx: Ctx) -> Body:
+    return {"solutionVersion": require(ctx, req.solutionVersionArn, "solution-version", "solution version")}
+
+
+@operation("ListSolutionVersions", ListBySolution)
+def list_solution_versions(req: ListBySolution, ctx: Ctx) -> Body:
+    return paginate(ctx.resources.list("solution-version", req.solutionArn), req, "solutionVersions",
+                    ("solutionVersionArn", "status", "trainingMode", "trainingType", "creationDateTime",
+                     "lastUpdatedDateTime", "failureReason"))
+
+
+@operation("StopSolutionVersionCreation", SolutionVersionArn)
+def stop_solution_version(req: SolutionVersionArn, ctx: Ctx) -> Body:
+    version = require(ctx, req.solutionVersionArn, "solution-version", "solution version")
+    if ctx.resources.transition(req.solutionVersionArn, PENDING, {"status": "CREATE STOPPED"}) is None and \
+            ctx.resources.transition(req.solutionVersionArn, RUNNING, {"status": STOPPING}) is None:
+        raise ResourceInUseException(f"solution version {req.solutionVersionArn} is {version['status']}; "
+                                     "only a pending or training version can be stopped")
+    return {}
+
+
+@operation("GetSolutionMetrics", SolutionVersionArn)
+def get_solution_metrics(req: SolutionVersionArn, ctx: Ctx) -> Body:
+    version = require(ctx, req.solutionVersionArn, "solution-version", "solution version")
+    if version["status"] != ACTIVE:
+        raise ResourceInUseException(f"solution version {req.solutionVersionArn} is {version['status']}; "
+                                     "metrics come with ACTIVE")
+    return {"solutionVersionArn": req.solutionVersionArn, "metrics": version.get("metrics", {})}
+
+
+# ---- the work the job runner calls (in a thread) ----
+
+def run_training(ctx: Ctx, trainer: Trainer, job: Body, progress: Progress) -> Body:
+    config = job.get("solutionConfig", {})
+    parent = None
+    if parent_arn := job.get("parentSolutionVersionArn"):
+        parent = (ctx.resources.get(parent_arn, "solution-version") or {}).get("artifact")
+        if parent is None:
+            raise JobFailed(f"the parent version {parent_arn} is gone")
+    recipe = RECIPES[job["recipeArn"]]
+    threshold = config.get("eventValueThreshold")
+    try:
+        out = trainer.train(
+            version_arn=job["solutionVersionArn"], dataset_group=dataset_group_name(job["datasetGroupArn"]),
+            recipe_arn=recipe.arn,
+            hyperparameters=check_hyperparameters(recipe, config.get("algorithmHyperParameters", {})),
+            event_type=job.get("eventType"), event_value_threshold=float(threshold) if threshold else None,
+            parent=parent, progress=progress)
+    except ValueError as exc:  # too little data, nothing to train on: the user can act on it
+        raise JobFailed(str(exc)) from None
+    return {**out, "tunedHPOParams": {"algorithmHyperParameters": check_hyperparameters(
+        recipe, config.get("algorithmHyperParameters", {}))}}
+

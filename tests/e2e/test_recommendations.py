@@ -1,0 +1,127 @@
+"""Deploy and ask: campaigns and the runtime API through boto3, on a slice of ml-100k."""
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import DATASETS, Server
+from test_training import RECIPE, ROLE, dataset_group, slice_of_ml100k, train, wait
+
+ITEMS = json.dumps({"type": "record", "name": "Items", "fields": [
+    {"name": "ITEM_ID", "type": "string"}, {"name": "TITLE", "type": "string"},
+    {"name": "GENRES", "type": ["null", "string"], "categorical": True},
+    {"name": "RELEASE_YEAR", "type": ["null", "int"]},
+    {"name": "CREATION_TIMESTAMP", "type": ["null", "long"]}]})
+
+
+def deploy(control: Any, group: str, recipe: str, name: str) -> tuple[str, str]:
+    solution = control.create_solution(name=name, datasetGroupArn=group,
+                                       recipeArn=RECIPE + recipe)["solutionArn"]
+    version = train(control, solution)
+    assert version["status"] == "ACTIVE", version.get("failureReason")
+    campaign = control.create_campaign(name=name, solutionVersionArn=version["solutionVersionArn"],
+                                       minProvisionedTPS=1)["campaignArn"]
+    return campaign, version["solutionVersionArn"]
+
+
+@pytest.fixture
+def deployed(embedded_server: Server, tmp_path: Path) -> dict[str, Any]:
+    control = embedded_server.client("personalize")
+    group = dataset_group(control, "shop", slice_of_ml100k(tmp_path / "ml.csv", 20_000))
+    schema = control.create_schema(name="shop-items", schema=ITEMS)["schemaArn"]
+    items = control.create_dataset(name="shop-items", schemaArn=schema, datasetGroupArn=group,
+                                   datasetType="ITEMS")["datasetArn"]
+    job = control.create_dataset_import_job(jobName="shop-items", datasetArn=items, roleArn=ROLE, dataSource={
+        "dataLocation": str(DATASETS / "ml-100k" / "items.csv")})["datasetImportJobArn"]
+    assert wait(lambda: control.describe_dataset_import_job(
+        datasetImportJobArn=job)["datasetImportJob"])["status"] == "ACTIVE"
+    pop, _ = deploy(control, group, "aws-popularity-count", "shop-pop")
+    sims, _ = deploy(control, group, "aws-sims", "shop-sims")
+    tracker = control.create_event_tracker(name="shop-web", datasetGroupArn=group)["trackingId"]
+    return {"control": control, "runtime": embedded_server.client("personalize-runtime"),
+            "events": embedded_server.client("personalize-events"), "pop": pop, "sims": sims,
+            "tracker": tracker, "group": group}
+
+
+def test_a_users_recommendations_exclude_what_they_just_clicked(deployed: dict[str, Any]) -> None:
+    runtime, events = deployed["runtime"], deployed["events"]
+    first = runtime.get_recommendations(campaignArn=deployed["pop"], userId="259", numResults=10)
+    items = [i["itemId"] for i in first["itemList"]]
+    assert len(items) == 10 and first["recommendationId"]
+    scores = [i["score"] for i in first["itemList"]]
+    assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1
+    events.put_events(trackingId=deployed["tracker"], userId="259", sessionId="s1", eventList=[
+        {"eventType": "click", "itemId": items[0], "sentAt": time.time(),
+         "recommendationId": first["recommendationId"]}])
+    deadline = time.monotonic() + 5
+    while items[0] in [i["itemId"] for i in runtime.get_recommendations(
+            campaignArn=deployed["pop"], userId="259", numResults=10)["itemList"]]:
+        assert time.monotonic() < deadline, "the click never reached the recommendations"
+        time.sleep(0.01)
+    assert time.monotonic() < deadline
+
+
+def test_related_items_and_ranking(deployed: dict[str, Any]) -> None:
+    runtime = deployed["runtime"]
+    related = runtime.get_recommendations(campaignArn=deployed["sims"], itemId="50", numResults=5)["itemList"]
+    assert len(related) == 5 and "50" not in [i["itemId"] for i in related]
+    unknown = runtime.get_recommendations(campaignArn=deployed["sims"], itemId="no-such-item")["itemList"]
+    assert len(unknown) == 25  # popular items for an item the model does not know
+    ranked = runtime.get_personalized_ranking(campaignArn=deployed["pop"], userId="259",
+                                              inputList=["new-item", "50", "181", "1"])["personalizedRanking"]
+    assert [i["itemId"] for i in ranked][-1] == "new-item"  # unknown items go last
+    assert sorted(i["itemId"] for i in ranked) == ["1", "181", "50", "new-item"]
+
+
+def test_bad_runtime_requests(deployed: dict[str, Any]) -> None:
+    runtime = deployed["runtime"]
+    missing = deployed["pop"].replace("shop-pop", "nope")
+    with pytest.raises(runtime.exceptions.ResourceNotFoundException):
+        runtime.get_recommendations(campaignArn=missing, userId="1")
+    for n in (0, 501):
+        with pytest.raises(runtime.exceptions.InvalidInputException, match="numResults"):
+            runtime.get_recommendations(campaignArn=deployed["pop"], userId="1", numResults=n)
+    with pytest.raises(runtime.exceptions.InvalidInputException, match="userId is required"):
+        runtime.get_recommendations(campaignArn=deployed["pop"], itemId="1")
+    with pytest.raises(runtime.exceptions.InvalidInputException, match="itemId is required"):
+        runtime.get_recommendations(campaignArn=deployed["sims"], userId="1")
+
+
+def genres() -> dict[str, set[str]]:
+    with open(DATASETS / "ml-100k" / "items.csv", newline="") as f:
+        return {r["ITEM_ID"]: set((r["GENRES"] or "").split("|")) for r in csv.DictReader(f)}
+
+
+def test_filters_narrow_recommendations(deployed: dict[str, Any]) -> None:
+    control, runtime, events = deployed["control"], deployed["runtime"], deployed["events"]
+    by_genre = control.create_filter(
+        name="by-genre", datasetGroupArn=deployed["group"],
+        filterExpression="INCLUDE ItemID WHERE Items.GENRES IN ($GENRES)")["filterArn"]
+    got = runtime.get_recommendations(campaignArn=deployed["pop"], userId="259", numResults=20,
+                                      filterArn=by_genre, filterValues={"GENRES": '"Horror"'})["itemList"]
+    assert len(got) == 20 and all("Horror" in genres()[i["itemId"]] for i in got)
+
+    not_clicked = control.create_filter(
+        name="not-clicked", datasetGroupArn=deployed["group"],
+        filterExpression='EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("click")')["filterArn"]
+    top = runtime.get_recommendations(campaignArn=deployed["sims"], itemId="50", numResults=5)["itemList"]
+    events.put_events(trackingId=deployed["tracker"], userId="u-new", sessionId="s", eventList=[
+        {"eventType": "click", "itemId": top[0]["itemId"], "sentAt": time.time()}])
+    deadline = time.monotonic() + 5
+    while top[0]["itemId"] in [i["itemId"] for i in runtime.get_recommendations(
+            campaignArn=deployed["sims"], itemId="50", userId="u-new", numResults=5,
+            filterArn=not_clicked)["itemList"]]:
+        assert time.monotonic() < deadline, "the click did not reach the filter"
+        time.sleep(0.01)
+
+    with pytest.raises(control.exceptions.InvalidInputException, match="column 35"):
+        control.create_filter(name="typo", datasetGroupArn=deployed["group"],
+                              filterExpression="EXCLUDE ItemID WHERE Items.GENRES INN (\"x\")")
+    with pytest.raises(runtime.exceptions.InvalidInputException, match="GENRES"):
+        runtime.get_recommendations(campaignArn=deployed["pop"], userId="259", filterArn=by_genre)
+    names = [f["name"] for f in control.list_filters(datasetGroupArn=deployed["group"])["Filters"]]
+    assert names == ["by-genre", "not-clicked"]

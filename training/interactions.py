@@ -1,0 +1,91 @@
+"""Interactions as the recipes see them: integer-coded and sorted by user, then time.
+
+Every recipe, split and metric works on `Interactions`; `from_table` is the one place
+where dataset rows (Parquet, CSV, archived PutEvents) become integer codes, and where a
+solution's `eventType` / `eventValueThreshold` filters apply.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+
+@dataclass(frozen=True)
+class Interactions:
+    user: np.ndarray  # int32 user code per interaction
+    item: np.ndarray  # int32 item code per interaction
+    time: np.ndarray  # int64 Unix seconds
+    user_ids: np.ndarray  # code -> USER_ID (str objects)
+    item_ids: np.ndarray  # code -> ITEM_ID
+
+    def __post_init__(self) -> None:
+        assert len(self.user) == len(self.item) == len(self.time)
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """offsets[u]:offsets[u + 1] are user u's rows (rows are sorted by user)."""
+        return np.searchsorted(self.user, np.arange(self.n_users + 1)).astype(np.int64)
+
+    def sequences(self) -> list[np.ndarray]:
+        """Each user's items in time order."""
+        off = self.offsets
+        return [self.item[off[u]:off[u + 1]] for u in range(self.n_users)]
+
+    def take(self, rows: np.ndarray) -> Interactions:
+        """A subset of rows (a boolean mask or sorted indices), same codes and vocabularies."""
+        return Interactions(self.user[rows], self.item[rows], self.time[rows], self.user_ids, self.item_ids)
+
+
+def from_table(table: pa.Table, *, event_type: str | None = None,
+               event_value_threshold: float | None = None) -> Interactions:
+    """Code an INTERACTIONS table; rows are kept in time order per user, ties in row order.
+
+    `event_type` keeps only that EVENT_TYPE; `event_value_threshold` keeps rows whose
+    EVENT_VALUE is at least it (Personalize's solution config)."""
+    if event_type is not None and "EVENT_TYPE" in table.column_names:
+        table = table.filter(pc.equal(table["EVENT_TYPE"], event_type))
+    if event_value_threshold is not None and "EVENT_VALUE" in table.column_names:
+        table = table.filter(pc.greater_equal(table["EVENT_VALUE"], event_value_threshold))
+    users = table["USER_ID"].combine_chunks().dictionary_encode()
+    items = table["ITEM_ID"].combine_chunks().dictionary_encode()
+    user = np.asarray(users.indices, dtype=np.int32)
+    item = np.asarray(items.indices, dtype=np.int32)
+    time = np.asarray(table["TIMESTAMP"].combine_chunks().cast(pa.int64()), dtype=np.int64)
+    order = np.lexsort((np.arange(len(user)), time, user))
+    return Interactions(user[order], item[order], time[order],
+                        np.asarray(users.dictionary.to_pylist(), dtype=object),
+                        np.asarray(items.dictionary.to_pylist(), dtype=object))
+
+
+def read_csv(path: Path, **filters: object) -> Interactions:
+    """An interactions CSV in Personalize's schema (the bench reads ../shared/datasets)."""
+    table = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(
+        column_types={"USER_ID": pa.string(), "ITEM_ID": pa.string(), "TIMESTAMP": pa.int64()}))
+    return from_table(table, **filters)  # type: ignore[arg-type]
+
+
+def recode_items(data: Interactions, vocabulary: np.ndarray) -> Interactions:
+    """The same rows with item codes in `vocabulary`'s order, items it lacks appended after it
+    (an UPDATE keeps its parent's codes, so the parent's embedding rows still fit)."""
+    known = {item: code for code, item in enumerate(vocabulary.tolist())}
+    new = [x for x in data.item_ids.tolist() if x not in known]
+    ids = np.asarray([*vocabulary.tolist(), *new], dtype=object)
+    code_of = {item: code for code, item in enumerate(ids.tolist())}
+    mapping = np.asarray([code_of[x] for x in data.item_ids.tolist()], dtype=np.int32)
+    return Interactions(data.user, mapping[data.item], data.time, data.user_ids, ids)

@@ -1,0 +1,82 @@
+"""`personalize solution-version report ARN`: one HTML page comparing a solution version's
+offline metrics with Popularity-Count on the same split and with its parent version.
+
+`render` is pure (a page with an inline SVG bar chart, no scripts, no downloads); `run`
+fetches the versions through the control plane, as any client would.
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from training.import_client import ApiError, Control
+
+SHOWN = ("normalized_discounted_cumulative_gain_at_10", "normalized_discounted_cumulative_gain_at_25",
+         "mean_reciprocal_rank_at_25", "precision_at_10", "precision_at_25", "coverage")
+STYLE = "body{font-family:sans-serif;margin:2em}td,th{padding:2px 10px;text-align:left}"
+COLOURS = {"this version": "#1f77b4", "popularity (same split)": "#aaaaaa", "parent version": "#ff7f0e"}
+
+
+def _bars(series: dict[str, dict[str, float]], width: int = 760, row: int = 14) -> str:
+    """Grouped horizontal bars: one group per metric, one bar per series."""
+    top = max([v for s in series.values() for v in s.values()] + [1e-9])
+    label_w, group_h = 290, row * len(series) + 10
+    height = group_h * len(SHOWN) + 30
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           'font-family="sans-serif" font-size="11">']
+    for g, metric in enumerate(SHOWN):
+        y0 = g * group_h
+        out.append(f'<text x="0" y="{y0 + group_h / 2 + 4}">{html.escape(metric)}</text>')
+        for i, (name, values) in enumerate(series.items()):
+            v = values.get(metric, 0.0)
+            w = (width - label_w - 60) * v / top
+            y = y0 + i * row
+            out.append(f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{row - 2}" '
+                       f'fill="{COLOURS[name]}"><title>{html.escape(name)}: {v:.4f}</title></rect>')
+            out.append(f'<text x="{label_w + w + 4:.1f}" y="{y + row - 4}">{v:.4f}</text>')
+    for i, name in enumerate(series):
+        x = i * 220
+        out.append(f'<rect x="{x}" y="{height - 14}" width="10" height="10" fill="{COLOURS[name]}"/>'
+                   f'<text x="{x + 14}" y="{height - 5}">{html.escape(name)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def render(version: dict[str, Any], parent: dict[str, Any] | None) -> str:
+    series = {"this version": version.get("metrics", {}),
+              "popularity (same split)": version.get("baselineMetrics", {}).get("popularity", {})}
+    if parent is not None:
+        series["parent version"] = parent.get("metrics", {})
+    names = sorted({k for s in series.values() for k in s})
+    rows = "".join(f"<tr><td>{html.escape(n)}</td>" + "".join(
+        f"<td>{s[n]:.4f}</td>" if n in s else "<td></td>" for s in series.values()) + "</tr>" for n in names)
+    facts = {"solution version": version.get("solutionVersionArn"), "recipe": version.get("recipeArn"),
+             "training mode": version.get("trainingMode"), "status": version.get("status"),
+             "training time": f"{version.get('trainingHours', 0) * 3600:.1f} s",
+             "interactions": version.get("interactions"), "parent": version.get("parentSolutionVersionArn")}
+    facts_html = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+                         for k, v in facts.items() if v is not None)
+    title = html.escape(str(facts["solution version"]))
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{STYLE}"
+            "</style></head><body><h1>Solution version report</h1>"
+            f"<table>{facts_html}</table><h2>Offline metrics</h2>{_bars(series)}"
+            f"<table><tr><th>metric</th>{''.join(f'<th>{html.escape(s)}</th>' for s in series)}</tr>{rows}"
+            "</table><p>Metrics: Personalize's protocol (a random 10% of users; the newest 10% of each "
+            "one's interactions held out; the full catalogue ranked minus what the user has seen).</p>"
+            "</body></html>")
+
+
+def run(endpoint: str, version_arn: str, out: Path) -> int:
+    control = Control(endpoint)
+    try:
+        version = control("DescribeSolutionVersion", solutionVersionArn=version_arn)["solutionVersion"]
+        parent = None
+        if parent_arn := version.get("parentSolutionVersionArn"):
+            parent = control("DescribeSolutionVersion", solutionVersionArn=parent_arn)["solutionVersion"]
+    except ApiError as exc:
+        print(f"error: {exc}")  # noqa: T201 - CLI output
+        return 1
+    out.write_text(render(version, parent))
+    print(f"wrote {out}")  # noqa: T201
+    return 0

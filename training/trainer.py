@@ -1,0 +1,146 @@
+"""One solution version: read the data, check there is enough, train, measure, write the artifact.
+
+The data is every interaction of the dataset group: bulk-imported rows plus the events
+that came in through PutEvents (the archive). Metrics follow Personalize's protocol
+(training.split.personalize_split): the version is trained on the split's training rows,
+measured on the held-out ones, and that model is the one deployed (the held-out rows are
+~1% of the data). Popularity-Count is measured on the same split, so the lift is visible.
+
+An artifact is a directory `<data dir>/artifacts/<solution>/<version id>/` holding
+`manifest.json` (stream.contract.ArtifactManifest), `item_ids.json`, `popularity.npy` and
+the recipe's files; it is written to a temporary name and renamed, so it is whole or absent.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from stream.archive import read_events
+from stream.contract import ArtifactManifest
+from stream.datasets import DatasetStore, interactions_from_events
+from stream.recipes import RECIPES
+from training import popularity, sims
+from training.interactions import Interactions, from_table, recode_items
+from training.metrics import evaluate
+from training.split import personalize_split
+
+MIN_INTERACTIONS = 1000  # Personalize's minimum for training
+MIN_USERS = 25  # ... with at least two interactions each
+MAX_HISTORY = 200  # newest interactions per user kept in the artifact (serving's starting point)
+Progress = Callable[..., None]
+
+
+class Trainer:
+    """What the job runner calls for each solution version (the composition root builds it)."""
+
+    def __init__(self, data_dir: Path, min_interactions: int = MIN_INTERACTIONS) -> None:
+        self.data_dir = data_dir
+        self.datasets = DatasetStore(data_dir / "datasets")
+        self.min_interactions = min_interactions
+
+    def interactions(self, dataset_group: str, event_type: str | None,
+                     event_value_threshold: float | None) -> Interactions:
+        bulk = self.datasets.read(dataset_group, "INTERACTIONS")
+        events = interactions_from_events(read_events(self.data_dir / "archive", dataset_group))
+        columns = ["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE"]
+        tables = [t.select([c for c in columns if c in t.column_names]) for t in (bulk, events) if t.num_rows]
+        if not tables:
+            raise ValueError(f"dataset group {dataset_group} has no interactions: import an INTERACTIONS "
+                             "dataset or send events with PutEvents first")
+        table = pa.concat_tables(tables, promote_options="permissive")
+        return from_table(table, event_type=event_type, event_value_threshold=event_value_threshold)
+
+    def check_enough(self, data: Interactions, event_type: str | None) -> None:
+        after = f" of event type {event_type!r}" if event_type else ""
+        if len(data) < self.min_interactions:
+            raise ValueError(f"needs at least {self.min_interactions} interactions{after} after filtering, "
+                             f"found {len(data)}")
+        users = int(np.sum(np.diff(data.offsets) >= 2))
+        if users < MIN_USERS:
+            raise ValueError(f"needs at least {MIN_USERS} users with 2 or more interactions{after}, "
+                             f"found {users}")
+
+    def train(self, *, version_arn: str, dataset_group: str, recipe_arn: str, hyperparameters: dict[str, str],
+              event_type: str | None, event_value_threshold: float | None, parent: str | None,
+              progress: Progress) -> dict[str, Any]:
+        started = time.monotonic()
+        progress(message="reading interactions")
+        data = self.interactions(dataset_group, event_type, event_value_threshold)
+        self.check_enough(data, event_type)
+        parent_dir = self.data_dir / parent if parent else None
+        if parent_dir is not None:  # keep the parent's item codes; new items come after them
+            data = recode_items(data, np.asarray(json.loads((parent_dir / "item_ids.json").read_text()),
+                                                 dtype=object))
+        split = personalize_split(data)
+        recipe = RECIPES[recipe_arn].name
+        progress(message=f"training {recipe} on {len(split.train):,} interactions")
+        model, files_of = self._fit(recipe, split.train, hyperparameters, parent_dir, progress)
+        progress(message="measuring")
+        metrics = evaluate(model, split, data.n_items)
+        baseline = evaluate(popularity.fit(split.train), split, data.n_items)
+        solution, version = version_arn.split(":solution/", 1)[1].rsplit("/", 1)
+        rel = Path("artifacts") / solution / version
+        final, tmp = self.data_dir / rel, self.data_dir / rel.with_name(f".{version}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        files = {"item_ids": "item_ids.json", "popularity": "popularity.npy", "user_ids": "user_ids.json",
+                 "user_history": "user_history.npz", **files_of(model, tmp)}
+        (tmp / "item_ids.json").write_text(json.dumps(data.item_ids.tolist()))
+        write_user_history(data, tmp, MAX_HISTORY)
+        np.save(tmp / "popularity.npy", np.bincount(data.item, minlength=data.n_items).astype(np.float32))
+        manifest = ArtifactManifest(solution_version_arn=version_arn, recipe=recipe, created_at=time.time(),
+                                    hidden_dimension=int(hyperparameters.get("hidden_dimension", 0)) or None,
+                                    data_cut=int(data.time.max()), files=files, metrics=metrics)
+        (tmp / "manifest.json").write_text(manifest.model_dump_json(indent=2))
+        if final.exists():  # a re-run after a crash: this run's artifact replaces the old one
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        return {"artifact": str(rel), "metrics": metrics, "baselineMetrics": {"popularity": baseline},
+                "trainingHours": (time.monotonic() - started) / 3600,
+                "dataCut": int(data.time.max()), "interactions": len(data)}
+
+    def _fit(self, recipe: str, train: Interactions, params: dict[str, str], parent: Path | None,
+             progress: Progress) -> tuple[Any, Callable[[Any, Path], dict[str, str]]]:
+        """The fitted model and how to write its files into an artifact directory."""
+        if recipe == "aws-popularity-count":
+            return popularity.fit(train), lambda m, d: {}
+        if recipe == "aws-sims":
+            model = sims.fit(train, params)
+
+            def write_sims(m: sims.Sims, d: Path) -> dict[str, str]:
+                codes, scores = m.neighbours()
+                np.save(d / "sims_neighbours.npy", codes)
+                np.save(d / "sims_scores.npy", scores)
+                return {"sims_neighbours": "sims_neighbours.npy", "sims_scores": "sims_scores.npy"}
+            return model, write_sims
+        from training import hrnn  # torch: imported only when an HRNN recipe trains
+
+        if parent is None:
+            model = hrnn.fit(train, params, lambda line: progress(message=line))
+        else:
+            cut = ArtifactManifest.model_validate_json((parent / "manifest.json").read_text()).data_cut
+            model = hrnn.fit(train, params, lambda line: progress(message=line),
+                             parent=hrnn.load_for_update(parent), since=cut)
+        return model, lambda m, d: m.export(d)
+
+
+def write_user_history(data: Interactions, directory: Path, keep: int) -> None:
+    """Each user's newest `keep` interactions as of training (CSR: offsets, items, times), so
+    serving knows users from bulk imports, not only those it saw events of."""
+    off = data.offsets
+    starts = np.maximum(off[:-1], off[1:] - keep)
+    rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, off[1:], strict=True)]) \
+        if len(starts) else np.zeros(0, dtype=np.int64)
+    lengths = off[1:] - starts
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    np.savez(directory / "user_history.npz", offsets=offsets, items=data.item[rows].astype(np.int32),
+             times=data.time[rows].astype(np.int64))
+    (directory / "user_ids.json").write_text(json.dumps(data.user_ids.tolist()))
