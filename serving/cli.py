@@ -112,6 +112,13 @@ def cmd_version_report(args: argparse.Namespace) -> int:
     return run(args.endpoint or f"http://{settings.host}:{settings.port}", args.solution_version_arn, out)
 
 
+def cmd_version_wait(args: argparse.Namespace) -> int:
+    from training.report import watch
+
+    settings = _settings(args)
+    return watch(args.endpoint or f"http://{settings.host}:{settings.port}", args.solution_version_arn)
+
+
 def cmd_api_coverage(args: argparse.Namespace) -> int:
     import json
 
@@ -173,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--out", type=Path, help="HTML file to write (default <solution>-<version>.html)")
     report.add_argument("--endpoint", help="server URL (default http://OPZ_HOST:OPZ_PORT)")
     report.set_defaults(fn=cmd_version_report)
+    wait = version_sub.add_parser("wait", help="print a version's training progress (epochs, loss, ETA) "
+                                  "until it is ACTIVE or failed")
+    wait.add_argument("solution_version_arn", metavar="ARN")
+    wait.add_argument("--endpoint", help="server URL (default http://OPZ_HOST:OPZ_PORT)")
+    wait.set_defaults(fn=cmd_version_wait)
     api = sub.add_parser("api", help="facts about the API we serve")
     api_sub = api.add_subparsers(dest="api_cmd", required=True, metavar="<command>")
     cov = api_sub.add_parser("coverage", help="implemented vs. all operations of boto3's "

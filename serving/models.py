@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from stream.contract import ArtifactManifest
+from stream.hrnn_runtime import HRNNRuntime
 from stream.session import Interaction
 
 
@@ -30,6 +31,7 @@ class Model:
     user_history: dict[str, np.ndarray] = field(default_factory=dict)  # CSR: offsets, items, times
     neighbours: np.ndarray | None = None  # SIMS: int32 [n_items, k], -1 pads
     similarities: np.ndarray | None = None  # SIMS: float32 [n_items, k]
+    runtime: HRNNRuntime | None = None  # HRNN recipes: the ONNX step graphs and item embeddings
     index: dict[str, int] = field(default_factory=dict)
     users: dict[str, int] = field(default_factory=dict)
 
@@ -55,6 +57,12 @@ class Model:
 
     def user_scores(self, history: Sequence[Interaction]) -> np.ndarray:
         """USER_PERSONALIZATION: scores for a user with this history (oldest first)."""
+        if self.runtime is not None:
+            events = [(self.index[i.item], i.ts) for i in history if i.item in self.index]
+            if not events:  # a user we know nothing about: what is popular (softmax of log counts
+                return np.log1p(self.popularity)  # is proportional to the counts, as scores should be)
+            hs, _ = self.runtime.state_of(events[-self.runtime.max_user_history_length:])
+            return self.runtime.scores(hs)[0]
         if self.recipe == "aws-sims" and history:  # SIMS asked for a user: its last item's neighbours
             code = self.index.get(history[-1].item)
             if code is not None:
@@ -82,6 +90,9 @@ def load(arn: str, directory: Path) -> Model:
                   data_cut=manifest.data_cut or 0,
                   user_ids=json.loads((directory / files["user_ids"]).read_text()),
                   user_history=dict(np.load(directory / files["user_history"])))
+    if "step" in files:
+        model.runtime = HRNNRuntime(directory, files)
+        assert list(model.runtime.item_ids) == model.item_ids, "HRNN vocabulary differs from the artifact's"
     if "sims_neighbours" in files:
         model.neighbours = np.load(directory / files["sims_neighbours"])
         model.similarities = np.load(directory / files["sims_scores"]).astype(np.float32)

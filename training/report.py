@@ -1,5 +1,6 @@
 """`personalize solution-version report ARN`: one HTML page comparing a solution version's
-offline metrics with Popularity-Count on the same split and with its parent version.
+offline metrics with Popularity-Count on the same split and with its parent version; and
+`personalize solution-version wait ARN`, which prints a training's progress until it ends.
 
 `render` is pure (a page with an inline SVG bar chart, no scripts, no downloads); `run`
 fetches the versions through the control plane, as any client would.
@@ -7,6 +8,7 @@ fetches the versions through the control plane, as any client would.
 from __future__ import annotations
 
 import html
+import time
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +82,23 @@ def run(endpoint: str, version_arn: str, out: Path) -> int:
     out.write_text(render(version, parent))
     print(f"wrote {out}")  # noqa: T201
     return 0
+
+
+def watch(endpoint: str, version_arn: str, poll_s: float = 0.5) -> int:
+    """Print a training's progress lines (epochs, loss, ETA) until it ends; 0 when ACTIVE."""
+    control, last = Control(endpoint), None
+    while True:
+        try:
+            version = control("DescribeSolutionVersion", solutionVersionArn=version_arn)["solutionVersion"]
+        except ApiError as exc:
+            print(f"error: {exc}")  # noqa: T201 - CLI output
+            return 1
+        line = f"{version['status']}: {version.get('progress', {}).get('message', '')}".rstrip(": ")
+        if line != last:
+            print(line, flush=True)  # noqa: T201
+            last = line
+        if version["status"] in ("ACTIVE", "CREATE FAILED", "CREATE STOPPED"):
+            if version["status"] != "ACTIVE":
+                print(version.get("failureReason", ""))  # noqa: T201
+            return 0 if version["status"] == "ACTIVE" else 1
+        time.sleep(poll_s)

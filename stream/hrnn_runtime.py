@@ -1,0 +1,73 @@
+"""The HRNN at run time: onnxruntime + numpy, no torch (what serving and stream workers load).
+
+training/hrnn.py trains the model and exports these files; this module reads them. One
+user's state is two float32 [H] vectors (h_session, h_user); every method takes a batch.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+FILES = {"step": "hrnn_step.onnx", "user": "hrnn_user.onnx", "item_embeddings": "item_embeddings.npy",
+         "item_bias": "item_bias.npy", "initial_state": "initial_state.npy",
+         "item_index": "hrnn_item_ids.npy", "weights": "hrnn_weights.npz", "config": "hrnn_config.json"}
+
+
+class HRNNRuntime:
+    def __init__(self, directory: Path, files: Mapping[str, str] | None = None) -> None:
+        import onnxruntime as ort
+
+        files = {**FILES, **(files or {})}
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1  # many processes share the cores (DESIGN.md's thread trap)
+        opts.inter_op_num_threads = 1
+        cpu = ["CPUExecutionProvider"]
+        self._step = ort.InferenceSession(str(directory / files["step"]), opts, providers=cpu)
+        self._user = ort.InferenceSession(str(directory / files["user"]), opts, providers=cpu)
+        self.item_embeddings = np.load(directory / files["item_embeddings"])  # (n_items, H)
+        self.item_bias = np.load(directory / files["item_bias"])  # (n_items,)
+        self.initial_state = np.load(directory / files["initial_state"])  # (H,)
+        self.item_ids = np.load(directory / files["item_index"]).astype(object)
+        meta = json.loads((directory / files["config"]).read_text())
+        self.hidden_dimension = int(meta["hidden_dimension"])
+        self.session_gap_seconds = float(meta["session_gap_seconds"])
+        self.max_user_history_length = int(meta["max_user_history_length"])
+
+    def new_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """(h_session, h_user), each (1, H), for a user the model knows nothing about."""
+        return self.initial_state[None].copy(), np.zeros((1, self.hidden_dimension), dtype=np.float32)
+
+    def step(self, item_codes: np.ndarray, h_session: np.ndarray, h_user: np.ndarray) -> np.ndarray:
+        """Each row reads one event of the current session: h_session' (B, H)."""
+        return self._step.run(None, {"item_ids": np.asarray(item_codes, dtype=np.int64),
+                                     "h_session": h_session.astype(np.float32, copy=False),
+                                     "h_user": h_user.astype(np.float32, copy=False)})[0]
+
+    def end_session(self, h_session: np.ndarray, h_user: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A gap ended the session: (next session's start state, updated user state), each (B, H)."""
+        s0, c = self._user.run(None, {"h_session": h_session.astype(np.float32, copy=False),
+                                      "h_user": h_user.astype(np.float32, copy=False)})
+        return s0, c
+
+    def scores(self, h_session: np.ndarray) -> np.ndarray:
+        """E . h + b: (B, n_items)."""
+        return h_session @ self.item_embeddings.T + self.item_bias
+
+    def state_of(self, events: Iterable[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
+        """Run one user's (item code, time) events, oldest first, through the model; a gap
+        longer than the model's session gap ends a session (as in training)."""
+        hs, hu = self.new_state()
+        last = None
+        for code, t in events:
+            if last is not None and t - last > self.session_gap_seconds:
+                hs, hu = self.end_session(hs, hu)
+            hs = self.step(np.array([code]), hs, hu)
+            last = t
+        return hs, hu
+
+
+def load(directory: Path, files: Mapping[str, str] | None = None) -> HRNNRuntime:
+    return HRNNRuntime(directory, files)
