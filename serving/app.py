@@ -13,7 +13,14 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from serving import control_api, datasets_api, events_api, operations, runtime_api, solutions_api
+from serving import (
+    control_api,
+    datasets_api,
+    events_api,
+    operations,  # noqa: F401 - imported for its control-plane handlers
+    runtime_api,
+    solutions_api,
+)
 from serving.errors import install_error_handlers
 from serving.jobs import JobRunner, Work
 from serving.models import Models
@@ -104,7 +111,6 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
     app.include_router(events_api.make_router(event_log, events_api.Trackers(resources),
                                               events_api.Datasets(resources)))
     app.include_router(runtime_api.make_router(ctx, store))
-    log.debug("control plane modules: %s", [m.__name__ for m in operations.MODULES])
     return app
 
 

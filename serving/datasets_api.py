@@ -298,11 +298,15 @@ def list_export_jobs(req: ListByDataset, ctx: Ctx) -> Body:
 
 # ---- the work the job runner calls (in a thread) ----
 
-def run_import(ctx: Ctx, job: Body, progress: Progress) -> Body:
+def _job_dataset(ctx: Ctx, job: Body) -> tuple[Body, Schema]:
     dataset = ctx.resources.get(job["datasetArn"], "dataset")
     if dataset is None:
         raise JobFailed(f"dataset {job['datasetArn']} was deleted")
-    schema = parse_schema(ctx.resources.get(dataset["schemaArn"], "schema")["schema"])
+    return dataset, parse_schema(ctx.resources.get(dataset["schemaArn"], "schema")["schema"])
+
+
+def run_import(ctx: Ctx, job: Body, progress: Progress) -> Body:
+    dataset, schema = _job_dataset(ctx, job)
     try:
         rows = ctx.datasets.import_csv(
             job_id=job["datasetImportJobArn"], location=job["dataSource"]["dataLocation"],
@@ -315,10 +319,7 @@ def run_import(ctx: Ctx, job: Body, progress: Progress) -> Body:
 
 
 def run_export(ctx: Ctx, job: Body, progress: Progress) -> Body:
-    dataset = ctx.resources.get(job["datasetArn"], "dataset")
-    if dataset is None:
-        raise JobFailed(f"dataset {job['datasetArn']} was deleted")
-    schema = parse_schema(ctx.resources.get(dataset["schemaArn"], "schema")["schema"])
+    dataset, schema = _job_dataset(ctx, job)
     try:
         rows = ctx.datasets.export_csv(
             job_name=job["jobName"], destination=job["jobOutput"]["s3DataDestination"]["path"],

@@ -323,15 +323,13 @@ def run_training(ctx: Ctx, trainer: Trainer, job: Body, progress: Progress) -> B
             raise JobFailed(f"the parent version {parent_arn} is gone")
     recipe = RECIPES[job["recipeArn"]]
     threshold = config.get("eventValueThreshold")
+    params = check_hyperparameters(recipe, config.get("algorithmHyperParameters", {}))
     try:
         out = trainer.train(
             version_arn=job["solutionVersionArn"], dataset_group=dataset_group_name(job["datasetGroupArn"]),
-            recipe_arn=recipe.arn,
-            hyperparameters=check_hyperparameters(recipe, config.get("algorithmHyperParameters", {})),
-            event_type=job.get("eventType"), event_value_threshold=float(threshold) if threshold else None,
-            parent=parent, progress=progress)
+            recipe_arn=recipe.arn, hyperparameters=params, event_type=job.get("eventType"),
+            event_value_threshold=float(threshold) if threshold else None, parent=parent, progress=progress)
     except ValueError as exc:  # too little data, nothing to train on: the user can act on it
         raise JobFailed(str(exc)) from None
-    return {**out, "tunedHPOParams": {"algorithmHyperParameters": check_hyperparameters(
-        recipe, config.get("algorithmHyperParameters", {}))}}
+    return {**out, "tunedHPOParams": {"algorithmHyperParameters": params}}
 

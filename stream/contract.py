@@ -185,13 +185,7 @@ def decode(topic: str, raw: bytes | str) -> Event | DatasetRecord:
     try:
         return DatasetRecord.model_validate_json(raw)
     except ValidationError as exc:
-        try:
-            version = json.loads(raw).get("v")
-        except (ValueError, AttributeError):
-            version = None
-        if version != RECORD_VERSION:
-            raise UnknownVersion(f"dataset record version {version!r}, expected {RECORD_VERSION}") from exc
-        raise InvalidEvent(str(exc)) from exc
+        raise _refusal(raw, exc, "dataset record", RECORD_VERSION) from exc
 
 
 def decode_event(raw: bytes | str) -> Event:
@@ -199,10 +193,15 @@ def decode_event(raw: bytes | str) -> Event:
     try:
         return Event.model_validate_json(raw)
     except ValidationError as exc:
-        try:
-            version = json.loads(raw).get("v")
-        except (ValueError, AttributeError):
-            version = None
-        if version != EVENT_VERSION:
-            raise UnknownVersion(f"event record version {version!r}, expected {EVENT_VERSION}") from exc
-        raise InvalidEvent(str(exc)) from exc
+        raise _refusal(raw, exc, "event record", EVENT_VERSION) from exc
+
+
+def _refusal(raw: bytes | str, exc: ValidationError, what: str, known: int) -> ValueError:
+    """UnknownVersion for a record of another contract version, else InvalidEvent."""
+    try:
+        version = json.loads(raw).get("v")
+    except (ValueError, AttributeError):
+        version = None
+    if version != known:
+        return UnknownVersion(f"{what} version {version!r}, expected {known}")
+    return InvalidEvent(str(exc))

@@ -121,7 +121,11 @@ class Trainer:
                 np.save(d / "sims_scores.npy", scores)
                 return {"sims_neighbours": "sims_neighbours.npy", "sims_scores": "sims_scores.npy"}
             return model, write_sims
-        from training import hrnn  # torch: imported only when an HRNN recipe trains
+        try:
+            from training import hrnn  # torch: imported only when an HRNN recipe trains
+        except ImportError as exc:  # the HRNN model has not landed in this build yet
+            raise ValueError(f"{recipe} cannot be trained by this build yet ({exc}); use "
+                             "aws-sims or aws-popularity-count") from None
 
         if parent is None:
             model = hrnn.fit(train, params, lambda line: progress(message=line))
