@@ -9,7 +9,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = (ROOT / ".." / "shared" / "datasets").resolve()
+# ../shared/datasets beside the checkout (its usual place), or OPZ_TEST_DATASETS / the
+# workspace's copy when the clone lives elsewhere
+DATASETS = next((p.resolve() for p in (
+    Path(os.environ.get("OPZ_TEST_DATASETS", ROOT / ".." / "shared" / "datasets")),
+    ROOT / ".." / "shared" / "datasets", Path("/work/shared/datasets")) if p.is_dir()),
+    (ROOT / ".." / "shared" / "datasets").resolve())
 
 
 def free_port() -> int:
