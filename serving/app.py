@@ -12,6 +12,8 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving import (
     control_api,
@@ -53,6 +55,31 @@ async def embedded_agents(settings: Settings, event_log: EventLog, store: Sessio
                          topics=records_topic_pattern()))
     finally:
         await archive.close()
+
+
+class BrowserAccess:
+    """What web pages need to call the data plane (the JS SDK): CORS on the events and runtime
+    routes only (the control plane stays unreachable from other origins), and PutEvents bodies
+    sent by navigator.sendBeacon, whose Content-Type is text/plain, read as the JSON they are."""
+
+    PATHS = frozenset({"/events", "/recommendations", "/personalize-ranking"})
+
+    def __init__(self, app: ASGIApp, origins: list[str]) -> None:
+        self.app = app
+        self.cors: ASGIApp = CORSMiddleware(
+            app, allow_origins=origins, allow_methods=["POST"], allow_headers=["*"],
+            expose_headers=["x-amzn-ErrorType", "Retry-After"], max_age=600) if origins else app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.PATHS:
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] == "/events" and scope["method"] == "POST":
+            scope = {**scope, "headers": [
+                (k, b"application/json") if k == b"content-type"
+                and v.split(b";")[0].strip().lower() == b"text/plain" else (k, v)
+                for k, v in scope["headers"]]}
+        await self.cors(scope, receive, send)
 
 
 def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
@@ -102,6 +129,8 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
     app = FastAPI(title="openpersonalize", version="0.1.0", lifespan=lifespan,
                   description="Amazon Personalize's API, self-hosted and real-time.")
     install_error_handlers(app)
+    app.add_middleware(BrowserAccess,
+                       origins=[o.strip() for o in settings.cors_origins.split(",") if o.strip()])
 
     @app.get("/health", tags=["ops"], summary="Liveness and mode")
     async def health() -> dict[str, str]:

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     auto_update_seconds: float = Field(7200.0, gt=0)
     # Personalize refuses to train on fewer interactions (tests lower it for small slices)
     min_training_interactions: int = Field(1000, ge=1)
+    # web pages allowed to call /events, /recommendations, /personalize-ranking (the JS SDK):
+    # "*", or a comma-separated list of origins; empty: no CORS (same-origin pages only)
+    cors_origins: str = "*"
     log_level: str = "info"
 
     @computed_field  # type: ignore[prop-decorator]
