@@ -129,11 +129,8 @@ def cmd_api_coverage(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    # numpy/onnxruntime thread pools oversubscribe small machines under a threaded server;
-    # this must happen before either is imported (DESIGN.md, "Trap").
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+def build_parser() -> argparse.ArgumentParser:
+    """The `personalize` command line (also what the deployment tests parse commands with)."""
     ap = argparse.ArgumentParser(prog="personalize",
                                  description="openpersonalize: Amazon Personalize's API, self-hosted.")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="<command>")
@@ -191,7 +188,15 @@ def main(argv: list[str] | None = None) -> int:
                              "personalize, personalize-events and personalize-runtime")
     cov.add_argument("--json", action="store_true", help="machine-readable output")
     cov.set_defaults(fn=cmd_api_coverage)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    # numpy/onnxruntime thread pools oversubscribe small machines under a threaded server;
+    # this must happen before either is imported (DESIGN.md, "Trap").
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    args = build_parser().parse_args(argv)
     return args.fn(args)
 
 

@@ -1,0 +1,641 @@
+"""Deployment files, checked offline: Dockerfile, docker-compose.yml, k8s/, scripts/healthcheck.py.
+
+- docker-compose.yml against the Compose Specification's JSON schema (the copy vendored in
+  check-jsonschema), then what a schema cannot know: every command is a real `personalize`
+  command, every OPZ_* variable a Settings field with a valid value, health checks and volumes.
+- every Kubernetes manifest, and what k8s/base and k8s/overlays/small render to
+  (tests/kustomize_lite.py), against the Kubernetes API's schemas (kubernetes-validate,
+  strict: unknown fields fail), then references between objects, probes and resources.
+- the Dockerfile, parsed by BuildKit's own parser (the `dockerfile` package): entry points
+  are `personalize` commands, the serving image has no torch, the trainer image has.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import dockerfile
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from kustomize_lite import build, load_docs
+
+from serving.cli import build_parser
+from stream.contract import events_topic
+from stream.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "k8s"
+sys.path.insert(0, str(ROOT / "scripts"))
+import healthcheck  # noqa: E402
+
+Doc = dict[str, Any]
+Rendered = dict[str, dict[tuple[str, str], Doc]]
+SETTINGS_VARS = {f"OPZ_{name.upper()}" for name in Settings.model_fields}
+# what each openpersonalize process runs (the images' entry point is `personalize`)
+EXPECTED = {"api": ["serve"], "stream-worker": ["stream", "worker"], "trainer": ["trainer", "--schedule"]}
+K8S_VERSIONS = ["1.30", kubernetes_validate.utils.latest_version()]
+
+
+def parse_personalize(argv: list[str]) -> Any:
+    """argv after `personalize`, parsed by the CLI's own parser (SystemExit if not a command)."""
+    return build_parser().parse_args(argv)
+
+
+def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for var in [v for v in os.environ if v.startswith("OPZ_")]:
+        monkeypatch.delenv(var)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    return Settings()
+
+
+def readme_settings() -> set[str]:
+    section = (ROOT / "README.md").read_text().split("## Settings", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"`(OPZ_[A-Z_]+)`", section))
+
+
+# ---------------------------------------------------------------------------- Dockerfile
+
+def dockerfile_stages() -> dict[str, list[Any]]:
+    stages: dict[str, list[Any]] = {}
+    current: list[Any] = []
+    for cmd in dockerfile.parse_file(str(ROOT / "Dockerfile")):
+        if cmd.cmd == "FROM":
+            assert len(cmd.value) == 3 and cmd.value[1].upper() == "AS", f"unnamed stage: {cmd.original}"
+            current = stages.setdefault(cmd.value[2], [cmd])
+        elif stages:
+            current.append(cmd)
+    return stages
+
+
+def stage_chain(stages: dict[str, list[Any]], name: str) -> list[str]:
+    """A stage and every stage it builds FROM or COPYs --from."""
+    seen: list[str] = []
+    todo = [name]
+    while todo:
+        stage = todo.pop()
+        if stage in seen or stage not in stages:
+            continue
+        seen.append(stage)
+        for cmd in stages[stage]:
+            if cmd.cmd == "FROM":
+                todo.append(cmd.value[0])
+            todo += [f.split("=", 1)[1] for f in cmd.flags if f.startswith("--from=")]
+    return seen
+
+
+def entry_argv(stages: dict[str, list[Any]], name: str) -> list[str]:
+    """ENTRYPOINT + CMD of a target: inherited along FROM, the last line wins, and a new
+    ENTRYPOINT drops an inherited CMD (as Docker does)."""
+    lineage = [name]
+    while (parent := stages[lineage[-1]][0].value[0]) in stages:
+        lineage.append(parent)
+    entry: list[str] = []
+    cmd: list[str] = []
+    for stage in reversed(lineage):
+        for line in stages[stage]:
+            if line.cmd in ("ENTRYPOINT", "CMD"):
+                assert line.json, f"{line.original}: use the exec (JSON) form so signals reach personalize"
+            if line.cmd == "ENTRYPOINT":
+                entry, cmd = list(line.value), []
+            elif line.cmd == "CMD":
+                cmd = list(line.value)
+    return entry + cmd
+
+
+def run_lines(stages: dict[str, list[Any]], name: str) -> str:
+    return "\n".join(c.original for s in stage_chain(stages, name) for c in stages[s] if c.cmd == "RUN")
+
+
+def test_dockerfile_targets_run_personalize_commands() -> None:
+    stages = dockerfile_stages()
+    assert list(stages)[-1] == "serving", "a plain `docker build .` should build the serving image"
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'personalize = "serving.cli:main"' in pyproject
+    for target, expected in (("serving", ["serve"]), ("trainer", ["trainer", "--schedule"])):
+        argv = entry_argv(stages, target)
+        assert argv[0] == "personalize", argv
+        assert argv[1:] == expected
+        args = parse_personalize(argv[1:])
+        assert args.cmd == expected[0]
+    assert parse_personalize(entry_argv(stages, "trainer")[1:]).schedule is True
+
+
+def test_serving_image_has_no_torch_and_trainer_image_has_the_cpu_build() -> None:
+    stages = dockerfile_stages()
+    serving = run_lines(stages, "serving")
+    assert "pip install" in serving
+    assert "torch" not in serving and "[train]" not in serving, serving
+    assert "build-trainer" not in stage_chain(stages, "serving")
+    trainer = run_lines(stages, "trainer")
+    assert re.search(r"pip install --index-url \S+ \"torch", trainer), trainer
+    assert "download.pytorch.org/whl/cpu" in (ROOT / "Dockerfile").read_text()
+    assert '".[train]"' in trainer
+
+
+def test_dockerfile_base_copies_and_healthcheck() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M)
+    assert base and base.group(1).startswith("python:3.11-slim"), "Python 3.11, as pyproject requires"
+    stages = dockerfile_stages()
+    copied = {c.value[0] for s in stage_chain(stages, "serving") for c in stages[s]
+              if c.cmd == "COPY" and not any(f.startswith("--from") for f in c.flags)}
+    assert {"stream", "serving", "training", "pyproject.toml", "scripts/healthcheck.py"} <= copied
+    assert any(c.cmd == "COPY" and c.value[-1] == "/usr/local/bin/opz-healthcheck"
+               for s in stage_chain(stages, "serving") for c in stages[s])
+    users = [c.value[0] for c in stages["serving"] + stages["trainer"] if c.cmd == "USER"]
+    assert users and all(not u.startswith(("0", "root")) for u in users), "images run as a non-root user"
+    ignored = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
+    for needed in ("stream", "serving", "training", "scripts", "pyproject.toml", "README.md"):
+        assert needed not in ignored, f".dockerignore drops {needed}, which the Dockerfile copies"
+    assert ".venv" in ignored and ".git" in ignored
+
+
+# ---------------------------------------------------------------------------- docker-compose
+
+INTERPOLATION = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
+
+
+def interpolate(node: Any, env: dict[str, str]) -> Any:
+    """Compose's ${VAR}, ${VAR:-default}, ${VAR-default} and $$, as `docker compose` does
+    before it validates the file."""
+    if isinstance(node, dict):
+        return {k: interpolate(v, env) for k, v in node.items()}
+    if isinstance(node, list):
+        return [interpolate(v, env) for v in node]
+    if isinstance(node, str):
+        return INTERPOLATION.sub(lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1)) or
+                                 (m.group(2) or ""), node)
+    return node
+
+
+COMPOSE_SPEC = "check_jsonschema/builtin_schemas/vendor/compose-spec.json"
+
+
+def compose_schema() -> dict[str, Any]:
+    """The Compose Specification's schema as check-jsonschema ships it (its licence sits
+    beside it, vendor/licenses/LICENSE.compose-spec). Read as a data file: importing
+    check_jsonschema would load its CLI, which needs a newer click than Faust allows."""
+    path = Path(str(metadata.distribution("check-jsonschema").locate_file(COMPOSE_SPEC)))
+    return json.loads(path.read_text())
+
+
+def compose_problems(doc: Any) -> list[str]:
+    schema = compose_schema()
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return interpolate(yaml.safe_load((ROOT / "docker-compose.yml").read_text()), {})
+
+
+def opz_services(compose: dict[str, Any]) -> dict[str, Doc]:
+    return {name: s for name, s in compose["services"].items()
+            if s.get("image", "").startswith("openpersonalize")}
+
+
+def test_compose_validates_against_the_compose_specification(compose: dict[str, Any]) -> None:
+    assert compose_problems(compose) == []
+
+
+def test_the_compose_schema_catches_mistakes(compose: dict[str, Any]) -> None:
+    """The validator is live: a wrong type, an unknown key and a bad condition all fail."""
+    for path, value in ((("api", "ports"), "8080:8080"),
+                        (("api", "helthcheck"), {"test": ["CMD", "true"]}),
+                        (("trainer", "depends_on", "api", "condition"), "service_ready")):
+        broken = json.loads(json.dumps(compose))
+        node = broken["services"]
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = value
+        assert compose_problems(broken), f"{path} = {value!r} passed"
+
+
+def test_compose_commands_are_personalize_commands(compose: dict[str, Any]) -> None:
+    services = opz_services(compose)
+    assert set(services) == set(EXPECTED)
+    stages = dockerfile_stages()
+    for name, service in services.items():
+        assert service["command"] == EXPECTED[name]
+        parse_personalize(service["command"])
+        target = service["build"]["target"]
+        assert target == ("trainer" if name == "trainer" else "serving")
+        assert entry_argv(stages, target)[0] == "personalize"
+    assert services["stream-worker"]["deploy"]["replicas"] >= 2
+
+
+def test_compose_settings_are_real_documented_and_valid(compose: dict[str, Any],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    documented = readme_settings()
+    for name, service in opz_services(compose).items():
+        env = {k: str(v) for k, v in service["environment"].items()}
+        opz = {k for k in env if k.startswith("OPZ_")}
+        assert opz - SETTINGS_VARS == set(), f"{name}: not a Settings field"
+        assert opz - documented == set(), f"{name}: not in README's Settings table"
+        settings = settings_from(env, monkeypatch)
+        assert not settings.embedded and settings.host == "0.0.0.0"
+        assert settings.train_in_server is False, "the trainer service trains, not the API"
+        kafka_host, kafka_port = settings.kafka_bootstrap_servers.split(":")
+        kafka = compose["services"][kafka_host]["environment"]
+        assert f"PLAINTEXT://{kafka_host}:{kafka_port}" in kafka["KAFKA_ADVERTISED_LISTENERS"]
+        assert settings.redis_url.startswith("redis://redis:6379/") and "redis" in compose["services"]
+        assert settings.kafka_replication_factor == 1, "one broker here"
+
+
+def test_compose_health_checks_and_startup_order(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name, service in services.items():
+        test = service.get("healthcheck", {}).get("test")
+        assert test and test[0] in ("CMD", "CMD-SHELL"), f"{name} has no health check"
+        for dep, how in service.get("depends_on", {}).items():
+            assert how["condition"] == "service_healthy" and "healthcheck" in services[dep]
+    assert "kafka-topics.sh --bootstrap-server" in services["kafka"]["healthcheck"]["test"][1]
+    assert services["redis"]["healthcheck"]["test"][1:] == ["redis-cli", "ping"]
+    checks = {name: s["healthcheck"]["test"][1:] for name, s in opz_services(compose).items()}
+    assert checks["api"] == ["opz-healthcheck", "http", "http://127.0.0.1:8080/health"]
+    assert checks["stream-worker"] == ["opz-healthcheck", "worker"]
+    assert checks["trainer"] == ["opz-healthcheck", "trainer"]
+    for argv in checks.values():
+        healthcheck_parser_accepts(argv[1:])
+    for name in ("api", "stream-worker"):
+        assert set(services[name]["depends_on"]) == {"kafka", "redis"}
+
+
+def test_compose_volumes_share_the_data_dir(compose: dict[str, Any]) -> None:
+    declared = set(compose["volumes"])
+    for name, service in compose["services"].items():
+        for mount in service.get("volumes", []):
+            source = mount.split(":", 1)[0] if isinstance(mount, str) else mount["source"]
+            assert source in declared, f"{name} mounts undeclared volume {source}"
+    for name, service in opz_services(compose).items():
+        data_dir = service["environment"]["OPZ_DATA_DIR"]
+        assert f"opz-data:{data_dir}" in service["volumes"], f"{name} lacks the shared data volume"
+    assert "kafka-data:/var/lib/kafka/data" in compose["services"]["kafka"]["volumes"]
+
+
+def test_compose_kafka_is_the_tested_version_in_kraft_mode(compose: dict[str, Any]) -> None:
+    kafka = compose["services"]["kafka"]
+    tested = re.search(r'KAFKA_VERSION="\$\{1:-\$\{KAFKA_VERSION:-([0-9.]+)\}\}"',
+                       (ROOT / "scripts/kafka_jars.sh").read_text())
+    assert tested and kafka["image"] == f"apache/kafka:{tested.group(1)}"
+    env = kafka["environment"]
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    node = env["KAFKA_NODE_ID"]
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{node}@kafka:9093"
+    listeners = dict(item.split("://") for item in env["KAFKA_LISTENERS"].split(","))
+    protocols = dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert set(listeners) == set(protocols) and env["KAFKA_CONTROLLER_LISTENER_NAMES"] in listeners
+    cluster_id = env["CLUSTER_ID"]
+    raw = base64.urlsafe_b64decode(cluster_id + "==")
+    assert len(raw) == 16 and base64.urlsafe_b64encode(raw).decode().rstrip("=") == cluster_id
+
+
+# ---------------------------------------------------------------------------- Kubernetes
+
+def k8s_validate(doc: Doc) -> None:
+    for version in K8S_VERSIONS:
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+@pytest.fixture(scope="module")
+def rendered() -> Rendered:
+    return {name: {(d["kind"], d["metadata"]["name"]): d for d in build(K8S / name)}
+            for name in ("base", "overlays/small")}
+
+
+def base_resource_files() -> list[Path]:
+    listed = yaml.safe_load((K8S / "base/kustomization.yaml").read_text())["resources"]
+    return [K8S / "base" / f for f in listed] + [K8S / "base/secret.example.yaml"]
+
+
+@pytest.mark.parametrize("path", base_resource_files(), ids=lambda p: p.name)
+def test_k8s_manifest_validates(path: Path) -> None:
+    docs = load_docs(path)
+    assert docs
+    for doc in docs:
+        k8s_validate(doc)
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/small"])
+def test_k8s_rendering_validates(overlay: str, rendered: Rendered) -> None:
+    docs = rendered[overlay]
+    kinds = {kind for kind, _ in docs}
+    assert {"Deployment", "Service", "ConfigMap", "PersistentVolumeClaim", "HorizontalPodAutoscaler",
+            "PodDisruptionBudget", "Namespace"} <= kinds
+    for doc in docs.values():
+        k8s_validate(doc)
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == "openpersonalize"
+        assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "openpersonalize"
+
+
+def test_the_k8s_schemas_catch_mistakes(rendered: Rendered) -> None:
+    api = rendered["base"][("Deployment", "opz-api")]
+    for mutate in (lambda d: d["spec"].__setitem__("replicas", "2"),
+                   lambda d: d["spec"]["template"]["spec"]["containers"][0].__setitem__("args", "serve"),
+                   lambda d: d["spec"]["template"]["spec"].__setitem__("container", [])):
+        broken = json.loads(json.dumps(api))
+        mutate(broken)
+        with pytest.raises(kubernetes_validate.ValidationError):
+            k8s_validate(broken)
+
+
+def workloads(docs: dict[tuple[str, str], Doc]) -> dict[str, Doc]:
+    return {name: d for (kind, name), d in docs.items() if kind in ("Deployment", "CronJob")}
+
+
+def containers(doc: Doc) -> list[Doc]:
+    spec = doc["spec"]["jobTemplate"]["spec"] if doc["kind"] == "CronJob" else doc["spec"]
+    return spec["template"]["spec"]["containers"]
+
+
+def config(docs: dict[tuple[str, str], Doc]) -> dict[str, str]:
+    return docs[("ConfigMap", "opz-settings")]["data"]
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/small"])
+def test_k8s_workloads_run_personalize_with_real_settings(overlay: str, rendered: Rendered,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = rendered[overlay]
+    cfg = config(docs)
+    assert set(cfg) <= SETTINGS_VARS and set(cfg) <= readme_settings()
+    settings = settings_from(cfg, monkeypatch)
+    assert not settings.embedded and settings.host == "0.0.0.0" and settings.train_in_server is False
+    redis_host = settings.redis_url.split("//")[1].split(":")[0]
+    for host in (settings.kafka_bootstrap_servers.split(":")[0], redis_host):
+        assert docs[("Service", host)]["spec"]["type"] == "ExternalName"
+    expected = {"opz-api": EXPECTED["api"], "opz-stream-worker": EXPECTED["stream-worker"],
+                "opz-trainer": EXPECTED["trainer"]}
+    assert set(workloads(docs)) == set(expected)
+    for name, doc in workloads(docs).items():
+        (container,) = containers(doc)
+        assert "command" not in container, "the image's entry point (personalize) runs the args"
+        assert container["args"] == expected[name]
+        assert parse_personalize(container["args"]).fn.__module__ == "serving.cli"
+        refs = container["envFrom"]
+        assert refs[0]["configMapRef"]["name"] == "opz-settings"
+        assert refs[1]["secretRef"] == {"name": "opz-secrets", "optional": True}
+        pod = doc["spec"]["template"]["spec"]
+        claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]
+                  if "persistentVolumeClaim" in v}
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert claims.get(mounts.get(str(settings.data_dir))) == "opz-data", f"{name}: no shared data dir"
+        assert pod["securityContext"]["runAsNonRoot"] is True
+    pvc = docs[("PersistentVolumeClaim", "opz-data")]
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def quantity(value: str | int) -> float:
+    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9}
+    match = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", str(value))
+    assert match, value
+    return float(match.group(1)) * units.get(match.group(2), 1)
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/small"])
+def test_k8s_resources_probes_and_references(overlay: str,
+                                             rendered: Rendered) -> None:
+    docs = rendered[overlay]
+    port = int(config(docs)["OPZ_PORT"])
+    deployments = {name: d for (kind, name), d in docs.items() if kind == "Deployment"}
+    assert set(deployments) == {"opz-api", "opz-stream-worker", "opz-trainer"}
+    for name, doc in deployments.items():
+        template_labels = doc["spec"]["template"]["metadata"]["labels"]
+        assert doc["spec"]["selector"]["matchLabels"].items() <= template_labels.items()
+        for container in containers(doc):
+            res = container["resources"]
+            for what in ("cpu", "memory"):
+                assert quantity(res["requests"][what]) <= quantity(res["limits"][what]), f"{name} {what}"
+            assert "livenessProbe" in container, f"{name} has no liveness probe"
+    (api,) = containers(deployments["opz-api"])
+    ports = {p["name"]: p["containerPort"] for p in api["ports"]}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        get = api[probe]["httpGet"]
+        assert get["path"] == "/health" and ports[get["port"]] == port
+    (worker,) = containers(deployments["opz-stream-worker"])
+    assert worker["readinessProbe"]["exec"]["command"] == ["opz-healthcheck", "worker"]
+    assert worker["livenessProbe"]["exec"]["command"] == ["opz-healthcheck", "worker", "--alive"]
+    (trainer,) = containers(deployments["opz-trainer"])
+    assert trainer["livenessProbe"]["exec"]["command"] == ["opz-healthcheck", "trainer"]
+    for c in (worker, trainer):
+        for probe in ("readinessProbe", "livenessProbe"):
+            if probe in c:
+                assert c[probe]["exec"]["command"][0] == "opz-healthcheck"
+                healthcheck_parser_accepts(c[probe]["exec"]["command"][1:])
+    assert deployments["opz-trainer"]["spec"]["replicas"] == 1
+    assert deployments["opz-trainer"]["spec"]["strategy"]["type"] == "Recreate"
+    assert trainer["image"].rsplit(":", 1)[0].endswith("openpersonalize-trainer")
+    assert api["image"] == worker["image"] and "trainer" not in api["image"]
+
+    svc = docs[("Service", "opz-api")]
+    api_labels = deployments["opz-api"]["spec"]["template"]["metadata"]["labels"]
+    assert svc["spec"]["selector"].items() <= api_labels.items()
+    assert svc["spec"]["ports"][0]["targetPort"] in ports
+    hpa = docs[("HorizontalPodAutoscaler", "opz-api")]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    ref = hpa["spec"]["scaleTargetRef"]
+    assert (ref["kind"], ref["name"]) == ("Deployment", "opz-api")
+    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    for (kind, name), pdb in docs.items():
+        if kind == "PodDisruptionBudget":
+            assert len({"minAvailable", "maxUnavailable"} & set(pdb["spec"])) == 1, name
+            target = deployments[name]["spec"]["template"]["metadata"]["labels"]
+            assert pdb["spec"]["selector"]["matchLabels"].items() <= target.items()
+
+
+def test_small_overlay_is_smaller(rendered: Rendered) -> None:
+    base, small = rendered["base"], rendered["overlays/small"]
+    for name in ("opz-api", "opz-stream-worker"):
+        replicas = [d[("Deployment", name)]["spec"]["replicas"] for d in (small, base)]
+        assert replicas[0] < replicas[1], name
+    for name in ("opz-api", "opz-stream-worker", "opz-trainer"):
+        b, s = (containers(d[("Deployment", name)])[0]["resources"] for d in (base, small))
+        for kind in ("requests", "limits"):
+            for what in ("cpu", "memory"):
+                assert quantity(s[kind][what]) < quantity(b[kind][what]), (name, kind, what)
+        assert containers(small[("Deployment", name)])[0]["image"].startswith("localhost:5000/")
+    assert small[("HorizontalPodAutoscaler", "opz-api")]["spec"]["minReplicas"] == 1
+    assert config(small)["OPZ_KAFKA_REPLICATION_FACTOR"] == "1"
+    assert small[("PodDisruptionBudget", "opz-api")]["spec"] == {
+        "maxUnavailable": 1, "selector": base[("PodDisruptionBudget", "opz-api")]["spec"]["selector"]}
+
+
+def test_keda_scaledobject_scales_the_workers_on_their_consumer_lag(
+        rendered: Rendered) -> None:
+    (scaled,) = load_docs(K8S / "keda/scaledobject.yaml")
+    base = rendered["base"]
+    assert (scaled["apiVersion"], scaled["kind"]) == ("keda.sh/v1alpha1", "ScaledObject")
+    target = scaled["spec"]["scaleTargetRef"]
+    worker = base[("Deployment", target["name"])]
+    assert (target["kind"], target["apiVersion"]) == ("Deployment", "apps/v1")
+    assert containers(worker)[0]["args"] == EXPECTED["stream-worker"]
+    assert scaled["metadata"]["namespace"] == worker["metadata"]["namespace"]
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "kafka"
+    meta = trigger["metadata"]
+    cfg = config(base)
+    assert meta["consumerGroup"] == cfg["OPZ_STREAM_APP_ID"] == Settings.model_fields["stream_app_id"].default
+    assert meta["bootstrapServers"].split(":")[0] == base[("Service", "kafka")]["spec"]["externalName"]
+    assert "topic" not in meta or re.fullmatch(r"opz\.[^.]+\.events", meta["topic"])
+    assert events_topic("shop") == "opz.shop.events"
+    assert all(isinstance(v, str) for v in meta.values()), "KEDA trigger metadata values are strings"
+    assert int(meta["lagThreshold"]) > 0
+    assert 1 <= scaled["spec"]["minReplicaCount"] <= scaled["spec"]["maxReplicaCount"]
+    assert scaled["spec"]["maxReplicaCount"] <= int(cfg["OPZ_KAFKA_PARTITIONS"]), \
+        "more workers than one dataset group's partitions"
+    assert "scaledobject" not in (K8S / "base/kustomization.yaml").read_text().lower(), \
+        "the base must apply where the KEDA CRD is absent"
+
+
+# ---------------------------------------------------------------------------- the renderer
+
+def test_kustomize_lite_merges_like_kustomize(tmp_path: Path) -> None:
+    (tmp_path / "base").mkdir()
+    (tmp_path / "over").mkdir()
+    (tmp_path / "base/kustomization.yaml").write_text("resources: [d.yaml]\nnamespace: ns\n")
+    (tmp_path / "base/d.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+        "spec": {"replicas": 3, "template": {"spec": {"containers": [
+            {"name": "a", "image": "img/a:1", "args": ["x"]}, {"name": "b", "image": "img/b"}]}}}}))
+    (tmp_path / "over/kustomization.yaml").write_text(
+        "resources: [../base]\npatches: [{path: p.yaml}]\nreplicas: [{name: d, count: 1}]\n"
+        "images: [{name: img/a, newName: reg/a, newTag: '2'}]\n"
+        "labels: [{pairs: {team: x}, includeTemplates: true}]\n")
+    (tmp_path / "over/p.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+        "spec": {"template": {"spec": {"containers": [{"name": "b", "args": ["y"]}]}}}}))
+    (doc,) = build(tmp_path / "over")
+    a, b = doc["spec"]["template"]["spec"]["containers"]
+    assert a == {"name": "a", "image": "reg/a:2", "args": ["x"]} and b == {"name": "b", "image": "img/b",
+                                                                          "args": ["y"]}
+    assert doc["spec"]["replicas"] == 1 and doc["metadata"]["namespace"] == "ns"
+    assert doc["metadata"]["labels"] == {"team": "x"} == doc["spec"]["template"]["metadata"]["labels"]
+    (tmp_path / "over/kustomization.yaml").write_text("resources: [../base]\nnamePrefix: x-\n")
+    with pytest.raises(Exception, match="does not implement"):
+        build(tmp_path / "over")
+
+
+# ---------------------------------------------------------------------------- health checks
+
+def healthcheck_parser_accepts(argv: list[str]) -> None:
+    """argv after `opz-healthcheck` parses (argparse exits otherwise)."""
+    assert healthcheck.build_parser().parse_args(argv).check in ("http", "worker", "trainer")
+
+
+def fake_process(proc: Path, pid: int, argv: list[str], state: str = "S",
+                 fds: dict[int, str] | None = None, tcp: list[tuple[int, str, str]] = ()) -> None:
+    """A /proc/<pid> with cmdline, stat, fd links and net/tcp rows (remote port, state, inode)."""
+    d = proc / str(pid)
+    (d / "fd").mkdir(parents=True)
+    (d / "net").mkdir()
+    (d / "cmdline").write_bytes("\0".join(argv).encode() + b"\0")
+    (d / "stat").write_text(f"{pid} (python3) {state} 1 1 1 0 -1 4194560 0 0\n")
+    for fd, target in (fds or {}).items():
+        os.symlink(target, d / "fd" / str(fd))
+    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt uid timeout inode\n"
+    rows = "".join(f"   {i}: 0100007F:D431 0100007F:{port:04X} {st} 00000000:00000000 00:00000000 00000000 "
+                   f"10001        0 {inode} 1 0000000000000000 20 4 30 10 -1\n"
+                   for i, (port, st, inode) in enumerate(tcp))
+    (d / "net/tcp").write_text(header + rows)
+
+
+def test_worker_check_wants_a_live_worker_connected_to_kafka(tmp_path: Path) -> None:
+    proc = tmp_path / "proc"
+    env = {"OPZ_KAFKA_BOOTSTRAP_SERVERS": "kafka:9092"}
+    fake_process(proc, 7, ["/usr/bin/python3", "/opt/venv/bin/personalize", "serve"],
+                 fds={3: "socket:[111]"}, tcp=[(9092, "01", "111")])
+    assert healthcheck.check_worker(proc, env) == "no live `personalize stream worker` process"
+    fake_process(proc, 8, ["/opt/venv/bin/python", "/opt/venv/bin/personalize", "stream", "worker"],
+                 fds={3: "socket:[200]", 4: "socket:[201]", 5: "/data/archive/shop.db"},
+                 tcp=[(9092, "06", "200"), (6379, "01", "201"), (9092, "01", "999")])
+    # TIME_WAIT to Kafka, established to Redis, Kafka's established socket is another process's
+    assert "no connection to Kafka" in healthcheck.check_worker(proc, env)
+    assert healthcheck.check_worker(proc, env, only_alive=True) is None
+    assert healthcheck.check_worker(proc, {"OPZ_KAFKA_BOOTSTRAP_SERVERS": "redis:6379"}) is None
+    assert "names no host:port" in healthcheck.check_worker(proc, {})
+    # re-executed after a Faust crash: python -m serving.cli stream worker, same check
+    fake_process(proc, 9, ["/opt/venv/bin/python", "-m", "serving.cli", "stream", "worker"],
+                 fds={3: "socket:[300]"}, tcp=[(9092, "01", "300")])
+    assert healthcheck.check_worker(proc, env) is None
+    (proc / "9/stat").write_text("9 (python) Z 1 1 1\n")
+    (proc / "8/stat").write_text("8 (python) T 1 1 1\n")
+    assert healthcheck.check_worker(proc, env, only_alive=True) == \
+        "no live `personalize stream worker` process"
+
+
+def test_trainer_check_wants_the_control_database_open(tmp_path: Path) -> None:
+    proc = tmp_path / "proc"
+    assert healthcheck.check_trainer(proc.parent) == "no live `personalize trainer` process"
+    fake_process(proc, 1, ["/opt/venv/bin/python", "/opt/venv/bin/personalize", "trainer", "--schedule"],
+                 fds={0: "/dev/null", 3: "/data/datasets/shop/manifest.json"})
+    assert "no control.db open" in healthcheck.check_trainer(proc)
+    os.symlink("/data/control.db", proc / "1/fd/4")
+    assert healthcheck.check_trainer(proc) is None
+    assert healthcheck.main(["--proc", str(proc), "trainer"]) == 0
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    server = socket.create_server(("127.0.0.1", 0))
+    yield server
+    server.close()
+
+
+def test_worker_check_on_a_real_process(listener: socket.socket, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real process named like the worker, connected to a loopback 'broker', read via /proc."""
+    port = listener.getsockname()[1]
+    code = ("import socket, sys, time; s = socket.create_connection(('127.0.0.1', int(sys.argv[1])));"
+            " print('connected', flush=True); time.sleep(60)")
+    child = subprocess.Popen([sys.executable, "-c", code, str(port), "personalize", "stream", "worker"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        conn, _ = listener.accept()
+        assert child.stdout.readline().strip() == "connected"
+        monkeypatch.setenv("OPZ_KAFKA_BOOTSTRAP_SERVERS", f"kafka-0:1,127.0.0.1:{port}")
+        assert healthcheck.main(["worker"]) == 0
+        monkeypatch.setenv("OPZ_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+        assert healthcheck.main(["worker"]) == 1
+        conn.close()
+    finally:
+        child.kill()
+        child.wait()
+    deadline = time.monotonic() + 5
+    monkeypatch.setenv("OPZ_KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{port}")
+    while healthcheck.main(["worker"]) != 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_http_check(listener: socket.socket) -> None:
+    assert healthcheck.check_http("http://127.0.0.1:1/health") is not None
+    port = listener.getsockname()[1]
+    import threading
+
+    def answer(status: str) -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(f"HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok".encode())
+        conn.close()
+
+    for status, healthy in (("200 OK", True), ("503 Service Unavailable", False)):
+        t = threading.Thread(target=answer, args=(status,))
+        t.start()
+        problem = healthcheck.check_http(f"http://127.0.0.1:{port}/health")
+        t.join()
+        assert (problem is None) is healthy, problem
