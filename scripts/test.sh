@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command does everything: system deps, venv, Kafka jars, services, tests.
 # Unit tests first (no services); then integration and end-to-end against the real Kafka
-# broker and real Redis that scripts/services.py starts and, on exit, stops.
+# broker and real Redis that scripts/services.py starts and, on exit, stops; then the JS SDK's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/system_deps.sh
@@ -15,3 +15,5 @@ trap '$PY scripts/services.py stop' EXIT
 $PY scripts/services.py start
 set -a; eval "$($PY scripts/services.py env)"; set +a
 $PY -m pytest tests/integration tests/e2e -q "$@"
+# the JS SDK: unit, Node e2e (our SDK and AWS SDK v3) and chromium against a real server
+sdk/js/scripts/test.sh

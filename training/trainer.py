@@ -123,9 +123,9 @@ class Trainer:
             return model, write_sims
         try:
             from training import hrnn  # torch: imported only when an HRNN recipe trains
-        except ImportError as exc:  # the HRNN model has not landed in this build yet
-            raise ValueError(f"{recipe} cannot be trained by this build yet ({exc}); use "
-                             "aws-sims or aws-popularity-count") from None
+        except ImportError as exc:  # a serving-only install (no torch): say how to get it
+            raise ValueError(f"{recipe} needs PyTorch, which this install lacks ({exc}): install "
+                             "openpersonalize[train] or run `personalize trainer` where it is") from None
 
         if parent is None:
             model = hrnn.fit(train, params, lambda line: progress(message=line))

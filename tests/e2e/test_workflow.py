@@ -1,0 +1,115 @@
+"""The whole Personalize workflow through the three boto3 clients, embedded and distributed:
+import, train HRNN, deploy, recommend, send clicks, see the recommendations change, rank
+a list, filter, retrain with UPDATE and swap the campaign to it under load."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import Server, Worker
+from test_training import RECIPE, dataset_group, slice_of_ml100k, train
+
+FAST = {"epochs": "3", "hidden_dimension": "64"}  # a small model: the test is about the workflow
+
+
+@pytest.fixture(params=["embedded", "distributed"])
+def server(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Iterator[Server]:
+    data = tmp_path / "data"
+    if request.param == "embedded":
+        s = Server(data).start()
+        yield s
+        s.stop()
+        return
+    env = {"OPZ_KAFKA_BOOTSTRAP_SERVERS": request.getfixturevalue("kafka_bootstrap"),
+           "OPZ_REDIS_URL": request.getfixturevalue("redis_url"), "OPZ_REDIS_PREFIX": unique,
+           "OPZ_STREAM_APP_ID": f"{unique}-stream", "OPZ_STREAM_DATASET_GROUPS": f"{unique}.*"}
+    s = Server(data, env=env).start()
+    w = Worker(tmp_path, {**env, "OPZ_DATA_DIR": str(data)}).start()
+    yield s
+    s.stop()
+    w.stop()
+
+
+def top(runtime: Any, campaign: str, user: str, n: int = 10) -> list[str]:
+    return [i["itemId"] for i in runtime.get_recommendations(campaignArn=campaign, userId=user,
+                                                             numResults=n)["itemList"]]
+
+
+def test_import_train_deploy_recommend_click_update(server: Server, unique: str, tmp_path: Path) -> None:
+    control, runtime = server.client("personalize"), server.client("personalize-runtime")
+    events = server.client("personalize-events")
+    group = dataset_group(control, unique, slice_of_ml100k(tmp_path / "ml.csv", 20_000))
+    solution = control.create_solution(name=f"{unique}-hrnn", datasetGroupArn=group,
+                                       recipeArn=RECIPE + "aws-hrnn",
+                                       solutionConfig={"algorithmHyperParameters": FAST})["solutionArn"]
+    full = train(control, solution)
+    assert full["status"] == "ACTIVE", full.get("failureReason")
+    campaign = control.create_campaign(name=f"{unique}-c", solutionVersionArn=full["solutionVersionArn"],
+                                       minProvisionedTPS=1)["campaignArn"]
+    tracker = control.create_event_tracker(name=f"{unique}-t", datasetGroupArn=group)["trackingId"]
+
+    # a user from the import gets personal recommendations; a stranger gets popular ones
+    before = top(runtime, campaign, "259")
+    assert len(before) == 10 and before != top(runtime, campaign, "someone-new")
+
+    # clicks change the next answer within moments (and clicked items are not recommended)
+    clicks = ["172", "173", "174"]
+    now = time.time()
+    events.put_events(trackingId=tracker, userId="259", sessionId="web-1", eventList=[
+        {"eventType": "click", "itemId": item, "sentAt": now + i} for i, item in enumerate(clicks)])
+    deadline = time.monotonic() + 30
+    while (after := top(runtime, campaign, "259")) == before:
+        assert time.monotonic() < deadline, "the clicks never changed the recommendations"
+        time.sleep(0.02)
+    assert not set(clicks) & set(after)
+
+    ranked = runtime.get_personalized_ranking(campaignArn=campaign, userId="259",
+                                              inputList=["not-an-item", *before[:5]])["personalizedRanking"]
+    assert sorted(i["itemId"] for i in ranked[:5]) == sorted(before[:5])
+    assert ranked[-1]["itemId"] == "not-an-item"
+    no_clicked = control.create_filter(
+        name=f"{unique}-f", datasetGroupArn=group,
+        filterExpression='EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("click")')
+    filtered = runtime.get_recommendations(campaignArn=campaign, userId="259", numResults=50,
+                                           filterArn=no_clicked["filterArn"])["itemList"]
+    assert len(filtered) == 50 and not set(clicks) & {i["itemId"] for i in filtered}
+
+    # retrain with UPDATE and swap the campaign to it while requests keep coming
+    arn = control.create_solution_version(solutionArn=solution, trainingMode="UPDATE")["solutionVersionArn"]
+    watched = subprocess.run([sys.executable, "-m", "serving.cli", "solution-version", "wait", arn,
+                              "--endpoint", server.url], capture_output=True, text=True, timeout=300)
+    # the command returns once the version is done (a fast UPDATE may finish before its first poll)
+    assert watched.returncode == 0 and "ACTIVE" in watched.stdout, watched.stdout + watched.stderr
+    update = control.describe_solution_version(solutionVersionArn=arn)["solutionVersion"]
+    assert update["status"] == "ACTIVE" and update["trainingMode"] == "UPDATE"
+    metrics = control.get_solution_metrics(solutionVersionArn=arn)["metrics"]
+    assert metrics["normalized_discounted_cumulative_gain_at_10"] > 0
+    assert update["trainingHours"] < full["trainingHours"]
+    errors, calls, stop = [], [0], threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                assert len(top(runtime, campaign, "259")) == 10
+                calls[0] += 1
+            except Exception as exc:  # noqa: BLE001 - every failure is counted
+                errors.append(exc)
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    control.update_campaign(campaignArn=campaign, solutionVersionArn=update["solutionVersionArn"])
+    time.sleep(2.0)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert errors == [] and calls[0] > 20
+    described = control.describe_campaign(campaignArn=campaign)["campaign"]
+    assert described["solutionVersionArn"] == update["solutionVersionArn"]

@@ -1,0 +1,132 @@
+"""aws-hrnn: ONNX parity with torch, learning an obvious sequence, and UPDATE's new items.
+
+Synthetic data with a known answer: each user walks the catalogue upwards (item i, then i + 1),
+with a session break halfway, so a model that learned anything ranks item i + 1 first after i.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pyarrow as pa
+import pytest
+
+from stream.hrnn_runtime import HRNNRuntime
+from training import hrnn
+from training.interactions import Interactions, from_table
+
+ROOT = Path(__file__).resolve().parents[2]
+N_ITEMS = 40
+TINY = {"hidden_dimension": "32", "epochs": "12", "batch_size": "16", "learning_rate": "0.01",
+        "dropout": "0.0", "recency_mask": "false", "max_user_history_length_percentile": "1.0"}
+
+
+def walks(n_users: int, seed: int, start_time: int = 1_000_000,
+          extra: tuple[str, str] | None = None) -> Interactions:
+    """Users walking items i, i+1, ... one minute apart, with a 2-hour break after 6 events.
+
+    extra=(a, b): after item a, the walk detours through the new item b before going on."""
+    rng = np.random.default_rng(seed)
+    rows: dict[str, list] = {"USER_ID": [], "ITEM_ID": [], "TIMESTAMP": []}
+    for u in range(n_users):
+        first, length = int(rng.integers(0, N_ITEMS - 12)), int(rng.integers(8, 12))
+        seq = [str(i) for i in range(first, first + length)]
+        if extra and extra[0] in seq:
+            seq.insert(seq.index(extra[0]) + 1, extra[1])
+        t = start_time + u * 100_000
+        for k, item in enumerate(seq):
+            rows["USER_ID"].append(f"{seed}-{u}")
+            rows["ITEM_ID"].append(item)
+            rows["TIMESTAMP"].append(t + 60 * k + (7200 if k >= 6 else 0))
+    return from_table(pa.table({"USER_ID": rows["USER_ID"], "ITEM_ID": rows["ITEM_ID"],
+                                "TIMESTAMP": pa.array(rows["TIMESTAMP"], pa.int64())}))
+
+
+def next_item_accuracy(model: hrnn.HRNN, data: Interactions) -> float:
+    """Score each user's walk minus its last item; is the last item the top-1?"""
+    off = data.offsets
+    vocab = {v: i for i, v in enumerate(model.item_ids)}
+    code = np.array([vocab[v] for v in data.item_ids])
+    hist = [code[data.item[off[u]:off[u + 1] - 1]] for u in range(data.n_users)]
+    times = [data.time[off[u]:off[u + 1] - 1] for u in range(data.n_users)]
+    last = code[data.item[off[1:] - 1]]
+    scores = model.score(np.arange(data.n_users), hist, times)
+    return float(np.mean(scores.argmax(1) == last))
+
+
+@pytest.fixture(scope="module")
+def parent() -> hrnn.HRNN:
+    return hrnn.fit(walks(300, seed=0), TINY)
+
+
+def test_learns_an_obvious_sequence(parent: hrnn.HRNN) -> None:
+    assert next_item_accuracy(parent, walks(100, seed=1)) > 0.8
+
+
+def test_onnx_runtime_matches_torch_and_names_its_inputs(parent: hrnn.HRNN, tmp_path: Path) -> None:
+    files = parent.export(tmp_path)
+    step, user = (onnx.load(str(tmp_path / files[r])) for r in ("step", "user"))
+    assert [i.name for i in step.graph.input] == ["item_ids", "h_session", "h_user"]
+    assert [i.name for i in user.graph.input] == ["h_session", "h_user"]
+    assert [o.name for o in user.graph.output] == ["h_session_start", "h_user_next"]
+
+    code = {v: i for i, v in enumerate(parent.item_ids)}
+    history = [np.array([code[i] for i in s]) for s in (["3", "4", "5", "6", "7"], ["20", "21"], ["9"])]
+    times = [np.array([0, 60, 120, 9000, 9060]), np.array([0, 99_999]), np.array([5])]  # two session breaks
+    expected = parent.score(np.arange(3), history, times)
+
+    rt = HRNNRuntime(tmp_path, files)
+    got = []
+    for items, ts in zip(history, times, strict=True):
+        h, c = rt.new_state()
+        for k, (item, t) in enumerate(zip(items, ts, strict=True)):
+            if k and t - ts[k - 1] > rt.session_gap_seconds:
+                h, c = rt.end_session(h, c)
+            h = rt.step(np.array([item]), h, c)
+        got.append(rt.scores(h)[0])
+    np.testing.assert_allclose(np.stack(got), expected, atol=1e-4)
+    batched = rt.step(np.array([1, 2]), *(np.repeat(s, 2, 0) for s in rt.new_state()))
+    assert batched.shape == (2, parent.config.hidden_dimension)
+
+
+def test_runtime_never_imports_torch(parent: hrnn.HRNN, tmp_path: Path) -> None:
+    files = parent.export(tmp_path)
+    code = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        from pathlib import Path
+        from stream.hrnn_runtime import HRNNRuntime
+        rt = HRNNRuntime(Path({str(tmp_path)!r}), {files!r})
+        h, c = rt.new_state()
+        rt.scores(rt.step(np.array([0]), *rt.end_session(h, c)))
+        assert "torch" not in sys.modules, "the runtime imported torch"
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_update_appends_new_items_and_learns_them(parent: hrnn.HRNN, tmp_path: Path) -> None:
+    old = walks(300, seed=0)
+    new = walks(150, seed=2, start_time=10**9, extra=("10", "new"))
+    both = from_table(pa.table({  # new rows first: the data's own item codes differ from the parent's
+        "USER_ID": np.concatenate([new.user_ids[new.user], old.user_ids[old.user]]).tolist(),
+        "ITEM_ID": np.concatenate([new.item_ids[new.item], old.item_ids[old.item]]).tolist(),
+        "TIMESTAMP": np.concatenate([new.time, old.time])}))
+    child = hrnn.fit(both, TINY, parent=parent, since=10**9 - 1)
+    assert list(child.item_ids[:len(parent.item_ids)]) == list(parent.item_ids)
+    assert list(child.item_ids[len(parent.item_ids):]) == ["new"]
+
+    code = {v: i for i, v in enumerate(child.item_ids)}
+    history = [np.array([code[i] for i in ("8", "9", "10")])]
+    top5 = np.argsort(-child.score(np.arange(1), history, [np.array([0, 60, 120])])[0])[:5]
+    assert code["new"] in top5
+    assert child.trained_until == int(both.time.max())
+    assert next_item_accuracy(child, walks(100, seed=1)) > 0.7  # the old pattern is not forgotten
+
+    reloaded = hrnn.load_for_update(tmp_path, child.export(tmp_path))
+    np.testing.assert_allclose(reloaded.score(np.arange(1), history, [np.array([0, 60, 120])]),
+                               child.score(np.arange(1), history, [np.array([0, 60, 120])]), atol=1e-6)
