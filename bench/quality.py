@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from training import popularity, sims  # noqa: E402
@@ -101,11 +103,29 @@ def table(protocol: str, results: dict[str, dict[str, dict[str, float]]]) -> str
     return "\n".join([f"== {protocol}", *lines])
 
 
+def update_vs_full(data: Interactions, new_fraction: float) -> dict[str, float]:
+    """HRNN UPDATE against a FULL retrain on the same data (leave-last-out): the parent trains on
+    all but the newest `new_fraction` of the training interactions, UPDATE adds them."""
+    from training import hrnn
+    split = leave_last_out(data)
+    cut = int(np.quantile(split.train.time, 1 - new_fraction))
+    older = split.train.take(np.flatnonzero(split.train.time <= cut))
+    parent, parent_s, _ = train(lambda d: hrnn.fit(d, {}), older)
+    update, update_s, _ = train(lambda d: hrnn.fit(d, {}, parent=parent, since=cut), split.train)
+    full, full_s, _ = train(lambda d: hrnn.fit(d, {}), split.train)
+    ndcg = {name: evaluate(m, split, data.n_items)["normalized_discounted_cumulative_gain_at_10"]
+            for name, m in (("parent", parent), ("update", update), ("full", full))}
+    return {"new_fraction": new_fraction, **{f"{k}_ndcg10": v for k, v in ndcg.items()},
+            "parent_s": parent_s, "update_s": update_s, "full_s": full_s,
+            "speedup": full_s / update_s, "ndcg_vs_full": ndcg["update"] / ndcg["full"]}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default="ml-100k,ml-latest-small,diginetica-sample")
     ap.add_argument("--recipes", default="popularity,sims,sims-doc-defaults,hrnn")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "quality.json")
+    ap.add_argument("--update", default="ml-100k", help="datasets for HRNN UPDATE vs FULL ('' to skip)")
     args = ap.parse_args()
     fits = recipes(args.recipes.split(","))
     results: dict[str, dict[str, dict[str, dict[str, float]]]] = {p: {} for p in PROTOCOLS}
@@ -123,9 +143,20 @@ def main() -> int:
                 ndcg = metrics["normalized_discounted_cumulative_gain_at_10"]
                 print(f"{ds} {protocol} {name}: NDCG@10 {ndcg:.4f} ({wall:.1f} s)", file=sys.stderr)
     print("\n\n".join(table(p, r) for p, r in results.items()))
+    updates = {ds: update_vs_full(read_csv(DATASETS / ds / "interactions.csv"), 0.1)
+               for ds in filter(None, args.update.split(","))}
+    if updates:
+        print("\nHRNN UPDATE (newest 10% of training interactions) vs FULL retrain, leave-last-out NDCG@10"
+              "\n(goal: UPDATE >= 10x faster, NDCG@10 within 5% of FULL)")
+        print(f"{'dataset':<20}{'parent':>8}{'UPDATE':>8}{'FULL':>8}{'UPDATE s':>10}{'FULL s':>8}"
+              f"{'speedup':>9}{'vs FULL':>9}")
+        for ds, u in updates.items():
+            print(f"{ds:<20}{u['parent_ndcg10']:>8.4f}{u['update_ndcg10']:>8.4f}{u['full_ndcg10']:>8.4f}"
+                  f"{u['update_s']:>10.1f}{u['full_s']:>8.1f}{u['speedup']:>8.1f}x{u['ndcg_vs_full']:>9.1%}")
     report = {"machine": f"{os.cpu_count()} cores", "reference": REFERENCE,
               "sims_defaults": sims.DEFAULTS, "sims_personalize_defaults": sims.PERSONALIZE_DEFAULTS,
-              "args": {k: str(v) for k, v in vars(args).items()}, "results": results}
+              "args": {k: str(v) for k, v in vars(args).items()}, "results": results,
+              "update_vs_full": updates}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"\nwrote {args.out}")

@@ -116,7 +116,7 @@ def test_update_appends_new_items_and_learns_them(parent: hrnn.HRNN, tmp_path: P
         "USER_ID": np.concatenate([new.user_ids[new.user], old.user_ids[old.user]]).tolist(),
         "ITEM_ID": np.concatenate([new.item_ids[new.item], old.item_ids[old.item]]).tolist(),
         "TIMESTAMP": np.concatenate([new.time, old.time])}))
-    child = hrnn.fit(both, TINY, parent=parent, since=10**9 - 1)
+    child = hrnn.fit(both, {**TINY, "update_epochs": "2"}, parent=parent, since=10**9 - 1)
     assert list(child.item_ids[:len(parent.item_ids)]) == list(parent.item_ids)
     assert list(child.item_ids[len(parent.item_ids):]) == ["new"]
 
