@@ -6,7 +6,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 # ../shared/datasets beside the checkout (its usual place), or OPZ_TEST_DATASETS / the
@@ -141,3 +143,22 @@ async def send_events(url: str, tracking_id: str, *, users: int, per_user: int,
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=concurrency)) as http:
         await asyncio.gather(*(client(http) for _ in range(concurrency)))
     return accepted
+
+
+def api_stack(request: Any, tmp_path: Path, unique: str, distributed: bool) -> Iterator[Server]:
+    """The API (a fixture's body); distributed, against the session's Kafka and Redis with a
+    stream worker sharing its data dir (session state, dataset writer)."""
+    data = tmp_path / "data"
+    if not distributed:
+        s = Server(data).start()
+        yield s
+        s.stop()
+        return
+    env = {"OPZ_KAFKA_BOOTSTRAP_SERVERS": request.getfixturevalue("kafka_bootstrap"),
+           "OPZ_REDIS_URL": request.getfixturevalue("redis_url"), "OPZ_REDIS_PREFIX": unique,
+           "OPZ_STREAM_APP_ID": f"{unique}-stream", "OPZ_STREAM_DATASET_GROUPS": f"{unique}.*"}
+    s = Server(data, env=env).start()
+    w = Worker(tmp_path, {**env, "OPZ_DATA_DIR": str(data)}).start()
+    yield s
+    s.stop()
+    w.stop()

@@ -45,7 +45,7 @@ class HRNNConfig:
     max_user_history_length_percentile: float = 0.99  # ... nor above it (bots, noise)
     max_user_history_length: int = 200  # a user's last N events are trained on and scored from
     session_gap_seconds: float = 1800.0  # inactivity that ends a session
-    epochs: int = 0  # 0: by data size (EPOCHS_FOR_EVENTS)
+    epochs: int = 0  # 0: by data size (epochs_for)
     learning_rate: float = 0.0  # 0: 0.01, Adam's peak, cosine to 10% (0.005 undertrains, 0.02 unstable)
     dropout: float = -1.0  # -1: 0.2 on item embeddings and on the state scored (0.5 was worse)
     batch_size: int = 64  # parallel lanes: user sequences laid end to end
@@ -234,14 +234,14 @@ def _threads() -> None:
 
 
 def train(w: Weights, cfg: HRNNConfig, item: np.ndarray, flags: np.ndarray, weight: np.ndarray,
-          users: list[np.ndarray], epochs: int, progress: Callable[[str], None] | None, what: str) -> float:
+          users: list[np.ndarray], epochs: int, peak: float, progress: Callable[[str], None] | None,
+          what: str) -> float:
     """Adam over `epochs` passes of lanes, state carried across BPTT windows (detached), lr on a cosine."""
     import torch
     flags = flags.copy()
     flags[[seg[0] for seg in users]] = NEW_USER  # a segment cut from a longer history starts cold
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
-    peak = cfg.lr if what == "FULL" else cfg.update_lr
     opt = torch.optim.Adam(w.values(), lr=peak)
     popularity = torch.from_numpy(np.bincount(item, minlength=w["E"].shape[0]).astype(np.float32) + 1.0)
     started, loss_avg = time.monotonic(), float("nan")
@@ -303,17 +303,17 @@ def fit(data: Interactions, params: Mapping[str, str] | None = None,
         since = None
         per_user = [np.flatnonzero(rows[off[u]:off[u + 1]]) + off[u] for u in range(data.n_users)]
         segments = [p for r in per_user for p in pieces(r, cfg.max_user_history_length)]
-        epochs, what = epochs_for(cfg, int(rows.sum())), "FULL"
+        epochs, peak, what = epochs_for(cfg, int(rows.sum())), cfg.lr, "FULL"
     else:
         w = _grow(parent.weights, len(vocab), cfg.seed)
         since = parent.trained_until if since is None else since
         segments = update_segments(data, rows, since, cfg, np.random.default_rng(cfg.seed))
-        epochs, what = cfg.update_epochs, "UPDATE"
+        epochs, peak, what = cfg.update_epochs, cfg.update_lr, "UPDATE"
     segments = [s for s in segments if len(s)]
     if progress:
         progress(f"{what}: {sum(map(len, segments)):,} events of {len(segments):,} users, "
                  f"{len(vocab):,} items ({len(new_ids):,} new), {epochs} epochs")
-    train(w, cfg, item, flags, weight, segments, epochs, progress, what)
+    train(w, cfg, item, flags, weight, segments, epochs, peak, progress, what)
     until = int(data.time.max()) if len(data) else (parent.trained_until if parent else 0)
     return HRNN(vocab, {k: v.detach() for k, v in w.items()}, {**(parent.params if parent else {}),
                 **{k: str(v) for k, v in (params or {}).items()}}, until)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Server, Worker
+from support import Server, api_stack
 from test_training import RECIPE, dataset_group, slice_of_ml100k, train
 
 FAST = {"epochs": "3", "hidden_dimension": "64"}  # a small model: the test is about the workflow
@@ -20,20 +20,7 @@ FAST = {"epochs": "3", "hidden_dimension": "64"}  # a small model: the test is a
 
 @pytest.fixture(params=["embedded", "distributed"])
 def server(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Iterator[Server]:
-    data = tmp_path / "data"
-    if request.param == "embedded":
-        s = Server(data).start()
-        yield s
-        s.stop()
-        return
-    env = {"OPZ_KAFKA_BOOTSTRAP_SERVERS": request.getfixturevalue("kafka_bootstrap"),
-           "OPZ_REDIS_URL": request.getfixturevalue("redis_url"), "OPZ_REDIS_PREFIX": unique,
-           "OPZ_STREAM_APP_ID": f"{unique}-stream", "OPZ_STREAM_DATASET_GROUPS": f"{unique}.*"}
-    s = Server(data, env=env).start()
-    w = Worker(tmp_path, {**env, "OPZ_DATA_DIR": str(data)}).start()
-    yield s
-    s.stop()
-    w.stop()
+    yield from api_stack(request, tmp_path, unique, distributed=request.param == "distributed")
 
 
 def top(runtime: Any, campaign: str, user: str, n: int = 10) -> list[str]:

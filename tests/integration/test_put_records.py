@@ -12,7 +12,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from support import ROOT, Server, Worker
+from support import ROOT, Server, api_stack
 
 from stream.contract import DatasetRecord, records_topic, records_topic_pattern
 from stream.log import KafkaEventLog
@@ -36,20 +36,7 @@ USERS = schema({"name": "USER_ID", "type": "string"}, {"name": "AGE", "type": "i
 @pytest.fixture(params=["embedded", "kafka"])
 def server(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Iterator[Server]:
     """The API, and in Kafka mode a stream worker sharing its data dir (the dataset writer)."""
-    data = tmp_path / "data"
-    if request.param == "embedded":
-        s = Server(data).start()
-        yield s
-        s.stop()
-        return
-    env = {"OPZ_KAFKA_BOOTSTRAP_SERVERS": request.getfixturevalue("kafka_bootstrap"),
-           "OPZ_REDIS_URL": request.getfixturevalue("redis_url"), "OPZ_REDIS_PREFIX": unique,
-           "OPZ_STREAM_APP_ID": f"{unique}-stream", "OPZ_STREAM_DATASET_GROUPS": f"{unique}.*"}
-    s = Server(data, env=env).start()
-    w = Worker(tmp_path, {**env, "OPZ_DATA_DIR": str(data)}).start()
-    yield s
-    s.stop()
-    w.stop()
+    yield from api_stack(request, tmp_path, unique, distributed=request.param == "kafka")
 
 
 def export(control: Any, dataset_arn: str, to: Path, mode: str) -> dict[str, dict[str, str]]:
