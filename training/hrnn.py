@@ -313,7 +313,10 @@ def fit(data: Interactions, params: Mapping[str, str] | None = None,
     if progress:
         progress(f"{what}: {sum(map(len, segments)):,} events of {len(segments):,} users, "
                  f"{len(vocab):,} items ({len(new_ids):,} new), {epochs} epochs")
-    train(w, cfg, item, flags, weight, segments, epochs, peak, progress, what)
+    if segments:
+        train(w, cfg, item, flags, weight, segments, epochs, peak, progress, what)
+    elif progress:  # an UPDATE with nothing archived since its parent: same weights, same answers
+        progress(f"{what}: no new events since the parent; weights kept")
     until = int(data.time.max()) if len(data) else (parent.trained_until if parent else 0)
     return HRNN(vocab, {k: v.detach() for k, v in w.items()}, {**(parent.params if parent else {}),
                 **{k: str(v) for k, v in (params or {}).items()}}, until)

@@ -130,3 +130,12 @@ def test_update_appends_new_items_and_learns_them(parent: hrnn.HRNN, tmp_path: P
     reloaded = hrnn.load_for_update(tmp_path, child.export(tmp_path))
     np.testing.assert_allclose(reloaded.score(np.arange(1), history, [np.array([0, 60, 120])]),
                                child.score(np.arange(1), history, [np.array([0, 60, 120])]), atol=1e-6)
+
+
+def test_update_with_no_new_events_keeps_the_parent(parent: hrnn.HRNN) -> None:
+    """A scheduled UPDATE may run before any event was archived since the last one: no crash, no drift."""
+    child = hrnn.fit(walks(300, seed=0), TINY, parent=parent)
+    assert list(child.item_ids) == list(parent.item_ids)
+    history, times = [np.array([3, 4, 5])], [np.array([0, 60, 120])]
+    np.testing.assert_allclose(child.score(np.arange(1), history, times),
+                               parent.score(np.arange(1), history, times), atol=1e-6)
