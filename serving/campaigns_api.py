@@ -14,6 +14,7 @@ from pydantic import Field, StringConstraints
 from serving.control_api import Arn, Ctx, Name, Page, Req, Tag, operation, paginate, require
 from serving.errors import InvalidInputException, ResourceAlreadyExistsException, ResourceInUseException
 from serving.jobs import ACTIVE
+from serving.ranking import parse_exploration
 from serving.resources import AlreadyExists, Body
 from serving.solutions_api import latest_active
 
@@ -61,11 +62,9 @@ def deployable(ctx: Ctx, version_arn: str) -> Body:
 def _config(config: CampaignConfig | None) -> Body:
     out = (config or CampaignConfig()).model_dump(exclude_none=True)
     try:
-        for key in ("exploration_weight", "exploration_item_age_cut_off"):
-            if key in out.get("itemExplorationConfig", {}):
-                float(out["itemExplorationConfig"][key])
-    except ValueError:
-        raise InvalidInputException(f"campaignConfig.itemExplorationConfig.{key} must be a number") from None
+        parse_exploration(out.get("itemExplorationConfig"))
+    except ValueError as exc:
+        raise InvalidInputException(f"campaignConfig.itemExplorationConfig: {exc}") from None
     return out
 
 

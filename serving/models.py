@@ -32,6 +32,7 @@ class Model:
     neighbours: np.ndarray | None = None  # SIMS: int32 [n_items, k], -1 pads
     similarities: np.ndarray | None = None  # SIMS: float32 [n_items, k]
     runtime: HRNNRuntime | None = None  # HRNN recipes: the ONNX step graphs and item embeddings
+    created: np.ndarray | None = None  # int64 Unix seconds per item (exploration's item age)
     index: dict[str, int] = field(default_factory=dict)
     users: dict[str, int] = field(default_factory=dict)
 
@@ -90,6 +91,8 @@ def load(arn: str, directory: Path) -> Model:
                   data_cut=manifest.data_cut or 0,
                   user_ids=json.loads((directory / files["user_ids"]).read_text()),
                   user_history=dict(np.load(directory / files["user_history"])))
+    if "item_created" in files:  # artifacts written before exploration lack it
+        model.created = np.load(directory / files["item_created"])
     if "step" in files:
         model.runtime = HRNNRuntime(directory, files)
         assert list(model.runtime.item_ids) == model.item_ids, "HRNN vocabulary differs from the artifact's"

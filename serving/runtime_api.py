@@ -26,6 +26,7 @@ from serving.filters import FilterError, FilterValueError
 from serving.filters import allowed as allowed_items
 from serving.filters_api import FilterInputs
 from serving.models import Model
+from serving.ranking import Exploration, exploration_of, explore, normalise, top, young
 from stream.contract import dataset_group_name
 from stream.recipes import RECIPES
 from stream.session import Interaction
@@ -69,9 +70,10 @@ class Campaigns:
 
     def __init__(self, ctx: Ctx, ttl_s: float = 1.0) -> None:
         self.ctx, self.ttl_s = ctx, ttl_s
-        self._cache: dict[str, tuple[float, Model, str, str]] = {}
+        self._cache: dict[str, tuple[float, Model, str, str, Exploration | None]] = {}
 
-    def get(self, arn: str) -> tuple[Model, str, str]:
+    def get(self, arn: str) -> tuple[Model, str, str, Exploration | None]:
+        """The campaign's model, recipe type, dataset group name, and exploration (user-personalization)."""
         now = time.monotonic()
         hit = self._cache.get(arn)
         if hit is None or now - hit[0] > self.ttl_s:
@@ -80,27 +82,14 @@ class Campaigns:
                 raise ResourceNotFoundException(f"campaign {arn} does not exist")
             version = serving_version(self.ctx, campaign)
             model = self.ctx.models.get(version["solutionVersionArn"], version["artifact"])
+            explore = None
+            if RECIPES[version["recipeArn"]].name == "aws-user-personalization" and model.created is not None:
+                trained = version.get("tunedHPOParams", {}).get("algorithmHyperParameters", {})
+                config = campaign.get("campaignConfig", {}).get("itemExplorationConfig")
+                explore = exploration_of(trained, config)
             hit = self._cache[arn] = (now, model, RECIPES[version["recipeArn"]].recipe_type,
-                                      dataset_group_name(version["datasetGroupArn"]))
-        return hit[1], hit[2], hit[3]
-
-
-def normalise(scores: np.ndarray, recipe: str) -> np.ndarray:
-    if recipe.startswith("aws-hrnn") or recipe in ("aws-user-personalization", "aws-personalized-ranking"):
-        e = np.exp(scores - scores.max())
-        return e / e.sum()
-    total = float(scores.sum())
-    return scores / total if total > 0 else np.full_like(scores, 1.0 / max(len(scores), 1))
-
-
-def top(scores: np.ndarray, allowed: np.ndarray, k: int) -> np.ndarray:
-    """Codes of the k best allowed items, best first."""
-    masked = np.where(allowed, scores, -np.inf)
-    k = min(k, int(allowed.sum()))
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64)
-    idx = np.argpartition(-masked, k - 1)[:k]
-    return idx[np.argsort(-masked[idx], kind="stable")]
+                                      dataset_group_name(version["datasetGroupArn"]), explore)
+        return hit[1], hit[2], hit[3], hit[4]
 
 
 def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
@@ -143,7 +132,7 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         k = 25 if req.numResults is None else req.numResults
         if not 1 <= k <= MAX_RESULTS:
             raise InvalidInputException(f"numResults must be between 1 and {MAX_RESULTS}, not {k}")
-        model, recipe_type, group = campaigns.get(req.campaignArn)
+        model, recipe_type, group, exploration = campaigns.get(req.campaignArn)
         allowed = np.ones(model.n_items, dtype=bool)
         code = None if req.itemId is None else model.index.get(req.itemId)
         past: list[Interaction] = []
@@ -164,11 +153,17 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
             raise InvalidInputException(f"campaign {req.campaignArn} ranks lists: "
                                         "call GetPersonalizedRanking")
         allowed = filtered(allowed, model, group, req.filterArn, req.filterValues, past, req.userId, code)
-        return respond("itemList", model, top(scores, allowed, k), normalise(scores, model.recipe))
+        probs = normalise(scores, model.recipe)
+        if exploration is None or model.created is None:
+            return respond("itemList", model, top(scores, allowed, k), probs)
+        fresh = young(model.created, model.data_cut, exploration.age_cut_off_days)
+        rng = np.random.default_rng()
+        codes = explore(probs, allowed, k, fresh, model.popularity, exploration.weight, rng)
+        return respond("itemList", model, codes, probs)
 
     @router.post("/personalize-ranking", summary="GetPersonalizedRanking: order a list for a user")
     async def get_personalized_ranking(req: GetPersonalizedRanking) -> Response:
-        model, _, group = campaigns.get(req.campaignArn)
+        model, _, group, _ = campaigns.get(req.campaignArn)
         past = model.history(req.userId, await history(group, req.userId))
         scores = normalise(model.user_scores(past), model.recipe)
         keep = filtered(np.ones(model.n_items, dtype=bool), model, group, req.filterArn, req.filterValues,

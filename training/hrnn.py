@@ -205,23 +205,32 @@ def unroll(w: Weights, items: torch.Tensor, flags: np.ndarray, h: torch.Tensor, 
 
 
 def loss_fn(w: Weights, out: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, negatives: int,
-            popularity: torch.Tensor, p_drop: float) -> torch.Tensor:
+            popularity: torch.Tensor, p_drop: float, shown: torch.Tensor | None = None) -> torch.Tensor:
     """Weighted softmax cross-entropy of the next item: over the catalog, or over `negatives` shared
-    popularity-sampled items with the logQ correction when the catalog is larger than that."""
+    popularity-sampled items with the logQ correction when the catalog is larger than that.
+
+    `shown` (aws-user-personalization; (N, K) codes, -1 pads): items on screen that were not chosen
+    count once more in the normaliser, so the model learns what this user passed over."""
     import torch
     import torch.nn.functional as F
     o = F.dropout(out, p_drop, p_drop > 0)  # (N, H)
     E, b = w["E"], w["b"]
     if E.shape[0] <= negatives:
-        ce = F.cross_entropy(o @ E.T + b, target, reduction="none")  # (N,)
+        logits = o @ E.T + b  # (N, I)
+        pos = logits.gather(1, target[:, None])[:, 0]  # (N,)
+        terms = [logits]
     else:
         q = popularity / popularity.sum()
         neg = torch.multinomial(q, negatives, replacement=True)  # (S,)
         pos = (o * E[target]).sum(-1) + b[target] - q[target].log()  # (N,)
         logits = o @ E[neg].T + b[neg] - q[neg].log()  # (N, S)
         # a sampled positive is no negative
-        logits = logits.masked_fill(neg[None, :] == target[:, None], -torch.inf)
-        ce = torch.logsumexp(torch.cat([pos[:, None], logits], 1), 1) - pos
+        terms = [pos[:, None], logits.masked_fill(neg[None, :] == target[:, None], -torch.inf)]
+    if shown is not None:
+        s = shown.clamp(min=0)
+        passed = (o[:, None, :] * E[s]).sum(-1) + b[s]  # (N, K)
+        terms.append(passed.masked_fill((shown < 0) | (shown == target[:, None]), -torch.inf))
+    ce = torch.logsumexp(torch.cat(terms, 1), 1) - pos
     return (ce * weight).sum() / weight.sum().clamp(min=1e-9)
 
 
@@ -235,7 +244,7 @@ def _threads() -> None:
 
 def train(w: Weights, cfg: HRNNConfig, item: np.ndarray, flags: np.ndarray, weight: np.ndarray,
           users: list[np.ndarray], epochs: int, peak: float, progress: Callable[[str], None] | None,
-          what: str) -> float:
+          what: str, shown: np.ndarray | None = None) -> float:
     """Adam over `epochs` passes of lanes, state carried across BPTT windows (detached), lr on a cosine."""
     import torch
     flags = flags.copy()
@@ -253,6 +262,8 @@ def train(w: Weights, cfg: HRNNConfig, item: np.ndarray, flags: np.ndarray, weig
         f[:, 0] = np.where(rows[:, 0] >= 0, NEW_USER, PAD)  # a lane may start mid-user
         it = torch.from_numpy(np.where(rows >= 0, item[rows], -1).astype(np.int64))
         wt = torch.from_numpy(np.where(rows >= 0, weight[rows], 0.0).astype(np.float32))
+        sh = None if shown is None else torch.from_numpy(  # (B, L, K)
+            np.where(rows[..., None] >= 0, shown[np.maximum(rows, 0)], -1).astype(np.int64))
         h, c = start_state(w, len(rows))
         total, count = 0.0, 0
         for s in range(0, rows.shape[1], cfg.bptt):
@@ -260,7 +271,7 @@ def train(w: Weights, cfg: HRNNConfig, item: np.ndarray, flags: np.ndarray, weig
             out, h, c = unroll(w, it[:, win], f[:, win], h.detach(), c.detach(), cfg.p_drop)
             valid = it[:, win] >= 0  # (B, T)
             loss = loss_fn(w, out[valid], it[:, win][valid], wt[:, win][valid], cfg.negatives, popularity,
-                           cfg.p_drop)
+                           cfg.p_drop, None if sh is None else sh[:, win][valid])
             for group in opt.param_groups:  # cosine decay to 10%: the last epochs settle instead of wander
                 group["lr"] = peak * (0.1 + 0.45 * (1 + math.cos(math.pi * min(step / total_steps, 1.0))))
             step += 1
@@ -293,6 +304,8 @@ def fit(data: Interactions, params: Mapping[str, str] | None = None,
     known.update({v: len(known) + i for i, v in enumerate(new_ids)})
     code = np.array([known[v] for v in data.item_ids], dtype=np.int64)
     item = code[data.item] if len(data) else np.zeros(0, np.int64)  # data rows in the model's vocabulary
+    shown = None if data.impressions is None else np.where(data.impressions >= 0,
+                                                           code[np.maximum(data.impressions, 0)], -1)
 
     rows = training_rows(data, cfg)
     flags = session_flags(data.user, data.time, cfg.session_gap_seconds)
@@ -312,9 +325,10 @@ def fit(data: Interactions, params: Mapping[str, str] | None = None,
     segments = [s for s in segments if len(s)]
     if progress:
         progress(f"{what}: {sum(map(len, segments)):,} events of {len(segments):,} users, "
-                 f"{len(vocab):,} items ({len(new_ids):,} new), {epochs} epochs")
+                 f"{len(vocab):,} items ({len(new_ids):,} new), {epochs} epochs"
+                 + ("" if shown is None else f", {int((shown >= 0).any(1).sum()):,} with impressions"))
     if segments:
-        train(w, cfg, item, flags, weight, segments, epochs, peak, progress, what)
+        train(w, cfg, item, flags, weight, segments, epochs, peak, progress, what, shown)
     elif progress:  # an UPDATE with nothing archived since its parent: same weights, same answers
         progress(f"{what}: no new events since the parent; weights kept")
     until = int(data.time.max()) if len(data) else (parent.trained_until if parent else 0)

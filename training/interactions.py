@@ -14,6 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
+MAX_IMPRESSIONS = 25  # PutEvents' impression list holds at most 25 items
+
 
 @dataclass(frozen=True)
 class Interactions:
@@ -22,9 +24,12 @@ class Interactions:
     time: np.ndarray  # int64 Unix seconds
     user_ids: np.ndarray  # code -> USER_ID (str objects)
     item_ids: np.ndarray  # code -> ITEM_ID
+    # items shown with each interaction (IMPRESSION), int32 codes [N, K], -1 pads; None: no impressions
+    impressions: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         assert len(self.user) == len(self.item) == len(self.time)
+        assert self.impressions is None or len(self.impressions) == len(self.user)
 
     def __len__(self) -> int:
         return len(self.user)
@@ -49,7 +54,8 @@ class Interactions:
 
     def take(self, rows: np.ndarray) -> Interactions:
         """A subset of rows (a boolean mask or sorted indices), same codes and vocabularies."""
-        return Interactions(self.user[rows], self.item[rows], self.time[rows], self.user_ids, self.item_ids)
+        return Interactions(self.user[rows], self.item[rows], self.time[rows], self.user_ids, self.item_ids,
+                            None if self.impressions is None else self.impressions[rows])
 
 
 def from_table(table: pa.Table, *, event_type: str | None = None,
@@ -68,9 +74,26 @@ def from_table(table: pa.Table, *, event_type: str | None = None,
     item = np.asarray(items.indices, dtype=np.int32)
     time = np.asarray(table["TIMESTAMP"].combine_chunks().cast(pa.int64()), dtype=np.int64)
     order = np.lexsort((np.arange(len(user)), time, user))
+    item_ids = np.asarray(items.dictionary.to_pylist(), dtype=object)
+    shown = _impressions(table, item_ids)
     return Interactions(user[order], item[order], time[order],
-                        np.asarray(users.dictionary.to_pylist(), dtype=object),
-                        np.asarray(items.dictionary.to_pylist(), dtype=object))
+                        np.asarray(users.dictionary.to_pylist(), dtype=object), item_ids,
+                        None if shown is None else shown[order])
+
+
+def _impressions(table: pa.Table, item_ids: np.ndarray) -> np.ndarray | None:
+    """IMPRESSION ("a|b|c") as item codes [N, K]. Shown items that nobody interacted with get no
+    code: the model cannot recommend them, so there is nothing to push down."""
+    if "IMPRESSION" not in table.column_names or table["IMPRESSION"].null_count == table.num_rows:
+        return None
+    lists = pc.split_pattern(pc.fill_null(table["IMPRESSION"].combine_chunks(), ""), "|")
+    width = min(MAX_IMPRESSIONS, max(1, int(pc.max(pc.list_value_length(lists)).as_py() or 1)))
+    code_of = {item: code for code, item in enumerate(item_ids.tolist())}
+    out = np.full((table.num_rows, width), -1, dtype=np.int32)
+    for row, shown in enumerate(lists.to_pylist()):
+        codes = [code_of[i] for i in shown if i in code_of][:width]
+        out[row, :len(codes)] = codes
+    return out
 
 
 def read_csv(path: Path, **filters: object) -> Interactions:
@@ -88,4 +111,6 @@ def recode_items(data: Interactions, vocabulary: np.ndarray) -> Interactions:
     ids = np.asarray([*vocabulary.tolist(), *new], dtype=object)
     code_of = {item: code for code, item in enumerate(ids.tolist())}
     mapping = np.asarray([code_of[x] for x in data.item_ids.tolist()], dtype=np.int32)
-    return Interactions(data.user, mapping[data.item], data.time, data.user_ids, ids)
+    shown = None if data.impressions is None else \
+        np.where(data.impressions >= 0, mapping[np.maximum(data.impressions, 0)], -1).astype(np.int32)
+    return Interactions(data.user, mapping[data.item], data.time, data.user_ids, ids, shown)

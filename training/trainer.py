@@ -12,6 +12,7 @@ the recipe's files; it is written to a temporary name and renamed, so it is whol
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -50,7 +51,7 @@ class Trainer:
                      event_value_threshold: float | None) -> Interactions:
         bulk = self.datasets.read(dataset_group, "INTERACTIONS")
         events = interactions_from_events(read_events(self.data_dir / "archive", dataset_group))
-        columns = ["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE"]
+        columns = ["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE", "IMPRESSION"]
         tables = [t.select([c for c in columns if c in t.column_names]) for t in (bulk, events) if t.num_rows]
         if not tables:
             raise ValueError(f"dataset group {dataset_group} has no interactions: import an INTERACTIONS "
@@ -92,10 +93,12 @@ class Trainer:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         files = {"item_ids": "item_ids.json", "popularity": "popularity.npy", "user_ids": "user_ids.json",
-                 "user_history": "user_history.npz", **files_of(model, tmp)}
+                 "user_history": "user_history.npz", "item_created": "item_created.npy",
+                 **files_of(model, tmp)}
         (tmp / "item_ids.json").write_text(json.dumps(data.item_ids.tolist()))
         write_user_history(data, tmp, MAX_HISTORY)
         np.save(tmp / "popularity.npy", np.bincount(data.item, minlength=data.n_items).astype(np.float32))
+        np.save(tmp / "item_created.npy", item_created(data, self.datasets.read(dataset_group, "ITEMS")))
         manifest = ArtifactManifest(solution_version_arn=version_arn, recipe=recipe, created_at=time.time(),
                                     hidden_dimension=int(hyperparameters.get("hidden_dimension", 0)) or None,
                                     data_cut=int(data.time.max()), files=files, metrics=metrics)
@@ -127,6 +130,8 @@ class Trainer:
             raise ValueError(f"{recipe} needs PyTorch, which this install lacks ({exc}): install "
                              "openpersonalize[train] or run `personalize trainer` where it is") from None
 
+        if recipe != "aws-user-personalization":  # the one recipe that learns from what was shown
+            train = dataclasses.replace(train, impressions=None)
         if parent is None:
             model = hrnn.fit(train, params, lambda line: progress(message=line))
         else:
@@ -134,6 +139,20 @@ class Trainer:
             model = hrnn.fit(train, params, lambda line: progress(message=line),
                              parent=hrnn.load_for_update(parent), since=cut)
         return model, lambda m, d: m.export(d)
+
+
+def item_created(data: Interactions, items: pa.Table) -> np.ndarray:
+    """Per item, when it appeared: the items dataset's CREATION_TIMESTAMP, else its first interaction
+    (how Personalize dates items for exploration's age cut-off)."""
+    created = np.full(data.n_items, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(created, data.item, data.time)
+    if "CREATION_TIMESTAMP" in items.column_names:
+        code = {item: c for c, item in enumerate(data.item_ids.tolist())}
+        ids, times = items["ITEM_ID"].to_pylist(), items["CREATION_TIMESTAMP"].to_pylist()
+        for item, at in zip(ids, times, strict=True):
+            if at is not None and item in code:
+                created[code[item]] = int(at)
+    return created
 
 
 def write_user_history(data: Interactions, directory: Path, keep: int) -> None:

@@ -48,3 +48,17 @@ def test_personalize_split_tests_at_least_one_user_and_keeps_one_input_row() -> 
     s = personalize_split(d, test_user_fraction=0.01, holdout_fraction=0.9)
     assert d.user_ids[s.users].tolist() == ["a"]
     assert names(d, s.history[0]) == ["x"] and names(d, s.held_out[0]) == ["y"]
+
+
+def test_impressions_follow_their_rows_through_sorting_splits_and_recoding() -> None:
+    from training.interactions import recode_items
+    d = from_table(pa.table({"USER_ID": ["u", "u", "v"], "ITEM_ID": ["b", "a", "a"], "TIMESTAMP": [2, 1, 5],
+                             "IMPRESSION": ["b|a|never-clicked", None, "a|b"]}))
+    shown = [[d.item_ids[c] for c in row if c >= 0] for row in d.impressions]
+    assert shown == [[], ["b", "a"], ["a", "b"]]  # rows sorted by user and time; unknown items dropped
+    one = d.take(np.array([1]))
+    assert [[d.item_ids[c] for c in row if c >= 0] for row in one.impressions] == [["b", "a"]]
+    r = recode_items(d, np.asarray(["z", "b"], dtype=object))
+    assert [[r.item_ids[c] for c in row if c >= 0] for row in r.impressions] == shown
+    assert from_table(pa.table({"USER_ID": ["u"], "ITEM_ID": ["a"], "TIMESTAMP": [1],
+                                "IMPRESSION": pa.array([None], pa.string())})).impressions is None
