@@ -138,7 +138,7 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
 
     app.include_router(control_api.make_router(ctx))
     app.include_router(events_api.make_router(event_log, events_api.Trackers(resources),
-                                              events_api.Datasets(resources)))
+                                              events_api.Datasets(resources), store))
     app.include_router(runtime_api.make_router(ctx, store))
     return app
 

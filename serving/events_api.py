@@ -1,7 +1,12 @@
 """The events API (rest-json): PutEvents (`POST /events`), PutItems (`POST /items`) and
-PutUsers (`POST /users`): validate, store durably in the log, then answer 200."""
+PutUsers (`POST /users`): validate, store durably in the log, then answer 200.
+
+An event naming a recommendationId but no impression list gets the items that recommendation
+showed (implicit impressions, as Personalize derives them), so the log, the archive and
+downstream consumers all see what was on screen."""
 from __future__ import annotations
 
+import logging
 import time
 
 import orjson
@@ -11,9 +16,12 @@ from starlette.responses import Response
 from serving.errors import InvalidInputException, ResourceNotFoundException
 from serving.resources import ResourceStore
 from serving.wire import PutEventsRequest, PutItemsRequest, PutUsersRequest, to_event, to_record
-from stream.contract import dataset_group_name
+from stream.contract import Event, dataset_group_name
 from stream.dataset_schema import Schema, SchemaError, parse_schema, record_fields
 from stream.log import EventLog
+from stream.store import SessionStore
+
+log = logging.getLogger(__name__)
 
 # personalize-events operations served here (see serving/coverage.py)
 OPERATIONS = {"PutEvents", "PutItems", "PutUsers"}
@@ -69,15 +77,32 @@ def _fields(schema: Schema, dataset_type: str, where: str, properties: str | Non
         raise InvalidInputException(f"{where}.properties: {exc}") from None
 
 
-def make_router(event_log: EventLog, trackers: Trackers, datasets: Datasets) -> APIRouter:
+async def with_implicit_impressions(events: list[Event], store: SessionStore) -> list[Event]:
+    """Events with a recommendationId and no impression list get the recommendation's items.
+    An id we no longer know (expired, or the store is down) leaves the event as sent: the
+    impression is a hint, the event itself must not be lost over it."""
+    wanted = [e for e in events if e.recommendation_id and not e.impression]
+    if not wanted:
+        return events
+    try:
+        shown = await store.recall([e.recommendation_id for e in wanted])  # type: ignore[misc]
+    except Exception as exc:  # noqa: BLE001 - any store failure: accept the events without them
+        log.warning("implicit impressions unavailable: %s", exc)
+        return events
+    found = {id(e): items for e, items in zip(wanted, shown, strict=True) if items}
+    return [e.model_copy(update={"impression": found[id(e)]}) if id(e) in found else e for e in events]
+
+
+def make_router(event_log: EventLog, trackers: Trackers, datasets: Datasets,
+                store: SessionStore) -> APIRouter:
     router = APIRouter(tags=["events (rest-json)"])
 
     @router.post("/events", summary="PutEvents: record item interactions for a user/session")
     async def put_events(req: PutEventsRequest) -> Response:
         group = trackers.dataset_group(req.trackingId)
         now = time.time()
-        await event_log.append([to_event(req, e, dataset_group=group, now=now)
-                                for e in req.eventList])
+        events = [to_event(req, e, dataset_group=group, now=now) for e in req.eventList]
+        await event_log.append(await with_implicit_impressions(events, store))
         return Response(status_code=200)
 
     async def put(dataset_arn: str, kind: str, label: str, entries: list[tuple[str, str | None]]

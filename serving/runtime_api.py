@@ -27,7 +27,7 @@ from serving.filters import allowed as allowed_items
 from serving.filters_api import FilterInputs
 from serving.models import Model
 from serving.ranking import Exploration, exploration_of, explore, normalise, top, young
-from stream.contract import dataset_group_name
+from stream.contract import MAX_IMPRESSIONS, dataset_group_name
 from stream.recipes import RECIPES
 from stream.session import Interaction
 from stream.store import SessionStore
@@ -120,10 +120,15 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         states, _ = await store.load([(dataset_group, user_id)])
         return list(states[0].history) if states[0] is not None else []
 
-    def respond(key: str, model: Model, codes: np.ndarray, scores: np.ndarray) -> Response:
-        items = [{"itemId": model.item_ids[c], "score": round(float(scores[c]), 7)} for c in codes.tolist()]
-        return Response(orjson.dumps({key: items, "recommendationId": f"RID-{uuid.uuid4()}"}),
-                        media_type="application/json")
+    async def respond(key: str, items: list[dict[str, Any]]) -> Response:
+        """The answer, its items remembered under its recommendationId (implicit impressions)."""
+        rid = f"RID-{uuid.uuid4()}"
+        shown = [i["itemId"] for i in items[:MAX_IMPRESSIONS]]
+        await store.remember(rid, shown, ctx.settings.recommendation_ttl_s)
+        return Response(orjson.dumps({key: items, "recommendationId": rid}), media_type="application/json")
+
+    def scored(model: Model, codes: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
+        return [{"itemId": model.item_ids[c], "score": round(float(scores[c]), 7)} for c in codes.tolist()]
 
     @router.post("/recommendations", summary="GetRecommendations: the top items for a user or item")
     async def get_recommendations(req: GetRecommendations) -> Response:
@@ -155,11 +160,11 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         allowed = filtered(allowed, model, group, req.filterArn, req.filterValues, past, req.userId, code)
         probs = normalise(scores, model.recipe)
         if exploration is None or model.created is None:
-            return respond("itemList", model, top(scores, allowed, k), probs)
+            return await respond("itemList", scored(model, top(scores, allowed, k), probs))
         fresh = young(model.created, model.data_cut, exploration.age_cut_off_days)
         rng = np.random.default_rng()
         codes = explore(probs, allowed, k, fresh, model.popularity, exploration.weight, rng)
-        return respond("itemList", model, codes, probs)
+        return await respond("itemList", scored(model, codes, probs))
 
     @router.post("/personalize-ranking", summary="GetPersonalizedRanking: order a list for a user")
     async def get_personalized_ranking(req: GetPersonalizedRanking) -> Response:
@@ -174,7 +179,6 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         ranked = sorted(known, key=lambda p: -scores[p[1]])
         items = [{"itemId": i, "score": round(float(scores[c]), 7)} for i, c in ranked] + \
             [{"itemId": i, "score": 0.0} for i in unknown]  # items the model does not know go last
-        body = {"personalizedRanking": items, "recommendationId": f"RID-{uuid.uuid4()}"}
-        return Response(orjson.dumps(body), media_type="application/json")
+        return await respond("personalizedRanking", items)
 
     return router

@@ -12,7 +12,7 @@ from typing import Annotated
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from stream.contract import DatasetRecord, Event
+from stream.contract import MAX_IMPRESSIONS, DatasetRecord, Event
 
 Str256 = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 # keys Personalize reserves and refuses inside `properties` (case-insensitive)
@@ -37,7 +37,7 @@ class WireEvent(Wire):
     properties: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = None
     sentAt: datetime | float
     recommendationId: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
-    impression: Annotated[list[Str256], Field(min_length=1, max_length=25)] | None = None
+    impression: Annotated[list[Str256], Field(min_length=1, max_length=MAX_IMPRESSIONS)] | None = None
     metricAttribution: MetricAttribution | None = None
 
     @field_validator("properties")

@@ -32,6 +32,7 @@ RECORD_VERSION = 1
 SESSION_LAYOUT_VERSION = 1
 MANIFEST_VERSION = 1
 TOPIC_PREFIX = "opz."
+MAX_IMPRESSIONS = 25  # PutEvents' impression list; also what a recommendationId stands for
 
 
 class InvalidEvent(ValueError):

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     # web pages allowed to call /events, /recommendations, /personalize-ranking (the JS SDK):
     # "*", or a comma-separated list of origins; empty: no CORS (same-origin pages only)
     cors_origins: str = "*"
+    # how long a recommendationId's items are kept for implicit impressions (Redis: ~300 B each)
+    recommendation_ttl_s: float = Field(1800.0, gt=0)
     log_level: str = "info"
 
     @computed_field  # type: ignore[prop-decorator]

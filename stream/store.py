@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
+
+import orjson
 
 from stream.contract import SESSION_LAYOUT_VERSION, UnknownVersion
 from stream.counters import Increments
@@ -19,6 +23,7 @@ from stream.session import SessionState
 from stream.settings import Settings
 
 Key = tuple[str, str]  # (dataset group name, user key)
+MAX_SHOWN_IN_MEMORY = 1_000_000  # embedded: recommendation lists kept at most (~300 B each)
 
 
 class SessionStore(Protocol):
@@ -48,6 +53,13 @@ class SessionStore(Protocol):
     async def counter(self, dataset_group: str, name: str, limit: int) -> dict[str, float]:
         """The `limit` highest-scoring items of one counter."""
 
+    async def remember(self, recommendation_id: str, items: Sequence[str], ttl_s: float) -> None:
+        """The items a recommendation showed, for `ttl_s`: a later PutEvents naming the
+        recommendationId without an impression list gets these (implicit impressions)."""
+
+    async def recall(self, recommendation_ids: Sequence[str]) -> list[list[str] | None]:
+        """What `remember` kept for each id; None where unknown or expired."""
+
 
 def open_session_store(settings: Settings) -> SessionStore:
     if settings.redis_url:
@@ -64,6 +76,8 @@ class SqliteSessionStore:
         self.path = path
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="session-store")
         self._db: sqlite3.Connection | None = None
+        # recommendations shown: in memory, since embedded mode is one process (a restart forgets them)
+        self._shown: OrderedDict[str, tuple[float, list[str]]] = OrderedDict()
 
     async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -130,6 +144,20 @@ class SqliteSessionStore:
         return dict(self._db.execute("SELECT item, score FROM counters WHERE dsg = ? AND name = ?"
                                      " ORDER BY score DESC, item LIMIT ?",
                                      (dataset_group, name, limit)).fetchall())
+
+
+    async def remember(self, recommendation_id: str, items: Sequence[str], ttl_s: float) -> None:
+        now = time.monotonic()
+        self._shown[recommendation_id] = (now + ttl_s, list(items))
+        # oldest first: one TTL for all, so the oldest is also the first to expire
+        shown = self._shown
+        while shown and (len(shown) > MAX_SHOWN_IN_MEMORY or next(iter(shown.values()))[0] < now):
+            shown.popitem(last=False)
+
+    async def recall(self, recommendation_ids: Sequence[str]) -> list[list[str] | None]:
+        now = time.monotonic()
+        hits = [self._shown.get(r) for r in recommendation_ids]
+        return [None if h is None or h[0] < now else h[1] for h in hits]
 
 
 def _decode(version: object, raw: bytes | str) -> SessionState:
@@ -201,6 +229,21 @@ class RedisSessionStore:
                         for item, x in items.items() for a in (i, x, item)]
                 pipe.eval(_ZINCRBY_MANY, len(keys), *keys, *args)
             await pipe.execute()
+
+    def shown_key(self, recommendation_id: str) -> str:
+        return f"{self.prefix}:shown:{recommendation_id}"
+
+    async def remember(self, recommendation_id: str, items: Sequence[str], ttl_s: float) -> None:
+        assert self._redis is not None, "start() first"
+        await self._redis.set(self.shown_key(recommendation_id), orjson.dumps(list(items)),
+                              px=max(1, int(ttl_s * 1000)))
+
+    async def recall(self, recommendation_ids: Sequence[str]) -> list[list[str] | None]:
+        assert self._redis is not None, "start() first"
+        if not recommendation_ids:
+            return []
+        raw = await self._redis.mget([self.shown_key(r) for r in recommendation_ids])
+        return [None if r is None else orjson.loads(r) for r in raw]
 
     async def counter(self, dataset_group: str, name: str, limit: int) -> dict[str, float]:
         assert self._redis is not None, "start() first"

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-MAX_IMPRESSIONS = 25  # PutEvents' impression list holds at most 25 items
+from stream.contract import MAX_IMPRESSIONS
 
 
 @dataclass(frozen=True)

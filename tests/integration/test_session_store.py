@@ -71,3 +71,13 @@ async def test_counters_add_up_and_rank(session_store: SessionStore) -> None:
     assert await session_store.counter("g", "popularity", 10) == {"a": 3.5, "b": 2.0, "c": 1.0}
     assert await session_store.counter("g", "popularity", 1) == {"a": 3.5}
     assert await session_store.counter("g", "nothing", 5) == {}
+
+
+async def test_recommendations_shown_are_recalled_until_they_expire(session_store: SessionStore) -> None:
+    import asyncio
+    await session_store.remember("RID-1", ["a", "b", "c"], ttl_s=60)
+    await session_store.remember("RID-2", ["x"], ttl_s=0.05)
+    assert await session_store.recall(["RID-1", "RID-2", "RID-unknown"]) == [["a", "b", "c"], ["x"], None]
+    await asyncio.sleep(0.2)
+    assert await session_store.recall(["RID-2", "RID-1"]) == [None, ["a", "b", "c"]]
+    assert await session_store.recall([]) == []
