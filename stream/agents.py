@@ -16,7 +16,8 @@ from redis.exceptions import RedisError
 
 from stream.applier import Replay, apply_partition, position_name
 from stream.archive import Archive
-from stream.contract import decode_event
+from stream.contract import Event, decode_event
+from stream.metrics import StreamMetrics
 from stream.session import Limits
 from stream.store import SessionStore
 
@@ -39,7 +40,7 @@ async def event_topics(bootstrap: str, pattern: str) -> set[str] | None:
 
 
 def register_agents(app: faust.App, *, topics: set[str], pattern: str, store: SessionStore,
-                    archive: Archive, limits: Limits, bootstrap: str) -> None:
+                    archive: Archive, limits: Limits, bootstrap: str, metrics: StreamMetrics) -> None:
     """Session and archive agents over every dataset group's events topic, new ones included."""
     # Faust cannot subscribe by pattern ("XXX pattern does not work" in its aiokafka driver),
     # so a timer adds new topics to the agent's subscription. A new dataset group is rare:
@@ -55,14 +56,18 @@ def register_agents(app: faust.App, *, topics: set[str], pattern: str, store: Se
                 m = ev.message
                 by_tp.setdefault((m.topic, m.partition), []).append((m.offset, decode_event(m.value)))
             for (topic, partition), records in by_tp.items():
-                await _retrying(apply_partition, records, position=position_name(topic, partition),
-                                store=store, limits=limits,
-                                replay=_replayer(bootstrap, topic, partition, store, limits))
+                with metrics.session_batch(len(records)) as on_applied:
+                    await _retrying(apply_partition, records, position=position_name(topic, partition),
+                                    store=store, limits=limits, on_applied=on_applied,
+                                    replay=_replayer(bootstrap, topic, partition, store, limits, metrics))
+
+    async def add_to_archive(events: list[Event]) -> None:
+        metrics.archive_batch(len(events), await archive.add(events))
 
     @app.agent(events, name="archive")
     async def archiver(stream):  # type: ignore[no-untyped-def]
         async for batch in stream.take_events(BATCH, within=0.05):
-            await _retrying(archive.add, [decode_event(ev.message.value) for ev in batch])
+            await _retrying(add_to_archive, [decode_event(ev.message.value) for ev in batch])
 
     @app.timer(TOPIC_SCAN_S)
     async def follow_new_dataset_groups() -> None:
@@ -93,7 +98,7 @@ async def _retrying(write: Callable[..., Awaitable[object]], *args: Any, **kwarg
 
 
 def _replayer(bootstrap: str, topic: str, partition: int, store: SessionStore,
-              limits: Limits) -> Replay:
+              limits: Limits, metrics: StreamMetrics) -> Replay:
     """Rebuild one partition's states by re-reading it, outside the group, up to `until`."""
     async def replay(start: int | None, until: int) -> None:
         log.warning("rebuilding session state of %s[%d] from offset %s to %d",
@@ -111,8 +116,9 @@ def _replayer(bootstrap: str, topic: str, partition: int, store: SessionStore,
                 msgs = (await consumer.getmany(tp, timeout_ms=1000, max_records=BATCH)).get(tp, [])
                 records = [(m.offset, decode_event(m.value)) for m in msgs if m.offset < until]
                 if records:
-                    await apply_partition(records, position=position_name(topic, partition),
-                                          store=store, limits=limits, replay=None)
+                    metrics.rebuilt.inc(await apply_partition(
+                        records, position=position_name(topic, partition), store=store, limits=limits,
+                        replay=None))
         finally:
             await consumer.stop()
     return replay

@@ -18,6 +18,8 @@ from stream.store import Key, SessionStore
 SESSION_GROUP = "opz-sessions"
 # (replay from this offset, None = the partition's start; up to this offset, exclusive)
 Replay = Callable[[int | None, int], Awaitable[None]]
+# told which events changed a state, once they are stored (stream/metrics.py: freshness)
+OnApplied = Callable[[Sequence[Event]], None]
 
 
 def _keys(events: Iterable[Event]) -> list[Key]:
@@ -25,11 +27,11 @@ def _keys(events: Iterable[Event]) -> list[Key]:
 
 
 def _advance(states: dict[Key, SessionState | None], events: Iterable[Event], limits: Limits,
-             step: Step | None) -> tuple[dict[Key, SessionState], Increments, int]:
+             step: Step | None) -> tuple[dict[Key, SessionState], Increments, list[Event]]:
     """Apply events in order to `states` (updated in place).
 
     Returns the changed states, the counter increments of the events that were new (a
-    duplicate changes no state and counts nothing) and how many were new.
+    duplicate changes no state and counts nothing) and those events.
     """
     changed: dict[Key, SessionState] = {}
     fresh: list[Event] = []
@@ -39,18 +41,23 @@ def _advance(states: dict[Key, SessionState | None], events: Iterable[Event], li
         if new is not states[key]:
             states[key] = changed[key] = new
             fresh.append(event)
-    return changed, increments(fresh, limits.trending_half_life_s), len(fresh)
+    return changed, increments(fresh, limits.trending_half_life_s), fresh
 
 
 async def apply_batch(events: Sequence[Event], store: SessionStore, limits: Limits,
-                      step: Step | None = None) -> int:
-    """Apply `events` in order; returns how many changed a state (duplicates do not)."""
+                      step: Step | None = None, on_applied: OnApplied | None = None) -> int:
+    """Apply `events` in order; returns how many changed a state (duplicates do not).
+
+    `on_applied` gets those events once they are stored.
+    """
     keys = _keys(events)
     loaded, _ = await store.load(keys)
     changed, counts, applied = _advance(dict(zip(keys, loaded, strict=True)), events, limits, step)
     if changed:
         await store.save(changed, counts=counts)
-    return applied
+    if on_applied is not None:
+        on_applied(applied)
+    return len(applied)
 
 
 def position_name(topic: str, partition: int) -> str:
@@ -59,13 +66,14 @@ def position_name(topic: str, partition: int) -> str:
 
 async def apply_partition(records: Sequence[tuple[int, Event]], *, position: str,
                           store: SessionStore, limits: Limits, replay: Replay | None,
-                          step: Step | None = None) -> int:
+                          step: Step | None = None, on_applied: OnApplied | None = None) -> int:
     """Apply one partition's (offset, event) records exactly once; returns how many applied.
 
     The store keeps the partition's last applied offset with the states (one transaction).
     Offsets at or below it were applied before a crash or rebalance and are skipped. If the
     store has no position, or one short of this batch (Redis lost its data, or came back
-    from an old snapshot), `replay` first rebuilds the states from the log.
+    from an old snapshot), `replay` first rebuilds the states from the log. `on_applied`
+    gets the events that changed a state once they are stored.
     """
     if not records:
         return 0
@@ -80,7 +88,9 @@ async def apply_partition(records: Sequence[tuple[int, Event]], *, position: str
     changed, counts, applied = _advance(dict(zip(keys, loaded, strict=True)), fresh, limits, step)
     if last > done:
         await store.save(changed, {position: last}, counts)
-    return applied
+    if on_applied is not None:
+        on_applied(applied)
+    return len(applied)
 
 
 async def run_consumer(event_log: EventLog, group: str,

@@ -15,6 +15,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("./data"), description="event log, control plane, artifacts")
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
+    # `personalize stream worker` serves Prometheus' /metrics on this port (0: not at all);
+    # the API serves its /metrics on `port`
+    metrics_port: int = Field(0, ge=0, le=65535)
     kafka_bootstrap_servers: str | None = Field(None, description="host:port[,host:port]")
     # partitions of each events topic: the most stream workers that can share one dataset group
     kafka_partitions: int = Field(4, ge=1)

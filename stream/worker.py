@@ -16,6 +16,7 @@ from stream.archive import Archive
 from stream.contract import events_topic_pattern, records_topic_pattern
 from stream.datasets import DATASETS_GROUP, DatasetStore
 from stream.log import KafkaEventLog, LogUnavailable
+from stream.metrics import MetricsServer, StreamMetrics, new_registry
 from stream.session import limits_from
 from stream.settings import Settings
 from stream.store import open_session_store
@@ -61,6 +62,22 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    metrics = StreamMetrics(new_registry())
+    server = None
+    if settings.metrics_port:
+        server = MetricsServer(metrics.registry, settings.host, settings.metrics_port)
+        log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
+    try:
+        return await _run(settings, stop, on_crash, metrics)
+    finally:
+        if server is not None:
+            await server.close()
+
+
+async def _run(settings: Settings, stop: asyncio.Event, on_crash: Callable[[], None] | None,
+               metrics: StreamMetrics) -> bool:
+    """The worker proper; `run_worker` holds what must outlive it (signals, the metrics port)."""
+    assert settings.kafka_bootstrap_servers
     bootstrap = settings.kafka_bootstrap_servers
     store = open_session_store(settings)
     await store.start()
@@ -81,7 +98,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None,
     await archive.start()
     app = make_faust_app(settings)
     register_agents(app, topics=topics, pattern=pattern, store=store, archive=archive,
-                    limits=limits_from(settings), bootstrap=bootstrap)
+                    limits=limits_from(settings), bootstrap=bootstrap, metrics=metrics)
     await app.start()
     log.info("stream worker started (app %s, brokers %s)", settings.stream_app_id,
              settings.kafka_bootstrap_servers)

@@ -1,0 +1,46 @@
+"""Stream metrics: what one apply batch and one archive batch count, freshness."""
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from stream.contract import Event
+from stream.metrics import StreamMetrics, freshness
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+def event(i: int, received_at: float) -> Event:
+    return Event(event_id=f"e{i}", dataset_group="g", tracking_id="t", user_id="u", session_id="s",
+                 event_type="click", item_id=f"i{i}", sent_at=float(i), received_at=received_at)
+
+
+def test_a_batch_counts_applied_duplicates_and_freshness() -> None:
+    metrics = StreamMetrics(CollectorRegistry())
+    with metrics.session_batch(5) as on_applied:
+        on_applied([event(1, 0.0), event(2, 0.0)])
+        on_applied([event(3, 0.0)])
+    r = metrics.registry
+    assert value(r, "opz_stream_events_applied_total") == 3
+    assert value(r, "opz_stream_duplicates_skipped_total", consumer="sessions") == 2
+    assert value(r, "opz_stream_freshness_seconds_count") == 3
+    assert value(r, "opz_stream_freshness_seconds_bucket", le="300.0") == 0  # received in 1970
+    assert value(r, "opz_stream_apply_batch_duration_seconds_count") == 1
+    metrics.archive_batch(5, 4)
+    assert value(r, "opz_stream_events_archived_total") == 4
+    assert value(r, "opz_stream_duplicates_skipped_total", consumer="archive") == 1
+
+
+def test_a_failed_batch_counts_nothing() -> None:
+    metrics = StreamMetrics(CollectorRegistry())
+    with pytest.raises(OSError), metrics.session_batch(5):
+        raise OSError("store down")
+    assert value(metrics.registry, "opz_stream_apply_batch_duration_seconds_count") == 0
+    assert value(metrics.registry, "opz_stream_duplicates_skipped_total", consumer="sessions") == 0
+
+
+def test_freshness_treats_clock_skew_as_zero() -> None:
+    assert freshness(received_at=100.0, now=100.25) == 0.25
+    assert freshness(received_at=100.0, now=99.0) == 0.0
