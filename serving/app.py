@@ -19,6 +19,7 @@ from serving import (
     control_api,
     datasets_api,
     events_api,
+    metrics,
     operations,  # noqa: F401 - imported for its control-plane handlers
     runtime_api,
     solutions_api,
@@ -30,9 +31,10 @@ from serving.resources import ResourceStore
 from serving.schedule import run_scheduler
 from stream.applier import SESSION_GROUP, apply_batch, run_consumer
 from stream.archive import ARCHIVE_GROUP, Archive
-from stream.contract import records_topic_pattern
+from stream.contract import Event, records_topic_pattern
 from stream.datasets import DATASETS_GROUP, DatasetStore
 from stream.log import EventLog, open_event_log
+from stream.metrics import StreamMetrics, new_registry
 from stream.session import limits_from
 from stream.settings import Settings
 from stream.store import SessionStore, open_session_store
@@ -41,16 +43,24 @@ log = logging.getLogger(__name__)
 
 
 async def embedded_agents(settings: Settings, event_log: EventLog, store: SessionStore,
-                          stop: asyncio.Event) -> None:
+                          stop: asyncio.Event, stream_metrics: StreamMetrics) -> None:
     """Embedded mode runs what the stream workers do, in-process, on the SQLite log."""
     archive = Archive(settings.data_dir / "archive")
     await archive.start()
     limits = limits_from(settings)
     datasets = DatasetStore(settings.data_dir / "datasets")
+
+    async def apply(events: list[Event]) -> None:
+        with stream_metrics.session_batch(len(events)) as on_applied:
+            await apply_batch(events, store, limits, on_applied=on_applied)
+
+    async def add_to_archive(events: list[Event]) -> None:
+        stream_metrics.archive_batch(len(events), await archive.add(events))
+
     try:
         await asyncio.gather(
-            run_consumer(event_log, SESSION_GROUP, lambda evs: apply_batch(evs, store, limits), stop),
-            run_consumer(event_log, ARCHIVE_GROUP, archive.add, stop),
+            run_consumer(event_log, SESSION_GROUP, apply, stop),
+            run_consumer(event_log, ARCHIVE_GROUP, add_to_archive, stop),
             run_consumer(event_log, DATASETS_GROUP, datasets.put_async, stop,
                          topics=records_topic_pattern()))
     finally:
@@ -90,6 +100,9 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
     resources = ResourceStore(settings.data_dir / "control.db")
     event_log = open_event_log(settings, client_id="opz-api")
     store = open_session_store(settings)
+    api_metrics = metrics.ApiMetrics(new_registry())
+    # embedded, the API process applies the events too: its /metrics shows the workers' metrics
+    stream_metrics = StreamMetrics(api_metrics.registry) if settings.embedded else None
     ctx = control_api.Ctx(settings=settings, resources=resources, datasets=datasets,
                           models=Models(settings.data_dir))
     work: dict[str, Work] = {
@@ -106,8 +119,8 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
         await event_log.start()
         await store.start()
         stop = asyncio.Event()
-        agents = (asyncio.create_task(embedded_agents(settings, event_log, store, stop))
-                  if settings.embedded else None)
+        agents = (asyncio.create_task(embedded_agents(settings, event_log, store, stop, stream_metrics))
+                  if stream_metrics is not None else None)
         job_runner = asyncio.create_task(jobs.run(stop))
         scheduler = asyncio.create_task(run_scheduler(ctx, settings.auto_update_seconds, stop)) \
             if trainer is not None else None
@@ -131,14 +144,18 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
     install_error_handlers(app)
     app.add_middleware(BrowserAccess,
                        origins=[o.strip() for o in settings.cors_origins.split(",") if o.strip()])
+    # added last = outermost: counts every answer, CORS preflights and errors included
+    app.add_middleware(metrics.RequestMetrics, metrics=api_metrics, known=control_api.OPERATIONS)
 
     @app.get("/health", tags=["ops"], summary="Liveness and mode")
     async def health() -> dict[str, str]:
         return {"status": "ok", "mode": "embedded" if settings.embedded else "distributed"}
 
     app.include_router(control_api.make_router(ctx))
-    app.include_router(events_api.make_router(event_log, events_api.Trackers(resources),
+    app.include_router(events_api.make_router(metrics.MeteredEventLog(event_log, api_metrics),
+                                              events_api.Trackers(resources),
                                               events_api.Datasets(resources), store))
+    app.include_router(metrics.make_router(api_metrics.registry))
     app.include_router(runtime_api.make_router(ctx, store))
     return app
 
