@@ -12,9 +12,10 @@ as /usr/local/bin/opz-healthcheck). Exit 0 = healthy, 1 = not, with one line say
   opz-healthcheck trainer        a `personalize trainer` process is alive and has the shared
                                  control database (<data dir>/control.db) open
 
-The stream worker and the trainer serve no HTTP (Faust's web server is off in
-stream/app.py), so their checks look at the process through /proc: its command line, its
-state, its open files and sockets.
+The stream worker and the trainer serve no health endpoint (Faust's web server is off in
+stream/app.py; the worker's optional /metrics port says nothing about Kafka), so their
+checks look at the process through /proc: its command line, its state, its open files and
+sockets.
 """
 from __future__ import annotations
 

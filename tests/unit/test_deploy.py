@@ -503,6 +503,23 @@ def test_keda_scaledobject_scales_the_workers_on_their_consumer_lag(
         "the base must apply where the KEDA CRD is absent"
 
 
+def test_prometheus_finds_every_metrics_endpoint(compose: dict[str, Any], rendered: Rendered) -> None:
+    """The workers' /metrics on OPZ_METRICS_PORT (a port named `metrics`, pod annotations), the
+    API's on OPZ_PORT (annotations on its Service); compose exposes the workers' port."""
+    worker = compose["services"]["stream-worker"]
+    assert worker["environment"]["OPZ_METRICS_PORT"] in worker["expose"]
+    for docs in rendered.values():
+        cfg = config(docs)
+        deployment = docs[("Deployment", "opz-stream-worker")]
+        (container,) = containers(deployment)
+        assert {p["name"]: p["containerPort"] for p in container["ports"]}["metrics"] == \
+            int(cfg["OPZ_METRICS_PORT"]) > 0
+        for notes, port in ((deployment["spec"]["template"]["metadata"]["annotations"], "OPZ_METRICS_PORT"),
+                            (docs[("Service", "opz-api")]["metadata"]["annotations"], "OPZ_PORT")):
+            assert notes == {"prometheus.io/scrape": "true", "prometheus.io/port": cfg[port],
+                             "prometheus.io/path": "/metrics"}
+
+
 # ---------------------------------------------------------------------------- the renderer
 
 def test_kustomize_lite_merges_like_kustomize(tmp_path: Path) -> None:
