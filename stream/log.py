@@ -10,6 +10,7 @@ the one suite in tests/integration/test_event_log.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sqlite3
 from collections.abc import Sequence
@@ -185,6 +186,12 @@ class SqliteEventLog:
                              " DO UPDATE SET pos = excluded.pos", (group, pos))
 
 
+async def _stop_within(producer, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
+    """Stop a retired producer; one stuck flushing batches the broker refuses is abandoned."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(producer.stop(), timeout_s)
+
+
 class KafkaEventLog:
     """One topic per dataset group (stream.contract.events_topic), keyed by user."""
 
@@ -197,25 +204,49 @@ class KafkaEventLog:
         self.topic_pattern = topic_pattern  # read(): which events topics to follow
         self.partitions, self.replication_factor = partitions, replication_factor
         self._producer = None
+        self._producer_lock = asyncio.Lock()
+        self._retired: set[asyncio.Task[None]] = set()  # old producers being stopped
         self._consumers: dict[str, object] = {}
         self._topics: set[str] = set()  # created (or found) by this process
 
     async def start(self) -> None:
+        await self._ready_producer()
+
+    async def _ready_producer(self):  # type: ignore[no-untyped-def]
+        """The producer, started anew if the last one was retired."""
         from aiokafka import AIOKafkaProducer
         from aiokafka.errors import KafkaError
 
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, client_id=self.client_id, acks="all",
-            enable_idempotence=True, linger_ms=1, request_timeout_ms=int(self.timeout_s * 1000))
-        try:
-            await self._producer.start()
-        except KafkaError as exc:
-            raise LogUnavailable(f"Kafka at {self.bootstrap} is unreachable: {exc}") from exc
+        async with self._producer_lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.bootstrap, client_id=self.client_id, acks="all",
+                    enable_idempotence=True, linger_ms=1, request_timeout_ms=int(self.timeout_s * 1000))
+                try:
+                    await producer.start()
+                except KafkaError as exc:
+                    await producer.stop()
+                    raise LogUnavailable(f"Kafka at {self.bootstrap} is unreachable: {exc}") from exc
+                self._producer = producer
+            return self._producer
+
+    def _retire(self, producer) -> None:  # type: ignore[no-untyped-def]
+        """After a failed append, the next one gets a fresh producer (a new producer id). An
+        idempotent aiokafka producer whose in-flight batches a restarted broker lost retries
+        them forever with OutOfOrderSequenceNumber (aio-libs/aiokafka#1017): without this,
+        PutEvents would answer 503 until the process restarts."""
+        if self._producer is producer:
+            self._producer = None
+            task = asyncio.get_running_loop().create_task(_stop_within(producer, 5.0))
+            self._retired.add(task)
+            task.add_done_callback(self._retired.discard)
 
     async def close(self) -> None:
         for consumer in self._consumers.values():
             await consumer.stop()  # type: ignore[attr-defined]
         self._consumers.clear()
+        if self._retired:
+            await asyncio.gather(*self._retired)
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
@@ -242,15 +273,15 @@ class KafkaEventLog:
     async def append(self, events: Sequence[Event | DatasetRecord]) -> None:
         from aiokafka.errors import KafkaError
 
-        assert self._producer is not None, "start() first"
+        producer = await self._ready_producer()
         try:
             async with asyncio.timeout(self.timeout_s):
                 if new := {topic_of(e) for e in events} - self._topics:
                     await self._ensure_topics(new)
-                acks = [await self._producer.send(topic_of(e), encode(e), key=key_of(e).encode())
-                        for e in events]
+                acks = [await producer.send(topic_of(e), encode(e), key=key_of(e).encode()) for e in events]
                 await asyncio.gather(*acks)
         except (KafkaError, TimeoutError) as exc:
+            self._retire(producer)
             raise LogUnavailable(f"Kafka did not acknowledge the events: {exc!r}") from exc
 
     async def _consumer(self, group: str, topics: str):  # type: ignore[no-untyped-def]
