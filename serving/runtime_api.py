@@ -27,7 +27,7 @@ from serving.filters import allowed as allowed_items
 from serving.filters_api import FilterInputs
 from serving.models import Model
 from serving.ranking import Exploration, exploration_of, explore, normalise, top, young
-from stream.contract import MAX_IMPRESSIONS, dataset_group_name
+from stream.contract import MAX_IMPRESSIONS, anonymous_key, dataset_group_name
 from stream.recipes import RECIPES
 from stream.session import Interaction
 from stream.store import SessionStore
@@ -115,10 +115,13 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         return allowed & keep
 
     async def history(dataset_group: str, user_id: str | None) -> list[Interaction]:
+        """The user's streamed history; an anonymous visitor asks with its sessionId as the
+        userId (as Personalize has it), so a user without state falls back to that session's."""
         if user_id is None:
             return []
-        states, _ = await store.load([(dataset_group, user_id)])
-        return list(states[0].history) if states[0] is not None else []
+        states, _ = await store.load([(dataset_group, user_id), (dataset_group, anonymous_key(user_id))])
+        state = states[0] or states[1]
+        return list(state.history) if state is not None else []
 
     async def respond(key: str, items: list[dict[str, Any]]) -> Response:
         """The answer, its items remembered under its recommendationId (implicit impressions)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
-from stream.contract import Event
+from stream.contract import Event, anonymous_key
 from stream.counters import Increments, increments
 from stream.log import EventLog
 from stream.session import Limits, SessionState, Step, apply
@@ -23,7 +23,13 @@ OnApplied = Callable[[Sequence[Event]], None]
 
 
 def _keys(events: Iterable[Event]) -> list[Key]:
-    return list(dict.fromkeys((e.dataset_group, e.user_key) for e in events))
+    """The users' keys, and for identified users the key their session had while anonymous."""
+    keys: dict[Key, None] = {}
+    for e in events:
+        keys[(e.dataset_group, e.user_key)] = None
+        if e.user_id is not None:
+            keys[(e.dataset_group, anonymous_key(e.session_id))] = None
+    return list(keys)
 
 
 def _advance(states: dict[Key, SessionState | None], events: Iterable[Event], limits: Limits,
@@ -37,7 +43,9 @@ def _advance(states: dict[Key, SessionState | None], events: Iterable[Event], li
     fresh: list[Event] = []
     for event in events:
         key = (event.dataset_group, event.user_key)
-        new = apply(states[key], event, step, limits)
+        anonymous = states.get((event.dataset_group, anonymous_key(event.session_id))) \
+            if event.user_id is not None else None
+        new = apply(states[key], event, step, limits, anonymous)
         if new is not states[key]:
             states[key] = changed[key] = new
             fresh.append(event)

@@ -101,7 +101,12 @@ class Event(BaseModel):
 
 def partition_key(event: Event) -> str:
     """Kafka key: one user's events stay ordered in one partition; anonymous ones by session."""
-    return event.user_id if event.user_id is not None else f"session:{event.session_id}"
+    return event.user_id if event.user_id is not None else anonymous_key(event.session_id)
+
+
+def anonymous_key(session_id: str) -> str:
+    """Where an anonymous session's state lives (and its Kafka key)."""
+    return f"session:{session_id}"
 
 
 class DatasetRecord(BaseModel):

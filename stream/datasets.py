@@ -189,9 +189,12 @@ def newest(table: pa.Table, key: str) -> pa.Table:
 
 
 def interactions_from_events(events: Sequence[Event]) -> pa.Table:
-    """PutEvents records as INTERACTIONS rows (anonymous sessions under their sessionId)."""
+    """PutEvents records as INTERACTIONS rows. An anonymous event belongs to the user who later
+    used its sessionId signed in (stitching, as Personalize does), else to the sessionId."""
+    signed_in = {e.session_id: e.user_id for e in events if e.user_id is not None}
     return pa.table({
-        "USER_ID": pa.array([e.user_id or e.session_id for e in events], pa.string()),
+        "USER_ID": pa.array([e.user_id or signed_in.get(e.session_id, e.session_id) for e in events],
+                            pa.string()),
         "ITEM_ID": pa.array([e.item_id for e in events], pa.string()),
         "TIMESTAMP": pa.array([int(e.sent_at) for e in events], pa.int64()),
         "EVENT_TYPE": pa.array([e.event_type for e in events], pa.string()),

@@ -88,11 +88,13 @@ def is_new_session(state: SessionState, event: Event, limits: Limits) -> bool:
 
 
 def apply(state: SessionState | None, event: Event, step: Step | None = None,
-          limits: Limits = Limits()) -> SessionState:
+          limits: Limits = Limits(), anonymous: SessionState | None = None) -> SessionState:
     """Advance `state` by `event`; a duplicate event id returns the state unchanged.
 
     Events are applied in arrival (partition) order; `sent_at` only drives the
     inactivity rule, so a late event from an offline client is still recorded.
+    `anonymous`: the state kept under the event's sessionId, for a user's first event in
+    that session (see `stitched`).
     """
     state = state or SessionState()
     if event.event_id in state.event_ids:
@@ -103,14 +105,27 @@ def apply(state: SessionState | None, event: Event, step: Step | None = None,
         "event_ids": (state.event_ids + (event.event_id,))[-limits.dedupe_window:],
         "last_ts": event.sent_at if state.last_ts is None else max(state.last_ts, event.sent_at),
     }
+    items = state.session_items
     if new:
-        update |= {"session_id": event.session_id, "session_start": event.sent_at,
-                   "sessions": state.sessions + 1, "session_items": ()}
+        joined = anonymous is not None and event.user_id not in (None, event.session_id) \
+            and anonymous.session_id == event.session_id
+        if joined:
+            state = stitched(state, anonymous, limits)  # type: ignore[arg-type]
+        items = anonymous.session_items if joined else ()  # type: ignore[union-attr]
+        update |= {"session_id": event.session_id, "sessions": state.sessions + 1, "session_items": items,
+                   "session_start": anonymous.session_start if joined else event.sent_at}  # type: ignore[union-attr]
     if event.item_id is not None:
         hit = Interaction(event.item_id, event.event_type, event.sent_at, event.event_value)
         update["history"] = (state.history + (hit,))[-limits.max_history:]
-        items = () if new else state.session_items
         update["session_items"] = (items + (event.item_id,))[-limits.max_history:]
         if step is not None and state.model is not None:
             update["h"] = tuple(step(event.item_id, state.h))
     return replace(state, **update)  # type: ignore[arg-type]
+
+
+def stitched(user: SessionState, anonymous: SessionState, limits: Limits) -> SessionState:
+    """A visitor who signs in mid-session: what they did under the sessionId joins the user's
+    history, in time order (Amazon Personalize's anonymous-to-known stitching). The recurrent
+    state no longer describes that history, so it is dropped and rebuilt."""
+    merged = sorted(dict.fromkeys(user.history + anonymous.history), key=lambda i: i.ts)
+    return replace(user, history=tuple(merged[-limits.max_history:]), model=None, h=None)

@@ -100,3 +100,32 @@ def test_import_train_deploy_recommend_click_update(server: Server, unique: str,
     assert errors == [] and calls[0] > 20
     described = control.describe_campaign(campaignArn=campaign)["campaign"]
     assert described["solutionVersionArn"] == update["solutionVersionArn"]
+
+
+def test_an_anonymous_visitor_gets_recommendations_and_brings_them_along_when_signing_in(
+        server: Server, unique: str, tmp_path: Path) -> None:
+    control, runtime = server.client("personalize"), server.client("personalize-runtime")
+    events = server.client("personalize-events")
+    group = dataset_group(control, unique, slice_of_ml100k(tmp_path / "ml.csv", 5_000))
+    solution = control.create_solution(name=f"{unique}-pop", datasetGroupArn=group,
+                                       recipeArn=RECIPE + "aws-popularity-count")["solutionArn"]
+    campaign = control.create_campaign(name=f"{unique}-c", solutionVersionArn=train(control, solution)[
+        "solutionVersionArn"])["campaignArn"]
+    tracker = control.create_event_tracker(name=f"{unique}-t", datasetGroupArn=group)["trackingId"]
+    popular = top(runtime, campaign, "nobody-yet")
+
+    def wait_until_gone(user: str, items: list[str]) -> None:
+        deadline = time.monotonic() + 30
+        while set(items) & set(top(runtime, campaign, user)):
+            assert time.monotonic() < deadline, f"{items} still recommended to {user}"
+            time.sleep(0.02)
+
+    # before signing in: events carry only the sessionId, and the sessionId asks for recommendations
+    events.put_events(trackingId=tracker, sessionId=f"{unique}-web", eventList=[
+        {"eventType": "click", "itemId": item, "sentAt": time.time() + i}
+        for i, item in enumerate(popular[:2])])
+    wait_until_gone(f"{unique}-web", popular[:2])
+    # signing in mid-session: the user's state takes the anonymous clicks along
+    events.put_events(trackingId=tracker, userId=f"{unique}-user", sessionId=f"{unique}-web", eventList=[
+        {"eventType": "click", "itemId": popular[2], "sentAt": time.time() + 5}])
+    wait_until_gone(f"{unique}-user", popular[:3])

@@ -70,3 +70,38 @@ def test_step_advances_the_recurrent_state_only_under_a_model() -> None:
     assert run(ev(1, "abc"), step=step).h is None  # no model deployed yet
     s = apply(SessionState(model="v1", h=(1.0,)), ev(1, "abc"), step, Limits())
     assert s.h == (4.0,) and s.model == "v1"
+
+
+def anon(i: int, item: str, session: str = "web-9") -> Event:
+    return Event(event_id=f"a{i}", dataset_group="g", tracking_id="tr", user_id=None, session_id=session,
+                 event_type="click", item_id=item, sent_at=2000.0 + i, received_at=0.0)
+
+
+def test_signing_in_mid_session_brings_the_anonymous_clicks_along() -> None:
+    before = run(ev(1, "old"))  # the user's history from an earlier visit
+    visitor = run(anon(1, "x"), anon(2, "y"))  # kept under the sessionId while anonymous
+    signed_in = ev(3, "z", t=2003.0, session="web-9")
+    s = apply(before, signed_in, None, Limits(), anonymous=visitor)
+    assert [i.item for i in s.history] == ["old", "x", "y", "z"]
+    assert s.session_id == "web-9" and s.session_items == ("x", "y", "z") and s.session_start == 2001.0
+    assert s.sessions == 2 and s.applied == 2 and s.model is None
+    # later events of that session append; the anonymous clicks are not merged again
+    s = apply(s, ev(4, "w", t=2004.0, session="web-9"), None, Limits(), anonymous=visitor)
+    assert [i.item for i in s.history] == ["old", "x", "y", "z", "w"]
+
+
+def test_no_stitching_without_a_matching_anonymous_session() -> None:
+    plain = apply(None, ev(1, "a", session="web-1"), None, Limits())
+    assert apply(None, ev(1, "a", session="web-1"), None, Limits(),
+                 anonymous=run(anon(1, "x", session="web-2"))) == plain
+    # a client that uses the userId as its sessionId: its own state is no anonymous visitor
+    own = run(ev(1, "a", session="u"))
+    gap = ev(2, "b", t=1001.0 + 3600, session="u")
+    assert apply(own, gap, None, Limits(), anonymous=own) == apply(own, gap, None, Limits())
+
+
+def test_training_data_stitches_anonymous_events_to_the_user_who_signed_in() -> None:
+    from stream.datasets import interactions_from_events
+    rows = interactions_from_events([anon(1, "x"), anon(2, "y", session="web-other"),
+                                     ev(3, "z", session="web-9")]).to_pydict()
+    assert rows["USER_ID"] == ["u", "web-other", "u"] and rows["ITEM_ID"] == ["x", "y", "z"]
