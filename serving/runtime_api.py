@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -35,6 +35,7 @@ from stream.store import SessionStore
 OPERATIONS = {"GetRecommendations", "GetPersonalizedRanking"}
 Str256 = Annotated[str, StringConstraints(max_length=256)]
 MAX_RESULTS = 500
+MAX_RESULTS_WITH_METADATA = 50  # Personalize's limit when metadataColumns are asked for
 
 
 class Wire(BaseModel):
@@ -64,16 +65,24 @@ class GetPersonalizedRanking(Wire):
     metadataColumns: dict[str, list[str]] | None = None
 
 
+class Deployed(NamedTuple):
+    """What a campaign answers with now."""
+    model: Model
+    recipe_type: str  # USER_PERSONALIZATION, RELATED_ITEMS, PERSONALIZED_RANKING
+    group: str  # dataset group name
+    exploration: Exploration | None  # aws-user-personalization only
+    metadata: bool  # campaignConfig.enableMetadataWithRecommendations
+
+
 class Campaigns:
-    """campaignArn -> (its current model, recipe type, dataset group), cached for ttl_s so a
-    request costs no SQLite read; an update shows within ttl_s."""
+    """campaignArn -> what it answers with, cached for ttl_s so a request costs no SQLite read;
+    an update shows within ttl_s."""
 
     def __init__(self, ctx: Ctx, ttl_s: float = 1.0) -> None:
         self.ctx, self.ttl_s = ctx, ttl_s
-        self._cache: dict[str, tuple[float, Model, str, str, Exploration | None]] = {}
+        self._cache: dict[str, tuple[float, Deployed]] = {}
 
-    def get(self, arn: str) -> tuple[Model, str, str, Exploration | None]:
-        """The campaign's model, recipe type, dataset group name, and exploration (user-personalization)."""
+    def get(self, arn: str) -> Deployed:
         now = time.monotonic()
         hit = self._cache.get(arn)
         if hit is None or now - hit[0] > self.ttl_s:
@@ -87,9 +96,11 @@ class Campaigns:
                 trained = version.get("tunedHPOParams", {}).get("algorithmHyperParameters", {})
                 config = campaign.get("campaignConfig", {}).get("itemExplorationConfig")
                 explore = exploration_of(trained, config)
-            hit = self._cache[arn] = (now, model, RECIPES[version["recipeArn"]].recipe_type,
-                                      dataset_group_name(version["datasetGroupArn"]), explore)
-        return hit[1], hit[2], hit[3], hit[4]
+            metadata = bool(campaign.get("campaignConfig", {}).get("enableMetadataWithRecommendations"))
+            hit = self._cache[arn] = (now, Deployed(model, RECIPES[version["recipeArn"]].recipe_type,
+                                                    dataset_group_name(version["datasetGroupArn"]), explore,
+                                                    metadata))
+        return hit[1]
 
 
 def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
@@ -133,6 +144,37 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
     def scored(model: Model, codes: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
         return [{"itemId": model.item_ids[c], "score": round(float(scores[c]), 7)} for c in codes.tolist()]
 
+    def check_metadata(deployed: Deployed, columns: dict[str, list[str]] | None, k: int) -> list[str]:
+        """The ITEMS columns asked for (metadataColumns), checked as Personalize checks them."""
+        if not columns:
+            return []
+        if not deployed.metadata:
+            raise InvalidInputException("metadataColumns needs a campaign created with "
+                                        "campaignConfig.enableMetadataWithRecommendations")
+        if other := sorted(set(columns) - {"ITEMS"}):
+            raise InvalidInputException(f"metadataColumns: only ITEMS columns, not {other[0]}")
+        if k > MAX_RESULTS_WITH_METADATA:
+            raise InvalidInputException(f"with metadataColumns, at most {MAX_RESULTS_WITH_METADATA} "
+                                        f"results, not {k}")
+        have = {c.upper(): c for c in filters.catalog(deployed.model, deployed.group).columns}
+        missing = [c for c in columns["ITEMS"] if c.upper() not in have]
+        if missing:
+            raise InvalidInputException(f"metadataColumns: the ITEMS dataset has no column {missing[0]}")
+        return columns["ITEMS"]
+
+    def with_metadata(deployed: Deployed, items: list[dict[str, Any]],
+                      columns: list[str]) -> list[dict[str, Any]]:
+        """Each item's values of `columns` (as strings, as Personalize returns them), if it has any."""
+        if not columns:
+            return items
+        catalog = filters.catalog(deployed.model, deployed.group)
+        have = {c.upper(): c for c in catalog.columns}
+        for item in items:
+            code = deployed.model.index.get(item["itemId"])
+            values = {} if code is None else {c: catalog.columns[have[c.upper()]][code] for c in columns}
+            item["metadata"] = {c: str(v) for c, v in values.items() if v is not None}
+        return items
+
     @router.post("/recommendations", summary="GetRecommendations: the top items for a user or item")
     async def get_recommendations(req: GetRecommendations) -> Response:
         if req.campaignArn is None:
@@ -140,7 +182,10 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         k = 25 if req.numResults is None else req.numResults
         if not 1 <= k <= MAX_RESULTS:
             raise InvalidInputException(f"numResults must be between 1 and {MAX_RESULTS}, not {k}")
-        model, recipe_type, group, exploration = campaigns.get(req.campaignArn)
+        deployed = campaigns.get(req.campaignArn)
+        model, recipe_type, group, exploration = deployed.model, deployed.recipe_type, deployed.group, \
+            deployed.exploration
+        columns = check_metadata(deployed, req.metadataColumns, k)
         allowed = np.ones(model.n_items, dtype=bool)
         code = None if req.itemId is None else model.index.get(req.itemId)
         past: list[Interaction] = []
@@ -163,15 +208,18 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         allowed = filtered(allowed, model, group, req.filterArn, req.filterValues, past, req.userId, code)
         probs = normalise(scores, model.recipe)
         if exploration is None or model.created is None:
-            return await respond("itemList", scored(model, top(scores, allowed, k), probs))
-        fresh = young(model.created, model.data_cut, exploration.age_cut_off_days)
-        rng = np.random.default_rng()
-        codes = explore(probs, allowed, k, fresh, model.popularity, exploration.weight, rng)
-        return await respond("itemList", scored(model, codes, probs))
+            codes = top(scores, allowed, k)
+        else:
+            fresh = young(model.created, model.data_cut, exploration.age_cut_off_days)
+            rng = np.random.default_rng()
+            codes = explore(probs, allowed, k, fresh, model.popularity, exploration.weight, rng)
+        return await respond("itemList", with_metadata(deployed, scored(model, codes, probs), columns))
 
     @router.post("/personalize-ranking", summary="GetPersonalizedRanking: order a list for a user")
     async def get_personalized_ranking(req: GetPersonalizedRanking) -> Response:
-        model, _, group, _ = campaigns.get(req.campaignArn)
+        deployed = campaigns.get(req.campaignArn)
+        model, group = deployed.model, deployed.group
+        columns = check_metadata(deployed, req.metadataColumns, len(req.inputList))
         past = model.history(req.userId, await history(group, req.userId))
         scores = normalise(model.user_scores(past), model.recipe)
         keep = filtered(np.ones(model.n_items, dtype=bool), model, group, req.filterArn, req.filterValues,
@@ -182,6 +230,6 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         ranked = sorted(known, key=lambda p: -scores[p[1]])
         items = [{"itemId": i, "score": round(float(scores[c]), 7)} for i, c in ranked] + \
             [{"itemId": i, "score": 0.0} for i in unknown]  # items the model does not know go last
-        return await respond("personalizedRanking", items)
+        return await respond("personalizedRanking", with_metadata(deployed, items, columns))
 
     return router

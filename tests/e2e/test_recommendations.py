@@ -125,3 +125,31 @@ def test_filters_narrow_recommendations(deployed: dict[str, Any]) -> None:
         runtime.get_recommendations(campaignArn=deployed["pop"], userId="259", filterArn=by_genre)
     names = [f["name"] for f in control.list_filters(datasetGroupArn=deployed["group"])["Filters"]]
     assert names == ["by-genre", "not-clicked"]
+
+
+def test_metadata_comes_with_the_items_when_the_campaign_enables_it(deployed: dict[str, Any]) -> None:
+    control, runtime = deployed["control"], deployed["runtime"]
+    version = control.describe_campaign(campaignArn=deployed["pop"])["campaign"]["solutionVersionArn"]
+    shop = control.create_campaign(name="shop-meta", solutionVersionArn=version,
+                                   campaignConfig={"enableMetadataWithRecommendations": True})["campaignArn"]
+    with open(DATASETS / "ml-100k" / "items.csv", newline="") as f:
+        titles = {r["ITEM_ID"]: r["TITLE"] for r in csv.DictReader(f)}
+    got = runtime.get_recommendations(campaignArn=shop, userId="259", numResults=5,
+                                      metadataColumns={"ITEMS": ["TITLE", "GENRES"]})["itemList"]
+    assert len(got) == 5 and all(i["metadata"]["TITLE"] == titles[i["itemId"]] for i in got)
+    assert all(i["metadata"]["GENRES"] for i in got)
+    ranked = runtime.get_personalized_ranking(campaignArn=shop, userId="259", inputList=["50", "181"],
+                                              metadataColumns={"ITEMS": ["TITLE"]})["personalizedRanking"]
+    assert {i["metadata"]["TITLE"] for i in ranked} == {titles["50"], titles["181"]}
+
+    bad = runtime.exceptions.InvalidInputException
+    for campaign, columns, n, message in [
+            (deployed["pop"], {"ITEMS": ["TITLE"]}, 5, "enableMetadataWithRecommendations"),
+            (shop, {"ITEMS": ["NOPE"]}, 5, "no column NOPE"),
+            (shop, {"USERS": ["AGE"]}, 5, "only ITEMS columns, not USERS"),
+            (shop, {"ITEMS": ["TITLE"]}, 51, "at most 50 results")]:
+        with pytest.raises(bad, match=message):
+            runtime.get_recommendations(campaignArn=campaign, userId="259", numResults=n,
+                                        metadataColumns=columns)
+    plain = runtime.get_recommendations(campaignArn=shop, userId="259", numResults=3)["itemList"]
+    assert all("metadata" not in i for i in plain)
