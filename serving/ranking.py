@@ -104,3 +104,22 @@ def explore(probs: np.ndarray, allowed: np.ndarray, k: int, young: np.ndarray, c
     out[slots] = picks
     out[~slots] = best[~np.isin(best, picks)][:len(best) - n]
     return out
+
+
+def promote(probs: np.ndarray, allowed: np.ndarray, promotable: np.ndarray, k: int, percent: int,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A promotion (Personalize's `promotions`): `percent`% of the k slots (rounded, at least one)
+    go to the best `promotable` items, placed at random positions but in their own order; the
+    rest is the best `allowed` items. Returns the codes and which of them are promoted; with too
+    few promotable items, as many as there are."""
+    n = min(max(1, int(k * percent / 100 + 0.5)), k)
+    promoted = top(probs, promotable, n)
+    rest = allowed.copy()
+    rest[promoted] = False
+    others = top(probs, rest, k - len(promoted))
+    size = len(promoted) + len(others)
+    slots = np.zeros(size, dtype=bool)
+    slots[np.sort(rng.choice(size, len(promoted), replace=False))] = True
+    out = np.empty(size, dtype=np.int64)
+    out[slots], out[~slots] = promoted, others
+    return out, slots

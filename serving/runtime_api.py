@@ -26,7 +26,7 @@ from serving.filters import FilterError, FilterValueError
 from serving.filters import allowed as allowed_items
 from serving.filters_api import FilterInputs
 from serving.models import Model
-from serving.ranking import Exploration, exploration_of, explore, normalise, top, young
+from serving.ranking import Exploration, exploration_of, explore, normalise, promote, top, young
 from stream.contract import MAX_IMPRESSIONS, anonymous_key, dataset_group_name
 from stream.recipes import RECIPES
 from stream.session import Interaction
@@ -42,6 +42,16 @@ class Wire(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+PROMOTION_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9\-_]*$"
+
+
+class Promotion(Wire):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=PROMOTION_NAME)]
+    percentPromotedItems: Annotated[int, Field(ge=1, le=100)]
+    filterArn: Str256
+    filterValues: dict[str, Annotated[str, StringConstraints(max_length=1000)]] | None = None
+
+
 class GetRecommendations(Wire):
     campaignArn: Str256 | None = None
     recommenderArn: Str256 | None = None
@@ -51,7 +61,7 @@ class GetRecommendations(Wire):
     context: dict[str, Annotated[str, StringConstraints(max_length=1000)]] | None = None
     filterArn: Str256 | None = None
     filterValues: dict[str, Annotated[str, StringConstraints(max_length=1000)]] | None = None
-    promotions: list[dict[str, Any]] | None = None
+    promotions: Annotated[list[Promotion], Field(max_length=1)] | None = None
     metadataColumns: dict[str, list[str]] | None = None
 
 
@@ -205,8 +215,20 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         else:
             raise InvalidInputException(f"campaign {req.campaignArn} ranks lists: "
                                         "call GetPersonalizedRanking")
+        unfiltered = allowed
         allowed = filtered(allowed, model, group, req.filterArn, req.filterValues, past, req.userId, code)
         probs = normalise(scores, model.recipe)
+        if req.promotions:  # the promotion's filter picks its items; the request's filter the others
+            promo = req.promotions[0]
+            promotable = filtered(unfiltered, model, group, promo.filterArn, promo.filterValues, past,
+                                  req.userId, code)
+            codes, promoted = promote(probs, allowed, promotable, k, promo.percentPromotedItems,
+                                      np.random.default_rng())
+            items = scored(model, codes, probs)
+            for item, is_promoted in zip(items, promoted.tolist(), strict=True):
+                if is_promoted:
+                    item["promotionName"] = promo.name
+            return await respond("itemList", with_metadata(deployed, items, columns))
         if exploration is None or model.created is None:
             codes = top(scores, allowed, k)
         else:

@@ -153,3 +153,21 @@ def test_metadata_comes_with_the_items_when_the_campaign_enables_it(deployed: di
                                         metadataColumns=columns)
     plain = runtime.get_recommendations(campaignArn=shop, userId="259", numResults=3)["itemList"]
     assert all("metadata" not in i for i in plain)
+
+
+def test_a_promotion_gets_its_share_of_the_list(deployed: dict[str, Any]) -> None:
+    control, runtime = deployed["control"], deployed["runtime"]
+    horror = control.create_filter(
+        name="horror", datasetGroupArn=deployed["group"],
+        filterExpression='INCLUDE ItemID WHERE Items.GENRES IN ("Horror")')["filterArn"]
+    plain = [i["itemId"] for i in runtime.get_recommendations(
+        campaignArn=deployed["pop"], userId="259", numResults=10)["itemList"]]
+    got = runtime.get_recommendations(campaignArn=deployed["pop"], userId="259", numResults=10, promotions=[
+        {"name": "spooky-week", "percentPromotedItems": 30, "filterArn": horror}])["itemList"]
+    promoted = [i["itemId"] for i in got if i.get("promotionName") == "spooky-week"]
+    assert len(got) == 10 and len(promoted) == 3 and all("Horror" in genres()[i] for i in promoted)
+    rest = [i["itemId"] for i in got if "promotionName" not in i]
+    assert rest == [i for i in plain if i not in promoted][:7]  # relevance keeps its order for the rest
+    with pytest.raises(runtime.exceptions.InvalidInputException, match="percentPromotedItems"):
+        runtime.get_recommendations(campaignArn=deployed["pop"], userId="259", promotions=[
+            {"name": "too-much", "percentPromotedItems": 101, "filterArn": horror}])

@@ -74,3 +74,27 @@ def test_settings_come_from_the_campaign_over_the_solution_over_the_defaults() -
 def test_bad_settings_are_named(config: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_exploration(config)
+
+
+def test_a_promotion_takes_its_share_of_slots_in_its_own_order() -> None:
+    from serving.ranking import promote
+    allowed, promotable = np.ones(10, dtype=bool), np.zeros(10, dtype=bool)
+    promotable[[4, 6, 8, 9]] = True  # e.g. the in-house titles
+    positions = set()
+    for seed in range(50):
+        codes, promoted = promote(PROBS, allowed, promotable, 5, 40, np.random.default_rng(seed))
+        assert len(codes) == 5 and promoted.sum() == 2 and len(set(codes.tolist())) == 5
+        assert codes[promoted].tolist() == [4, 6]  # the best two promotable, best first
+        assert codes[~promoted].tolist() == [0, 1, 2]  # relevance fills the rest, in order
+        positions.add(tuple(np.flatnonzero(promoted)))
+    assert len(positions) > 3  # placed at random
+
+
+def test_a_promotion_with_too_few_items_shows_what_there_is() -> None:
+    from serving.ranking import promote
+    promotable = np.zeros(10, dtype=bool)
+    promotable[7] = True
+    codes, promoted = promote(PROBS, np.ones(10, dtype=bool), promotable, 4, 100, np.random.default_rng(0))
+    assert codes[promoted].tolist() == [7] and codes[~promoted].tolist() == [0, 1, 2]
+    codes, promoted = promote(PROBS, np.ones(10, dtype=bool), promotable, 4, 1, np.random.default_rng(0))
+    assert promoted.sum() == 1  # 1% of 4 slots still promotes one item
