@@ -33,6 +33,7 @@ from stream.applier import SESSION_GROUP, apply_batch, run_consumer
 from stream.archive import ARCHIVE_GROUP, Archive
 from stream.contract import Event, records_topic_pattern
 from stream.datasets import DATASETS_GROUP, DatasetStore
+from stream.live_state import LiveModels
 from stream.log import EventLog, open_event_log
 from stream.metrics import StreamMetrics, new_registry
 from stream.session import limits_from
@@ -49,16 +50,18 @@ async def embedded_agents(settings: Settings, event_log: EventLog, store: Sessio
     await archive.start()
     limits = limits_from(settings)
     datasets = DatasetStore(settings.data_dir / "datasets")
+    live = LiveModels(settings.data_dir, store)
 
     async def apply(events: list[Event]) -> None:
         with stream_metrics.session_batch(len(events)) as on_applied:
-            await apply_batch(events, store, limits, on_applied=on_applied)
+            await apply_batch(events, store, limits, live=live, on_applied=on_applied)
 
     async def add_to_archive(events: list[Event]) -> None:
         stream_metrics.archive_batch(len(events), await archive.add(events))
 
     try:
         await asyncio.gather(
+            live.run(stop),
             run_consumer(event_log, SESSION_GROUP, apply, stop),
             run_consumer(event_log, ARCHIVE_GROUP, add_to_archive, stop),
             run_consumer(event_log, DATASETS_GROUP, datasets.put_async, stop,

@@ -7,7 +7,6 @@ life of the process; UpdateCampaign loads the new one before the campaign points
 """
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from stream.contract import ArtifactManifest
-from stream.hrnn_runtime import HRNNRuntime
-from stream.session import Interaction
+from stream.hrnn_runtime import HRNNRuntime, unpack
+from stream.live_state import UserHistory
+from stream.session import Interaction, SessionState
 
 
 @dataclass
@@ -27,37 +27,31 @@ class Model:
     item_ids: list[str]
     popularity: np.ndarray  # float32 interactions per item
     data_cut: int = 0  # newest interaction time the model trained on
-    user_ids: list[str] = field(default_factory=list)
-    user_history: dict[str, np.ndarray] = field(default_factory=dict)  # CSR: offsets, items, times
+    known: UserHistory | None = None  # each user's history as of training
     neighbours: np.ndarray | None = None  # SIMS: int32 [n_items, k], -1 pads
     similarities: np.ndarray | None = None  # SIMS: float32 [n_items, k]
     runtime: HRNNRuntime | None = None  # HRNN recipes: the ONNX step graphs and item embeddings
     created: np.ndarray | None = None  # int64 Unix seconds per item (exploration's item age)
     index: dict[str, int] = field(default_factory=dict)
-    users: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.index = {item: code for code, item in enumerate(self.item_ids)}
-        self.users = {user: code for code, user in enumerate(self.user_ids)}
 
     def history(self, user_id: str, streamed: Sequence[Interaction]) -> list[Interaction]:
         """The user's interactions as of training (the artifact) followed by those streamed in
         since (the session state); what both know is counted once, by its time."""
-        past: list[Interaction] = []
-        code = self.users.get(user_id)
-        if code is not None:
-            h = self.user_history
-            a, b = h["offsets"][code], h["offsets"][code + 1]
-            past = [Interaction(self.item_ids[i], "", float(t)) for i, t in
-                    zip(h["items"][a:b].tolist(), h["times"][a:b].tolist(), strict=True)]
-        return past + [i for i in streamed if i.ts > self.data_cut]
+        return self.known.of(user_id, streamed) if self.known is not None else list(streamed)
 
     @property
     def n_items(self) -> int:
         return len(self.item_ids)
 
-    def user_scores(self, history: Sequence[Interaction]) -> np.ndarray:
-        """USER_PERSONALIZATION: scores for a user with this history (oldest first)."""
+    def user_scores(self, history: Sequence[Interaction], live: SessionState | None = None) -> np.ndarray:
+        """USER_PERSONALIZATION: scores for a user with this history (oldest first). `live`: the
+        user's session state; when the stream workers keep its recurrent state under this very
+        version, that state is scored as it is (one matvec) instead of rerunning the history."""
+        if self.runtime is not None and live is not None and live.model == self.arn and live.h is not None:
+            return self.runtime.scores(unpack(live.h)[0])[0]
         if self.runtime is not None:
             events = [(self.index[i.item], i.ts) for i in history if i.item in self.index]
             if not events:  # a user we know nothing about: what is popular (softmax of log counts
@@ -85,12 +79,10 @@ class Model:
 def load(arn: str, directory: Path) -> Model:
     manifest = ArtifactManifest.model_validate_json((directory / "manifest.json").read_text())
     files = manifest.files
-    model = Model(arn=arn, recipe=manifest.recipe,
-                  item_ids=json.loads((directory / files["item_ids"]).read_text()),
+    known = UserHistory.load(directory, manifest)
+    model = Model(arn=arn, recipe=manifest.recipe, item_ids=list(known.item_ids),
                   popularity=np.load(directory / files["popularity"]).astype(np.float32),
-                  data_cut=manifest.data_cut or 0,
-                  user_ids=json.loads((directory / files["user_ids"]).read_text()),
-                  user_history=dict(np.load(directory / files["user_history"])))
+                  data_cut=manifest.data_cut or 0, known=known)
     if "item_created" in files:  # artifacts written before exploration lack it
         model.created = np.load(directory / files["item_created"])
     if "step" in files:

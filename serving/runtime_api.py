@@ -29,7 +29,7 @@ from serving.models import Model
 from serving.ranking import Exploration, exploration_of, explore, normalise, promote, top, young
 from stream.contract import MAX_IMPRESSIONS, anonymous_key, dataset_group_name
 from stream.recipes import RECIPES
-from stream.session import Interaction
+from stream.session import Interaction, SessionState
 from stream.store import SessionStore
 
 OPERATIONS = {"GetRecommendations", "GetPersonalizedRanking"}
@@ -82,6 +82,8 @@ class Deployed(NamedTuple):
     group: str  # dataset group name
     exploration: Exploration | None  # aws-user-personalization only
     metadata: bool  # campaignConfig.enableMetadataWithRecommendations
+    artifact: str  # the version's artifact directory, relative to the data dir
+    created: float  # the version's creationDateTime
 
 
 class Campaigns:
@@ -107,9 +109,10 @@ class Campaigns:
                 config = campaign.get("campaignConfig", {}).get("itemExplorationConfig")
                 explore = exploration_of(trained, config)
             metadata = bool(campaign.get("campaignConfig", {}).get("enableMetadataWithRecommendations"))
-            hit = self._cache[arn] = (now, Deployed(model, RECIPES[version["recipeArn"]].recipe_type,
-                                                    dataset_group_name(version["datasetGroupArn"]), explore,
-                                                    metadata))
+            group = dataset_group_name(version["datasetGroupArn"])
+            hit = self._cache[arn] = (now, Deployed(model, RECIPES[version["recipeArn"]].recipe_type, group,
+                                                    explore, metadata, version["artifact"],
+                                                    version["creationDateTime"]))
         return hit[1]
 
 
@@ -117,6 +120,7 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
     router = APIRouter(tags=["runtime (rest-json)"])
     campaigns = Campaigns(ctx)
     filters = FilterInputs(ctx)
+    published: dict[str, float] = {}  # versions this process told the workers about, and when
 
     def filtered(allowed: np.ndarray, model: Model, group: str, filter_arn: str | None,
                  values: dict[str, str] | None, past: list[Interaction], user_id: str | None,
@@ -135,14 +139,20 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
             raise InvalidInputException(f"filter {filter_arn}: {exc}") from None
         return allowed & keep
 
-    async def history(dataset_group: str, user_id: str | None) -> list[Interaction]:
-        """The user's streamed history; an anonymous visitor asks with its sessionId as the
-        userId (as Personalize has it), so a user without state falls back to that session's."""
+    async def session(deployed: Deployed, user_id: str | None) -> SessionState | None:
+        """The user's session state; an anonymous visitor asks with its sessionId as the userId
+        (as Personalize has it), so a user without state falls back to that session's. The
+        requests for a campaign's HRNN version tell the workers to keep users' state under it (again
+        every minute, in case the store lost it)."""
+        now = time.monotonic()
+        if deployed.model.runtime is not None and now - published.get(deployed.model.arn, -1e9) > 60:
+            published[deployed.model.arn] = now
+            await store.publish_live_model(deployed.group, deployed.model.arn, deployed.artifact,
+                                           deployed.created)
         if user_id is None:
-            return []
-        states, _ = await store.load([(dataset_group, user_id), (dataset_group, anonymous_key(user_id))])
-        state = states[0] or states[1]
-        return list(state.history) if state is not None else []
+            return None
+        states, _ = await store.load([(deployed.group, user_id), (deployed.group, anonymous_key(user_id))])
+        return states[0] or states[1]
 
     async def respond(key: str, items: list[dict[str, Any]]) -> Response:
         """The answer, its items remembered under its recommendationId (implicit impressions)."""
@@ -198,9 +208,10 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         columns = check_metadata(deployed, req.metadataColumns, k)
         allowed = np.ones(model.n_items, dtype=bool)
         code = None if req.itemId is None else model.index.get(req.itemId)
+        state = await session(deployed, req.userId)
         past: list[Interaction] = []
         if req.userId is not None:
-            past = model.history(req.userId, await history(group, req.userId))
+            past = model.history(req.userId, state.history if state is not None else ())
         if recipe_type == "RELATED_ITEMS":
             if req.itemId is None:
                 raise InvalidInputException("itemId is required for a related-items campaign")
@@ -210,7 +221,7 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         elif recipe_type == "USER_PERSONALIZATION":
             if req.userId is None:
                 raise InvalidInputException("userId is required for a user-personalization campaign")
-            scores = model.user_scores(past)
+            scores = model.user_scores(past, state)
             allowed[[model.index[i.item] for i in past if i.item in model.index]] = False
         else:
             raise InvalidInputException(f"campaign {req.campaignArn} ranks lists: "
@@ -242,8 +253,9 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         deployed = campaigns.get(req.campaignArn)
         model, group = deployed.model, deployed.group
         columns = check_metadata(deployed, req.metadataColumns, len(req.inputList))
-        past = model.history(req.userId, await history(group, req.userId))
-        scores = normalise(model.user_scores(past), model.recipe)
+        state = await session(deployed, req.userId)
+        past = model.history(req.userId, state.history if state is not None else ())
+        scores = normalise(model.user_scores(past, state), model.recipe)
         keep = filtered(np.ones(model.n_items, dtype=bool), model, group, req.filterArn, req.filterValues,
                         past, req.userId, None)
         known = [(i, model.index[i]) for i in dict.fromkeys(req.inputList)

@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
-from stream.applier import Replay, apply_partition, position_name
+from stream.applier import Live, Replay, apply_partition, position_name
 from stream.archive import Archive
 from stream.contract import Event, decode_event
 from stream.metrics import StreamMetrics
@@ -40,7 +40,8 @@ async def event_topics(bootstrap: str, pattern: str) -> set[str] | None:
 
 
 def register_agents(app: faust.App, *, topics: set[str], pattern: str, store: SessionStore,
-                    archive: Archive, limits: Limits, bootstrap: str, metrics: StreamMetrics) -> None:
+                    archive: Archive, limits: Limits, bootstrap: str, metrics: StreamMetrics,
+                    live: Live | None = None) -> None:
     """Session and archive agents over every dataset group's events topic, new ones included."""
     # Faust cannot subscribe by pattern ("XXX pattern does not work" in its aiokafka driver),
     # so a timer adds new topics to the agent's subscription. A new dataset group is rare:
@@ -56,10 +57,11 @@ def register_agents(app: faust.App, *, topics: set[str], pattern: str, store: Se
                 m = ev.message
                 by_tp.setdefault((m.topic, m.partition), []).append((m.offset, decode_event(m.value)))
             for (topic, partition), records in by_tp.items():
+                replay = _replayer(bootstrap, topic, partition, store, limits, metrics, live)
                 with metrics.session_batch(len(records)) as on_applied:
                     await _retrying(apply_partition, records, position=position_name(topic, partition),
-                                    store=store, limits=limits, on_applied=on_applied,
-                                    replay=_replayer(bootstrap, topic, partition, store, limits, metrics))
+                                    store=store, limits=limits, on_applied=on_applied, live=live,
+                                    replay=replay)
 
     async def add_to_archive(events: list[Event]) -> None:
         metrics.archive_batch(len(events), await archive.add(events))
@@ -98,7 +100,7 @@ async def _retrying(write: Callable[..., Awaitable[object]], *args: Any, **kwarg
 
 
 def _replayer(bootstrap: str, topic: str, partition: int, store: SessionStore,
-              limits: Limits, metrics: StreamMetrics) -> Replay:
+              limits: Limits, metrics: StreamMetrics, live: Live | None) -> Replay:
     """Rebuild one partition's states by re-reading it, outside the group, up to `until`."""
     async def replay(start: int | None, until: int) -> None:
         log.warning("rebuilding session state of %s[%d] from offset %s to %d",
@@ -118,7 +120,7 @@ def _replayer(bootstrap: str, topic: str, partition: int, store: SessionStore,
                 if records:
                     metrics.rebuilt.inc(await apply_partition(
                         records, position=position_name(topic, partition), store=store, limits=limits,
-                        replay=None))
+                        replay=None, live=live))
         finally:
             await consumer.stop()
     return replay

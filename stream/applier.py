@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from stream.contract import Event, anonymous_key
 from stream.counters import Increments, increments
 from stream.log import EventLog
-from stream.session import Limits, SessionState, Step, apply
+from stream.session import Limits, Recurrent, SessionState, apply
 from stream.store import Key, SessionStore
 
 SESSION_GROUP = "opz-sessions"
@@ -20,6 +20,8 @@ SESSION_GROUP = "opz-sessions"
 Replay = Callable[[int | None, int], Awaitable[None]]
 # told which events changed a state, once they are stored (stream/metrics.py: freshness)
 OnApplied = Callable[[Sequence[Event]], None]
+# dataset group -> the model whose recurrent state follows its users (stream/live_state.py)
+Live = Callable[[str], Recurrent | None]
 
 
 def _keys(events: Iterable[Event]) -> list[Key]:
@@ -33,7 +35,7 @@ def _keys(events: Iterable[Event]) -> list[Key]:
 
 
 def _advance(states: dict[Key, SessionState | None], events: Iterable[Event], limits: Limits,
-             step: Step | None) -> tuple[dict[Key, SessionState], Increments, list[Event]]:
+             live: Live | None) -> tuple[dict[Key, SessionState], Increments, list[Event]]:
     """Apply events in order to `states` (updated in place).
 
     Returns the changed states, the counter increments of the events that were new (a
@@ -45,7 +47,7 @@ def _advance(states: dict[Key, SessionState | None], events: Iterable[Event], li
         key = (event.dataset_group, event.user_key)
         anonymous = states.get((event.dataset_group, anonymous_key(event.session_id))) \
             if event.user_id is not None else None
-        new = apply(states[key], event, step, limits, anonymous)
+        new = apply(states[key], event, live(event.dataset_group) if live else None, limits, anonymous)
         if new is not states[key]:
             states[key] = changed[key] = new
             fresh.append(event)
@@ -53,14 +55,14 @@ def _advance(states: dict[Key, SessionState | None], events: Iterable[Event], li
 
 
 async def apply_batch(events: Sequence[Event], store: SessionStore, limits: Limits,
-                      step: Step | None = None, on_applied: OnApplied | None = None) -> int:
+                      live: Live | None = None, on_applied: OnApplied | None = None) -> int:
     """Apply `events` in order; returns how many changed a state (duplicates do not).
 
     `on_applied` gets those events once they are stored.
     """
     keys = _keys(events)
     loaded, _ = await store.load(keys)
-    changed, counts, applied = _advance(dict(zip(keys, loaded, strict=True)), events, limits, step)
+    changed, counts, applied = _advance(dict(zip(keys, loaded, strict=True)), events, limits, live)
     if changed:
         await store.save(changed, counts=counts)
     if on_applied is not None:
@@ -74,7 +76,7 @@ def position_name(topic: str, partition: int) -> str:
 
 async def apply_partition(records: Sequence[tuple[int, Event]], *, position: str,
                           store: SessionStore, limits: Limits, replay: Replay | None,
-                          step: Step | None = None, on_applied: OnApplied | None = None) -> int:
+                          live: Live | None = None, on_applied: OnApplied | None = None) -> int:
     """Apply one partition's (offset, event) records exactly once; returns how many applied.
 
     The store keeps the partition's last applied offset with the states (one transaction).
@@ -93,7 +95,7 @@ async def apply_partition(records: Sequence[tuple[int, Event]], *, position: str
         loaded, (stored,) = await store.load(keys, [position])
     done = -1 if stored is None else stored
     fresh = [e for offset, e in records if offset > done]
-    changed, counts, applied = _advance(dict(zip(keys, loaded, strict=True)), fresh, limits, step)
+    changed, counts, applied = _advance(dict(zip(keys, loaded, strict=True)), fresh, limits, live)
     if last > done:
         await store.save(changed, {position: last}, counts)
     if on_applied is not None:

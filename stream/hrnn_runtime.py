@@ -62,11 +62,29 @@ class HRNNRuntime:
         hs, hu = self.new_state()
         last = None
         for code, t in events:
-            if last is not None and t - last > self.session_gap_seconds:
-                hs, hu = self.end_session(hs, hu)
-            hs = self.step(np.array([code]), hs, hu)
+            hs, hu = self.advance(hs, hu, last, code, t)
             last = t
         return hs, hu
+
+    def advance(self, hs: np.ndarray, hu: np.ndarray, last: float | None, code: int,
+                t: float) -> tuple[np.ndarray, np.ndarray]:
+        """One more event after one at time `last` (None: the first)."""
+        if last is not None and t - last > self.session_gap_seconds:
+            hs, hu = self.end_session(hs, hu)
+        return self.step(np.array([code]), hs, hu), hu
+
+
+def pack(hs: np.ndarray, hu: np.ndarray, last: float | None) -> tuple[float, ...]:
+    """A user's recurrent state as the session state's `h` slot: h_session, h_user, last event time
+    (-1 before any: JSON has no NaN)."""
+    return (*hs.ravel().tolist(), *hu.ravel().tolist(), -1.0 if last is None else float(last))
+
+
+def unpack(h: tuple[float, ...] | list[float]) -> tuple[np.ndarray, np.ndarray, float | None]:
+    n = (len(h) - 1) // 2
+    v = np.asarray(h, dtype=np.float64)
+    last = None if v[-1] < 0 else float(v[-1])
+    return v[:n].astype(np.float32)[None], v[n:2 * n].astype(np.float32)[None], last
 
 
 def load(directory: Path, files: Mapping[str, str] | None = None) -> HRNNRuntime:

@@ -5,17 +5,27 @@ store the result through a SessionStore, so both modes give the same state.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import orjson
 
 from stream.contract import Event
 from stream.settings import Settings
 
-# (item id, h) -> h': the model's ONNX step graph in serving, a three-line toy in tests
-Step = Callable[[str, Sequence[float] | None], list[float]]
+
+class Recurrent(Protocol):
+    """The deployed model whose recurrent state the workers keep per user (stream/live_state.py
+    runs its ONNX graphs; tests use a toy)."""
+
+    model: str  # its solution version ARN
+
+    def rebuild(self, user_key: str, history: Sequence[Interaction]) -> tuple[float, ...]:
+        """The state after the user's history (the model's own record of them, then `history`)."""
+
+    def step(self, h: tuple[float, ...], item_id: str, ts: float) -> tuple[float, ...]:
+        """The state after one more event."""
 
 
 @dataclass(frozen=True)
@@ -87,14 +97,15 @@ def is_new_session(state: SessionState, event: Event, limits: Limits) -> bool:
     return state.last_ts is not None and event.sent_at - state.last_ts > limits.session_gap_s
 
 
-def apply(state: SessionState | None, event: Event, step: Step | None = None,
+def apply(state: SessionState | None, event: Event, recurrent: Recurrent | None = None,
           limits: Limits = Limits(), anonymous: SessionState | None = None) -> SessionState:
     """Advance `state` by `event`; a duplicate event id returns the state unchanged.
 
     Events are applied in arrival (partition) order; `sent_at` only drives the
     inactivity rule, so a late event from an offline client is still recorded.
     `anonymous`: the state kept under the event's sessionId, for a user's first event in
-    that session (see `stitched`).
+    that session (see `stitched`). `recurrent`: the model whose state `h` follows the user; a
+    state computed by another model (or none yet) is rebuilt from the history first.
     """
     state = state or SessionState()
     if event.event_id in state.event_ids:
@@ -118,8 +129,10 @@ def apply(state: SessionState | None, event: Event, step: Step | None = None,
         hit = Interaction(event.item_id, event.event_type, event.sent_at, event.event_value)
         update["history"] = (state.history + (hit,))[-limits.max_history:]
         update["session_items"] = (items + (event.item_id,))[-limits.max_history:]
-        if step is not None and state.model is not None:
-            update["h"] = tuple(step(event.item_id, state.h))
+        if recurrent is not None:
+            h = state.h if state.model == recurrent.model and state.h is not None \
+                else recurrent.rebuild(event.user_key, state.history)
+            update |= {"model": recurrent.model, "h": recurrent.step(h, event.item_id, event.sent_at)}
     return replace(state, **update)  # type: ignore[arg-type]
 
 

@@ -60,6 +60,13 @@ class SessionStore(Protocol):
     async def recall(self, recommendation_ids: Sequence[str]) -> list[list[str] | None]:
         """What `remember` kept for each id; None where unknown or expired."""
 
+    async def publish_live_model(self, dataset_group: str, model: str, artifact: str, created: float) -> None:
+        """Say which HRNN version a dataset group serves (stream/live_state.py); a version
+        created before the one already published does not replace it."""
+
+    async def live_models(self) -> dict[str, dict[str, object]]:
+        """dataset group -> {"model", "artifact", "created"} as published."""
+
 
 def open_session_store(settings: Settings) -> SessionStore:
     if settings.redis_url:
@@ -76,8 +83,9 @@ class SqliteSessionStore:
         self.path = path
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="session-store")
         self._db: sqlite3.Connection | None = None
-        # recommendations shown: in memory, since embedded mode is one process (a restart forgets them)
+        # recommendations shown and live models: in memory, since embedded mode is one process
         self._shown: OrderedDict[str, tuple[float, list[str]]] = OrderedDict()
+        self._live: dict[str, dict[str, object]] = {}
 
     async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -158,6 +166,15 @@ class SqliteSessionStore:
         now = time.monotonic()
         hits = [self._shown.get(r) for r in recommendation_ids]
         return [None if h is None or h[0] < now else h[1] for h in hits]
+
+
+    async def publish_live_model(self, dataset_group: str, model: str, artifact: str, created: float) -> None:
+        current = self._live.get(dataset_group)
+        if current is None or float(current["created"]) <= created:  # type: ignore[arg-type]
+            self._live[dataset_group] = {"model": model, "artifact": artifact, "created": created}
+
+    async def live_models(self) -> dict[str, dict[str, object]]:
+        return dict(self._live)
 
 
 def _decode(version: object, raw: bytes | str) -> SessionState:
@@ -245,8 +262,29 @@ class RedisSessionStore:
         raw = await self._redis.mget([self.shown_key(r) for r in recommendation_ids])
         return [None if r is None else orjson.loads(r) for r in raw]
 
+    def live_key(self) -> str:
+        return f"{self.prefix}:live-models"
+
+    async def publish_live_model(self, dataset_group: str, model: str, artifact: str, created: float) -> None:
+        assert self._redis is not None, "start() first"
+        body = orjson.dumps({"model": model, "artifact": artifact, "created": created})
+        await self._redis.eval(_PUBLISH_IF_NEWER, 1, self.live_key(), dataset_group, body, created)
+
+    async def live_models(self) -> dict[str, dict[str, object]]:
+        assert self._redis is not None, "start() first"
+        return {k.decode(): orjson.loads(v) for k, v in (await self._redis.hgetall(self.live_key())).items()}
+
     async def counter(self, dataset_group: str, name: str, limit: int) -> dict[str, float]:
         assert self._redis is not None, "start() first"
         rows = await self._redis.zrevrange(self.counter_key(dataset_group, name), 0, limit - 1,
                                            withscores=True)
         return {item.decode(): score for item, score in rows}
+
+
+# HSET field ARGV[1] = ARGV[2] unless the stored body's "created" is later than ARGV[3]
+_PUBLISH_IF_NEWER = """
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur and tonumber(cjson.decode(cur)['created']) > tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""

@@ -15,6 +15,7 @@ from stream.applier import run_consumer
 from stream.archive import Archive
 from stream.contract import events_topic_pattern, records_topic_pattern
 from stream.datasets import DATASETS_GROUP, DatasetStore
+from stream.live_state import LiveModels
 from stream.log import KafkaEventLog, LogUnavailable
 from stream.metrics import MetricsServer, StreamMetrics, new_registry
 from stream.session import limits_from
@@ -97,8 +98,10 @@ async def _run(settings: Settings, stop: asyncio.Event, on_crash: Callable[[], N
     archive = Archive(settings.data_dir / "archive")
     await archive.start()
     app = make_faust_app(settings)
+    live = LiveModels(settings.data_dir, store)
+    following = asyncio.create_task(live.run(stop))
     register_agents(app, topics=topics, pattern=pattern, store=store, archive=archive,
-                    limits=limits_from(settings), bootstrap=bootstrap, metrics=metrics)
+                    limits=limits_from(settings), bootstrap=bootstrap, metrics=metrics, live=live)
     await app.start()
     log.info("stream worker started (app %s, brokers %s)", settings.stream_app_id,
              settings.kafka_bootstrap_servers)
@@ -116,6 +119,7 @@ async def _run(settings: Settings, stop: asyncio.Event, on_crash: Callable[[], N
     finally:
         stop.set()
         await asyncio.wait({asyncio.ensure_future(app.stop())}, timeout=5.0)
+        await following
         await archive.close()
         await store.close()
         await asyncio.wait({records}, timeout=5.0)

@@ -3,6 +3,7 @@ import, train HRNN, deploy, recommend, send clicks, see the recommendations chan
 a list, filter, retrain with UPDATE and swap the campaign to it under load."""
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
@@ -15,12 +16,30 @@ import pytest
 from support import Server, api_stack
 from test_training import RECIPE, dataset_group, slice_of_ml100k, train
 
+from stream.session import SessionState
+from stream.store import RedisSessionStore, SqliteSessionStore
+
 FAST = {"epochs": "3", "hidden_dimension": "64"}  # a small model: the test is about the workflow
 
 
 @pytest.fixture(params=["embedded", "distributed"])
 def server(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Iterator[Server]:
     yield from api_stack(request, tmp_path, unique, distributed=request.param == "distributed")
+
+
+def stored_state(server: Server, group: str, user: str) -> SessionState | None:
+    """The user's session state as the stream workers stored it (Redis, or embedded SQLite)."""
+    url = server.env.get("OPZ_REDIS_URL")
+    store = RedisSessionStore(url, prefix=server.env["OPZ_REDIS_PREFIX"]) if url \
+        else SqliteSessionStore(server.data_dir / "sessions.db")
+
+    async def read() -> SessionState | None:
+        await store.start()
+        try:
+            return (await store.load([(group, user)]))[0][0]
+        finally:
+            await store.close()
+    return asyncio.run(read())
 
 
 def top(runtime: Any, campaign: str, user: str, n: int = 10) -> list[str]:
@@ -55,6 +74,17 @@ def test_import_train_deploy_recommend_click_update(server: Server, unique: str,
     while (after := top(runtime, campaign, "259")) == before or set(clicks) & set(after):
         assert time.monotonic() < deadline, f"the clicks never all reached the recommendations: {after}"
         time.sleep(0.02)
+
+    # the stream workers keep the user's HRNN state under the deployed version from here on
+    version, k = full["solutionVersionArn"], 0
+    while (state := stored_state(server, unique, "259")) is None or state.model != version:
+        assert time.monotonic() < deadline + 30, "the workers never kept 259's state under the model"
+        k += 1
+        events.put_events(trackingId=tracker, userId="259", sessionId="web-1", eventList=[
+            {"eventType": "click", "itemId": "175", "sentAt": now + 10 + k}])
+        time.sleep(0.5)
+    assert len(state.h) == 2 * 64 + 1  # h_session, h_user (hidden_dimension 64), last event time
+    assert len(top(runtime, campaign, "259")) == 10  # served from that state
 
     ranked = runtime.get_personalized_ranking(campaignArn=campaign, userId="259",
                                               inputList=["not-an-item", *before[:5]])["personalizedRanking"]

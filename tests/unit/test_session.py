@@ -12,10 +12,10 @@ def ev(i: int, item: str | None = "a", *, t: float | None = None, session: str =
                  sent_at=1000.0 + i if t is None else t, received_at=0.0)
 
 
-def run(*events: Event, limits: Limits | None = None, step=None) -> SessionState:  # type: ignore[no-untyped-def]
+def run(*events: Event, limits: Limits | None = None) -> SessionState:
     state = None
     for e in events:
-        state = apply(state, e, step, limits or Limits())
+        state = apply(state, e, None, limits or Limits())
     assert state is not None
     return state
 
@@ -64,12 +64,32 @@ def test_event_without_item_counts_but_adds_no_interaction() -> None:
     assert s.applied == 1 and s.history == () and s.sessions == 1
 
 
-def test_step_advances_the_recurrent_state_only_under_a_model() -> None:
-    def step(item: str, h):  # type: ignore[no-untyped-def]
-        return [(h[0] if h else 0.0) + len(item)]
-    assert run(ev(1, "abc"), step=step).h is None  # no model deployed yet
-    s = apply(SessionState(model="v1", h=(1.0,)), ev(1, "abc"), step, Limits())
-    assert s.h == (4.0,) and s.model == "v1"
+class Toy:
+    """A recurrent model whose state is the sum of item-id lengths, built from history on demand."""
+
+    def __init__(self, model: str) -> None:
+        self.model, self.rebuilt = model, 0
+
+    def rebuild(self, user_key: str, history) -> tuple[float, ...]:  # type: ignore[no-untyped-def]
+        self.rebuilt += 1
+        return (float(sum(len(i.item) for i in history)),)
+
+    def step(self, h: tuple[float, ...], item_id: str, ts: float) -> tuple[float, ...]:
+        return (h[0] + len(item_id),)
+
+
+def test_the_recurrent_state_follows_the_deployed_model() -> None:
+    assert run(ev(1, "abc")).h is None  # no model deployed
+    v1 = Toy("v1")
+    s = apply(run(ev(1, "ab")), ev(2, "abc"), v1, Limits())  # deployed after "ab": rebuilt, then stepped
+    assert s.model == "v1" and s.h == (5.0,) and v1.rebuilt == 1
+    s = apply(s, ev(3, "x"), v1, Limits())
+    assert s.h == (6.0,) and v1.rebuilt == 1  # stepped, not rebuilt
+    assert apply(s, ev(3, "x"), v1, Limits()) is s  # a duplicate changes nothing
+    v2 = Toy("v2")
+    s = apply(s, ev(4, "yy"), v2, Limits())  # a new version: rebuilt from the history, not served stale
+    assert s.model == "v2" and s.h == (8.0,) and v2.rebuilt == 1
+    assert apply(s, ev(5, None, etype="page_view"), v2, Limits()).h == (8.0,)  # no item: no step
 
 
 def anon(i: int, item: str, session: str = "web-9") -> Event:

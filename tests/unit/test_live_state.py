@@ -1,0 +1,75 @@
+"""The live recurrent state the stream workers keep: stepping it event by event gives the state
+serving would compute by rerunning the history, and serving scores it as it is."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_hrnn import TINY, walks
+
+from serving.models import load
+from stream.contract import ArtifactManifest, Event
+from stream.hrnn_runtime import unpack
+from stream.live_state import LiveModel
+from stream.session import Interaction, Limits, apply
+from training import hrnn
+from training.trainer import write_user_history
+
+ARN = "arn:aws:personalize:us-east-1:0:solution/s/v1"
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A whole artifact directory, as the trainer writes it, of a tiny HRNN."""
+    data = walks(200, seed=0)
+    d = tmp_path_factory.mktemp("artifact")
+    files = {"item_ids": "item_ids.json", "user_ids": "user_ids.json", "user_history": "user_history.npz",
+             "popularity": "popularity.npy", **hrnn.fit(data, TINY).export(d)}
+    (d / "item_ids.json").write_text(json.dumps(data.item_ids.tolist()))
+    np.save(d / "popularity.npy", np.bincount(data.item, minlength=data.n_items).astype(np.float32))
+    write_user_history(data, d, 200)
+    (d / "manifest.json").write_text(ArtifactManifest(
+        solution_version_arn=ARN, recipe="aws-hrnn", created_at=0.0, data_cut=int(data.time.max()),
+        files=files).model_dump_json())
+    return d
+
+
+def click(i: int, item: str, t: float, user: str = "new-user") -> Event:
+    return Event(event_id=f"e{i}", dataset_group="g", tracking_id="t", user_id=user, session_id="s",
+                 event_type="click", item_id=item, sent_at=t, received_at=t)
+
+
+def test_stepping_per_event_gives_the_state_serving_would_rebuild(artifact: Path) -> None:
+    live, served = LiveModel(ARN, artifact), load(ARN, artifact)
+    # a user from the training data, then clicks now, one with an item the model never saw, and a
+    # two-hour gap (a new session: the user-level GRU steps)
+    t0 = 2e9
+    clicks = [click(1, "3", t0), click(2, "4", t0 + 60), click(3, "not-an-item", t0 + 90),
+              click(4, "20", t0 + 7300), click(5, "21", t0 + 7360)]
+    for user in ("0-5", "new-user"):
+        state = None
+        for e in clicks:
+            state = apply(state, e.model_copy(update={"user_id": user}), live, Limits())
+        assert state is not None and state.model == ARN
+        past = served.history(user, state.history)
+        rerun = served.user_scores(past)  # what serving computes without the live state
+        np.testing.assert_allclose(served.user_scores(past, state), rerun, atol=1e-4)
+        rebuilt = live.rebuild(user, state.history)
+        np.testing.assert_allclose(unpack(state.h)[0], unpack(rebuilt)[0], atol=1e-5)
+        assert unpack(state.h)[2] == t0 + 7360
+
+
+def test_serving_uses_the_live_state_only_when_it_is_this_versions(artifact: Path) -> None:
+    served = load(ARN, artifact)
+    live = LiveModel(ARN, artifact)
+    state = apply(None, click(1, "7", 2e9), live, Limits())
+    other = state.__class__(**{**{f: getattr(state, f) for f in state.__slots__}, "model": "v0"})
+    past = served.history("new-user", state.history)
+    np.testing.assert_allclose(served.user_scores(past, other), served.user_scores(past), atol=0)
+    hs = np.zeros_like(unpack(state.h)[0])  # a state that says nothing: scores are the item biases
+    zero = state.__class__(**{**{f: getattr(state, f) for f in state.__slots__},
+                              "h": (*hs.ravel().tolist(), *hs.ravel().tolist(), 2e9)})
+    np.testing.assert_allclose(served.user_scores(past, zero), served.runtime.item_bias, atol=1e-6)
+    assert [i.item for i in past] == ["7"] and isinstance(past[0], Interaction)
