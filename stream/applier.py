@@ -24,14 +24,21 @@ OnApplied = Callable[[Sequence[Event]], None]
 Live = Callable[[str], Recurrent | None]
 
 
-def _keys(events: Iterable[Event]) -> list[Key]:
-    """The users' keys, and for identified users the key their session had while anonymous."""
-    keys: dict[Key, None] = {}
-    for e in events:
-        keys[(e.dataset_group, e.user_key)] = None
-        if e.user_id is not None:
-            keys[(e.dataset_group, anonymous_key(e.session_id))] = None
-    return list(keys)
+async def _states(store: SessionStore, events: Sequence[Event], positions: Sequence[str] = ()
+                  ) -> tuple[dict[Key, SessionState | None], list[int | None]]:
+    """The users' states and the named positions in one round trip; then, only for identified
+    users moving to another session (a sign-in, or a new visit), what that session holds while
+    anonymous (a second, rarer trip: `session.stitched`)."""
+    keys = list(dict.fromkeys((e.dataset_group, e.user_key) for e in events))
+    loaded, stored = await store.load(keys, positions)
+    states = dict(zip(keys, loaded, strict=True))
+    anonymous = [k for k in dict.fromkeys(
+        (e.dataset_group, anonymous_key(e.session_id)) for e in events if e.user_id is not None
+        and getattr(states[(e.dataset_group, e.user_key)], "session_id", None) != e.session_id)
+        if k not in states]
+    if anonymous:
+        states.update(zip(anonymous, (await store.load(anonymous))[0], strict=True))
+    return states, stored
 
 
 def _advance(states: dict[Key, SessionState | None], events: Iterable[Event], limits: Limits,
@@ -60,9 +67,8 @@ async def apply_batch(events: Sequence[Event], store: SessionStore, limits: Limi
 
     `on_applied` gets those events once they are stored.
     """
-    keys = _keys(events)
-    loaded, _ = await store.load(keys)
-    changed, counts, applied = _advance(dict(zip(keys, loaded, strict=True)), events, limits, live)
+    states, _ = await _states(store, events)
+    changed, counts, applied = _advance(states, events, limits, live)
     if changed:
         await store.save(changed, counts=counts)
     if on_applied is not None:
@@ -87,15 +93,15 @@ async def apply_partition(records: Sequence[tuple[int, Event]], *, position: str
     """
     if not records:
         return 0
-    keys = _keys(e for _, e in records)
-    loaded, (stored,) = await store.load(keys, [position])
+    events = [e for _, e in records]
+    states, (stored,) = await _states(store, events, [position])
     first, last = records[0][0], records[-1][0]
     if replay is not None and (-1 if stored is None else stored) + 1 < first:
         await replay(None if stored is None else stored + 1, first)
-        loaded, (stored,) = await store.load(keys, [position])
+        states, (stored,) = await _states(store, events, [position])
     done = -1 if stored is None else stored
     fresh = [e for offset, e in records if offset > done]
-    changed, counts, applied = _advance(dict(zip(keys, loaded, strict=True)), fresh, limits, live)
+    changed, counts, applied = _advance(states, fresh, limits, live)
     if last > done:
         await store.save(changed, {position: last}, counts)
     if on_applied is not None:
