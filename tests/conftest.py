@@ -68,3 +68,12 @@ def embedded_server(tmp_path: Path) -> Iterator[Server]:
     server = Server(tmp_path / "data").start()
     yield server
     server.stop()
+
+
+@pytest.fixture(params=["embedded", "kafka"])
+def mode_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """A server's environment in each mode: none (embedded), or the session's Kafka and Redis."""
+    if request.param == "embedded":
+        return {}
+    return {"OPZ_KAFKA_BOOTSTRAP_SERVERS": request.getfixturevalue("kafka_bootstrap"),
+            "OPZ_REDIS_URL": request.getfixturevalue("redis_url")}

@@ -8,22 +8,13 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from support import Server
 from test_training import RECIPE, dataset_group, slice_of_ml100k, train
 
 
-@pytest.fixture(params=["embedded", "kafka"])
-def env(request: pytest.FixtureRequest) -> dict[str, str]:
-    if request.param == "embedded":
-        return {}
-    return {"OPZ_KAFKA_BOOTSTRAP_SERVERS": request.getfixturevalue("kafka_bootstrap"),
-            "OPZ_REDIS_URL": request.getfixturevalue("redis_url")}
-
-
-def test_a_click_on_a_recommendation_carries_what_was_shown(env: dict[str, str], tmp_path: Path,
+def test_a_click_on_a_recommendation_carries_what_was_shown(mode_env: dict[str, str], tmp_path: Path,
                                                             unique: str) -> None:
-    server = Server(tmp_path / "data", env=env).start()
+    server = Server(tmp_path / "data", env=mode_env).start()
     try:
         control, runtime = server.client("personalize"), server.client("personalize-runtime")
         group = dataset_group(control, unique, slice_of_ml100k(tmp_path / "ml.csv", 5_000))

@@ -37,14 +37,19 @@ def slice_of_ml100k(to: Path, rows: int) -> Path:
 
 def dataset_group(control: Any, name: str, csv: Path) -> str:
     group = control.create_dataset_group(name=name)["datasetGroupArn"]
-    schema = control.create_schema(name=f"{name}-interactions", schema=INTERACTIONS)["schemaArn"]
-    dataset = control.create_dataset(name=f"{name}-interactions", schemaArn=schema, datasetGroupArn=group,
-                                     datasetType="INTERACTIONS")["datasetArn"]
-    job = control.create_dataset_import_job(jobName=f"{name}-import", datasetArn=dataset, roleArn=ROLE,
+    import_dataset(control, group, f"{name}-interactions", "INTERACTIONS", INTERACTIONS, csv)
+    return group
+
+
+def import_dataset(control: Any, group: str, name: str, kind: str, schema: str, csv: Path) -> None:
+    """Schema, dataset and an import job of `csv`, waited for."""
+    schema_arn = control.create_schema(name=name, schema=schema)["schemaArn"]
+    dataset = control.create_dataset(name=name, schemaArn=schema_arn, datasetGroupArn=group,
+                                     datasetType=kind)["datasetArn"]
+    job = control.create_dataset_import_job(jobName=name, datasetArn=dataset, roleArn=ROLE,
                                             dataSource={"dataLocation": str(csv)})["datasetImportJobArn"]
     assert wait(lambda: control.describe_dataset_import_job(
         datasetImportJobArn=job)["datasetImportJob"])["status"] == "ACTIVE"
-    return group
 
 
 def train(control: Any, solution: str, mode: str = "FULL") -> dict[str, Any]:

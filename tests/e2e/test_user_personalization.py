@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from support import Server
-from test_training import RECIPE, ROLE, dataset_group, slice_of_ml100k, train, wait
+from test_training import RECIPE, dataset_group, import_dataset, slice_of_ml100k, train
 
 ITEMS = json.dumps({"type": "record", "name": "Items", "fields": [
     {"name": "ITEM_ID", "type": "string"}, {"name": "GENRES", "type": "string", "categorical": True},
@@ -26,13 +26,7 @@ def import_items(control: Any, group: str, name: str, created: dict[str, int], t
         w = csv.writer(f)
         w.writerow(["ITEM_ID", "GENRES", "CREATION_TIMESTAMP"])
         w.writerows((item, "Drama", at) for item, at in created.items())
-    schema = control.create_schema(name=f"{name}-items", schema=ITEMS)["schemaArn"]
-    dataset = control.create_dataset(name=f"{name}-items", schemaArn=schema, datasetGroupArn=group,
-                                     datasetType="ITEMS")["datasetArn"]
-    job = control.create_dataset_import_job(jobName=f"{name}-items", datasetArn=dataset, roleArn=ROLE,
-                                            dataSource={"dataLocation": str(to)})["datasetImportJobArn"]
-    assert wait(lambda: control.describe_dataset_import_job(
-        datasetImportJobArn=job)["datasetImportJob"])["status"] == "ACTIVE"
+    import_dataset(control, group, f"{name}-items", "ITEMS", ITEMS, to)
 
 
 def items_for(runtime: Any, campaign: str, n: int = 10) -> list[str]:

@@ -8,23 +8,14 @@ import sys
 from pathlib import Path
 
 import jsonschema
-import pytest
 from support import ROOT, Server, send_events
 
 SCHEMA = json.loads((ROOT / "stream" / "schemas" / "event.v1.json").read_text())
 
 
-@pytest.fixture(params=["embedded", "kafka"])
-def env(request: pytest.FixtureRequest) -> dict[str, str]:
-    if request.param == "embedded":
-        return {}
-    return {"OPZ_KAFKA_BOOTSTRAP_SERVERS": request.getfixturevalue("kafka_bootstrap"),
-            "OPZ_REDIS_URL": request.getfixturevalue("redis_url")}
-
-
 def test_stream_tail_prints_every_event_once_as_a_valid_record(
-        env: dict[str, str], tmp_path: Path, unique: str) -> None:
-    server = Server(tmp_path / "data", env=env).start()
+        mode_env: dict[str, str], tmp_path: Path, unique: str) -> None:
+    server = Server(tmp_path / "data", env=mode_env).start()
     try:
         control = server.client("personalize")
         dsg = control.create_dataset_group(name=unique)["datasetGroupArn"]
