@@ -91,7 +91,7 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
     event_log = open_event_log(settings, client_id="opz-api")
     store = open_session_store(settings)
     ctx = control_api.Ctx(settings=settings, resources=resources, datasets=datasets,
-                          models=Models(settings.data_dir))
+                          models=Models(settings.data_dir, settings))
     work: dict[str, Work] = {
         "dataset-import-job": lambda job, progress: datasets_api.run_import(ctx, job, progress),
         "dataset-export-job": lambda job, progress: datasets_api.run_export(ctx, job, progress)}

@@ -121,7 +121,9 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         return list(states[0].history) if states[0] is not None else []
 
     def respond(key: str, model: Model, codes: np.ndarray, scores: np.ndarray) -> Response:
-        items = [{"itemId": model.item_ids[c], "score": round(float(scores[c]), 7)} for c in codes.tolist()]
+        """`scores[i]` is the score of item `codes[i]`."""
+        items = [{"itemId": model.item_ids[c], "score": round(s, 7)}
+                 for c, s in zip(codes.tolist(), scores.tolist(), strict=True)]
         return Response(orjson.dumps({key: items, "recommendationId": f"RID-{uuid.uuid4()}"}),
                         media_type="application/json")
 
@@ -144,28 +146,33 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
             scores = model.popularity if code is None else model.related_scores(code)
             if code is not None:
                 allowed[code] = False
+            allowed = filtered(allowed, model, group, req.filterArn, req.filterValues, past, req.userId, code)
         elif recipe_type == "USER_PERSONALIZATION":
             if req.userId is None:
                 raise InvalidInputException("userId is required for a user-personalization campaign")
-            scores = model.user_scores(past)
             allowed[[model.index[i.item] for i in past if i.item in model.index]] = False
+            allowed = filtered(allowed, model, group, req.filterArn, req.filterValues, past, req.userId, code)
+            exploring = exploration is not None and model.created is not None
+            if not exploring and (found := model.approximate_top(past, req.userId, allowed, k)) is not None:
+                return respond("itemList", model, *found)  # large catalogs: the ANN index's top k
+            scores = model.user_scores(past, req.userId)
         else:
             raise InvalidInputException(f"campaign {req.campaignArn} ranks lists: "
                                         "call GetPersonalizedRanking")
-        allowed = filtered(allowed, model, group, req.filterArn, req.filterValues, past, req.userId, code)
         probs = normalise(scores, model.recipe)
         if exploration is None or model.created is None:
-            return respond("itemList", model, top(scores, allowed, k), probs)
+            codes = top(scores, allowed, k)
+            return respond("itemList", model, codes, probs[codes])
         fresh = young(model.created, model.data_cut, exploration.age_cut_off_days)
         rng = np.random.default_rng()
         codes = explore(probs, allowed, k, fresh, model.popularity, exploration.weight, rng)
-        return respond("itemList", model, codes, probs)
+        return respond("itemList", model, codes, probs[codes])
 
     @router.post("/personalize-ranking", summary="GetPersonalizedRanking: order a list for a user")
     async def get_personalized_ranking(req: GetPersonalizedRanking) -> Response:
         model, _, group, _ = campaigns.get(req.campaignArn)
         past = model.history(req.userId, await history(group, req.userId))
-        scores = normalise(model.user_scores(past), model.recipe)
+        scores = normalise(model.user_scores(past, req.userId), model.recipe)
         keep = filtered(np.ones(model.n_items, dtype=bool), model, group, req.filterArn, req.filterValues,
                         past, req.userId, None)
         known = [(i, model.index[i]) for i in dict.fromkeys(req.inputList)
