@@ -40,11 +40,17 @@ class AnnIndex:
     sample: np.ndarray  # int64 item codes, uniform, fixed per model
     sample_vectors: np.ndarray  # float32 [len(sample), H + 1]: [E | b] of the sample
 
-    def search(self, h: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-        """The (about) m best items for state h (H,): codes best first (-1 pads) and their scores."""
+    @property
+    def lists(self) -> int:
+        return int(self.index.nlist)  # type: ignore[attr-defined]
+
+    def search(self, h: np.ndarray, m: int, probes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The (about) m best items for state h (H,) among `probes` lists (default: the
+        setting's): codes best first (-1 pads) and their scores."""
         import faiss
         q = np.append(h.astype(np.float32), np.float32(1.0))[None]
-        scores, codes = self.index.search(q, m, params=faiss.SearchParametersIVF(nprobe=self.probes))
+        params = faiss.SearchParametersIVF(nprobe=probes or self.probes)
+        scores, codes = self.index.search(q, m, params=params)  # type: ignore[attr-defined]
         return codes[0], scores[0]
 
     def sample_scores(self, h: np.ndarray) -> np.ndarray:
@@ -71,7 +77,7 @@ def build(vectors: np.ndarray, lists: int, seed: int = 0, threads: int | None = 
 
 
 def load_or_build(directory: Path, embeddings: np.ndarray, bias: np.ndarray, *, lists: int = 0,
-                  probe_fraction: float = 0.05, seed: int = 0) -> AnnIndex:
+                  probes: int = 24, seed: int = 0) -> AnnIndex:
     """The model's index: read from beside the artifact, else built and saved there."""
     import faiss
     vectors = np.ascontiguousarray(np.hstack([embeddings, bias[:, None]]).astype(np.float32))
@@ -92,5 +98,5 @@ def load_or_build(directory: Path, embeddings: np.ndarray, bias: np.ndarray, *, 
     faiss.omp_set_num_threads(1)
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(len(vectors), min(SAMPLE, len(vectors)), replace=False))
-    return AnnIndex(index=index, probes=max(1, round(probe_fraction * lists)), sample=sample,
+    return AnnIndex(index=index, probes=min(probes, lists), sample=sample,
                     sample_vectors=vectors[sample])

@@ -33,6 +33,13 @@ def fetch_size(k: int, n_allowed: int, n_items: int, *, cap: int = MAX_CANDIDATE
     return m if m <= cap else None
 
 
+def probes_for(probes: int, n_allowed: int, n_items: int, lists: int) -> int:
+    """Lists to scan: more under a filter, whose best allowed items lie deeper in the ranking
+    and so in lists whose centroids score lower. By sqrt(catalog / allowed): at 100k items and
+    a 10% filter, 24 lists gave recall@25 0.93, 96 gave 0.98 (bench/serve.py)."""
+    return min(lists, round(probes * math.sqrt(n_items / max(n_allowed, 1))))
+
+
 def survivors(codes: np.ndarray, allowed: np.ndarray, k: int) -> np.ndarray | None:
     """Positions in `codes` (best first, -1 where the index ran short) of the k best allowed
     ones; None when fewer than k survive, so the caller falls back to exact scoring."""

@@ -105,12 +105,14 @@ class Model:
         survive the exclusions and the filter)."""
         if self.ann is None or self.runtime is None:
             return None
-        m = candidates.fetch_size(k, int(np.count_nonzero(allowed)), self.n_items)
+        n_allowed = int(np.count_nonzero(allowed))
+        m = candidates.fetch_size(k, n_allowed, self.n_items)
         hs = self.user_state(history, user_id) if m is not None else None
         if hs is None or m is None:
             return None
         h = hs[0]
-        codes, scores = self.ann.search(h, m)
+        codes, scores = self.ann.search(h, m, candidates.probes_for(self.ann.probes, n_allowed, self.n_items,
+                                                                    self.ann.lists))
         keep = candidates.survivors(codes, allowed, k)
         if keep is None:
             return None
@@ -151,7 +153,7 @@ def load(arn: str, directory: Path, settings: Settings | None = None) -> Model:
         model.states = StateCache(settings.state_cache_users)
         if model.n_items >= settings.ann_min_items:
             model.ann = load_or_build(directory, model.runtime.item_embeddings, model.runtime.item_bias,
-                                      lists=settings.ann_lists, probe_fraction=settings.ann_probe_fraction)
+                                      lists=settings.ann_lists, probes=settings.ann_probes)
     if "sims_neighbours" in files:
         model.neighbours = np.load(directory / files["sims_neighbours"])
         model.similarities = np.load(directory / files["sims_scores"]).astype(np.float32)

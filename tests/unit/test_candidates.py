@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from serving.candidates import MAX_CANDIDATES, fetch_size, softmax_estimate, survivors
+from serving.candidates import MAX_CANDIDATES, fetch_size, probes_for, softmax_estimate, survivors
 
 
 def test_few_exclusions_are_all_fetched_on_top_of_k() -> None:
@@ -62,3 +62,9 @@ def test_the_normaliser_from_a_sample_is_close_on_a_large_catalog() -> None:
     exact = np.exp(scores[cand]) / np.exp(scores).sum()
     got = softmax_estimate(scores[cand], scores[sample], np.isin(sample, cand), 200_000)
     np.testing.assert_allclose(got, exact, rtol=0.05)
+
+
+def test_a_filter_widens_the_search_but_never_past_every_list() -> None:
+    assert probes_for(24, n_allowed=999_800, n_items=1_000_000, lists=4000) == 24  # seen items only
+    assert probes_for(24, n_allowed=100_000, n_items=1_000_000, lists=4000) == 76  # 10%: x sqrt(10)
+    assert probes_for(24, n_allowed=10, n_items=1_000_000, lists=4000) == 4000

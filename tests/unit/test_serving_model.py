@@ -26,7 +26,7 @@ def history(model: Model, user: str) -> list[Interaction]:
 
 
 def test_ann_forced_on_agrees_with_exact_scoring(artifact: Path) -> None:
-    settings = Settings(ann_min_items=1, ann_probe_fraction=1.0)  # every list scanned: exact answers
+    settings = Settings(ann_min_items=1, ann_probes=N_ITEMS)  # every list scanned: exact answers
     model = load("arn:v1", artifact, settings)
     assert model.ann is not None and (artifact / f"ann-ivf{model.ann.index.nlist}.faiss").exists()
     rng = np.random.default_rng(0)
