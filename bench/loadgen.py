@@ -82,7 +82,13 @@ async def open_loop(spec: dict, reqs: list[bytes]) -> dict:  # type: ignore[type
         try:
             if conn is None:
                 conn = await connect(u.hostname or "127.0.0.1", u.port or 80)
-            status = await conn.call(reqs[i % len(reqs)])
+                status = await conn.call(reqs[i % len(reqs)])
+            else:
+                try:
+                    status = await conn.call(reqs[i % len(reqs)])
+                except (OSError, asyncio.IncompleteReadError):  # the server closed it while idle
+                    conn = await connect(u.hostname or "127.0.0.1", u.port or 80)  # (uvicorn: after 5 s)
+                    status = await conn.call(reqs[i % len(reqs)])
             latencies.append((time.perf_counter() - due) * 1000)
             statuses[status] += 1
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:

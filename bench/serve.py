@@ -202,17 +202,17 @@ def deploy_ml100k(server: Server, control: Any) -> Deployment:
         solutionConfig={"algorithmHyperParameters": {"epochs": "3"}})["solutionArn"]
     t0 = time.perf_counter()
     arn = control.create_solution_version(solutionArn=solution)["solutionVersionArn"]
-    version = wait(lambda: control.describe_solution_version(solutionVersionArn=arn)["solutionVersion"])
+    wait(lambda: control.describe_solution_version(solutionVersionArn=arn)["solutionVersion"])
     train_s = time.perf_counter() - t0
     campaign = control.create_campaign(name="ml100k", solutionVersionArn=arn)["campaignArn"]
     flt = control.create_filter(name="ml100k-genre", datasetGroupArn=group,
                                 filterExpression="INCLUDE ItemID WHERE Items.GENRES IN ($GENRE)")["filterArn"]
-    artifact = server.data_dir / version["artifact"]
+    artifact = server.data_dir / "artifacts" / "ml100k-hrnn" / arn.rsplit("/", 1)[1]  # the trainer's layout
     users = json.loads((artifact / "user_ids.json").read_text())
     n_items = len(json.loads((artifact / "item_ids.json").read_text()))
     return Deployment("ml-100k (HRNN)", n_items, campaign, flt, {"GENRE": '"Comedy"'}, users, artifact,
-                      {"train_s": train_s, "ndcg_at_10": version.get("metrics", {}).get(
-                          "normalized_discounted_cumulative_gain_at_10")})
+                      {"train_s": train_s, "ndcg_at_10": control.get_solution_metrics(solutionVersionArn=arn)[
+                          "metrics"].get("normalized_discounted_cumulative_gain_at_10")})
 
 
 # ----------------------------------------------------------------------------- load
