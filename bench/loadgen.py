@@ -13,8 +13,9 @@ latency counts from when it was due, so a server that falls behind shows it in t
 (no coordinated omission, as wrk2 does it). Requests go out on keep-alive HTTP/1.1
 connections, at most `connections` at once; a request with none free waits, and that wait
 counts. Closed loop: `connections` clients, each sending its next request when the last one
-answers: the most the server does. Raw asyncio streams + uvloop so that the client costs
-tens of microseconds per request on the cores it shares with the server.
+answers: the most the server does; with "count", until that many requests have answered.
+Raw asyncio streams + uvloop so that the client costs tens of microseconds per request on
+the cores it shares with the server.
 """
 from __future__ import annotations
 
@@ -123,17 +124,19 @@ async def closed_loop(spec: dict, reqs: list[bytes]) -> dict:  # type: ignore[ty
     conns = [await connect(u.hostname or "127.0.0.1", u.port or 80) for _ in range(spec["connections"])]
     t0 = time.perf_counter()
     stop = t0 + spec["duration"]
+    count = spec.get("count")  # each request once, however long it takes (a pass over every user)
+    sent = 0
 
-    async def client(c: int, conn: Connection) -> None:
-        i = c
-        while time.perf_counter() < stop:
+    async def client(conn: Connection) -> None:
+        nonlocal sent
+        while (sent < count) if count else (time.perf_counter() < stop):
+            i, sent = sent, sent + 1
             start = time.perf_counter()
             status = await conn.call(reqs[i % len(reqs)])
             latencies.append((time.perf_counter() - start) * 1000)
             statuses[status] += 1
-            i += len(conns)
 
-    await asyncio.gather(*(client(c, conn) for c, conn in enumerate(conns)))
+    await asyncio.gather(*(client(conn) for conn in conns))
     return {"latencies_ms": latencies, "statuses": statuses, "sent": len(latencies),
             "seconds": time.perf_counter() - t0, "connections_opened": len(conns)}
 
