@@ -4,9 +4,10 @@ HRNN scores are h . E + b, so the index holds [E | b] and is asked with [h | 1]:
 product is the exact score of every item it returns. faiss's IVF-Flat with the inner-product
 metric: k-means splits the items into lists, a request scans the lists whose centroids score
 best. Chosen over HNSW (faiss's; hnswlib 0.8.0 has no wheel) after measuring on this 2-core
-machine, clustered synthetic embeddings: at 200k items IVF built in 12 s and reached recall@25 0.96 scanning 7% of the lists in 0.9 ms, while HNSW
-with the inner product took 31 s to build and reached 0.77 at efSearch 256 (the MIPS-to-L2
-transform did worse: 0.81 at efSearch 512, 50 s to build).
+machine with clustered synthetic embeddings: at 200k items IVF built in 12 s and reached
+recall@25 0.96 scanning 7% of the lists in 0.9 ms, while HNSW with the inner product took 31 s
+to build and reached 0.77 at efSearch 256 (the MIPS-to-L2 transform did worse: 0.81 at
+efSearch 512, 50 s to build).
 
 Known cost: k-means lists are unequal under the inner product (high-norm centroids draw more
 items), and the lists a query probes are the big ones: at 1M items 24 probed lists hold ~60k
