@@ -107,7 +107,7 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
     # embedded, the API process applies the events too: its /metrics shows the workers' metrics
     stream_metrics = StreamMetrics(api_metrics.registry) if settings.embedded else None
     ctx = control_api.Ctx(settings=settings, resources=resources, datasets=datasets,
-                          models=Models(settings.data_dir))
+                          models=Models(settings.data_dir, settings))
     work: dict[str, Work] = {
         "dataset-import-job": lambda job, progress: datasets_api.run_import(ctx, job, progress),
         "dataset-export-job": lambda job, progress: datasets_api.run_export(ctx, job, progress)}

@@ -14,10 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from serving import candidates
+from serving.ann import AnnIndex, load_or_build
+from serving.state_cache import State, StateCache, covered
 from stream.contract import ArtifactManifest
 from stream.hrnn_runtime import HRNNRuntime, unpack
 from stream.live_state import UserHistory
 from stream.session import Interaction, SessionState
+from stream.settings import Settings
 
 
 @dataclass
@@ -32,6 +36,8 @@ class Model:
     similarities: np.ndarray | None = None  # SIMS: float32 [n_items, k]
     runtime: HRNNRuntime | None = None  # HRNN recipes: the ONNX step graphs and item embeddings
     created: np.ndarray | None = None  # int64 Unix seconds per item (exploration's item age)
+    ann: AnnIndex | None = None  # HRNN recipes on large catalogs: approximate top-k (serving.ann)
+    states: StateCache | None = None  # HRNN recipes: users' states, so requests step new events only
     index: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -46,23 +52,70 @@ class Model:
     def n_items(self) -> int:
         return len(self.item_ids)
 
-    def user_scores(self, history: Sequence[Interaction], live: SessionState | None = None) -> np.ndarray:
-        """USER_PERSONALIZATION: scores for a user with this history (oldest first). `live`: the
-        user's session state; when the stream workers keep its recurrent state under this very
-        version, that state is scored as it is (one matvec) instead of rerunning the history."""
-        if self.runtime is not None and live is not None and live.model == self.arn and live.h is not None:
-            return self.runtime.scores(unpack(live.h)[0])[0]
+    def _events(self, history: Sequence[Interaction]) -> list[tuple[int, float]]:
+        return [(self.index[i.item], i.ts) for i in history if i.item in self.index]
+
+    def user_state(self, history: Sequence[Interaction], user_id: str | None = None,
+                   live: SessionState | None = None) -> np.ndarray | None:
+        """HRNN: the session state h (1, H) after this history; None for a user with no known
+        events. `live`: the user's session state; when the stream workers keep its recurrent
+        state under this very version, that is the answer (stream/live_state.py). Otherwise,
+        with a user id, resumed from (and kept in) this process's state cache."""
+        assert self.runtime is not None
+        if live is not None and live.model == self.arn and live.h is not None:
+            return unpack(live.h)[0]
+        events = self._events(history)
+        if not events:
+            return None
+        window = self.runtime.max_user_history_length
+        cached = self.states.get(self.arn, user_id) if self.states is not None and user_id else None
+        done = covered(cached, events, window)
+        if cached is not None and done == len(events):
+            return cached.h_session
+        if cached is not None and done:
+            hs, hu = self.runtime.state_of(events[done:], (cached.h_session, cached.h_user, cached.last[1]))
+        else:
+            hs, hu = self.runtime.state_of(events[-window:])
+        if self.states is not None and user_id:
+            self.states.put(self.arn, user_id, State(len(events), events[-1], hs, hu))
+        return hs
+
+    def user_scores(self, history: Sequence[Interaction], user_id: str | None = None,
+                    live: SessionState | None = None) -> np.ndarray:
+        """USER_PERSONALIZATION: scores for a user with this history (oldest first)."""
         if self.runtime is not None:
-            events = [(self.index[i.item], i.ts) for i in history if i.item in self.index]
-            if not events:  # a user we know nothing about: what is popular (softmax of log counts
+            hs = self.user_state(history, user_id, live)
+            if hs is None:  # a user we know nothing about: what is popular (softmax of log counts
                 return np.log1p(self.popularity)  # is proportional to the counts, as scores should be)
-            hs, _ = self.runtime.state_of(events[-self.runtime.max_user_history_length:])
             return self.runtime.scores(hs)[0]
         if self.recipe == "aws-sims" and history:  # SIMS asked for a user: its last item's neighbours
             code = self.index.get(history[-1].item)
             if code is not None:
                 return self.related_scores(code)
         return self.popularity
+
+    def approximate_top(self, history: Sequence[Interaction], user_id: str | None, allowed: np.ndarray,
+                        k: int, live: SessionState | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """The k best allowed items and their catalog-wide probabilities from the ANN index;
+        None where exact scoring must answer (no index, an unknown user, too few candidates
+        survive the exclusions and the filter)."""
+        if self.ann is None or self.runtime is None:
+            return None
+        n_allowed = int(np.count_nonzero(allowed))
+        m = candidates.fetch_size(k, n_allowed, self.n_items)
+        hs = self.user_state(history, user_id, live) if m is not None else None
+        if hs is None or m is None:
+            return None
+        h = hs[0]
+        codes, scores = self.ann.search(h, m, candidates.probes_for(self.ann.probes, n_allowed, self.n_items,
+                                                                    self.ann.lists))
+        keep = candidates.survivors(codes, allowed, k)
+        if keep is None:
+            return None
+        found = codes >= 0
+        probs = candidates.softmax_estimate(scores[found], self.ann.sample_scores(h),
+                                            np.isin(self.ann.sample, codes[found]), self.n_items)
+        return codes[keep], probs[keep]  # keep <= found's positions: -1 pads come last
 
     def related_scores(self, code: int) -> np.ndarray:
         """RELATED_ITEMS: the item's neighbours first (by similarity), then popular items."""
@@ -76,7 +129,10 @@ class Model:
         return scores
 
 
-def load(arn: str, directory: Path) -> Model:
+def load(arn: str, directory: Path, settings: Settings | None = None) -> Model:
+    """The artifact's model; HRNN ones get a state cache and, on catalogs of at least
+    `ann_min_items`, an ANN index (built on first load, then read from beside the artifact)."""
+    settings = settings or Settings.model_construct()  # the defaults, not the environment
     manifest = ArtifactManifest.model_validate_json((directory / "manifest.json").read_text())
     files = manifest.files
     known = UserHistory.load(directory, manifest)
@@ -88,6 +144,10 @@ def load(arn: str, directory: Path) -> Model:
     if "step" in files:
         model.runtime = HRNNRuntime(directory, files)
         assert list(model.runtime.item_ids) == model.item_ids, "HRNN vocabulary differs from the artifact's"
+        model.states = StateCache(settings.state_cache_users)
+        if model.n_items >= settings.ann_min_items:
+            model.ann = load_or_build(directory, model.runtime.item_embeddings, model.runtime.item_bias,
+                                      lists=settings.ann_lists, probes=settings.ann_probes)
     if "sims_neighbours" in files:
         model.neighbours = np.load(directory / files["sims_neighbours"])
         model.similarities = np.load(directory / files["sims_scores"]).astype(np.float32)
@@ -97,8 +157,8 @@ def load(arn: str, directory: Path) -> Model:
 class Models:
     """Solution version ARN -> loaded Model (artifacts never change once written)."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
+    def __init__(self, data_dir: Path, settings: Settings | None = None) -> None:
+        self.data_dir, self.settings = data_dir, settings
         self._models: dict[str, Model] = {}
         self._lock = threading.Lock()
 
@@ -106,6 +166,6 @@ class Models:
         model = self._models.get(arn)
         if model is None:
             with self._lock:
-                model = self._models.get(arn) or load(arn, self.data_dir / artifact)
+                model = self._models.get(arn) or load(arn, self.data_dir / artifact, self.settings)
                 self._models[arn] = model
         return model

@@ -215,19 +215,28 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         if recipe_type == "RELATED_ITEMS":
             if req.itemId is None:
                 raise InvalidInputException("itemId is required for a related-items campaign")
-            scores = model.popularity if code is None else model.related_scores(code)
             if code is not None:
                 allowed[code] = False
         elif recipe_type == "USER_PERSONALIZATION":
             if req.userId is None:
                 raise InvalidInputException("userId is required for a user-personalization campaign")
-            scores = model.user_scores(past, state)
             allowed[[model.index[i.item] for i in past if i.item in model.index]] = False
         else:
             raise InvalidInputException(f"campaign {req.campaignArn} ranks lists: "
                                         "call GetPersonalizedRanking")
         unfiltered = allowed
         allowed = filtered(allowed, model, group, req.filterArn, req.filterValues, past, req.userId, code)
+        plain = recipe_type == "USER_PERSONALIZATION" and not req.promotions and \
+            (exploration is None or model.created is None)
+        if plain and (found := model.approximate_top(past, req.userId, allowed, k, state)) is not None:
+            codes, chosen = found  # large catalogs: the ANN index's top k (estimated probabilities)
+            items = [{"itemId": model.item_ids[c], "score": round(p, 7)}
+                     for c, p in zip(codes.tolist(), chosen.tolist(), strict=True)]
+            return await respond("itemList", with_metadata(deployed, items, columns))
+        if recipe_type == "RELATED_ITEMS":
+            scores = model.popularity if code is None else model.related_scores(code)
+        else:
+            scores = model.user_scores(past, req.userId, state)
         probs = normalise(scores, model.recipe)
         if req.promotions:  # the promotion's filter picks its items; the request's filter the others
             promo = req.promotions[0]
@@ -255,7 +264,7 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         columns = check_metadata(deployed, req.metadataColumns, len(req.inputList))
         state = await session(deployed, req.userId)
         past = model.history(req.userId, state.history if state is not None else ())
-        scores = normalise(model.user_scores(past, state), model.recipe)
+        scores = normalise(model.user_scores(past, req.userId, state), model.recipe)
         keep = filtered(np.ones(model.n_items, dtype=bool), model, group, req.filterArn, req.filterValues,
                         past, req.userId, None)
         known = [(i, model.index[i]) for i in dict.fromkeys(req.inputList)

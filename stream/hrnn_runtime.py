@@ -56,11 +56,13 @@ class HRNNRuntime:
         """E . h + b: (B, n_items)."""
         return h_session @ self.item_embeddings.T + self.item_bias
 
-    def state_of(self, events: Iterable[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
+    def state_of(self, events: Iterable[tuple[int, float]],
+                 start: tuple[np.ndarray, np.ndarray, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Run one user's (item code, time) events, oldest first, through the model; a gap
-        longer than the model's session gap ends a session (as in training)."""
-        hs, hu = self.new_state()
-        last = None
+        longer than the model's session gap ends a session (as in training). `start`
+        (h_session, h_user, time of the event they follow) resumes a state computed earlier."""
+        hs, hu = self.new_state() if start is None else start[:2]
+        last = None if start is None else start[2]
         for code, t in events:
             hs, hu = self.advance(hs, hu, last, code, t)
             last = t

@@ -36,6 +36,16 @@ class Settings(BaseSettings):
     trending_half_life_seconds: float = Field(3600.0, gt=0)
     # numpy/onnxruntime pools oversubscribe 2 cores under a threaded server (46 req/s vs 2k)
     intra_op_threads: int = Field(1, ge=1)
+    # GetRecommendations on catalogs of at least this many items asks an ANN index (IVF, inner
+    # product over [E | b]) instead of scoring every item: exact scoring costs ~2 ms at 100k
+    # items and ~45 ms at 1M, the index 0.1-0.2 ms and ~2 ms (bench/serve.py)
+    ann_min_items: int = Field(50_000, ge=1)
+    # inverted lists of the index (0: 4 x sqrt(items)), and how many a request scans (faiss's
+    # nprobe): 24 kept recall@25 >= 0.97 against exact scoring at 100k and 1M items
+    ann_lists: int = Field(0, ge=0)
+    ann_probes: int = Field(24, ge=1)
+    # users whose HRNN state serving keeps per process, so a request steps only new events
+    state_cache_users: int = Field(100_000, ge=0)
     # the API process runs training jobs too; set false where `personalize trainer` processes do
     train_in_server: bool = True
     # automatic training (performAutoTraining): an UPDATE this often between scheduled FULLs

@@ -55,7 +55,7 @@ def test_stepping_per_event_gives_the_state_serving_would_rebuild(artifact: Path
         assert state is not None and state.model == ARN
         past = served.history(user, state.history)
         rerun = served.user_scores(past)  # what serving computes without the live state
-        np.testing.assert_allclose(served.user_scores(past, state), rerun, atol=1e-4)
+        np.testing.assert_allclose(served.user_scores(past, live=state), rerun, atol=1e-4)
         rebuilt = live.rebuild(user, state.history)
         np.testing.assert_allclose(unpack(state.h)[0], unpack(rebuilt)[0], atol=1e-5)
         assert unpack(state.h)[2] == t0 + 7360
@@ -67,9 +67,9 @@ def test_serving_uses_the_live_state_only_when_it_is_this_versions(artifact: Pat
     state = apply(None, click(1, "7", 2e9), live, Limits())
     other = state.__class__(**{**{f: getattr(state, f) for f in state.__slots__}, "model": "v0"})
     past = served.history("new-user", state.history)
-    np.testing.assert_allclose(served.user_scores(past, other), served.user_scores(past), atol=0)
+    np.testing.assert_allclose(served.user_scores(past, live=other), served.user_scores(past), atol=0)
     hs = np.zeros_like(unpack(state.h)[0])  # a state that says nothing: scores are the item biases
     zero = state.__class__(**{**{f: getattr(state, f) for f in state.__slots__},
                               "h": (*hs.ravel().tolist(), *hs.ravel().tolist(), 2e9)})
-    np.testing.assert_allclose(served.user_scores(past, zero), served.runtime.item_bias, atol=1e-6)
+    np.testing.assert_allclose(served.user_scores(past, live=zero), served.runtime.item_bias, atol=1e-6)
     assert [i.item for i in past] == ["7"] and isinstance(past[0], Interaction)

@@ -1,0 +1,69 @@
+"""serving.models on a synthetic HRNN artifact: the ANN path answers what exact scoring does when
+it scans every list, and the state cache's resumed states equal a rerun of the history."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serving.models import Model, load
+from serving.ranking import normalise, top
+from stream.session import Interaction
+from stream.settings import Settings
+from training.synthetic import write_artifact
+
+N_ITEMS = 3000
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_artifact(tmp_path_factory.mktemp("synthetic") / "v1", N_ITEMS, n_users=50, hidden=32)
+
+
+def history(model: Model, user: str) -> list[Interaction]:
+    return model.history(user, [])
+
+
+def test_ann_forced_on_agrees_with_exact_scoring(artifact: Path) -> None:
+    settings = Settings(ann_min_items=1, ann_probes=N_ITEMS)  # every list scanned: exact answers
+    model = load("arn:v1", artifact, settings)
+    assert model.ann is not None and (artifact / f"ann-ivf{model.ann.index.nlist}.faiss").exists()
+    rng = np.random.default_rng(0)
+    for u in range(20):
+        past = history(model, f"u{u}")
+        allowed = np.ones(N_ITEMS, dtype=bool)
+        allowed[[model.index[i.item] for i in past]] = False
+        if u % 2:  # a filter letting 30% through
+            allowed &= rng.random(N_ITEMS) < 0.3
+        got = model.approximate_top(past, f"u{u}", allowed, 25)
+        assert got is not None
+        scores = model.user_scores(past, f"u{u}")
+        codes = top(scores, allowed, 25)
+        assert got[0].tolist() == codes.tolist()
+        np.testing.assert_allclose(got[1], normalise(scores, model.recipe)[codes], rtol=1e-4)
+
+
+def test_a_narrow_filter_falls_back_to_exact_scoring(artifact: Path) -> None:
+    model = load("arn:v1", artifact, Settings(ann_min_items=1))
+    allowed = np.zeros(N_ITEMS, dtype=bool)
+    allowed[:20] = True  # 20 allowed items for 25 results: the index cannot answer
+    assert model.approximate_top(history(model, "u1"), "u1", allowed, 25) is None
+    assert model.approximate_top([], "nobody", np.ones(N_ITEMS, dtype=bool), 25) is None  # unknown user
+
+
+def test_below_the_threshold_there_is_no_index(artifact: Path) -> None:
+    assert load("arn:v1", artifact, Settings(ann_min_items=N_ITEMS + 1)).ann is None
+
+
+def test_cached_states_resume_to_what_a_rerun_computes(artifact: Path) -> None:
+    cached = load("arn:v1", artifact, Settings(ann_min_items=10**9))
+    fresh = load("arn:v1", artifact, Settings(ann_min_items=10**9, state_cache_users=0))
+    past = history(cached, "u3")[:30]
+    t = past[-1].ts
+    cached.user_state(past, "u3")
+    for extra in ([("i5", t + 60)], [("i6", t + 120), ("i7", t + 10_000)]):  # the second ends a session
+        past = past + [Interaction(i, "click", ts) for i, ts in extra]
+        t = past[-1].ts
+        np.testing.assert_allclose(cached.user_state(past, "u3"), fresh.user_state(past, "u3"), atol=1e-6)
+    assert len(cached.states) == 1 and len(fresh.states) == 0  # type: ignore[arg-type]

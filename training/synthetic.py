@@ -1,0 +1,77 @@
+"""A synthetic HRNN artifact of any catalog size: random weights, the trainer's file layout.
+
+For serving benchmarks and tests that need 10k..1M items, which no bundled dataset has. The
+GRU weights are the untrained initialisation (training.hrnn.init_weights); the item
+embeddings are clustered (items scattered around n_items / 100 random centres) rather than
+i.i.d., because trained embedding tables are clustered and an i.i.d. table is a worst case
+that no approximate index can exploit (`clustered=False` builds that one). Users get
+histories of 5..200 events (median ~60, like MovieLens-100k's) with a session break every
+25 events, so serving's state computation and exclusions cost what they would in use.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from stream.contract import ArtifactManifest
+
+T0 = 1_700_000_000
+
+
+def embeddings(n_items: int, hidden: int, rng: np.random.Generator, clustered: bool = True) -> np.ndarray:
+    """float32 [n_items, hidden], rows of norm ~1."""
+    if not clustered:
+        return (rng.standard_normal((n_items, hidden), dtype=np.float32) / np.sqrt(hidden)).astype(np.float32)
+    centres = rng.standard_normal((max(n_items // 100, 1), hidden), dtype=np.float32) / np.sqrt(hidden)
+    out = centres[rng.integers(0, len(centres), n_items)]
+    out += 0.5 * rng.standard_normal((n_items, hidden), dtype=np.float32) / np.sqrt(hidden)
+    return out
+
+
+def histories(n_users: int, n_items: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """CSR (offsets, items, times) of each user's events, the artifact's user_history.npz."""
+    lengths = np.clip(rng.lognormal(np.log(60), 0.9, n_users), 5, 200).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    items = rng.integers(0, n_items, offsets[-1]).astype(np.int32)
+    step = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)  # event number within its user
+    times = T0 + 60 * step + 7200 * (step // 25)  # a 2-hour break (a new session) every 25 events
+    return {"offsets": offsets, "items": items, "times": times.astype(np.int64)}
+
+
+def write_artifact(directory: Path, n_items: int, *, n_users: int = 10_000, hidden: int = 128,
+                   clustered: bool = True, seed: int = 0) -> Path:
+    """The whole artifact directory (manifest.json and all), written to a temporary name and
+    renamed like the trainer's; returns `directory`."""
+    import torch
+
+    from training import hrnn
+
+    rng = np.random.default_rng(seed)
+    item_ids = np.array([f"i{c}" for c in range(n_items)], dtype=object)
+    weights = hrnn.init_weights(n_items, hidden, seed)
+    with torch.no_grad():
+        weights["E"] = torch.from_numpy(embeddings(n_items, hidden, rng, clustered))
+        weights["b"] = torch.from_numpy((0.5 * rng.standard_normal(n_items)).astype(np.float32))
+    history = histories(n_users, n_items, rng)
+    model = hrnn.HRNN(item_ids, weights, {"hidden_dimension": str(hidden)}, int(history["times"].max()))
+    tmp = directory.with_name(f".{directory.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    files = {"item_ids": "item_ids.json", "popularity": "popularity.npy", "user_ids": "user_ids.json",
+             "user_history": "user_history.npz", "item_created": "item_created.npy", **model.export(tmp)}
+    (tmp / "item_ids.json").write_text(json.dumps(item_ids.tolist()))
+    (tmp / "user_ids.json").write_text(json.dumps([f"u{u}" for u in range(n_users)]))
+    np.savez(tmp / "user_history.npz", **history)
+    np.save(tmp / "popularity.npy", np.bincount(history["items"], minlength=n_items).astype(np.float32))
+    np.save(tmp / "item_created.npy", np.full(n_items, T0, dtype=np.int64))
+    manifest = ArtifactManifest(solution_version_arn="", recipe="aws-hrnn", created_at=time.time(),
+                                hidden_dimension=hidden, data_cut=int(history["times"].max()), files=files)
+    (tmp / "manifest.json").write_text(manifest.model_dump_json(indent=2))
+    shutil.rmtree(directory, ignore_errors=True)
+    os.replace(tmp, directory)
+    return directory
