@@ -106,6 +106,9 @@ async def _lag(app: faust.App, pattern: str, store: SessionStore) -> dict[tuple[
     except (ConsumerNotStarted, KafkaError, OSError, RedisError) as exc:
         log.debug("cannot measure lag (%r); keeping the last figures", exc)
         return None
+    except Exception:  # noqa: BLE001 - a Faust timer that raises crashes the app: a metric must not
+        log.exception("measuring lag failed; keeping the last figures")
+        return None
     return partition_lag({(tp.topic, tp.partition): ends[tp] for tp in tps if tp in ends},
                          {(tp.topic, tp.partition): p for tp, p in zip(tps, positions, strict=True)})
 
