@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support import Server, api_stack, free_port
+from support import Server, api_stack, consumer_lag, free_port
 
 from stream.contract import events_topic
 
@@ -128,12 +128,6 @@ def test_counters_move_by_exactly_what_was_sent(stack: tuple[Server, str], uniqu
     if sessions != server.url:  # the one worker owns every partition, and has applied them all
         topic = events_topic(unique)
         deadline = time.monotonic() + 30
-        while (lag := partition_lag(scrape(sessions)[0], topic)) != {p: 0 for p in range(4)}:
+        while (lag := consumer_lag(sessions, topic)) != {p: 0 for p in range(4)}:
             assert time.monotonic() < deadline, lag
             time.sleep(0.2)
-
-
-def partition_lag(samples: Samples, topic: str) -> dict[int, float]:
-    """opz_stream_consumer_lag of `topic`'s partitions, by partition."""
-    return {int(dict(labels)["partition"]): v for (name, labels), v in samples.items()
-            if name == "opz_stream_consumer_lag" and dict(labels)["topic"] == topic}
