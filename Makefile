@@ -21,10 +21,11 @@ demo: venv  ## embedded server + the bundled MovieLens data through boto3
 test:  ## unit, then integration + e2e against real Kafka and Redis (started and stopped here)
 	scripts/test.sh
 
-bench: venv  ## bench/: PutEvents throughput and freshness (embedded, Kafka), bulk CSV import, GetRecommendations latency
+bench: venv  ## bench/: PutEvents throughput and freshness (embedded, Kafka; 1 vs 2 workers and APIs on 3 brokers), bulk CSV import, GetRecommendations latency
 	scripts/system_deps.sh bench
 	scripts/kafka_jars.sh >/dev/null
 	$(PY) bench/ingest.py
+	$(PY) bench/scale.py
 	$(PY) bench/import_bench.py
 	$(PY) bench/serve.py
 

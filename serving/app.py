@@ -16,6 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving import (
+    campaigns_api,
     control_api,
     datasets_api,
     events_api,
@@ -116,6 +117,7 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
             ctx, trainer, job, progress)
     jobs = JobRunner(resources, work)
     ctx.wake_jobs = jobs.wake
+    api_metrics.registry.register(metrics.ServedVersions(lambda: campaigns_api.served_versions(ctx)))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -12,7 +12,12 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from serving.control_api import Arn, Ctx, Name, Page, Req, Tag, operation, paginate, require
-from serving.errors import InvalidInputException, ResourceAlreadyExistsException, ResourceInUseException
+from serving.errors import (
+    InvalidInputException,
+    ResourceAlreadyExistsException,
+    ResourceInUseException,
+    ResourceNotFoundException,
+)
 from serving.jobs import ACTIVE
 from serving.ranking import parse_exploration
 from serving.resources import AlreadyExists, Body
@@ -121,6 +126,21 @@ def delete_campaign(req: CampaignArn, ctx: Ctx) -> Body:
     require(ctx, req.campaignArn, "campaign", "campaign")
     ctx.resources.delete(req.campaignArn)
     return {}
+
+
+def served_versions(ctx: Ctx) -> list[tuple[str, str]]:
+    """(campaign name, the solution version it answers with now, as `solution/id`) for each
+    campaign: /metrics' `opz_api_campaign_solution_version_info`. The version names the
+    solution and its id, not its ARN (labels never hold one); a campaign whose version is
+    gone (deleted) has nothing to serve and is left out."""
+    served = []
+    for campaign in ctx.resources.list("campaign"):
+        try:
+            arn = serving_version(ctx, campaign)["solutionVersionArn"]
+        except ResourceNotFoundException:
+            continue
+        served.append((campaign["name"], arn.split(":solution/", 1)[-1]))
+    return served
 
 
 def serving_version(ctx: Ctx, campaign: Body) -> Body:

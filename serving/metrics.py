@@ -8,12 +8,14 @@ targets or paths cannot add series, and no label ever holds an ARN or a user.
 from __future__ import annotations
 
 import time
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import InfoMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -80,6 +82,23 @@ class ApiMetrics:
             else:
                 self.records.labels(r.dataset_type).inc()
         self.events.inc(events)
+
+
+class ServedVersions(Collector):
+    """`opz_api_campaign_solution_version_info{campaign, solution_version} 1`: which model
+    each campaign answers with, read from the control plane at each scrape, so an
+    UpdateCampaign (or a synced campaign's new version) shows at the next one and a deleted
+    campaign's series goes. One series per campaign."""
+
+    def __init__(self, versions: Callable[[], Iterable[tuple[str, str]]]) -> None:
+        self.versions = versions
+
+    def collect(self) -> Iterator[Metric]:
+        family = InfoMetricFamily("opz_api_campaign_solution_version", "The solution version "
+                                  "(solution/id) each campaign answers with", labels=["campaign"])
+        for campaign, version in sorted(self.versions()):
+            family.add_metric([campaign], {"solution_version": version})
+        yield family
 
 
 class RequestMetrics:

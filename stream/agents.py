@@ -12,18 +12,20 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from faust.exceptions import ConsumerNotStarted
 from redis.exceptions import RedisError
 
 from stream.applier import Live, Replay, apply_partition, position_name
 from stream.archive import Archive
 from stream.contract import Event, decode_event
-from stream.metrics import StreamMetrics
+from stream.metrics import StreamMetrics, partition_lag
 from stream.session import Limits
 from stream.store import SessionStore
 
 log = logging.getLogger(__name__)
 BATCH, WITHIN_S = 1000, 0.002  # a batch closes after 1,000 events or 2 ms, whichever first
 TOPIC_SCAN_S = 2.0  # how often a worker looks for new dataset groups' topics
+LAG_S = 2.0  # how often a worker measures its partitions' lag (one ListOffsets, one Redis read)
 
 
 async def event_topics(bootstrap: str, pattern: str) -> set[str] | None:
@@ -83,6 +85,32 @@ def register_agents(app: faust.App, *, topics: set[str], pattern: str, store: Se
             app.topics.discard(channel)  # flags the change; the conductor resubscribes
             app.topics.add(channel)
         events.topics = sorted({*events.topics, *new})
+
+    @app.timer(LAG_S)
+    async def measure_lag() -> None:
+        lag = await _lag(app, pattern, store)
+        if lag is not None:
+            metrics.lag.set(lag)
+
+
+async def _lag(app: faust.App, pattern: str, store: SessionStore) -> dict[tuple[str, int], int] | None:
+    """Lag of the events partitions assigned to this worker now, against the positions its
+    session state holds (what a reader of the state sees, not Faust's commits, which trail
+    by up to a commit interval); None while Kafka or the store cannot answer."""
+    try:
+        tps = sorted(tp for tp in app.consumer.assignment() if re.match(pattern, tp.topic))
+        if not tps:
+            return {}
+        ends = await app.consumer.highwaters(*tps)
+        _, positions = await store.load([], [position_name(tp.topic, tp.partition) for tp in tps])
+    except (ConsumerNotStarted, KafkaError, OSError, RedisError) as exc:
+        log.debug("cannot measure lag (%r); keeping the last figures", exc)
+        return None
+    except Exception:  # noqa: BLE001 - a Faust timer that raises crashes the app: a metric must not
+        log.exception("measuring lag failed; keeping the last figures")
+        return None
+    return partition_lag({(tp.topic, tp.partition): ends[tp] for tp in tps if tp in ends},
+                         {(tp.topic, tp.partition): p for tp, p in zip(tps, positions, strict=True)})
 
 
 async def _retrying(write: Callable[..., Awaitable[object]], *args: Any, **kwargs: Any) -> None:

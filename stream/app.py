@@ -24,4 +24,10 @@ def make_faust_app(settings: Settings) -> faust.App:
         # a killed (or crashed and re-executed) worker leaves the group without saying so:
         # its partitions move after the session timeout, 10 s here instead of Faust's 60 s
         broker_session_timeout=10.0, broker_heartbeat_interval=1.0,
+        # a rebalance must not wait for the agents to ack what they hold: with take_events'
+        # buffers that wait never ends (faust-streaming#133; seen here with 2 workers, the
+        # survivor of a kill -9 stuck in "wait_empty" for good). What a revoked partition's
+        # old owner still applies is fenced by the position the store saves with the states
+        # (stream/applier.py: apply_partition), so exactly once does not rest on this wait
+        stream_wait_empty=False,
     )

@@ -13,7 +13,7 @@ from stream.contract import Event, anonymous_key
 from stream.counters import Increments, increments
 from stream.log import EventLog
 from stream.session import Limits, Recurrent, SessionState, apply
-from stream.store import Key, SessionStore
+from stream.store import Key, PositionMoved, SessionStore
 
 SESSION_GROUP = "opz-sessions"
 # (replay from this offset, None = the partition's start; up to this offset, exclusive)
@@ -88,11 +88,23 @@ async def apply_partition(records: Sequence[tuple[int, Event]], *, position: str
     The store keeps the partition's last applied offset with the states (one transaction).
     Offsets at or below it were applied before a crash or rebalance and are skipped. If the
     store has no position, or one short of this batch (Redis lost its data, or came back
-    from an old snapshot), `replay` first rebuilds the states from the log. `on_applied`
-    gets the events that changed a state once they are stored.
+    from an old snapshot), `replay` first rebuilds the states from the log. The save
+    expects the position it loaded: if another worker applied part of this partition in
+    between (its old and new owner overlapping in a rebalance), the batch starts over from
+    the new position. `on_applied` gets the events that changed a state once they are stored.
     """
     if not records:
         return 0
+    while True:
+        try:
+            return await _apply_partition_once(records, position, store, limits, replay, live, on_applied)
+        except PositionMoved:
+            continue
+
+
+async def _apply_partition_once(records: Sequence[tuple[int, Event]], position: str,
+                                store: SessionStore, limits: Limits, replay: Replay | None,
+                                live: Live | None, on_applied: OnApplied | None) -> int:
     events = [e for _, e in records]
     states, (stored,) = await _states(store, events, [position])
     first, last = records[0][0], records[-1][0]
@@ -103,7 +115,7 @@ async def apply_partition(records: Sequence[tuple[int, Event]], *, position: str
     fresh = [e for offset, e in records if offset > done]
     changed, counts, applied = _advance(states, fresh, limits, live)
     if last > done:
-        await store.save(changed, {position: last}, counts)
+        await store.save(changed, {position: last}, counts, expect={position: stored})
     if on_applied is not None:
         on_applied(applied)
     return len(applied)

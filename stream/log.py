@@ -65,7 +65,8 @@ def open_event_log(settings: Settings, *, client_id: str = "opz",
     if settings.kafka_bootstrap_servers:
         return KafkaEventLog(settings.kafka_bootstrap_servers, client_id=client_id,
                              topic_pattern=pattern, partitions=settings.kafka_partitions,
-                             replication_factor=settings.kafka_replication_factor)
+                             replication_factor=settings.kafka_replication_factor,
+                             min_insync_replicas=settings.kafka_min_insync_replicas)
     return SqliteEventLog(settings.data_dir / "events.db", topic_pattern=pattern)
 
 
@@ -197,12 +198,14 @@ class KafkaEventLog:
 
     def __init__(self, bootstrap_servers: str, *, client_id: str = "opz",
                  timeout_s: float = 10.0, topic_pattern: str = events_topic_pattern(),
-                 partitions: int = 4, replication_factor: int = 1) -> None:
+                 partitions: int = 4, replication_factor: int = 1,
+                 min_insync_replicas: int | None = None) -> None:
         self.bootstrap = bootstrap_servers
         self.client_id = client_id
         self.timeout_s = timeout_s
         self.topic_pattern = topic_pattern  # read(): which events topics to follow
         self.partitions, self.replication_factor = partitions, replication_factor
+        self.min_insync_replicas = min_insync_replicas  # None: the brokers' default
         self._producer = None
         self._producer_lock = asyncio.Lock()
         self._retired: set[asyncio.Task[None]] = set()  # old producers being stopped
@@ -256,12 +259,14 @@ class KafkaEventLog:
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
         from aiokafka.errors import TopicAlreadyExistsError
 
+        durability = ({"min.insync.replicas": str(self.min_insync_replicas)}
+                      if self.min_insync_replicas else {})
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=self.client_id)
         await admin.start()
         try:
             result = await admin.create_topics([NewTopic(
-                t, self.partitions, self.replication_factor,
-                topic_configs={} if t.endswith(".events") else {"cleanup.policy": "compact"})
+                t, self.partitions, self.replication_factor, topic_configs=durability | (
+                    {} if t.endswith(".events") else {"cleanup.policy": "compact"}))
                 for t in topics])
             for name, code, *_ in result.topic_errors:
                 if code not in (0, TopicAlreadyExistsError.errno):

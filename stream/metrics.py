@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from prometheus_client import (
@@ -20,6 +20,8 @@ from prometheus_client import (
     Histogram,
     start_http_server,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from stream.contract import Event
 
@@ -41,6 +43,40 @@ def freshness(received_at: float, now: float) -> float:
     """Seconds from the API accepting an event to its state being stored. The API's clock
     stamps `received_at`, so skew between hosts shifts it; a negative value is skew: 0."""
     return max(0.0, now - received_at)
+
+
+def partition_lag(ends: Mapping[tuple[str, int], int],
+                  applied: Mapping[tuple[str, int], int | None]) -> dict[tuple[str, int], int]:
+    """Events of each partition not in session state yet: the log end offset (the next
+    offset to be written) minus the next offset to apply. A partition with no applied
+    position counts from offset 0 (from its start, while retention has deleted nothing)."""
+    return {tp: max(0, end - (-1 if applied.get(tp) is None else applied[tp]) - 1)  # type: ignore[operator]
+            for tp, end in ends.items()}
+
+
+class PartitionLag(Collector):
+    """`opz_stream_consumer_lag{topic, partition}` of the partitions this worker owns now.
+
+    The worker replaces the whole set at each measurement and a scrape (another thread)
+    reads it as it is: no half-updated set, and a partition that moved to another worker
+    leaves this one's series at the next measurement. Topics are dataset groups' events
+    topics, so the series are bounded by dataset groups x partitions.
+    """
+
+    def __init__(self) -> None:
+        self._lag: dict[tuple[str, int], int] = {}
+
+    def set(self, lag: Mapping[tuple[str, int], int]) -> None:
+        self._lag = dict(lag)
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily("opz_stream_consumer_lag", "Events in a partition this worker "
+                                   "owns that are not applied to session state yet (log end "
+                                   "offset minus the next offset to apply)",
+                                   labels=["topic", "partition"])
+        for (topic, partition), n in sorted(self._lag.items()):
+            family.add_metric([topic, str(partition)], n)
+        yield family
 
 
 class StreamMetrics:
@@ -65,6 +101,8 @@ class StreamMetrics:
                                    buckets=FRESHNESS_BUCKETS, registry=registry)
         for consumer in ("sessions", "archive"):  # both series exist from the first scrape
             self.duplicates.labels(consumer)
+        self.lag = PartitionLag()
+        registry.register(self.lag)
 
     @contextmanager
     def session_batch(self, offered: int) -> Iterator[Callable[[Sequence[Event]], None]]:

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     # partitions of each events topic: the most stream workers that can share one dataset group
     kafka_partitions: int = Field(4, ge=1)
     kafka_replication_factor: int = Field(1, ge=1, description="3 on a 3-broker cluster")
+    # replicas that must have an event before PutEvents answers 200 (acks=all), set on each
+    # new topic; unset: the brokers' default. 2 with replication 3: one broker may be down
+    kafka_min_insync_replicas: int | None = Field(None, ge=1)
     stream_app_id: str = Field("opz-stream", description="Faust app id = Kafka consumer group")
     stream_dataset_groups: str = Field(".+", description="regex: dataset groups these workers follow")
     redis_url: str | None = Field(None, description="redis://host:port/db")
@@ -70,6 +73,13 @@ class Settings(BaseSettings):
         if (self.kafka_bootstrap_servers is None) != (self.redis_url is None):
             raise ValueError("distributed mode needs both OPZ_KAFKA_BOOTSTRAP_SERVERS and "
                              "OPZ_REDIS_URL; set neither for embedded mode")
+        return self
+
+    @model_validator(mode="after")
+    def _min_isr_within_replicas(self) -> Settings:
+        if (self.kafka_min_insync_replicas or 1) > self.kafka_replication_factor:
+            raise ValueError("OPZ_KAFKA_MIN_INSYNC_REPLICAS cannot exceed OPZ_KAFKA_REPLICATION_FACTOR: "
+                             "every append would be refused")
         return self
 
     def arn(self, kind: str, name: str) -> str:

@@ -26,6 +26,11 @@ Key = tuple[str, str]  # (dataset group name, user key)
 MAX_SHOWN_IN_MEMORY = 1_000_000  # embedded: recommendation lists kept at most (~300 B each)
 
 
+class PositionMoved(Exception):
+    """A save expected a position that another writer has moved since (a partition that
+    changed owners mid-batch): nothing was written; reload and skip what it applied."""
+
+
 class SessionStore(Protocol):
     """Per-user states and per-item counters, plus log positions saved atomically with them.
 
@@ -47,8 +52,12 @@ class SessionStore(Protocol):
 
     async def save(self, states: Mapping[Key, SessionState],
                    positions: Mapping[str, int] | None = None,
-                   counts: Increments | None = None) -> None:
-        """Write states, positions and counter increments atomically (MULTI / one transaction)."""
+                   counts: Increments | None = None, *,
+                   expect: Mapping[str, int | None] | None = None) -> None:
+        """Write states, positions and counter increments atomically (MULTI / one transaction),
+        only if the positions named in `expect` still hold those values (None: absent); else
+        raise PositionMoved and write nothing. Two writers of one partition (its old owner
+        finishing a batch during a rebalance, and its new one) then cannot both apply it."""
 
     async def counter(self, dataset_group: str, name: str, limit: int) -> dict[str, float]:
         """The `limit` highest-scoring items of one counter."""
@@ -128,17 +137,22 @@ class SqliteSessionStore:
 
     async def save(self, states: Mapping[Key, SessionState],
                    positions: Mapping[str, int] | None = None,
-                   counts: Increments | None = None) -> None:
+                   counts: Increments | None = None, *,
+                   expect: Mapping[str, int | None] | None = None) -> None:
         rows = [(dsg, user, SESSION_LAYOUT_VERSION, _encode(s)) for (dsg, user), s in states.items()]
         adds = [(dsg, name, item, x) for (dsg, name), items in (counts or {}).items()
                 for item, x in items.items()]
-        await self._run(self._save, rows, list((positions or {}).items()), adds)
+        await self._run(self._save, rows, list((positions or {}).items()), adds, dict(expect or {}))
 
     def _save(self, rows: list[tuple[str, str, int, bytes]], positions: list[tuple[str, int]],
-              adds: list[tuple[str, str, str, float]]) -> None:
+              adds: list[tuple[str, str, str, float]], expect: dict[str, int | None]) -> None:
         assert self._db is not None
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
+            for name, want in expect.items():
+                row = self._db.execute("SELECT pos FROM positions WHERE name = ?", (name,)).fetchone()
+                if (None if row is None else row[0]) != want:
+                    raise PositionMoved(f"{name} is at {row}, not {want}")  # rolls back
             self._db.executemany("INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?)", rows)
             self._db.executemany("INSERT OR REPLACE INTO positions VALUES (?, ?)", positions)
             self._db.executemany("INSERT INTO counters VALUES (?, ?, ?, ?) ON CONFLICT"
@@ -232,9 +246,19 @@ class RedisSessionStore:
 
     async def save(self, states: Mapping[Key, SessionState],
                    positions: Mapping[str, int] | None = None,
-                   counts: Increments | None = None) -> None:
+                   counts: Increments | None = None, *,
+                   expect: Mapping[str, int | None] | None = None) -> None:
+        from redis.exceptions import WatchError
+
         assert self._redis is not None, "start() first"
         async with self._redis.pipeline(transaction=True) as pipe:  # MULTI/EXEC: all or nothing
+            if expect:  # WATCH: EXEC writes nothing if another client moved a position since
+                watched = [self.position_key(name) for name in expect]
+                await pipe.watch(*watched)
+                found = [None if p is None else int(p) for p in await pipe.mget(watched)]
+                if found != list(expect.values()):
+                    raise PositionMoved(f"{list(expect)} at {found}, not {list(expect.values())}")
+                pipe.multi()
             for (dsg, user), state in states.items():
                 pipe.hset(self.key(dsg, user),
                           mapping={"v": SESSION_LAYOUT_VERSION, "state": _encode(state)})
@@ -245,7 +269,10 @@ class RedisSessionStore:
                 args = [a for i, items in enumerate(counts.values(), 1)
                         for item, x in items.items() for a in (i, x, item)]
                 pipe.eval(_ZINCRBY_MANY, len(keys), *keys, *args)
-            await pipe.execute()
+            try:
+                await pipe.execute()
+            except WatchError:
+                raise PositionMoved(f"{list(expect or {})} moved during the save") from None
 
     def shown_key(self, recommendation_id: str) -> str:
         return f"{self.prefix}:shown:{recommendation_id}"

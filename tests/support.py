@@ -6,7 +6,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,11 @@ class Worker(Process):
         self.log = log_dir / f"worker-{time.monotonic_ns()}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
+    @property
+    def metrics_url(self) -> str:
+        """Its Prometheus endpoint (OPZ_METRICS_PORT must be in its env)."""
+        return f"http://127.0.0.1:{self.env['OPZ_METRICS_PORT']}"
+
     def start(self) -> Worker:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "serving.cli", "stream", "worker"],
@@ -102,43 +107,70 @@ class Worker(Process):
 
 
 
-async def send_events(url: str, tracking_id: str, *, users: int, per_user: int,
+def consumer_lag(metrics_url: str, topic: str) -> dict[int, float] | None:
+    """A worker's opz_stream_consumer_lag of `topic`, by partition: the partitions it owns
+    now. None while its metrics port is closed (starting, or killed)."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = httpx.get(metrics_url + "/metrics", timeout=5).text
+    except httpx.TransportError:
+        return None
+    return {int(s.labels["partition"]): s.value for f in text_string_to_metric_families(text)
+            for s in f.samples if s.name == "opz_stream_consumer_lag" and s.labels["topic"] == topic}
+
+
+def sent_item(n: int) -> str:
+    """The item of a user's n-th event from `send_events`: the expected history order."""
+    return f"item{n % 97}"
+
+
+async def send_events(urls: str | Sequence[str], tracking_id: str, *, users: int, per_user: int,
                       concurrency: int = 16, prefix: str = "u", deadline_s: float = 300) -> list[str]:
     """PutEvents over HTTP like many browsers at once: batches of 10, one user per call.
 
-    Retries a call on 503 or a broken connection with the same body (same eventIds), as
-    the SDKs do, so server-side dedupe makes the retry safe. Returns the accepted ids.
+    Each user's calls go one after another, as its browser sends them, so every user's
+    events reach the log in the order sent; with several URLs (API processes behind a load
+    balancer) a user's successive calls alternate between them. Retries a call on 503 or a
+    broken connection with the same body (same eventIds), as the SDKs do, so server-side
+    dedupe makes the retry safe. Returns the accepted ids.
     """
     import asyncio
 
     import httpx
 
-    calls = [(f"{prefix}{u}", b) for b in range(per_user // 10) for u in range(users)]
-    queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
-    for c in calls:
-        queue.put_nowait(c)
+    urls = [urls] if isinstance(urls, str) else list(urls)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for u in range(users):
+        queue.put_nowait(u)
     accepted: list[str] = []
     stop_at = time.monotonic() + deadline_s
 
+    async def put(http: httpx.AsyncClient, url: str, body: dict[str, Any]) -> None:
+        while True:
+            assert time.monotonic() < stop_at, "gave up retrying"
+            try:
+                r = await http.post(url + "/events", json=body)
+            except httpx.TransportError:
+                await asyncio.sleep(0.2)
+                continue
+            if r.status_code == 200:
+                return
+            assert r.status_code == 503, (r.status_code, r.text)
+            await asyncio.sleep(0.2)
+
     async def client(http: httpx.AsyncClient) -> None:
         while not queue.empty():
-            user, b = queue.get_nowait()
-            ids = [f"{user}-{b * 10 + i}" for i in range(10)]
-            body = {"trackingId": tracking_id, "userId": user, "sessionId": f"s-{user}",
-                    "eventList": [{"eventId": i, "eventType": "click", "itemId": f"item{(b * 10 + k) % 97}",
-                                   "sentAt": 1_700_000_000 + b} for k, i in enumerate(ids)]}
-            while True:
-                assert time.monotonic() < stop_at, "gave up retrying"
-                try:
-                    r = await http.post(url + "/events", json=body)
-                except httpx.TransportError:
-                    await asyncio.sleep(0.2)
-                    continue
-                if r.status_code == 200:
-                    accepted.extend(ids)
-                    break
-                assert r.status_code == 503, (r.status_code, r.text)
-                await asyncio.sleep(0.2)
+            u = queue.get_nowait()
+            user = f"{prefix}{u}"
+            for b in range(per_user // 10):
+                ids = [f"{user}-{b * 10 + i}" for i in range(10)]
+                await put(http, urls[(u + b) % len(urls)], {
+                    "trackingId": tracking_id, "userId": user, "sessionId": f"s-{user}",
+                    "eventList": [{"eventId": i, "eventType": "click", "itemId": sent_item(b * 10 + k),
+                                   "sentAt": 1_700_000_000 + b} for k, i in enumerate(ids)]})
+                accepted.extend(ids)
 
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=concurrency)) as http:
         await asyncio.gather(*(client(http) for _ in range(concurrency)))

@@ -1,6 +1,7 @@
 """/metrics under real traffic, embedded and distributed: boto3 calls move the API's counters
 by exactly what was sent, and the session consumer (in the API process, or a stream worker
-on its own metrics port) counts each event applied once, with its freshness."""
+on its own metrics port) counts each event applied once, with its freshness and, on a
+worker, its partitions' lag."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support import Server, api_stack, free_port
+from support import Server, api_stack, consumer_lag, free_port
+
+from stream.contract import events_topic
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 ITEMS = json.dumps({"type": "record", "name": "Items", "fields": [
@@ -122,3 +125,9 @@ def test_counters_move_by_exactly_what_was_sent(stack: tuple[Server, str], uniqu
         assert value(stream, "opz_stream_duplicates_skipped_total", consumer="sessions") == 1
         assert value(stream, "opz_stream_duplicates_skipped_total", consumer="archive") == 1
     assert value(stream, "process_cpu_seconds_total") > 0
+    if sessions != server.url:  # the one worker owns every partition, and has applied them all
+        topic = events_topic(unique)
+        deadline = time.monotonic() + 30
+        while (lag := consumer_lag(sessions, topic)) != {p: 0 for p in range(4)}:
+            assert time.monotonic() < deadline, lag
+            time.sleep(0.2)

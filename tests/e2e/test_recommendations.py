@@ -7,7 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from support import DATASETS, Server
 from test_training import RECIPE, ROLE, dataset_group, slice_of_ml100k, train, wait
 
@@ -171,3 +173,27 @@ def test_a_promotion_gets_its_share_of_the_list(deployed: dict[str, Any]) -> Non
     with pytest.raises(runtime.exceptions.InvalidInputException, match="percentPromotedItems"):
         runtime.get_recommendations(campaignArn=deployed["pop"], userId="259", promotions=[
             {"name": "too-much", "percentPromotedItems": 101, "filterArn": horror}])
+
+
+def test_metrics_name_the_version_each_campaign_serves(deployed: dict[str, Any],
+                                                       embedded_server: Server) -> None:
+    control = deployed["control"]
+
+    def served() -> dict[str, str]:
+        text = httpx.get(embedded_server.url + "/metrics", timeout=5).text
+        return {s.labels["campaign"]: s.labels["solution_version"]
+                for f in text_string_to_metric_families(text) for s in f.samples
+                if s.name == "opz_api_campaign_solution_version_info" and s.value == 1}
+
+    def version_of(campaign: str) -> str:
+        arn = control.describe_campaign(campaignArn=campaign)["campaign"]["solutionVersionArn"]
+        return arn.split(":solution/")[1]  # the solution and the version's id, never an ARN
+
+    assert served() == {"shop-pop": version_of(deployed["pop"]), "shop-sims": version_of(deployed["sims"])}
+    version = control.describe_campaign(campaignArn=deployed["pop"])["campaign"]["solutionVersionArn"]
+    solution = control.describe_solution_version(solutionVersionArn=version)["solutionVersion"]["solutionArn"]
+    newer = train(control, solution)["solutionVersionArn"]
+    control.update_campaign(campaignArn=deployed["pop"], solutionVersionArn=newer)
+    assert served()["shop-pop"] == version_of(deployed["pop"]) == newer.split(":solution/")[1]
+    control.delete_campaign(campaignArn=deployed["sims"])
+    assert set(served()) == {"shop-pop"}

@@ -50,3 +50,28 @@ async def test_a_gap_behind_the_stored_position_is_replayed(session_store: Sessi
     await apply_partition(LOG[:5], position="p", store=session_store, limits=Limits(), replay=replay)
     await apply_partition(LOG[12:], position="p", store=session_store, limits=Limits(), replay=replay)
     assert calls == [(5, 12)] and await applied(session_store) == [10, 10, 10]
+
+
+class Overtaken:
+    """A store whose first save finds that another worker (the partition's new owner in a
+    rebalance) applied part of the same batch since this one loaded."""
+
+    def __init__(self, store: SessionStore, other: list[tuple[int, Event]]) -> None:
+        self.store, self.other = store, other
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.store, name)
+
+    async def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        if self.other:
+            other, self.other = self.other, []
+            await apply_partition(other, position="p", store=self.store, limits=Limits(), replay=None)
+        await self.store.save(*args, **kwargs)
+
+
+async def test_two_owners_of_a_partition_apply_each_event_once(session_store: SessionStore) -> None:
+    racing = Overtaken(session_store, LOG[:15])
+    n = await apply_partition(LOG[:20], position="p", store=racing, limits=Limits(), replay=None)  # type: ignore[arg-type]
+    assert n == 5  # its save was refused, so it started over from offset 15
+    assert await applied(session_store) == [7, 7, 6]
+    assert sum((await session_store.counter("g", "popularity", 100)).values()) == 20

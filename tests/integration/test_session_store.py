@@ -7,7 +7,7 @@ import pytest
 
 from stream.contract import UnknownVersion
 from stream.session import Interaction, SessionState
-from stream.store import RedisSessionStore, SessionStore, SqliteSessionStore
+from stream.store import PositionMoved, RedisSessionStore, SessionStore, SqliteSessionStore
 
 STATE = SessionState(session_id="s1", session_start=1.0, sessions=2, last_ts=9.0, applied=3,
                      history=(Interaction(item="a", type="click", ts=1.0),
@@ -81,3 +81,16 @@ async def test_recommendations_shown_are_recalled_until_they_expire(session_stor
     await asyncio.sleep(0.2)
     assert await session_store.recall(["RID-2", "RID-1"]) == [None, ["a", "b", "c"]]
     assert await session_store.recall([]) == []
+
+
+async def test_a_save_expecting_a_moved_position_writes_nothing(session_store: SessionStore) -> None:
+    await session_store.save({}, {"p": 9})
+    with pytest.raises(PositionMoved):  # another writer applied up to 9 after we loaded 4
+        await session_store.save({("g", "u"): STATE}, {"p": 12}, {("g", "popularity"): {"i": 1.0}},
+                                 expect={"p": 4})
+    with pytest.raises(PositionMoved):
+        await session_store.save({("g", "u"): STATE}, {"q": 3}, expect={"q": 1})  # q is absent
+    assert await session_store.load([("g", "u")], ["p", "q"]) == ([None], [9, None])
+    assert await session_store.counter("g", "popularity", 10) == {}
+    await session_store.save({("g", "u"): STATE}, {"p": 12, "q": 3}, expect={"p": 9, "q": None})
+    assert await session_store.load([("g", "u")], ["p", "q"]) == ([STATE], [12, 3])

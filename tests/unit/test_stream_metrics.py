@@ -5,7 +5,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from stream.contract import Event
-from stream.metrics import StreamMetrics, freshness
+from stream.metrics import StreamMetrics, freshness, partition_lag
 
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
@@ -44,3 +44,20 @@ def test_a_failed_batch_counts_nothing() -> None:
 def test_freshness_treats_clock_skew_as_zero() -> None:
     assert freshness(received_at=100.0, now=100.25) == 0.25
     assert freshness(received_at=100.0, now=99.0) == 0.0
+
+
+def test_lag_is_the_log_end_minus_the_next_offset_to_apply() -> None:
+    ends = {("t", 0): 100, ("t", 1): 100, ("t", 2): 0, ("t", 3): 7}
+    applied = {("t", 0): 99, ("t", 1): 49, ("t", 2): None, ("t", 3): None}
+    assert partition_lag(ends, applied) == {("t", 0): 0, ("t", 1): 50, ("t", 2): 0, ("t", 3): 7}
+
+
+def test_lag_series_are_the_partitions_owned_now() -> None:
+    metrics = StreamMetrics(CollectorRegistry())
+    r = metrics.registry
+    metrics.lag.set({("opz.g.events", 0): 5, ("opz.g.events", 1): 0})
+    assert value(r, "opz_stream_consumer_lag", topic="opz.g.events", partition="0") == 5
+    assert r.get_sample_value("opz_stream_consumer_lag", {"topic": "opz.g.events", "partition": "1"}) == 0
+    metrics.lag.set({("opz.g.events", 1): 3})  # partition 0 moved to another worker
+    assert r.get_sample_value("opz_stream_consumer_lag", {"topic": "opz.g.events", "partition": "0"}) is None
+    assert value(r, "opz_stream_consumer_lag", topic="opz.g.events", partition="1") == 3
