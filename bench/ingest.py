@@ -230,11 +230,16 @@ def main() -> int:
     report = {"machine": f"{os.cpu_count()} cores", "goals": GOALS,
               "baseline": {"amazon_personalize_default_quota_events_per_s": PERSONALIZE_QUOTA},
               "args": {k: str(v) for k, v in vars(args).items()}, "results": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"\nwrote {args.out}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    write_report(report, args.out, tmp)
     return 0
+
+
+def write_report(report: dict, out: Path, tmp: Path) -> None:
+    """Every bench ends so: its JSON beside the others, its scratch directory gone."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {out}")
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

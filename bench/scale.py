@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import statistics
@@ -33,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "tests"), str(ROOT / "bench")]
-from ingest import cpu_seconds, freshness, wrk  # noqa: E402
+from ingest import cpu_seconds, freshness, write_report, wrk  # noqa: E402
 from services import KafkaCluster, RedisServer  # noqa: E402
 from support import Server, Worker, consumer_lag, free_port  # noqa: E402
 
@@ -250,10 +249,7 @@ def main() -> int:
     report = {"machine": f"{os.cpu_count()} cores", "cluster": "3 brokers, replication 3, min ISR 2",
               "partitions": PARTITIONS, "args": {k: str(v) for k, v in vars(args).items()},
               "results": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"\nwrote {args.out}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    write_report(report, args.out, tmp)
     return 0
 
 

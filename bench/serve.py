@@ -54,6 +54,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts"), str(ROOT / "tests")]
+from ingest import write_report  # noqa: E402
 from services import KafkaCluster, RedisServer  # noqa: E402
 from support import DATASETS, Server, Worker  # noqa: E402
 
@@ -567,10 +568,7 @@ def main() -> int:
     for name, g in report["goals"].items():
         print(f"  {name}: {g['value']:.3f} (goal {g['goal']}) {'met' if g['met'] else 'MISSED'}")
     print(f"load average before / after: {load_before} / {report['load_average_after']}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"\nwrote {args.out}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    write_report(report, args.out, tmp)
     return 0
 
 

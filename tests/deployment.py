@@ -8,14 +8,16 @@ every user's session state, including the order of each user's history.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services import KafkaCluster, RedisServer
 from support import Server, Worker, free_port, send_events, sent_item
 
 from stream.archive import Archive
@@ -24,6 +26,21 @@ from stream.log import EventLog, KafkaEventLog, SqliteEventLog
 from stream.store import RedisSessionStore, SessionStore, SqliteSessionStore
 
 SETTLE_TIMEOUT_S = 120  # until state and archive have caught up with every accepted event
+
+
+@contextlib.contextmanager
+def dedicated_services(base: Path, nodes: int = 1,
+                       **kafka: object) -> Iterator[tuple[KafkaCluster, RedisServer]]:
+    """A Kafka cluster and a Redis of a test module's own: the faults it injects disturb no other test."""
+    cluster = KafkaCluster(nodes, base_dir=base / "kafka", **kafka)  # type: ignore[arg-type]
+    redis = RedisServer(base_dir=base / "redis")
+    redis.start()
+    cluster.start()
+    try:
+        yield cluster, redis
+    finally:
+        cluster.stop()
+        redis.stop()
 
 
 @dataclass

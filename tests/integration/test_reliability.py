@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from deployment import Deployment
+from deployment import Deployment, dedicated_services
 from services import KafkaCluster, RedisServer
 
 
@@ -37,13 +37,8 @@ def test_50000_events_over_http_are_all_stored_archived_and_applied_once(
 
 @pytest.fixture(scope="module")
 def own_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[KafkaCluster, RedisServer]]:
-    base = tmp_path_factory.mktemp("own-services")
-    kafka, redis = KafkaCluster(1, base_dir=base / "kafka"), RedisServer(base_dir=base / "redis")
-    redis.start()
-    kafka.start()
-    yield kafka, redis
-    kafka.stop()
-    redis.stop()
+    with dedicated_services(tmp_path_factory.mktemp("own-services")) as services:
+        yield services
 
 
 @pytest.fixture

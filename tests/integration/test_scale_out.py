@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from deployment import Deployment
+from deployment import Deployment, dedicated_services
 from services import KafkaCluster, RedisServer
 from support import Worker, consumer_lag
 
@@ -40,16 +40,11 @@ class ScaledOut:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[KafkaCluster, RedisServer]]:
-    base = tmp_path_factory.mktemp("scale-out")
     # the brokers' default is 1, so a topic's min.insync.replicas=2 can only come from
     # OPZ_KAFKA_MIN_INSYNC_REPLICAS
-    kafka = KafkaCluster(3, base_dir=base / "kafka", heap="384m", extra={"min.insync.replicas": "1"})
-    redis = RedisServer(base_dir=base / "redis")
-    redis.start()
-    kafka.start()
-    yield kafka, redis
-    kafka.stop()
-    redis.stop()
+    with dedicated_services(tmp_path_factory.mktemp("scale-out"), 3, heap="384m",
+                      extra={"min.insync.replicas": "1"}) as services:
+        yield services
 
 
 @pytest.fixture
