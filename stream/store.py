@@ -197,12 +197,29 @@ def _decode(version: object, raw: bytes | str) -> SessionState:
     return SessionState.from_json(raw)
 
 
-# KEYS: counter sorted sets; ARGV: (key index, amount, member) triples
-_ZINCRBY_MANY = """
-for i = 1, #ARGV, 3 do
+# RedisSessionStore.save. ARGV: counts of expected positions (e), states (s), positions
+# to set (p); the layout version; e expected values ("" = absent); s states; p positions;
+# then (key index, amount, member) triples for the counters. KEYS in the same order.
+_SAVE = """
+local e, s, p, v = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+for i = 1, e do
+  local cur = redis.call('GET', KEYS[i])
+  if (cur or '') ~= ARGV[4 + i] then
+    local found = {}
+    for j = 1, e do found[j] = redis.call('GET', KEYS[j]) or '' end
+    return found
+  end
+end
+for i = 1, s do
+  redis.call('HSET', KEYS[e + i], 'v', v, 'state', ARGV[4 + e + i])
+end
+for i = 1, p do
+  redis.call('SET', KEYS[e + s + i], ARGV[4 + e + s + i])
+end
+for i = 5 + e + s + p, #ARGV, 3 do
   redis.call('ZINCRBY', KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2])
 end
-return 0
+return 1
 """
 
 
@@ -211,6 +228,7 @@ class RedisSessionStore:
         self.url = url
         self.prefix = prefix
         self._redis = None
+        self._save_script = None  # the registered _SAVE (EVALSHA, reloaded after a Redis restart)
 
     def key(self, dsg: str, user: str) -> str:
         return f"{self.prefix}:session:{dsg}:{user}"
@@ -226,6 +244,7 @@ class RedisSessionStore:
 
         self._redis = redis.from_url(self.url)
         await self._redis.ping()
+        self._save_script = self._redis.register_script(_SAVE)
 
     async def close(self) -> None:
         if self._redis is not None:
@@ -248,31 +267,22 @@ class RedisSessionStore:
                    positions: Mapping[str, int] | None = None,
                    counts: Increments | None = None, *,
                    expect: Mapping[str, int | None] | None = None) -> None:
-        from redis.exceptions import WatchError
-
+        """One EVAL: check the expected positions, then write everything. A Lua script runs
+        atomically and costs one round trip, where WATCH + MGET + MULTI/EXEC + UNWATCH cost four."""
         assert self._redis is not None, "start() first"
-        async with self._redis.pipeline(transaction=True) as pipe:  # MULTI/EXEC: all or nothing
-            if expect:  # WATCH: EXEC writes nothing if another client moved a position since
-                watched = [self.position_key(name) for name in expect]
-                await pipe.watch(*watched)
-                found = [None if p is None else int(p) for p in await pipe.mget(watched)]
-                if found != list(expect.values()):
-                    raise PositionMoved(f"{list(expect)} at {found}, not {list(expect.values())}")
-                pipe.multi()
-            for (dsg, user), state in states.items():
-                pipe.hset(self.key(dsg, user),
-                          mapping={"v": SESSION_LAYOUT_VERSION, "state": _encode(state)})
-            for name, pos in (positions or {}).items():
-                pipe.set(self.position_key(name), pos)
-            if counts:  # one command for all increments: a MULTI of thousands of ZINCRBY is slow
-                keys = [self.counter_key(dsg, name) for dsg, name in counts]
-                args = [a for i, items in enumerate(counts.values(), 1)
-                        for item, x in items.items() for a in (i, x, item)]
-                pipe.eval(_ZINCRBY_MANY, len(keys), *keys, *args)
-            try:
-                await pipe.execute()
-            except WatchError:
-                raise PositionMoved(f"{list(expect or {})} moved during the save") from None
+        expect, positions, counts = dict(expect or {}), dict(positions or {}), counts or {}
+        keys = [*(self.position_key(n) for n in expect), *(self.key(d, u) for d, u in states),
+                *(self.position_key(n) for n in positions), *(self.counter_key(d, n) for d, n in counts)]
+        args: list[object] = [len(expect), len(states), len(positions), SESSION_LAYOUT_VERSION,
+                              *("" if p is None else p for p in expect.values()),
+                              *(_encode(s) for s in states.values()), *positions.values()]
+        first = len(expect) + len(states) + len(positions)  # counters' keys start after these
+        args += [a for i, items in enumerate(counts.values(), first + 1)
+                 for item, x in items.items() for a in (i, x, item)]
+        found = await self._save_script(keys=keys, args=args)
+        if found != 1:
+            raise PositionMoved(f"{list(expect)} at {[f.decode() if f else None for f in found]},"
+                                f" not {list(expect.values())}")
 
     def shown_key(self, recommendation_id: str) -> str:
         return f"{self.prefix}:shown:{recommendation_id}"
