@@ -37,8 +37,6 @@ class Settings(BaseSettings):
     max_user_history_length: int = Field(200, ge=1)
     # trending scores halve this often (the Trending-Now recipe's "recent" window)
     trending_half_life_seconds: float = Field(3600.0, gt=0)
-    # numpy/onnxruntime pools oversubscribe 2 cores under a threaded server (46 req/s vs 2k)
-    intra_op_threads: int = Field(1, ge=1)
     # GetRecommendations on catalogs of at least this many items asks an ANN index (IVF, inner
     # product over [E | b]) instead of scoring every item: exact scoring costs ~2 ms at 100k
     # items and ~45 ms at 1M, the index 0.1-0.2 ms and ~2 ms (bench/serve.py)
