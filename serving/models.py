@@ -16,6 +16,7 @@ import numpy as np
 
 from serving import candidates
 from serving.ann import AnnIndex, load_or_build
+from serving.exclusions import Exclusions
 from serving.state_cache import State, StateCache, covered
 from stream.contract import ArtifactManifest
 from stream.hrnn_runtime import HRNNRuntime, unpack
@@ -94,28 +95,32 @@ class Model:
                 return self.related_scores(code)
         return self.popularity
 
-    def approximate_top(self, history: Sequence[Interaction], user_id: str | None, allowed: np.ndarray,
+    def approximate_top(self, history: Sequence[Interaction], user_id: str | None, exclusions: Exclusions,
                         k: int, live: SessionState | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """The k best allowed items and their catalog-wide probabilities from the ANN index;
-        None where exact scoring must answer (no index, an unknown user, too few candidates
-        survive the exclusions and the filter)."""
+        None where exact scoring must answer (no index, an unknown user, too few items allowed,
+        or fewer than k of them in the lists searched). O(k + history + the lists searched)."""
         if self.ann is None or self.runtime is None:
             return None
-        n_allowed = int(np.count_nonzero(allowed))
-        m = candidates.fetch_size(k, n_allowed, self.n_items)
-        hs = self.user_state(history, user_id, live) if m is not None else None
-        if hs is None or m is None:
+        n_allowed = exclusions.n_allowed
+        if not candidates.approximable(k, n_allowed, self.n_items):
             return None
-        h = hs[0]
-        codes, scores = self.ann.search(h, m, candidates.probes_for(self.ann.probes, n_allowed, self.n_items,
-                                                                    self.ann.lists))
-        keep = candidates.survivors(codes, allowed, k)
-        if keep is None:
+        hs = self.user_state(history, user_id, live)
+        if hs is None:
             return None
-        found = codes >= 0
-        probs = candidates.softmax_estimate(scores[found], self.ann.sample_scores(h),
-                                            np.isin(self.ann.sample, codes[found]), self.n_items)
-        return codes[keep], probs[keep]  # keep <= found's positions: -1 pads come last
+        h, excluded, allowed = hs[0], exclusions.codes, exclusions.allowed
+        probes = candidates.probes_for(self.ann.probes, n_allowed, self.n_items, self.ann.lists)
+        bits = None if allowed is None else allowed.bits
+        codes = self.ann.search(h, k, probes, exclude=excluded, allowed=bits)
+        if len(codes) < k or codes[k - 1] < 0:  # -1 pads: the lists searched ran short
+            return None
+        E, b = self.runtime.item_embeddings, self.runtime.item_bias
+        known = np.concatenate([codes, excluded])
+        scores = E[known] @ h + b[known]  # exact, k + history rows
+        order = np.argsort(-scores[:k], kind="stable")
+        probs = candidates.softmax_estimate(scores, self.ann.sample_scores(h),
+                                            np.isin(self.ann.sample, known), self.n_items)
+        return codes[order], probs[:k][order]
 
     def related_scores(self, code: int) -> np.ndarray:
         """RELATED_ITEMS: the item's neighbours first (by similarity), then popular items."""
