@@ -20,7 +20,7 @@ from serving.errors import InvalidInputException, ResourceAlreadyExistsException
 from serving.exclusions import Allowed
 from serving.filters import Catalog, Filter, FilterError, parse
 from serving.filters import allowed as allowed_items
-from serving.models import Model
+from serving.models import Model, freeze_loaded
 from serving.resources import AlreadyExists, Body
 from stream.contract import dataset_group_name
 from stream.datasets import DatasetStore
@@ -134,6 +134,7 @@ class FilterInputs:
                         if name != "ITEM_ID":
                             columns[name] = [rows.get(i, {}).get(name) for i in model.item_ids]
                 hit = self._catalogs[model.arn] = (version, Catalog.build(model.n_items, columns))
+                freeze_loaded()
         return hit[1]
 
     def allowed(self, f: Filter, model: Model, group: str, *, values: dict[str, str] | None,
