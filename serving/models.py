@@ -96,6 +96,17 @@ class Model:
                 return self.related_scores(code)
         return self.popularity
 
+    def scores_of(self, codes: np.ndarray, history: Sequence[Interaction], user_id: str | None = None,
+                  live: SessionState | None = None) -> np.ndarray:
+        """user_scores(...)[codes] without scoring the catalog where the model allows it
+        (GetPersonalizedRanking's input items): HRNN scores only those rows of E."""
+        if self.runtime is None:
+            return self.user_scores(history, user_id, live)[codes]
+        hs = self.user_state(history, user_id, live)
+        if hs is None:  # a user we know nothing about: what is popular, as user_scores has it
+            return np.log1p(self.popularity[codes])
+        return self.runtime.item_embeddings[codes] @ hs[0] + self.runtime.item_bias[codes]
+
     def approximate_top(self, history: Sequence[Interaction], user_id: str | None, exclusions: Exclusions,
                         k: int, live: SessionState | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """The k best allowed items and their catalog-wide probabilities from the ANN index;

@@ -7,7 +7,9 @@ filter excludes, take the top k. On large catalogs the ANN index answers instead
 seen items and the filter's (cached) answer as ID selectors (serving.exclusions): no work
 over the whole catalogue per request. Scores are normalised over the catalogue so they sum
 to 1, like Personalize's: a softmax of the model's logits for HRNN recipes, counts or
-similarities divided by their sum for popularity and SIMS.
+similarities divided by their sum for popularity and SIMS. GetPersonalizedRanking scores
+only the input items, with the same function, and normalises over those it returns (as
+Personalize's do, they sum to 1); items the model does not know come last with score 0.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from serving.exclusions import Allowed, Exclusions
 from serving.filters import Catalog, FilterError, FilterValueError
 from serving.filters_api import FilterInputs
 from serving.models import Model
-from serving.ranking import Exploration, exploration_of, explore, normalise, promote, top, young
+from serving.ranking import Exploration, exploration_of, explore, normalise, promote, rank_list, top, young
 from stream.contract import MAX_IMPRESSIONS, anonymous_key, dataset_group_name
 from stream.recipes import RECIPES
 from stream.session import Interaction, SessionState
@@ -271,15 +273,16 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         columns = await check_metadata(deployed, req.metadataColumns, len(req.inputList))
         state = await session(deployed, req.userId)
         past = model.history(req.userId, state.history if state is not None else ())
-        scores = normalise(model.user_scores(past, req.userId, state), model.recipe)
         allowed = await filtered(model, group, req.filterArn, req.filterValues, past, req.userId, None)
-        keep = np.ones(model.n_items, dtype=bool) if allowed is None else allowed.mask()
-        known = [(i, model.index[i]) for i in dict.fromkeys(req.inputList)
-                 if i in model.index and keep[model.index[i]]]
-        unknown = [i for i in dict.fromkeys(req.inputList) if i not in model.index]
-        ranked = sorted(known, key=lambda p: -scores[p[1]])
-        items = [{"itemId": i, "score": round(float(scores[c]), 7)} for i, c in ranked] + \
-            [{"itemId": i, "score": 0.0} for i in unknown]  # items the model does not know go last
+        asked = list(dict.fromkeys(req.inputList))
+        known = [i for i in asked if i in model.index]
+        codes = np.array([model.index[i] for i in known], dtype=np.int64)
+        if allowed is not None:  # what the filter excludes is left out
+            keep = allowed.contains(codes)
+            known, codes = [i for i, ok in zip(known, keep.tolist(), strict=True) if ok], codes[keep]
+        order, probs = rank_list(model.scores_of(codes, past, req.userId, state), model.recipe)
+        items = [{"itemId": known[j], "score": round(float(probs[j]), 7)} for j in order.tolist()] + \
+            [{"itemId": i, "score": 0.0} for i in asked if i not in model.index]  # unknown items last
         return await respond("personalizedRanking", await with_metadata(deployed, items, columns))
 
     return router

@@ -73,3 +73,11 @@ def test_cached_states_resume_to_what_a_rerun_computes(artifact: Path) -> None:
         t = past[-1].ts
         np.testing.assert_allclose(cached.user_state(past, "u3"), fresh.user_state(past, "u3"), atol=1e-6)
     assert len(cached.states) == 1 and len(fresh.states) == 0  # type: ignore[arg-type]
+
+
+def test_scores_of_a_few_items_are_the_catalogs_scores_of_those_items(artifact: Path) -> None:
+    model = load("arn:v1", artifact, Settings(ann_min_items=10**9))
+    codes = np.array([5, 0, 2999, 17, 5])
+    for user, past in (("u4", history(model, "u4")), ("nobody", [])):  # an unknown user: popularity
+        np.testing.assert_allclose(model.scores_of(codes, past, user), model.user_scores(past, user)[codes],
+                                   rtol=1e-5, atol=1e-6)
