@@ -1,21 +1,26 @@
 """An approximate maximum-inner-product index over an HRNN's items, for large catalogs.
 
-HRNN scores are h . E + b, so the index holds [E | b] and is asked with [h | 1]: the inner
-product is the exact score of every item it returns. faiss's IVF-Flat with the inner-product
-metric: k-means splits the items into lists, a request scans the lists whose centroids score
-best. Chosen over HNSW (faiss's; hnswlib 0.8.0 has no wheel) after measuring on this 2-core
-machine with clustered synthetic embeddings: at 200k items IVF built in 12 s and reached
-recall@25 0.96 scanning 7% of the lists in 0.9 ms, while HNSW with the inner product took 31 s
-to build and reached 0.77 at efSearch 256 (the MIPS-to-L2 transform did worse: 0.81 at
-efSearch 512, 50 s to build).
+HRNN scores are h . E + b: the best items are those of largest inner product between [E | b]
+and [h | 1]. The index turns that into a nearest-neighbour search (Bachrach et al. 2014's
+MIPS-to-L2 transform): it holds x = [E | b | sqrt(M - |[E | b]|^2)], M the largest squared
+norm, and is asked with q = [h | 1 | 0]; then |x - q|^2 = M + |q|^2 - 2 score, so the nearest
+items are the best-scoring ones. faiss's IVF-Flat (L2): k-means splits the items into lists, a
+request scans the lists whose centroids are nearest. Chosen over HNSW (faiss's; hnswlib 0.8.0
+has no wheel): at 200k items HNSW took 31 s to build and reached recall@25 0.77 (inner product)
+or 0.81 (this transform) at efSearch 256-512.
 
-Known cost: k-means lists are unequal under the inner product (high-norm centroids draw more
-items), and the lists a query probes are the big ones: at 1M items 24 probed lists hold ~60k
-items, not 24 x 250, so a search costs ~2 ms where an even split would cost ~0.2 ms.
+Why the transform rather than IVF with the inner-product metric (what this index was first):
+inner-product k-means gives unequal lists (high-norm centroids draw more items, and every query
+probes those), so at 1M items 24 probed lists held ~64k items, not 24 x 250: 1.7 ms p50 per
+search for recall@25 0.99. L2 k-means on the transformed vectors splits evenly enough (largest
+list 1.8k items, not 5.9k) and probes the right lists: 0.5 ms p50 for recall@25 1.000 at 24
+probes, 0.23 ms at 8 (1M clustered synthetic items, 200 users' states, this 2-core machine).
 
-Building takes tens of seconds at 1M items, so the index is saved beside the artifact
-(`ann-ivf<lists>.faiss`, written to a temporary name and renamed) and read back by the next
-process that loads the model. faiss runs one thread per request (DESIGN.md's thread trap).
+The request's exclusions and filter go in as faiss ID selectors (`search`), checked before an
+item is scored. Building takes about a minute at 1M items, so the index is saved beside the
+artifact (`ann-ivfl2-<lists>.faiss`, written to a temporary name and renamed) and read back by
+the next process that loads the model. faiss runs one thread per request (DESIGN.md's thread
+trap).
 """
 from __future__ import annotations
 
@@ -38,9 +43,16 @@ def lists_for(n_items: int) -> int:
     return max(1, int(4 * math.sqrt(n_items)))
 
 
+def transformed(vectors: np.ndarray) -> np.ndarray:
+    """float32 [n, d + 1]: [v | sqrt(M - |v|^2)], so every row has squared norm M."""
+    norms = np.einsum("ij,ij->i", vectors, vectors)
+    extra = np.sqrt(np.maximum(norms.max(initial=0.0) - norms, 0.0))
+    return np.ascontiguousarray(np.hstack([vectors, extra[:, None]]).astype(np.float32))
+
+
 @dataclass
 class AnnIndex:
-    index: object  # faiss.IndexIVFFlat
+    index: object  # faiss.IndexIVFFlat (L2) over transformed([E | b])
     probes: int
     sample: np.ndarray  # int64 item codes, uniform, fixed per model
     sample_vectors: np.ndarray  # float32 [len(sample), H + 1]: [E | b] of the sample
@@ -49,26 +61,35 @@ class AnnIndex:
     def lists(self) -> int:
         return int(self.index.nlist)  # type: ignore[attr-defined]
 
-    def search(self, h: np.ndarray, m: int, probes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The (about) m best items for state h (H,) among `probes` lists (default: the
-        setting's): codes best first (-1 pads) and their scores."""
+    def search(self, h: np.ndarray, m: int, probes: int | None = None, *, exclude: np.ndarray | None = None,
+               allowed: np.ndarray | None = None) -> np.ndarray:
+        """The m best items for state h (H,) among `probes` lists (default: the setting's):
+        their codes, best first (-1 pads where the lists ran short). `exclude` (int64 codes) and
+        `allowed` (packed bits, serving.exclusions.Allowed) are checked by faiss as it scans the
+        lists, before it scores an item: a filter letting 10% through scores 10% of them."""
         import faiss
-        q = np.append(h.astype(np.float32), np.float32(1.0))[None]
+        q = np.concatenate([h.astype(np.float32), np.array([1.0, 0.0], dtype=np.float32)])[None]
         params = faiss.SearchParametersIVF(nprobe=probes or self.probes)
-        scores, codes = self.index.search(q, m, params=params)  # type: ignore[attr-defined]
-        return codes[0], scores[0]
+        selector = None if allowed is None else faiss.IDSelectorBitmap(allowed)
+        if exclude is not None and len(exclude):
+            unseen = faiss.IDSelectorNot(faiss.IDSelectorBatch(exclude))
+            selector = unseen if selector is None else faiss.IDSelectorAnd(selector, unseen)
+        if selector is not None:
+            params.sel = selector
+        _, codes = self.index.search(q, m, params=params)  # type: ignore[attr-defined]
+        return codes[0]
 
     def sample_scores(self, h: np.ndarray) -> np.ndarray:
         return self.sample_vectors[:, :-1] @ h + self.sample_vectors[:, -1]
 
 
 def build(vectors: np.ndarray, lists: int, seed: int = 0, threads: int | None = None) -> object:
-    """IVF-Flat with inner product over `vectors` ([E | b]), k-means on a seeded sample."""
+    """IVF-Flat (L2) over `vectors` (transformed([E | b])), k-means on a seeded sample."""
     import faiss
     n, d = vectors.shape
     faiss.omp_set_num_threads(threads or os.cpu_count() or 1)
     try:
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, lists, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, lists, faiss.METRIC_L2)
         index.cp.niter = KMEANS_ITERATIONS
         index.cp.seed = seed
         rng = np.random.default_rng(seed)
@@ -87,12 +108,12 @@ def load_or_build(directory: Path, embeddings: np.ndarray, bias: np.ndarray, *, 
     import faiss
     vectors = np.ascontiguousarray(np.hstack([embeddings, bias[:, None]]).astype(np.float32))
     lists = lists or lists_for(len(vectors))
-    path = directory / f"ann-ivf{lists}.faiss"
+    path = directory / f"ann-ivfl2-{lists}.faiss"
     if path.exists():
         index = faiss.read_index(str(path))
     else:
         log.info("building the ANN index of %s (%d items, %d lists)", directory, len(vectors), lists)
-        index = build(vectors, lists, seed)
+        index = build(transformed(vectors), lists, seed)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             faiss.write_index(index, str(tmp))

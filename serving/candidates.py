@@ -1,11 +1,9 @@
-"""From an ANN index's candidates to the top k a request allows, or the word to score exactly.
+"""When the ANN index may answer a request, how widely it searches, and its estimated probabilities.
 
-The index answers "the m best items of the catalog"; it knows nothing of the request's
-exclusions (the user's seen items) and filter. So we ask it for more than k: k plus every
-excluded item when few are excluded (seen items are the likeliest to score high, so all of
-them may be among the best), else k scaled by how much of the catalog the filter lets
-through. When that would be too many candidates, or too few allowed ones survive, the
-caller scores exactly instead: a narrow filter is the one case the index cannot serve well.
+The index answers "the best items of the lists it scans"; the request's exclusions (seen items)
+and filter go in as faiss ID selectors (serving.exclusions), so what comes back is already
+allowed. The caller scores exactly instead where the index cannot serve well: too few allowed
+items, or a filter so narrow that its best items lie in lists the search would not reach.
 
 Scores are Personalize's probabilities over the whole catalog; the index only scores its
 candidates, so the softmax's normaliser is estimated from a fixed uniform sample of items.
@@ -17,20 +15,18 @@ import math
 
 import numpy as np
 
-MAX_CANDIDATES = 4096  # more than this and a search costs about what exact scoring does
+MAX_CANDIDATES = 4096  # a filter needing more candidates than this is too narrow for the index
 SLACK = 1.5  # a filter lets through a fraction of the candidates: ask for 1.5x the expectation
 
 
-def fetch_size(k: int, n_allowed: int, n_items: int, *, cap: int = MAX_CANDIDATES,
-               slack: float = SLACK) -> int | None:
-    """How many candidates to ask the index for; None: too few items allowed, score exactly."""
+def approximable(k: int, n_allowed: int, n_items: int, *, cap: int = MAX_CANDIDATES,
+                 slack: float = SLACK) -> bool:
+    """Whether the index may answer: more than k items allowed, and either few exclusions (seen
+    items: k + all of them <= cap) or a filter letting through enough that the k best allowed
+    would be among cap unfiltered candidates (slack x k x n_items / n_allowed <= cap)."""
     if n_allowed <= k:
-        return None
-    excluded = n_items - n_allowed
-    if k + excluded <= cap:  # seen items and small exclusions: room for all of them
-        return k + excluded
-    m = math.ceil(slack * k * n_items / n_allowed)
-    return m if m <= cap else None
+        return False
+    return k + n_items - n_allowed <= cap or math.ceil(slack * k * n_items / n_allowed) <= cap
 
 
 def probes_for(probes: int, n_allowed: int, n_items: int, lists: int) -> int:
@@ -40,20 +36,13 @@ def probes_for(probes: int, n_allowed: int, n_items: int, lists: int) -> int:
     return min(lists, round(probes * math.sqrt(n_items / max(n_allowed, 1))))
 
 
-def survivors(codes: np.ndarray, allowed: np.ndarray, k: int) -> np.ndarray | None:
-    """Positions in `codes` (best first, -1 where the index ran short) of the k best allowed
-    ones; None when fewer than k survive, so the caller falls back to exact scoring."""
-    valid = codes >= 0
-    ok = np.flatnonzero(valid & allowed[np.where(valid, codes, 0)])
-    return ok[:k] if len(ok) >= k else None
-
-
 def softmax_estimate(scores: np.ndarray, sample_scores: np.ndarray, sample_in_candidates: np.ndarray,
                      n_items: int) -> np.ndarray:
-    """exp(s) / Z for every candidate the index returned (allowed or not: Z is over the whole
-    catalog), Z = the candidates' own terms plus the rest of the catalog's, estimated as
-    (n_items - candidates) x the mean term of the sample items that are not candidates
-    (unbiased for a uniform sample)."""
+    """exp(s) / Z for every item whose exact score is known (the index's answers, and the
+    excluded items, scored apart: Z is over the whole catalog, and seen items are the likeliest
+    to weigh in it), Z = those items' own terms plus the rest of the catalog's, estimated as
+    (n_items - known) x the mean term of the sample items that are not known ones (unbiased for
+    a uniform sample)."""
     rest = sample_scores[~sample_in_candidates]
     shift = float(max(scores.max(initial=-np.inf), rest.max(initial=-np.inf)))
     head = np.exp(scores - shift)

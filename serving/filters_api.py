@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -16,11 +17,15 @@ from pydantic import Field, StringConstraints
 
 from serving.control_api import Arn, Ctx, ListByDatasetGroup, Name, Req, Tag, operation, paginate, require
 from serving.errors import InvalidInputException, ResourceAlreadyExistsException
+from serving.exclusions import Allowed
 from serving.filters import Catalog, Filter, FilterError, parse
-from serving.models import Model
+from serving.filters import allowed as allowed_items
+from serving.models import Model, freeze_loaded
 from serving.resources import AlreadyExists, Body
 from stream.contract import dataset_group_name
 from stream.datasets import DatasetStore
+
+ALLOWED_CACHE = 256  # filters x filter values answered from memory: 125 KB each at 1M items
 
 
 class CreateFilter(Req):
@@ -71,10 +76,10 @@ def delete_filter(req: FilterArn, ctx: Ctx) -> Body:
 
 
 class FilterInputs:
-    """Parsed filters, item catalogues and user attributes, cached: rebuilt only when the
-    filter, the model or the dataset's manifest changes. The filter's row and the manifests
-    are themselves re-read at most every ttl_s (like campaigns), not on every request: those
-    reads were ~10% of a filtered GetRecommendations (bench/serve.py)."""
+    """Parsed filters, item catalogues, user attributes and item-field filters' answers, cached:
+    rebuilt only when the filter, the model or the dataset's manifest changes. The filter's row
+    and the manifests are themselves re-read at most every ttl_s (like campaigns), not on every
+    request: those reads were ~10% of a filtered GetRecommendations (bench/serve.py)."""
 
     def __init__(self, ctx: Ctx, ttl_s: float = 1.0) -> None:
         self.ctx, self.ttl_s = ctx, ttl_s
@@ -83,6 +88,7 @@ class FilterInputs:
         self._filters: dict[str, tuple[str, Filter]] = {}
         self._catalogs: dict[str, tuple[tuple[str, ...], Catalog]] = {}
         self._users: dict[str, tuple[tuple[str, ...], dict[str, dict[str, Any]]]] = {}
+        self._allowed: OrderedDict[tuple[Any, ...], Allowed] = OrderedDict()
         self._lock = threading.Lock()
 
     def _recent(self, key: tuple[str, ...], read: Callable[[], Any]) -> Any:
@@ -106,11 +112,20 @@ class FilterInputs:
         return self._recent(("dataset", group, kind),
                             lambda: tuple(p.name for p in self.datasets.manifest(group, kind).parts))
 
+    def catalog_ready(self, model: Model, group: str) -> bool:
+        """Whether catalog() answers from its cache; else it reads and indexes the items
+        dataset (~10 s at 1M items), which callers on an event loop run in a thread."""
+        hit = self._catalogs.get(model.arn)
+        return hit is not None and hit[0] == (model.arn, *self._version(group, "ITEMS"))
+
     def catalog(self, model: Model, group: str) -> Catalog:
         version = (model.arn, *self._version(group, "ITEMS"))
         hit = self._catalogs.get(model.arn)
         if hit is None or hit[0] != version:
-            with self._lock:
+            with self._lock:  # one build: requests that waited on it find it done
+                hit = self._catalogs.get(model.arn)
+                if hit is not None and hit[0] == version:
+                    return hit[1]
                 table = self.datasets.read(group, "ITEMS")
                 columns: dict[str, list[Any]] = {}
                 if table.num_rows:
@@ -119,7 +134,30 @@ class FilterInputs:
                         if name != "ITEM_ID":
                             columns[name] = [rows.get(i, {}).get(name) for i in model.item_ids]
                 hit = self._catalogs[model.arn] = (version, Catalog.build(model.n_items, columns))
+                freeze_loaded()
         return hit[1]
+
+    def allowed(self, f: Filter, model: Model, group: str, *, values: dict[str, str] | None,
+                interactions: Callable[[], list[tuple[int, str]]], user: Callable[[], dict[str, Any] | None],
+                current_item: int | None) -> Allowed:
+        """The items `f` lets through for this request (serving.filters.allowed). A filter on
+        item fields alone depends only on the filter values: its answer is computed once (O(catalog))
+        and reused while the catalog stands; one on the user's interactions, attributes or the
+        current item is computed per request. Raises FilterError / FilterValueError."""
+        catalog = self.catalog(model, group)
+        per_request = f.uses_interactions or f.uses_users or f.uses_current_item
+        key = (f.expression, model.arn, *self._version(group, "ITEMS"), *sorted((values or {}).items()))
+        if not per_request and (hit := self._allowed.get(key)) is not None:
+            self._allowed.move_to_end(key)
+            return hit
+        answer = Allowed.of(allowed_items(f, catalog, values=values,
+                                          interactions=interactions() if f.uses_interactions else (),
+                                          user=user() if f.uses_users else None, current_item=current_item))
+        if not per_request:
+            self._allowed[key] = answer
+            while len(self._allowed) > ALLOWED_CACHE:
+                self._allowed.popitem(last=False)
+        return answer
 
     def user(self, group: str, user_id: str) -> dict[str, Any] | None:
         version = self._version(group, "USERS")

@@ -7,6 +7,7 @@ life of the process; UpdateCampaign loads the new one before the campaign points
 """
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ import numpy as np
 
 from serving import candidates
 from serving.ann import AnnIndex, load_or_build
+from serving.exclusions import Exclusions
 from serving.state_cache import State, StateCache, covered
 from stream.contract import ArtifactManifest
 from stream.hrnn_runtime import HRNNRuntime, unpack
@@ -94,28 +96,43 @@ class Model:
                 return self.related_scores(code)
         return self.popularity
 
-    def approximate_top(self, history: Sequence[Interaction], user_id: str | None, allowed: np.ndarray,
+    def scores_of(self, codes: np.ndarray, history: Sequence[Interaction], user_id: str | None = None,
+                  live: SessionState | None = None) -> np.ndarray:
+        """user_scores(...)[codes] without scoring the catalog where the model allows it
+        (GetPersonalizedRanking's input items): HRNN scores only those rows of E."""
+        if self.runtime is None:
+            return self.user_scores(history, user_id, live)[codes]
+        hs = self.user_state(history, user_id, live)
+        if hs is None:  # a user we know nothing about: what is popular, as user_scores has it
+            return np.log1p(self.popularity[codes])
+        return self.runtime.item_embeddings[codes] @ hs[0] + self.runtime.item_bias[codes]
+
+    def approximate_top(self, history: Sequence[Interaction], user_id: str | None, exclusions: Exclusions,
                         k: int, live: SessionState | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """The k best allowed items and their catalog-wide probabilities from the ANN index;
-        None where exact scoring must answer (no index, an unknown user, too few candidates
-        survive the exclusions and the filter)."""
+        None where exact scoring must answer (no index, an unknown user, too few items allowed,
+        or fewer than k of them in the lists searched). O(k + history + the lists searched)."""
         if self.ann is None or self.runtime is None:
             return None
-        n_allowed = int(np.count_nonzero(allowed))
-        m = candidates.fetch_size(k, n_allowed, self.n_items)
-        hs = self.user_state(history, user_id, live) if m is not None else None
-        if hs is None or m is None:
+        n_allowed = exclusions.n_allowed
+        if not candidates.approximable(k, n_allowed, self.n_items):
             return None
-        h = hs[0]
-        codes, scores = self.ann.search(h, m, candidates.probes_for(self.ann.probes, n_allowed, self.n_items,
-                                                                    self.ann.lists))
-        keep = candidates.survivors(codes, allowed, k)
-        if keep is None:
+        hs = self.user_state(history, user_id, live)
+        if hs is None:
             return None
-        found = codes >= 0
-        probs = candidates.softmax_estimate(scores[found], self.ann.sample_scores(h),
-                                            np.isin(self.ann.sample, codes[found]), self.n_items)
-        return codes[keep], probs[keep]  # keep <= found's positions: -1 pads come last
+        h, excluded, allowed = hs[0], exclusions.codes, exclusions.allowed
+        probes = candidates.probes_for(self.ann.probes, n_allowed, self.n_items, self.ann.lists)
+        bits = None if allowed is None else allowed.bits
+        codes = self.ann.search(h, k, probes, exclude=excluded, allowed=bits)
+        if len(codes) < k or codes[k - 1] < 0:  # -1 pads: the lists searched ran short
+            return None
+        E, b = self.runtime.item_embeddings, self.runtime.item_bias
+        known = np.concatenate([codes, excluded])
+        scores = E[known] @ h + b[known]  # exact, k + history rows
+        order = np.argsort(-scores[:k], kind="stable")
+        probs = candidates.softmax_estimate(scores, self.ann.sample_scores(h),
+                                            np.isin(self.ann.sample, known), self.n_items)
+        return codes[order], probs[:k][order]
 
     def related_scores(self, code: int) -> np.ndarray:
         """RELATED_ITEMS: the item's neighbours first (by similarity), then popular items."""
@@ -166,6 +183,18 @@ class Models:
         model = self._models.get(arn)
         if model is None:
             with self._lock:
-                model = self._models.get(arn) or load(arn, self.data_dir / artifact, self.settings)
-                self._models[arn] = model
+                model = self._models.get(arn)
+                if model is None:
+                    model = self._models[arn] = load(arn, self.data_dir / artifact, self.settings)
+                    freeze_loaded()
         return model
+
+
+def freeze_loaded() -> None:
+    """Leave what was just loaded for the process's life (a model, an items catalogue: millions
+    of Python objects at 1M items) out of the cyclic GC's full collections, which otherwise walk
+    it all: one took 103 ms in a filtered GetRecommendations at 1M items, that request's and
+    the queue's behind it p99 (bench/serve.py). Garbage is collected first, so none is frozen;
+    a replaced model is still freed by reference counting."""
+    gc.collect()
+    gc.freeze()

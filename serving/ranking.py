@@ -24,6 +24,16 @@ def normalise(scores: np.ndarray, recipe: str) -> np.ndarray:
     return scores / total if total > 0 else np.full_like(scores, 1.0 / max(len(scores), 1))
 
 
+def rank_list(scores: np.ndarray, recipe: str) -> tuple[np.ndarray, np.ndarray]:
+    """GetPersonalizedRanking: `scores` are the model's for the input items only; returns their
+    positions best first (ties keep the input's order) and their scores normalised over those
+    items, so they sum to 1 (Personalize: "only the input items receive scores")."""
+    if len(scores) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    probs = normalise(scores, recipe)
+    return np.argsort(-probs, kind="stable"), probs
+
+
 def top(scores: np.ndarray, allowed: np.ndarray, k: int) -> np.ndarray:
     """Codes of the k best allowed items, best first."""
     masked = np.where(allowed, scores, -np.inf)

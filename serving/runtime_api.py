@@ -3,12 +3,17 @@
 
 One request: resolve the campaign to its model (cached), read the user's session state
 (one store round trip), score the catalogue, drop what the user has seen and what the
-filter excludes, take the top k. Scores are normalised over the catalogue so they sum
+filter excludes, take the top k. On large catalogs the ANN index answers instead, with the
+seen items and the filter's (cached) answer as ID selectors (serving.exclusions): no work
+over the whole catalogue per request. Scores are normalised over the catalogue so they sum
 to 1, like Personalize's: a softmax of the model's logits for HRNN recipes, counts or
-similarities divided by their sum for popularity and SIMS.
+similarities divided by their sum for popularity and SIMS. GetPersonalizedRanking scores
+only the input items, with the same function, and normalises over those it returns (as
+Personalize's do, they sum to 1); items the model does not know come last with score 0.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Annotated, Any, NamedTuple
@@ -22,11 +27,11 @@ from starlette.responses import Response
 from serving.campaigns_api import serving_version
 from serving.control_api import Ctx
 from serving.errors import InvalidInputException, ResourceNotFoundException
-from serving.filters import FilterError, FilterValueError
-from serving.filters import allowed as allowed_items
+from serving.exclusions import Allowed, Exclusions
+from serving.filters import Catalog, FilterError, FilterValueError
 from serving.filters_api import FilterInputs
 from serving.models import Model
-from serving.ranking import Exploration, exploration_of, explore, normalise, promote, top, young
+from serving.ranking import Exploration, exploration_of, explore, normalise, promote, rank_list, top, young
 from stream.contract import MAX_IMPRESSIONS, anonymous_key, dataset_group_name
 from stream.recipes import RECIPES
 from stream.session import Interaction, SessionState
@@ -122,22 +127,27 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
     filters = FilterInputs(ctx)
     published: dict[str, float] = {}  # versions this process told the workers about, and when
 
-    def filtered(allowed: np.ndarray, model: Model, group: str, filter_arn: str | None,
-                 values: dict[str, str] | None, past: list[Interaction], user_id: str | None,
-                 item_code: int | None) -> np.ndarray:
-        """`allowed` narrowed by the request's filter (Personalize's expression language)."""
+    async def catalog(model: Model, group: str) -> Catalog:
+        """The items' metadata; its first build (seconds at 1M items) runs off the event loop."""
+        if not filters.catalog_ready(model, group):
+            await asyncio.to_thread(filters.catalog, model, group)
+        return filters.catalog(model, group)
+
+    async def filtered(model: Model, group: str, filter_arn: str | None, values: dict[str, str] | None,
+                       past: list[Interaction], user_id: str | None, item_code: int | None) -> Allowed | None:
+        """What the request's filter lets through (Personalize's expression language); None: no filter."""
         if filter_arn is None:
-            return allowed
+            return None
         f = filters.filter(filter_arn, group)
+        await catalog(model, group)
         try:
-            keep = allowed_items(
-                f, filters.catalog(model, group), values=values,
-                interactions=[(model.index[i.item], i.type) for i in past if i.item in model.index],
-                user=filters.user(group, user_id) if f.uses_users and user_id is not None else None,
+            return filters.allowed(
+                f, model, group, values=values,
+                interactions=lambda: [(model.index[i.item], i.type) for i in past if i.item in model.index],
+                user=lambda: filters.user(group, user_id) if user_id is not None else None,
                 current_item=item_code)
         except (FilterError, FilterValueError) as exc:
             raise InvalidInputException(f"filter {filter_arn}: {exc}") from None
-        return allowed & keep
 
     async def session(deployed: Deployed, user_id: str | None) -> SessionState | None:
         """The user's session state; an anonymous visitor asks with its sessionId as the userId
@@ -164,7 +174,7 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
     def scored(model: Model, codes: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
         return [{"itemId": model.item_ids[c], "score": round(float(scores[c]), 7)} for c in codes.tolist()]
 
-    def check_metadata(deployed: Deployed, columns: dict[str, list[str]] | None, k: int) -> list[str]:
+    async def check_metadata(deployed: Deployed, columns: dict[str, list[str]] | None, k: int) -> list[str]:
         """The ITEMS columns asked for (metadataColumns), checked as Personalize checks them."""
         if not columns:
             return []
@@ -176,22 +186,22 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         if k > MAX_RESULTS_WITH_METADATA:
             raise InvalidInputException(f"with metadataColumns, at most {MAX_RESULTS_WITH_METADATA} "
                                         f"results, not {k}")
-        have = {c.upper(): c for c in filters.catalog(deployed.model, deployed.group).columns}
+        have = {c.upper(): c for c in (await catalog(deployed.model, deployed.group)).columns}
         missing = [c for c in columns["ITEMS"] if c.upper() not in have]
         if missing:
             raise InvalidInputException(f"metadataColumns: the ITEMS dataset has no column {missing[0]}")
         return columns["ITEMS"]
 
-    def with_metadata(deployed: Deployed, items: list[dict[str, Any]],
+    async def with_metadata(deployed: Deployed, items: list[dict[str, Any]],
                       columns: list[str]) -> list[dict[str, Any]]:
         """Each item's values of `columns` (as strings, as Personalize returns them), if it has any."""
         if not columns:
             return items
-        catalog = filters.catalog(deployed.model, deployed.group)
-        have = {c.upper(): c for c in catalog.columns}
+        table = (await catalog(deployed.model, deployed.group)).columns
+        have = {c.upper(): c for c in table}
         for item in items:
             code = deployed.model.index.get(item["itemId"])
-            values = {} if code is None else {c: catalog.columns[have[c.upper()]][code] for c in columns}
+            values = {} if code is None else {c: table[have[c.upper()]][code] for c in columns}
             item["metadata"] = {c: str(v) for c, v in values.items() if v is not None}
         return items
 
@@ -205,8 +215,7 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         deployed = campaigns.get(req.campaignArn)
         model, recipe_type, group, exploration = deployed.model, deployed.recipe_type, deployed.group, \
             deployed.exploration
-        columns = check_metadata(deployed, req.metadataColumns, k)
-        allowed = np.ones(model.n_items, dtype=bool)
+        columns = await check_metadata(deployed, req.metadataColumns, k)
         code = None if req.itemId is None else model.index.get(req.itemId)
         state = await session(deployed, req.userId)
         past: list[Interaction] = []
@@ -215,24 +224,24 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         if recipe_type == "RELATED_ITEMS":
             if req.itemId is None:
                 raise InvalidInputException("itemId is required for a related-items campaign")
-            if code is not None:
-                allowed[code] = False
+            excluded = [] if code is None else [code]
         elif recipe_type == "USER_PERSONALIZATION":
             if req.userId is None:
                 raise InvalidInputException("userId is required for a user-personalization campaign")
-            allowed[[model.index[i.item] for i in past if i.item in model.index]] = False
+            excluded = [model.index[i.item] for i in past if i.item in model.index]
         else:
             raise InvalidInputException(f"campaign {req.campaignArn} ranks lists: "
                                         "call GetPersonalizedRanking")
-        unfiltered = allowed
-        allowed = filtered(allowed, model, group, req.filterArn, req.filterValues, past, req.userId, code)
+        exclusions = Exclusions.of(model.n_items, excluded, await filtered(
+            model, group, req.filterArn, req.filterValues, past, req.userId, code))
         plain = recipe_type == "USER_PERSONALIZATION" and not req.promotions and \
             (exploration is None or model.created is None)
-        if plain and (found := model.approximate_top(past, req.userId, allowed, k, state)) is not None:
+        if plain and (found := model.approximate_top(past, req.userId, exclusions, k, state)) is not None:
             codes, chosen = found  # large catalogs: the ANN index's top k (estimated probabilities)
             items = [{"itemId": model.item_ids[c], "score": round(p, 7)}
                      for c, p in zip(codes.tolist(), chosen.tolist(), strict=True)]
-            return await respond("itemList", with_metadata(deployed, items, columns))
+            return await respond("itemList", await with_metadata(deployed, items, columns))
+        allowed = exclusions.mask()  # the exact path: O(catalog) anyway
         if recipe_type == "RELATED_ITEMS":
             scores = model.popularity if code is None else model.related_scores(code)
         else:
@@ -240,39 +249,40 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         probs = normalise(scores, model.recipe)
         if req.promotions:  # the promotion's filter picks its items; the request's filter the others
             promo = req.promotions[0]
-            promotable = filtered(unfiltered, model, group, promo.filterArn, promo.filterValues, past,
-                                  req.userId, code)
+            promotable = Exclusions(model.n_items, exclusions.codes, await filtered(
+                model, group, promo.filterArn, promo.filterValues, past, req.userId, code)).mask()
             codes, promoted = promote(probs, allowed, promotable, k, promo.percentPromotedItems,
                                       np.random.default_rng())
             items = scored(model, codes, probs)
             for item, is_promoted in zip(items, promoted.tolist(), strict=True):
                 if is_promoted:
                     item["promotionName"] = promo.name
-            return await respond("itemList", with_metadata(deployed, items, columns))
+            return await respond("itemList", await with_metadata(deployed, items, columns))
         if exploration is None or model.created is None:
             codes = top(scores, allowed, k)
         else:
             fresh = young(model.created, model.data_cut, exploration.age_cut_off_days)
             rng = np.random.default_rng()
             codes = explore(probs, allowed, k, fresh, model.popularity, exploration.weight, rng)
-        return await respond("itemList", with_metadata(deployed, scored(model, codes, probs), columns))
+        return await respond("itemList", await with_metadata(deployed, scored(model, codes, probs), columns))
 
     @router.post("/personalize-ranking", summary="GetPersonalizedRanking: order a list for a user")
     async def get_personalized_ranking(req: GetPersonalizedRanking) -> Response:
         deployed = campaigns.get(req.campaignArn)
         model, group = deployed.model, deployed.group
-        columns = check_metadata(deployed, req.metadataColumns, len(req.inputList))
+        columns = await check_metadata(deployed, req.metadataColumns, len(req.inputList))
         state = await session(deployed, req.userId)
         past = model.history(req.userId, state.history if state is not None else ())
-        scores = normalise(model.user_scores(past, req.userId, state), model.recipe)
-        keep = filtered(np.ones(model.n_items, dtype=bool), model, group, req.filterArn, req.filterValues,
-                        past, req.userId, None)
-        known = [(i, model.index[i]) for i in dict.fromkeys(req.inputList)
-                 if i in model.index and keep[model.index[i]]]
-        unknown = [i for i in dict.fromkeys(req.inputList) if i not in model.index]
-        ranked = sorted(known, key=lambda p: -scores[p[1]])
-        items = [{"itemId": i, "score": round(float(scores[c]), 7)} for i, c in ranked] + \
-            [{"itemId": i, "score": 0.0} for i in unknown]  # items the model does not know go last
-        return await respond("personalizedRanking", with_metadata(deployed, items, columns))
+        allowed = await filtered(model, group, req.filterArn, req.filterValues, past, req.userId, None)
+        asked = list(dict.fromkeys(req.inputList))
+        known = [i for i in asked if i in model.index]
+        codes = np.array([model.index[i] for i in known], dtype=np.int64)
+        if allowed is not None:  # what the filter excludes is left out
+            keep = allowed.contains(codes)
+            known, codes = [i for i, ok in zip(known, keep.tolist(), strict=True) if ok], codes[keep]
+        order, probs = rank_list(model.scores_of(codes, past, req.userId, state), model.recipe)
+        items = [{"itemId": known[j], "score": round(float(probs[j]), 7)} for j in order.tolist()] + \
+            [{"itemId": i, "score": 0.0} for i in asked if i not in model.index]  # unknown items last
+        return await respond("personalizedRanking", await with_metadata(deployed, items, columns))
 
     return router

@@ -77,6 +77,10 @@ def test_related_items_and_ranking(deployed: dict[str, Any]) -> None:
                                               inputList=["new-item", "50", "181", "1"])["personalizedRanking"]
     assert [i["itemId"] for i in ranked][-1] == "new-item"  # unknown items go last
     assert sorted(i["itemId"] for i in ranked) == ["1", "181", "50", "new-item"]
+    # as Personalize's: only the input items get scores, which sum to 1; an unknown item gets 0
+    scores = [i["score"] for i in ranked]
+    assert sum(scores[:3]) == pytest.approx(1.0, abs=1e-5) and scores[3] == 0.0
+    assert scores[:3] == sorted(scores[:3], reverse=True)
 
 
 def test_bad_runtime_requests(deployed: dict[str, Any]) -> None:
@@ -106,6 +110,14 @@ def test_filters_narrow_recommendations(deployed: dict[str, Any]) -> None:
     got = runtime.get_recommendations(campaignArn=deployed["pop"], userId="259", numResults=20,
                                       filterArn=by_genre, filterValues={"GENRES": '"Horror"'})["itemList"]
     assert len(got) == 20 and all("Horror" in genres()[i["itemId"]] for i in got)
+    horror = [i for i, g in genres().items() if "Horror" in g][:3]
+    other = [i for i, g in genres().items() if "Horror" not in g][:2]
+    ranked = runtime.get_personalized_ranking(campaignArn=deployed["pop"], userId="259",
+                                              inputList=[other[0], *horror, other[1], "new-item"],
+                                              filterArn=by_genre, filterValues={"GENRES": '"Horror"'})
+    ranked = ranked["personalizedRanking"]  # the filter leaves the others out; scores over what is left
+    assert sorted(i["itemId"] for i in ranked[:3]) == sorted(horror) and ranked[3]["itemId"] == "new-item"
+    assert len(ranked) == 4 and sum(i["score"] for i in ranked[:3]) == pytest.approx(1.0, abs=1e-5)
 
     not_clicked = control.create_filter(
         name="not-clicked", datasetGroupArn=deployed["group"],

@@ -90,6 +90,8 @@ def test_import_train_deploy_recommend_click_update(server: Server, unique: str,
                                               inputList=["not-an-item", *before[:5]])["personalizedRanking"]
     assert sorted(i["itemId"] for i in ranked[:5]) == sorted(before[:5])
     assert ranked[-1]["itemId"] == "not-an-item"
+    # a softmax over the five known input items only (Personalize's ranking scores sum to 1)
+    assert sum(i["score"] for i in ranked[:5]) == pytest.approx(1.0, abs=1e-5) and ranked[-1]["score"] == 0.0
     no_clicked = control.create_filter(
         name=f"{unique}-f", datasetGroupArn=group,
         filterExpression='EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("click")')

@@ -3,45 +3,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from serving.candidates import MAX_CANDIDATES, fetch_size, probes_for, softmax_estimate, survivors
+from serving.candidates import MAX_CANDIDATES, approximable, probes_for, softmax_estimate
 
 
-def test_few_exclusions_are_all_fetched_on_top_of_k() -> None:
-    # seen items may be exactly the best-scoring ones: room for every one of them
-    assert fetch_size(25, n_allowed=1_000_000 - 200, n_items=1_000_000) == 225
+def test_few_exclusions_leave_the_index_to_answer() -> None:
+    # seen items may be exactly the best-scoring ones: k plus all of them fit under the cap
+    assert approximable(25, n_allowed=1_000_000 - 200, n_items=1_000_000)
+    assert approximable(25, n_allowed=1_000_000 - (MAX_CANDIDATES - 25), n_items=1_000_000)
 
 
-def test_a_broad_filter_scales_the_request_by_what_it_lets_through() -> None:
-    # 10% allowed: 25 / 0.1 x 1.5 slack
-    assert fetch_size(25, n_allowed=100_000, n_items=1_000_000) == 375
+def test_a_broad_filter_leaves_the_index_to_answer() -> None:
+    # 10% allowed: 25 / 0.1 x 1.5 slack = 375 unfiltered candidates would hold the best 25
+    assert approximable(25, n_allowed=100_000, n_items=1_000_000)
 
 
 def test_a_narrow_filter_or_too_few_allowed_items_means_exact_scoring() -> None:
-    assert fetch_size(25, n_allowed=5_000, n_items=1_000_000) is None  # would need 7,500 candidates
-    assert fetch_size(25, n_allowed=25, n_items=1_000_000) is None
-    assert fetch_size(25, n_allowed=10, n_items=1_000_000) is None
-
-
-def test_the_cap_bounds_every_request() -> None:
-    for allowed in (30, 1_000, 50_000, 500_000, 999_999):
-        m = fetch_size(25, allowed, 1_000_000)
-        assert m is None or 25 < m <= MAX_CANDIDATES
-
-
-def test_survivors_keep_the_best_allowed_in_order() -> None:
-    codes = np.array([7, 3, 9, 1, 4, -1])
-    allowed = np.ones(10, dtype=bool)
-    allowed[[3, 1]] = False
-    pos = survivors(codes, allowed, 3)
-    assert pos is not None and codes[pos].tolist() == [7, 9, 4]
-
-
-def test_too_few_survivors_ask_for_the_exact_fallback() -> None:
-    codes = np.array([7, 3, -1, -1])  # the index ran short (-1 pads) and 3 is excluded
-    allowed = np.ones(10, dtype=bool)
-    allowed[3] = False
-    assert survivors(codes, allowed, 2) is None
-    assert survivors(codes, allowed, 1) is not None
+    assert not approximable(25, n_allowed=5_000, n_items=1_000_000)  # would need 7,500 candidates
+    assert not approximable(25, n_allowed=25, n_items=1_000_000)
+    assert not approximable(25, n_allowed=10, n_items=1_000_000)
 
 
 def test_the_normaliser_is_exact_when_the_sample_is_the_whole_catalog() -> None:

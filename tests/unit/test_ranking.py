@@ -4,7 +4,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving.ranking import DAY, Exploration, exploration_of, explore, parse_exploration, top, young
+from serving.ranking import (
+    DAY,
+    Exploration,
+    exploration_of,
+    explore,
+    parse_exploration,
+    rank_list,
+    top,
+    young,
+)
 
 # ten items; relevance falls with the code; items 7, 8, 9 are young (created in the last 30 days)
 PROBS = np.linspace(1.0, 0.1, 10) / np.linspace(1.0, 0.1, 10).sum()
@@ -98,3 +107,23 @@ def test_a_promotion_with_too_few_items_shows_what_there_is() -> None:
     assert codes[promoted].tolist() == [7] and codes[~promoted].tolist() == [0, 1, 2]
     codes, promoted = promote(PROBS, np.ones(10, dtype=bool), promotable, 4, 1, np.random.default_rng(0))
     assert promoted.sum() == 1  # 1% of 4 slots still promotes one item
+
+
+def test_a_ranked_list_gets_a_softmax_over_its_own_items_for_hrnn_recipes() -> None:
+    logits = np.array([0.5, 2.0, -1.0, 2.0])
+    order, probs = rank_list(logits, "aws-hrnn")
+    assert order.tolist() == [1, 3, 0, 2]  # best first; the tie keeps the input's order
+    expected = np.exp(logits) / np.exp(logits).sum()
+    np.testing.assert_allclose(probs, expected, rtol=1e-6)
+    assert probs.sum() == pytest.approx(1.0)
+
+
+def test_a_ranked_list_gets_shares_of_its_counts_for_popularity() -> None:
+    order, probs = rank_list(np.array([10.0, 30.0, 0.0, 60.0]), "aws-popularity-count")
+    assert order.tolist() == [3, 1, 0, 2]
+    np.testing.assert_allclose(probs, [0.1, 0.3, 0.0, 0.6])
+
+
+def test_an_empty_list_ranks_to_nothing() -> None:
+    order, probs = rank_list(np.zeros(0), "aws-hrnn")
+    assert len(order) == 0 and len(probs) == 0

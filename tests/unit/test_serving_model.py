@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from serving.exclusions import Allowed, Exclusions
 from serving.models import Model, load
 from serving.ranking import normalise, top
 from stream.session import Interaction
@@ -28,15 +29,18 @@ def history(model: Model, user: str) -> list[Interaction]:
 def test_ann_forced_on_agrees_with_exact_scoring(artifact: Path) -> None:
     settings = Settings(ann_min_items=1, ann_probes=N_ITEMS)  # every list scanned: exact answers
     model = load("arn:v1", artifact, settings)
-    assert model.ann is not None and (artifact / f"ann-ivf{model.ann.index.nlist}.faiss").exists()
+    assert model.ann is not None and (artifact / f"ann-ivfl2-{model.ann.index.nlist}.faiss").exists()
     rng = np.random.default_rng(0)
     for u in range(20):
         past = history(model, f"u{u}")
-        allowed = np.ones(N_ITEMS, dtype=bool)
-        allowed[[model.index[i.item] for i in past]] = False
-        if u % 2:  # a filter letting 30% through
-            allowed &= rng.random(N_ITEMS) < 0.3
-        got = model.approximate_top(past, f"u{u}", allowed, 25)
+        seen = [model.index[i.item] for i in past]
+        filtered = Allowed.of(rng.random(N_ITEMS) < 0.3) if u % 2 else None  # a filter letting 30% through
+        exclusions = Exclusions.of(N_ITEMS, seen, filtered)
+        allowed = np.ones(N_ITEMS, dtype=bool) if filtered is None else filtered.mask()
+        allowed[seen] = False
+        assert exclusions.mask().tolist() == allowed.tolist()
+        assert exclusions.n_allowed == allowed.sum()
+        got = model.approximate_top(past, f"u{u}", exclusions, 25)
         assert got is not None
         scores = model.user_scores(past, f"u{u}")
         codes = top(scores, allowed, 25)
@@ -48,8 +52,10 @@ def test_a_narrow_filter_falls_back_to_exact_scoring(artifact: Path) -> None:
     model = load("arn:v1", artifact, Settings(ann_min_items=1))
     allowed = np.zeros(N_ITEMS, dtype=bool)
     allowed[:20] = True  # 20 allowed items for 25 results: the index cannot answer
-    assert model.approximate_top(history(model, "u1"), "u1", allowed, 25) is None
-    assert model.approximate_top([], "nobody", np.ones(N_ITEMS, dtype=bool), 25) is None  # unknown user
+    past = history(model, "u1")
+    seen = [model.index[i.item] for i in past]
+    assert model.approximate_top(past, "u1", Exclusions.of(N_ITEMS, seen, Allowed.of(allowed)), 25) is None
+    assert model.approximate_top([], "nobody", Exclusions.of(N_ITEMS, []), 25) is None  # unknown user
 
 
 def test_below_the_threshold_there_is_no_index(artifact: Path) -> None:
@@ -67,3 +73,11 @@ def test_cached_states_resume_to_what_a_rerun_computes(artifact: Path) -> None:
         t = past[-1].ts
         np.testing.assert_allclose(cached.user_state(past, "u3"), fresh.user_state(past, "u3"), atol=1e-6)
     assert len(cached.states) == 1 and len(fresh.states) == 0  # type: ignore[arg-type]
+
+
+def test_scores_of_a_few_items_are_the_catalogs_scores_of_those_items(artifact: Path) -> None:
+    model = load("arn:v1", artifact, Settings(ann_min_items=10**9))
+    codes = np.array([5, 0, 2999, 17, 5])
+    for user, past in (("u4", history(model, "u4")), ("nobody", [])):  # an unknown user: popularity
+        np.testing.assert_allclose(model.scores_of(codes, past, user), model.user_scores(past, user)[codes],
+                                   rtol=1e-5, atol=1e-6)
