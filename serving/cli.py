@@ -2,39 +2,72 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stream.settings import Settings
 
+STARTUP_FAILURE = 3  # uvicorn's exit status when the app does not start (e.g. Redis unreachable)
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from pydantic import ValidationError
+
     overrides = {k: v for k, v in (("data_dir", getattr(args, "data_dir", None)),
                                    ("host", getattr(args, "host", None)),
-                                   ("port", getattr(args, "port", None))) if v is not None}
-    settings = Settings(**overrides)
+                                   ("port", getattr(args, "port", None)),
+                                   ("workers", getattr(args, "workers", None))) if v is not None}
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:  # a start-up refusal reads as one line, not a traceback
+        raise SystemExit("personalize: " + "; ".join(
+            ".".join(map(str, e["loc"])) + ": " + e["msg"] if e["loc"] else e["msg"]
+            for e in exc.errors()).replace("Value error, ", "")) from None
+    _logging(settings)
+    return settings
+
+
+def _logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return settings
+
+
+def api_app(settings: Settings) -> FastAPI:
+    """The app of one API process; with --workers, each worker process builds its own."""
+    from serving.app import create_app
+    from training.importer import DatasetFiles
+    from training.trainer import Trainer
+
+    _logging(settings)  # a worker process starts with nothing configured
+    trainer = Trainer(settings.data_dir, settings.min_training_interactions) \
+        if settings.train_in_server else None
+    return create_app(settings, DatasetFiles(settings.data_dir), trainer)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from serving.app import create_app
-    from training.importer import DatasetFiles
-    from training.trainer import Trainer
-
     settings = _settings(args)
-    trainer = Trainer(settings.data_dir, settings.min_training_interactions) \
-        if settings.train_in_server else None
-    app = create_app(settings, DatasetFiles(settings.data_dir), trainer)
-    uvicorn.run(app, host=settings.host, port=settings.port,
-                log_level=settings.log_level, loop="uvloop", http="httptools",
-                access_log=False)
+    config = uvicorn.Config(functools.partial(api_app, settings), factory=True, host=settings.host,
+                            port=settings.port, workers=settings.workers, log_level=settings.log_level,
+                            loop="uvloop", http="httptools", access_log=False)
+    if settings.workers == 1:
+        server = uvicorn.Server(config)
+        server.run()
+        return 0 if server.started else STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    # uvicorn.run's way to several workers, minus its demand for an import string: each worker
+    # process unpickles the factory (with the settings built here) and accepts connections on
+    # the one socket bound here
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
     return 0
 
 
@@ -138,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, help="data directory (OPZ_DATA_DIR)")
     serve.add_argument("--host", help="bind address (OPZ_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (OPZ_PORT, default 8080)")
+    serve.add_argument("--workers", type=int, help="API processes on that port, to use more cores "
+                       "(OPZ_WORKERS, default 1; distributed mode only)")
     serve.set_defaults(fn=cmd_serve)
     trainer = sub.add_parser("trainer", help="train pending solution versions (distributed mode: run it "
                              "next to API processes started with OPZ_TRAIN_IN_SERVER=false)")
