@@ -118,7 +118,8 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
             ctx, trainer, job, progress)
     jobs = JobRunner(resources, work)
     ctx.wake_jobs = jobs.wake
-    api_metrics.registry.register(metrics.ServedVersions(lambda: campaigns_api.served_versions(ctx)))
+    exposed = metrics.scraped(api_metrics.registry, metrics.ServedVersions(
+        lambda: campaigns_api.served_versions(ctx)), settings.workers)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -164,7 +165,7 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
     app.include_router(events_api.make_router(metrics.MeteredEventLog(event_log, api_metrics),
                                               events_api.Trackers(resources),
                                               events_api.Datasets(resources), store))
-    app.include_router(metrics.make_router(api_metrics.registry))
+    app.include_router(metrics.make_router(exposed))
     app.include_router(runtime)
     return app
 

@@ -5,7 +5,9 @@ import argparse
 import functools
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,10 +66,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 0 if server.started else STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
-    # uvicorn.run's way to several workers, minus its demand for an import string: each worker
-    # process unpickles the factory (with the settings built here) and accepts connections on
-    # the one socket bound here
-    Multiprocess(config, sockets=[config.bind_socket()]).run()
+    # each worker counts into files here and /metrics sums them all (serving/metrics.py
+    # `scraped`); prometheus_client reads the variable when a (spawned) worker imports it
+    counts = tempfile.mkdtemp(prefix="opz-api-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = counts
+    try:
+        # uvicorn.run's way to several workers, minus its demand for an import string: each
+        # worker unpickles the factory (with the settings built here) and accepts connections
+        # on the one socket bound here
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+    finally:
+        shutil.rmtree(counts, ignore_errors=True)
     return 0
 
 

@@ -1,7 +1,8 @@
 """`personalize serve --workers 2`: two API processes on one port, distributed mode only.
 
-Both processes answer, each the same, and what one process stores (a recommendation's items,
-for implicit impressions) or the stream worker applies (a click) is what the other one serves.
+Both processes answer, each the same, /metrics counts both, and what one process stores (a
+recommendation's items, for implicit impressions) or the stream worker applies (a click) is
+what the other one serves.
 Embedded mode keeps state in its one process, so it refuses, saying why.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from support import Server, Worker, free_port
 from test_training import RECIPE, dataset_group, slice_of_ml100k, train
 
@@ -43,6 +45,14 @@ def recommend(url: str, campaign: str, user: str) -> dict[str, Any]:
                                                    "numResults": 10}, timeout=30)
     assert r.status_code == 200, r.text
     return r.json()
+
+
+def answered(url: str) -> float:
+    """GetRecommendations answered 200, as one scrape of /metrics (on a connection of its own) says."""
+    text = httpx.get(url + "/metrics", timeout=30).text
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "opz_api_requests_total" and s.labels == {"operation": "GetRecommendations",
+                                                                       "status": "200"})
 
 
 @pytest.fixture
@@ -83,6 +93,8 @@ def test_two_api_processes_answer_alike_and_share_state(two_workers: Server, tmp
     assert len(lists) == 1, "the two processes answered differently"
     assert len({a["recommendationId"] for a in answers}) == REQUESTS
     row = list(lists.pop())
+    # whichever process takes a scrape, it counts the whole server's requests
+    assert [answered(server.url) for _ in range(6)] == [REQUESTS] * 6
 
     # clicks naming recommendations made by either process, sent to either process
     shown = [recommend(server.url, campaign, "1") for _ in range(4)]
