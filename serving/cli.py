@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING
 
 from stream.settings import Settings
 
-STARTUP_FAILURE = 3  # uvicorn's exit status when the app does not start (e.g. Redis unreachable)
 if TYPE_CHECKING:
+    import uvicorn
     from fastapi import FastAPI
+
+STARTUP_FAILURE = 3  # uvicorn's exit status when the app does not start (e.g. Redis unreachable)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -60,10 +62,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = uvicorn.Config(functools.partial(api_app, settings), factory=True, host=settings.host,
                             port=settings.port, workers=settings.workers, log_level=settings.log_level,
                             loop="uvloop", http="httptools", access_log=False)
-    if settings.workers == 1:
-        server = uvicorn.Server(config)
-        server.run()
-        return 0 if server.started else STARTUP_FAILURE
+    server = uvicorn.Server(config)
+    try:
+        if settings.workers == 1:
+            server.run()
+        else:
+            run_workers(config)
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down cleanly; no traceback
+        pass
+    return 0 if settings.workers > 1 or server.started else STARTUP_FAILURE
+
+
+def run_workers(config: uvicorn.Config) -> None:
+    """uvicorn.run's way to several workers, minus its demand for an import string: each
+    worker process unpickles the factory (with the settings built once, here) and accepts
+    connections on the one socket bound here; the supervisor restarts a worker that dies."""
     from uvicorn.supervisors import Multiprocess
 
     # each worker counts into files here and /metrics sums them all (serving/metrics.py
@@ -71,13 +84,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     counts = tempfile.mkdtemp(prefix="opz-api-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = counts
     try:
-        # uvicorn.run's way to several workers, minus its demand for an import string: each
-        # worker unpickles the factory (with the settings built here) and accepts connections
-        # on the one socket bound here
         Multiprocess(config, sockets=[config.bind_socket()]).run()
     finally:
         shutil.rmtree(counts, ignore_errors=True)
-    return 0
 
 
 def cmd_trainer(args: argparse.Namespace) -> int:
