@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ from support import Server, Worker, free_port
 from test_training import RECIPE, dataset_group, slice_of_ml100k, train
 
 WORKERS = 2
-REQUESTS = 400  # each on a new connection, so the kernel hands them to both processes
+REQUESTS = 400  # each on a new connection: the kernel spreads them over the processes' sockets
 
 
 def worker_pids(server: Server) -> list[int]:
@@ -64,6 +65,7 @@ def two_workers(tmp_path: Path, unique: str, kafka_bootstrap: str, redis_url: st
     pids = worker_pids(server)
     stream = Worker(tmp_path, {**env, "OPZ_DATA_DIR": str(server.data_dir), "OPZ_WORKERS": "1"}).start()
     yield server
+    pids += worker_pids(server)  # with any started in place of one that died
     stream.stop()
     server.stop()  # SIGTERM to the supervisor, which stops its workers and waits for them
     assert not [p for p in pids if Path(f"/proc/{p}").exists()], "API processes outlived the server"
@@ -118,6 +120,17 @@ def test_two_api_processes_answer_alike_and_share_state(two_workers: Server, tmp
     assert out.returncode == 0, out.stderr[-3000:]
     impressions = {r["event_id"]: r["impression"] for r in map(json.loads, out.stdout.splitlines())}
     assert impressions == {f"click{n}": [i["itemId"] for i in rec["itemList"]] for n, rec in enumerate(shown)}
+
+
+def test_an_api_process_that_dies_is_replaced(two_workers: Server) -> None:
+    pids = worker_pids(two_workers)
+    os.kill(pids[0], signal.SIGKILL)
+    deadline = time.monotonic() + 120
+    while len(now := worker_pids(two_workers)) != WORKERS or pids[0] in now:
+        assert time.monotonic() < deadline, f"nothing replaced {pids[0]}: {now}"
+        time.sleep(0.2)
+    for _ in range(20):  # the server answers on, each connection by either process
+        assert httpx.get(two_workers.url + "/health", timeout=30).json()["mode"] == "distributed"
 
 
 def test_embedded_mode_refuses_several_workers(tmp_path: Path) -> None:
