@@ -3,7 +3,7 @@
 event-to-recommendation freshness in Kafka mode.
 
     .venv/bin/python bench/serve.py [--sizes 10000,100000,1000000] [--rates 200,1000] [--duration 10]
-                                    [--skip-ml100k] [--skip-kafka]
+                                    [--skip-ml100k] [--skip-kafka] [--api-workers 1,2]
 
 Everything runs on this machine. Latency: one embedded `personalize serve`; campaigns over
 synthetic HRNN artifacts (training/synthetic.py: random GRU weights, clustered item
@@ -12,7 +12,8 @@ HRNN trained through the control plane on ml-100k (/work/shared/datasets, 3 epoc
 comes from bench/loadgen.py in its own process: open loop at each rate (latency counted from
 when a request was due), without and with a filter (`INCLUDE ItemID WHERE Items.GENRE IN
 ($GENRE)`, 10% of the synthetic catalog, Comedy's 30% of ml-100k), then closed loop for the
-most requests/s. Per catalog, the first row asks for users never asked before (their HRNN
+most requests/s (and, at 10k items, with 1 and 2 API processes in distributed mode:
+`--api-workers`). Per catalog, the first row asks for users never asked before (their HRNN
 state is computed from their whole history: "cold"); a pass over every user follows, so the
 other rows read cached states ("warm"; the sweeps send no events).
 
@@ -447,6 +448,55 @@ def freshness(artifact: Path, tmp: Path, rounds: int) -> dict[str, Any]:
         redis.stop()
 
 
+# ----------------------------------------------------------------------------- API processes (Redis)
+
+def api_throughput(tmp: Path, workers: list[int], duration: float, n_items: int = 10_000,
+                   n_users: int = 2000, passes: int = 8) -> list[dict[str, Any]]:
+    """The closed-loop max at `n_items` with N API processes (`serve --workers N`, distributed
+    mode: Kafka + Redis, started here), and each one's GET /health. Each process keeps its own
+    cache of users' states, and which process answers a request is the kernel's choice, so the
+    max asks `n_users` users after `passes` warm passes over them (a user not yet cached by the
+    process that answers: (1/2)^8 with 2 processes), not every user once as the embedded rows do.
+    No stream worker runs: no events are sent."""
+    redis = RedisServer(base_dir=tmp / "redis")
+    redis.start()
+    kafka = KafkaCluster(1, base_dir=tmp / "kafka")
+    kafka.start()
+    rows = []
+    try:
+        for n in workers:
+            name = f"tput{n}{uuid.uuid4().hex[:6]}"
+            env = {"OPZ_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap, "OPZ_REDIS_URL": redis.url,
+                   "OPZ_REDIS_PREFIX": name, "OPZ_STREAM_APP_ID": name, "OPZ_WORKERS": str(n),
+                   "PYTHONPATH": str(ROOT)}
+            (tmp / name).mkdir(parents=True)
+            server = Server(tmp / name / "data", env=env).start(timeout=120)
+            try:
+                d = deploy_synthetic(server, client(server), n_items, tmp / name)
+                users = [d.users[i] for i in np.random.default_rng(0).permutation(len(d.users))[:n_users]]
+                bodies = [body(d, u, False) for u in users]
+                drive(server.url, bodies, duration=0, mode="closed", connections=8,
+                      count=passes * len(bodies))
+                label = f"{d.label}, {n} API proc{'s' if n > 1 else ''} (Redis)"
+                r = drive(server.url, bodies, duration=duration, mode="closed", connections=32)
+                rows.append({"catalog": label, "n_items": n_items, "filter": False, "state": "warm", **r,
+                             "api_processes": n, "load_average": load_average()})
+                r = drive(server.url, [], duration=duration, mode="closed", connections=32, path="/health",
+                          method="GET")
+                rows.append({"catalog": f"GET /health, {n} API proc{'s' if n > 1 else ''}", "n_items": 0,
+                             "filter": False, "state": "-", **r, "api_processes": n,
+                             "load_average": load_average()})
+            finally:
+                server.stop()
+            for r in rows[-2:]:
+                print(f"  {r['catalog']:<40} achieved={r['achieved_rps']:.0f}/s p50={r['p50']:.1f} "
+                      f"p99={r['p99']:.1f} ms errors={r['errors']} load={r['load_average']}", file=sys.stderr)
+    finally:
+        kafka.stop()
+        redis.stop()
+    return rows
+
+
 # ----------------------------------------------------------------------------- report
 
 def goals(rows: list[dict[str, Any]], figures: dict[str, Any],
@@ -464,8 +514,10 @@ def goals(rows: list[dict[str, Any]], figures: dict[str, Any],
                                                   "goal": GOALS["p99_over_floor_at_100k"]}
         if r["n_items"] == 1_000_000 and r["mode"] == "open":
             out[f"p99_ms_at_1m{at}"] = {"value": r["p99"], "goal": GOALS["p99_ms_at_1m"]}
-        if r["n_items"] == 10_000 and r["mode"] == "closed":
-            out["max_rps_at_10k"] = {"value": r["achieved_rps"], "goal": GOALS["max_rps_at_10k"]}
+        if r["n_items"] == 10_000 and r["mode"] == "closed" and \
+                r["achieved_rps"] > out.get("max_rps_at_10k", {}).get("value", -1):
+            out["max_rps_at_10k"] = {"value": r["achieved_rps"], "goal": GOALS["max_rps_at_10k"],
+                                     "row": r["catalog"]}
     if "recall_at_25" in figures.get("synthetic 1M", {}):
         out["recall_at_25_at_1m"] = {"value": figures["synthetic 1M"]["recall_at_25"],
                                      "goal": GOALS["recall_at_25_at_1m"]}
@@ -516,7 +568,9 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per load row")
     ap.add_argument("--freshness-rounds", type=int, default=300)
     ap.add_argument("--skip-ml100k", action="store_true")
-    ap.add_argument("--skip-kafka", action="store_true")
+    ap.add_argument("--skip-kafka", action="store_true", help="no freshness and no --api-workers rows")
+    ap.add_argument("--api-workers", default="1,2", help="the 10k closed-loop max with each number of "
+                    "API processes (serve --workers N, Redis + Kafka); empty: none")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "serve.json")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -545,10 +599,13 @@ def main() -> int:
             print(f"  in-process: {json.dumps(figures[d.label])}", file=sys.stderr)
             if d.label.startswith("ml-100k"):
                 ml_artifact = d.artifact
+        server.stop()
+        workers = [int(n) for n in args.api_workers.split(",") if n]
+        if workers and not args.skip_kafka:
+            rows += api_throughput(tmp / "workers", workers, args.duration)
         if ml_artifact is not None and not args.skip_kafka:
             fresh_dir = tmp / "kafka"
             shutil.copytree(ml_artifact, fresh_dir / "ml100k-artifact")
-            server.stop()
             fresh = freshness(fresh_dir / "ml100k-artifact", fresh_dir, args.freshness_rounds)
         else:
             fresh = None
@@ -568,7 +625,8 @@ def main() -> int:
               f"({fresh['n']} rounds)")
     print("\ngoals:")
     for name, g in report["goals"].items():
-        print(f"  {name}: {g['value']:.3f} (goal {g['goal']}) {'met' if g['met'] else 'MISSED'}")
+        print(f"  {name}: {g['value']:.3f} (goal {g['goal']}) {'met' if g['met'] else 'MISSED'}"
+              + (f" ({g['row']})" if "row" in g else ""))
     print(f"load average before / after: {load_before} / {report['load_average_after']}")
     write_report(report, args.out, tmp)
     return 0

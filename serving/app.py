@@ -25,6 +25,7 @@ from serving import (
     runtime_api,
     solutions_api,
 )
+from serving.direct_routes import DirectRoutes
 from serving.errors import install_error_handlers
 from serving.jobs import JobRunner, Work
 from serving.models import Models
@@ -117,7 +118,8 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
             ctx, trainer, job, progress)
     jobs = JobRunner(resources, work)
     ctx.wake_jobs = jobs.wake
-    api_metrics.registry.register(metrics.ServedVersions(lambda: campaigns_api.served_versions(ctx)))
+    exposed = metrics.scraped(api_metrics.registry, metrics.ServedVersions(
+        lambda: campaigns_api.served_versions(ctx)), settings.workers)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -147,6 +149,9 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
     app = FastAPI(title="openpersonalize", version="0.1.0", lifespan=lifespan,
                   description="Amazon Personalize's API, self-hosted and real-time.")
     install_error_handlers(app)
+    runtime = runtime_api.make_router(ctx, store)
+    # innermost: metrics and CORS see the hot routes' answers as any other
+    app.add_middleware(DirectRoutes, routes=runtime.routes, paths=runtime_api.DIRECT_PATHS)
     app.add_middleware(BrowserAccess,
                        origins=[o.strip() for o in settings.cors_origins.split(",") if o.strip()])
     # added last = outermost: counts every answer, CORS preflights and errors included
@@ -160,8 +165,8 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
     app.include_router(events_api.make_router(metrics.MeteredEventLog(event_log, api_metrics),
                                               events_api.Trackers(resources),
                                               events_api.Datasets(resources), store))
-    app.include_router(metrics.make_router(api_metrics.registry))
-    app.include_router(runtime_api.make_router(ctx, store))
+    app.include_router(metrics.make_router(exposed))
+    app.include_router(runtime)
     return app
 
 

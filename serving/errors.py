@@ -80,30 +80,38 @@ def validation_message(errors: list[dict]) -> str:  # type: ignore[type-arg]
                      for e in errors[:5])
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(PersonalizeError)
-    async def _personalize(_: Request, exc: PersonalizeError) -> Response:
+def translate(exc: Exception) -> Response | None:
+    """The wire answer to an error a route raised on purpose; None for anything else (a bug,
+    answered 500 by the handler installed for Exception). The one mapping of errors to answers:
+    the app's exception handlers and serving/direct_routes.py both use it."""
+    if isinstance(exc, PersonalizeError):
         return error_response(exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> Response:
+    if isinstance(exc, RequestValidationError):
         return error_response(InvalidInputException(validation_message(list(exc.errors()))))
-
-    @app.exception_handler(InvalidEvent)
-    async def _invalid(_: Request, exc: InvalidEvent) -> Response:
+    if isinstance(exc, InvalidEvent):
         return error_response(InvalidInputException(str(exc)))
-
-    @app.exception_handler(LogUnavailable)
-    async def _unavailable(_: Request, exc: LogUnavailable) -> Response:
+    if isinstance(exc, LogUnavailable):
         return error_response(ServiceUnavailableException(str(exc)))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+    if isinstance(exc, StarletteHTTPException):
         kind = {404: ResourceNotFoundException, 405: InvalidInputException}.get(
             exc.status_code, InvalidInputException)
         err = kind(str(exc.detail))
         err.status = exc.status_code if exc.status_code < 500 else err.status
         return error_response(err)
+    return None
+
+
+TRANSLATED = (PersonalizeError, RequestValidationError, InvalidEvent, LogUnavailable, StarletteHTTPException)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def _translated(_: Request, exc: Exception) -> Response:
+        response = translate(exc)
+        assert response is not None, f"{type(exc).__name__} is in TRANSLATED"
+        return response
+
+    for kind in TRANSLATED:
+        app.add_exception_handler(kind, _translated)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> Response:

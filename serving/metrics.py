@@ -165,6 +165,23 @@ class MeteredEventLog:
         await self.log.commit(group)
 
 
+def scraped(registry: CollectorRegistry, served: Collector, processes: int) -> CollectorRegistry:
+    """What GET /metrics shows. One API process: its registry. Several (`serve --workers N`):
+    each process's counters and histograms are in files (prometheus_client's multiprocess
+    mode, which the CLI turns on for them) and every scrape sums all of them, so whichever
+    process answers, the counts are the whole server's; the process's CPU and memory
+    figures are left out then, since they would be one process's only."""
+    registry.register(served)
+    if processes == 1:
+        return registry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    every = CollectorRegistry()
+    MultiProcessCollector(every)
+    every.register(served)
+    return every
+
+
 def make_router(registry: CollectorRegistry) -> APIRouter:
     router = APIRouter(tags=["ops"])
 

@@ -38,6 +38,7 @@ from stream.session import Interaction, SessionState
 from stream.store import SessionStore
 
 OPERATIONS = {"GetRecommendations", "GetPersonalizedRanking"}
+DIRECT_PATHS = ("/recommendations", "/personalize-ranking")  # serving/direct_routes.py answers them
 Str256 = Annotated[str, StringConstraints(max_length=256)]
 MAX_RESULTS = 500
 MAX_RESULTS_WITH_METADATA = 50  # Personalize's limit when metadataColumns are asked for

@@ -2,13 +2,17 @@
 
 `due` is the pure decision (unit-tested); `run_scheduler` applies it every few seconds by
 creating solution versions the way CreateSolutionVersion does (trainingType AUTOMATIC),
-so the job runner trains them like any other.
+so the job runner trains them like any other. Of the processes sharing a data dir, one
+schedules (`Leader`).
 """
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import time
+from pathlib import Path
 
 from serving.control_api import Ctx
 from serving.jobs import ACTIVE, PENDING, RUNNING, STOPPING
@@ -38,16 +42,52 @@ def due(solution: Body, versions: list[Body], now: float, update_every_s: float)
     return None
 
 
+class Leader:
+    """Of the processes sharing a data dir (`serve --workers N`, API processes or trainers side by
+    side), the one holding an exclusive flock on `path`: the only one that schedules, since two
+    schedulers would both find a solution due and both start a version. The kernel drops the
+    lock when its holder exits, however it exits, and another process takes over at its next tick."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def held(self) -> bool:
+        if self._fd is None:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 async def run_scheduler(ctx: Ctx, update_every_s: float, stop: asyncio.Event, tick_s: float = 5.0) -> None:
-    while not stop.is_set():
-        now = time.time()
-        for solution in ctx.resources.list("solution"):
-            mode = due(solution, ctx.resources.list("solution-version", solution["solutionArn"]), now,
-                       update_every_s)
-            if mode is not None:
-                arn = start_version(ctx, solution, mode, training_type="AUTOMATIC")
-                log.info("automatic training: %s %s", mode, arn)
-        try:
-            await asyncio.wait_for(stop.wait(), tick_s)
-        except TimeoutError:
-            pass
+    leader = Leader(ctx.settings.data_dir / "scheduler.lock")
+    try:
+        while not stop.is_set():
+            if leader.held():
+                schedule_due(ctx, update_every_s)
+            try:
+                await asyncio.wait_for(stop.wait(), tick_s)
+            except TimeoutError:
+                pass
+    finally:
+        leader.release()
+
+
+def schedule_due(ctx: Ctx, update_every_s: float) -> None:
+    now = time.time()
+    for solution in ctx.resources.list("solution"):
+        mode = due(solution, ctx.resources.list("solution-version", solution["solutionArn"]), now,
+                   update_every_s)
+        if mode is not None:
+            arn = start_version(ctx, solution, mode, training_type="AUTOMATIC")
+            log.info("automatic training: %s %s", mode, arn)

@@ -15,6 +15,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("./data"), description="event log, control plane, artifacts")
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
+    # API processes `personalize serve` runs on that port (one core each); distributed mode
+    # only, since embedded mode keeps sessions' recommendation ids and the event applier in one
+    workers: int = Field(1, ge=1)
     # `personalize stream worker` serves Prometheus' /metrics on this port (0: not at all);
     # the API serves its /metrics on `port`
     metrics_port: int = Field(0, ge=0, le=65535)
@@ -72,6 +75,14 @@ class Settings(BaseSettings):
         if (self.kafka_bootstrap_servers is None) != (self.redis_url is None):
             raise ValueError("distributed mode needs both OPZ_KAFKA_BOOTSTRAP_SERVERS and "
                              "OPZ_REDIS_URL; set neither for embedded mode")
+        return self
+
+    @model_validator(mode="after")
+    def _one_process_embedded(self) -> Settings:
+        if self.workers > 1 and self.embedded:
+            raise ValueError(f"{self.workers} API processes (--workers, OPZ_WORKERS) need distributed "
+                             "mode (OPZ_KAFKA_BOOTSTRAP_SERVERS and OPZ_REDIS_URL): embedded mode "
+                             "applies events and keeps recommendation ids in its one process")
         return self
 
     @model_validator(mode="after")

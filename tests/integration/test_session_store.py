@@ -94,3 +94,39 @@ async def test_a_save_expecting_a_moved_position_writes_nothing(session_store: S
     assert await session_store.counter("g", "popularity", 10) == {}
     await session_store.save({("g", "u"): STATE}, {"p": 12, "q": 3}, expect={"p": 9, "q": None})
     assert await session_store.load([("g", "u")], ["p", "q"]) == ([STATE], [12, 3])
+
+
+async def test_many_requests_at_once_each_get_their_own_answers(session_store: SessionStore) -> None:
+    """As GetRecommendations under load: a user's (and its session's) state, then the items shown."""
+    import asyncio
+    users = [f"u{n}" for n in range(60)]
+    await session_store.save({("g", u): SessionState(session_id=u) for u in users[::2]})
+
+    async def request(user: str) -> list[SessionState | None]:
+        got = await states(session_store, ("g", user), ("g", f"anon-{user}"))
+        await session_store.remember(f"RID-{user}", [user, "x"], ttl_s=60)
+        return got
+
+    answers = await asyncio.gather(*(request(u) for u in users))
+    assert answers == [[SessionState(session_id=u) if n % 2 == 0 else None, None]
+                       for n, u in enumerate(users)]
+    assert await session_store.recall([f"RID-{u}" for u in users]) == [[u, "x"] for u in users]
+
+
+async def test_an_error_reply_fails_only_the_request_it_belongs_to(redis_url: str, unique: str) -> None:
+    """Requests that share a pipeline (Redis) do not share each other's errors."""
+    import asyncio
+
+    from redis.exceptions import ResponseError
+    store = RedisSessionStore(redis_url, prefix=unique)
+    await store.start()
+    try:
+        await store.save({("g", "ok"): STATE})
+        await store._redis.set(store.key("g", "broken"), "not a hash")  # type: ignore[union-attr]
+        ok, broken, shown = await asyncio.gather(
+            states(store, ("g", "ok")), states(store, ("g", "broken")),
+            store.remember("RID-1", ["a"], ttl_s=60), return_exceptions=True)
+        assert ok == [STATE] and shown is None
+        assert isinstance(broken, ResponseError) and "WRONGTYPE" in str(broken)
+    finally:
+        await store.close()

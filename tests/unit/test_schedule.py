@@ -1,9 +1,10 @@
 """Automatic training's decision: FULL per schedulingExpression, UPDATE in between."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from serving.schedule import due
+from serving.schedule import Leader, due
 
 HOUR, DAY = 3600.0, 86400.0
 HRNN = "arn:aws:personalize:::recipe/aws-hrnn"
@@ -41,3 +42,12 @@ def test_updates_between_fulls_only_for_recipes_that_have_them() -> None:
 
 def test_nothing_starts_while_a_version_trains() -> None:
     assert due(solution(), [version("FULL", 0.0, "CREATE IN_PROGRESS")], 30 * DAY, HOUR) is None
+
+
+def test_one_leader_per_data_dir_and_the_next_takes_over(tmp_path: Path) -> None:
+    first, second = Leader(tmp_path / "scheduler.lock"), Leader(tmp_path / "scheduler.lock")
+    assert first.held() and first.held()  # holding it again is no new claim
+    assert not second.held()
+    first.release()  # as when its process exits
+    assert second.held() and not first.held()
+    second.release()

@@ -13,3 +13,11 @@ def test_min_insync_replicas_cannot_exceed_the_replication_factor() -> None:
     settings = Settings(kafka_replication_factor=3, kafka_min_insync_replicas=2)
     assert settings.kafka_min_insync_replicas == 2
     assert Settings().kafka_min_insync_replicas is None  # the brokers' default
+
+
+def test_several_api_processes_need_distributed_mode() -> None:
+    with pytest.raises(ValidationError, match="need distributed mode"):
+        Settings(workers=2)
+    settings = Settings(workers=2, kafka_bootstrap_servers="k:9092", redis_url="redis://r:6379/0")
+    assert settings.workers == 2 and not settings.embedded
+    assert Settings().workers == 1
