@@ -90,6 +90,12 @@ def read_events(root: Path, dataset_group: str, *, since_day: str | None = None)
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     try:
         return _select(db, since_day)
+    except sqlite3.OperationalError as exc:
+        # the archive agent has just created the file and not yet its table (its first
+        # events are being written): nothing is archived yet
+        if "no such table" in str(exc):
+            return []
+        raise
     finally:
         db.close()
 
