@@ -209,9 +209,7 @@ def table(results: dict[str, dict]) -> str:  # type: ignore[type-arg]
     row("freshness 200 -> state p50 (ms)", lambda r: f"{r['freshness_ms']['p50']:.2f}")
     row("freshness 200 -> state p99 (ms)", lambda r: f"{r['freshness_ms']['p99']:.2f}")
     row("Amazon Personalize default quota", lambda r: f"{PERSONALIZE_QUOTA:,} ev/s")
-    widths = [max(len(str(c)) for c in col) for col in zip(*rows, strict=True)]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True))
-                     for r in rows)
+    return aligned(rows)
 
 
 def main() -> int:
@@ -232,6 +230,12 @@ def main() -> int:
               "args": {k: str(v) for k, v in vars(args).items()}, "results": results}
     write_report(report, args.out, tmp)
     return 0
+
+
+def aligned(rows: list[list[object]], sep: str = "  ") -> str:
+    """The benches' tables: each column as wide as its widest cell."""
+    widths = [max(len(str(c)) for c in col) for col in zip(*rows, strict=True)]
+    return "\n".join(sep.join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
 
 
 def write_report(report: dict, out: Path, tmp: Path) -> None:

@@ -32,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "tests"), str(ROOT / "bench")]
-from ingest import cpu_seconds, freshness, write_report, wrk  # noqa: E402
+from ingest import aligned, cpu_seconds, freshness, write_report, wrk  # noqa: E402
 from services import KafkaCluster, RedisServer  # noqa: E402
 from support import Server, Worker, consumer_lag, free_port  # noqa: E402
 
@@ -217,8 +217,7 @@ def table(results: dict[str, dict]) -> str:  # type: ignore[type-arg]
     row("cores busy (flood + catch-up)", lambda r: f"{r['cores_busy']:.2f}")
     row("load average (1 min) before / after",
         lambda r: f"{r['load_average_1m']['before']:.1f} / {r['load_average_1m']['after']:.1f}")
-    widths = [max(len(str(c)) for c in col) for col in zip(*rows, strict=True)]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+    return aligned(rows)
 
 
 def main() -> int:

@@ -55,7 +55,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts"), str(ROOT / "tests")]
-from ingest import write_report  # noqa: E402
+from ingest import aligned, write_report  # noqa: E402
 from services import KafkaCluster, RedisServer  # noqa: E402
 from support import DATASETS, Server, Worker  # noqa: E402
 
@@ -540,8 +540,7 @@ def table(rows: list[dict[str, Any]], figures: dict[str, Any]) -> str:
                       f"{r['achieved_rps']:,.0f}", f"{r['p50']:.1f}", f"{r['p99']:.1f}", f"{r['max']:.1f}",
                       f"{f:.1f}" if f else "", f"{r['p99'] / f:.1f}x" if f else "",
                       f"{r['load_average'][0]:.1f}"])
-    widths = [max(len(str(c)) for c in col) for col in zip(*lines, strict=True)]
-    return "\n".join(" | ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines)
+    return aligned(lines, " | ")
 
 
 def stage_table(figures: dict[str, Any]) -> str:
@@ -557,8 +556,7 @@ def stage_table(figures: dict[str, Any]) -> str:
                       f"{ann_f['p50']:.2f} / {ann_f['p99']:.2f}" if ann_f else "-",
                       f"{f['recall_at_25']:.3f}" if "recall_at_25" in f else "-",
                       f"{f['recall_at_25_filtered']:.3f}" if "recall_at_25_filtered" in f else "-"])
-    widths = [max(len(str(c)) for c in col) for col in zip(*lines, strict=True)]
-    return "\n".join(" | ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines)
+    return aligned(lines, " | ")
 
 
 def main() -> int:
