@@ -64,6 +64,7 @@ from serving.models import Model  # noqa: E402
 from serving.models import load as load_model  # noqa: E402
 from serving.ranking import normalise, top  # noqa: E402
 from serving.resources import ResourceStore  # noqa: E402
+from stream.live_state import Past  # noqa: E402
 from stream.settings import Settings  # noqa: E402
 from training.synthetic import write_artifact  # noqa: E402
 
@@ -313,19 +314,19 @@ def floor(model: Model, reps: int = 300) -> dict[str, float]:
     return timed(one, list(hs))
 
 
-def seen(model: Model, past: list[Any], allowed: Allowed | None = None) -> Exclusions:
-    return Exclusions.of(model.n_items, (model.index[i.item] for i in past if i.item in model.index), allowed)
+def seen(model: Model, past: Past, allowed: Allowed | None = None) -> Exclusions:
+    return Exclusions.of(model.n_items, past.codes, allowed)
 
 
 def stages(model: Model, users: list[str], filter_mask: np.ndarray) -> dict[str, Any]:
     """Serving's steps one at a time (no HTTP), and recall@25 of the ANN path against exact."""
     assert model.runtime is not None
     hist = {u: model.history(u, []) for u in users}
-    events = {u: [(model.index[i.item], i.ts) for i in hist[u]] for u in users}
+    window = model.runtime.max_user_history_length
+    events = {u: hist[u].events(max(0, len(hist[u]) - window)) for u in users}
     out: dict[str, Any] = {
-        "history_events": dist([len(events[u]) for u in users]),
-        "state_rerun_ms": timed(lambda u: model.runtime.state_of(  # type: ignore[union-attr]
-            events[u][-model.runtime.max_user_history_length:]), users),  # type: ignore[union-attr]
+        "history_events": dist([len(hist[u]) for u in users]),
+        "state_rerun_ms": timed(lambda u: model.runtime.state_of(events[u]), users),  # type: ignore[union-attr]
     }
     for u in users:  # fill the state cache
         model.user_state(hist[u], u)
@@ -360,7 +361,7 @@ def stages(model: Model, users: list[str], filter_mask: np.ndarray) -> dict[str,
     return out
 
 
-def recall(model: Model, hist: dict[str, list[Any]], excluded: dict[str, Exclusions],
+def recall(model: Model, hist: dict[str, Past], excluded: dict[str, Exclusions],
            truth: dict[str, set[int]]) -> dict[str, Any]:
     """Mean recall@25 of the ANN path against exact top 25 (an exact fallback counts as 1)."""
     hits, fallbacks = [], 0

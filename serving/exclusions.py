@@ -10,7 +10,7 @@ the index was asked for 15x the candidates (bench/serve.py). Pure numpy, no I/O.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,8 +45,9 @@ class Exclusions:
     allowed: Allowed | None = None  # None: no filter, every item
 
     @classmethod
-    def of(cls, n_items: int, codes: Iterable[int], allowed: Allowed | None = None) -> Exclusions:
-        return cls(n_items, np.unique(np.fromiter(codes, dtype=np.int64)), allowed)
+    def of(cls, n_items: int, codes: np.ndarray | Sequence[int],
+           allowed: Allowed | None = None) -> Exclusions:
+        return cls(n_items, np.unique(np.asarray(codes, dtype=np.int64)), allowed)
 
     @property
     def n_allowed(self) -> int:
@@ -55,8 +56,15 @@ class Exclusions:
             return self.n_items - len(self.codes)
         return self.allowed.count - int(np.count_nonzero(self.allowed.contains(self.codes)))
 
+    def masked(self, scores: np.ndarray) -> np.ndarray:
+        """A copy of `scores` with what the request may not get at -inf: beyond the copy,
+        O(history) without a filter."""
+        out = scores.copy() if self.allowed is None else np.where(self.allowed.mask(), scores, -np.inf)
+        out[self.codes] = -np.inf
+        return out
+
     def mask(self) -> np.ndarray:
-        """bool [n_items], True = may be recommended: what the exact path ranks over."""
+        """bool [n_items], True = may be recommended: what promotions and exploration rank over."""
         out = np.ones(self.n_items, dtype=bool) if self.allowed is None else self.allowed.mask()
         out[self.codes] = False
         return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ from serving.exclusions import Exclusions
 from serving.state_cache import State, StateCache, covered
 from stream.contract import ArtifactManifest
 from stream.hrnn_runtime import HRNNRuntime, unpack
-from stream.live_state import UserHistory
+from stream.live_state import Past, UserHistory
 from stream.session import Interaction, SessionState
 from stream.settings import Settings
 
@@ -30,34 +30,35 @@ from stream.settings import Settings
 class Model:
     arn: str
     recipe: str
-    item_ids: list[str]
+    known: UserHistory  # the vocabulary, and each user's history as of training
     popularity: np.ndarray  # float32 interactions per item
     data_cut: int = 0  # newest interaction time the model trained on
-    known: UserHistory | None = None  # each user's history as of training
     neighbours: np.ndarray | None = None  # SIMS: int32 [n_items, k], -1 pads
     similarities: np.ndarray | None = None  # SIMS: float32 [n_items, k]
     runtime: HRNNRuntime | None = None  # HRNN recipes: the ONNX step graphs and item embeddings
     created: np.ndarray | None = None  # int64 Unix seconds per item (exploration's item age)
     ann: AnnIndex | None = None  # HRNN recipes on large catalogs: approximate top-k (serving.ann)
     states: StateCache | None = None  # HRNN recipes: users' states, so requests step new events only
-    index: dict[str, int] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        self.index = {item: code for code, item in enumerate(self.item_ids)}
+    @property
+    def item_ids(self) -> Sequence[str]:
+        return self.known.item_ids
 
-    def history(self, user_id: str, streamed: Sequence[Interaction]) -> list[Interaction]:
-        """The user's interactions as of training (the artifact) followed by those streamed in
-        since (the session state); what both know is counted once, by its time."""
-        return self.known.of(user_id, streamed) if self.known is not None else list(streamed)
+    @property
+    def index(self) -> dict[str, int]:
+        """item id -> its code"""
+        return self.known.index
 
     @property
     def n_items(self) -> int:
-        return len(self.item_ids)
+        return len(self.known.item_ids)
 
-    def _events(self, history: Sequence[Interaction]) -> list[tuple[int, float]]:
-        return [(self.index[i.item], i.ts) for i in history if i.item in self.index]
+    def history(self, user_id: str, streamed: Sequence[Interaction]) -> Past:
+        """The user's interactions as of training (the artifact) followed by those streamed in
+        since (the session state); what both know is counted once, by its time."""
+        return self.known.of(user_id, streamed)
 
-    def user_state(self, history: Sequence[Interaction], user_id: str | None = None,
+    def user_state(self, history: Past, user_id: str | None = None,
                    live: SessionState | None = None) -> np.ndarray | None:
         """HRNN: the session state h (1, H) after this history; None for a user with no known
         events. `live`: the user's session state; when the stream workers keep its recurrent
@@ -66,23 +67,25 @@ class Model:
         assert self.runtime is not None
         if live is not None and live.model == self.arn and live.h is not None:
             return unpack(live.h)[0]
-        events = self._events(history)
-        if not events:
+        n = len(history)
+        if not n:
             return None
         window = self.runtime.max_user_history_length
         cached = self.states.get(self.arn, user_id) if self.states is not None and user_id else None
-        done = covered(cached, events, window)
-        if cached is not None and done == len(events):
+        done = covered(cached, history, window)
+        if cached is not None and done == n:
             return cached.h_session
         if cached is not None and done:
-            hs, hu = self.runtime.state_of(events[done:], (cached.h_session, cached.h_user, cached.last[1]))
+            hs, hu = self.runtime.state_of(history.events(done),
+                                           (cached.h_session, cached.h_user, cached.last[1]))
         else:
-            hs, hu = self.runtime.state_of(events[-window:])
+            hs, hu = self.runtime.state_of(history.events(max(0, n - window)))
         if self.states is not None and user_id:
-            self.states.put(self.arn, user_id, State(len(events), events[-1], hs, hu))
+            last = (int(history.codes[-1]), float(history.times[-1]))
+            self.states.put(self.arn, user_id, State(n, last, hs, hu))
         return hs
 
-    def user_scores(self, history: Sequence[Interaction], user_id: str | None = None,
+    def user_scores(self, history: Past, user_id: str | None = None,
                     live: SessionState | None = None) -> np.ndarray:
         """USER_PERSONALIZATION: scores for a user with this history (oldest first)."""
         if self.runtime is not None:
@@ -90,13 +93,11 @@ class Model:
             if hs is None:  # a user we know nothing about: what is popular (softmax of log counts
                 return np.log1p(self.popularity)  # is proportional to the counts, as scores should be)
             return self.runtime.scores(hs)[0]
-        if self.recipe == "aws-sims" and history:  # SIMS asked for a user: its last item's neighbours
-            code = self.index.get(history[-1].item)
-            if code is not None:
-                return self.related_scores(code)
+        if self.recipe == "aws-sims" and len(history):  # SIMS asked for a user: its last item's neighbours
+            return self.related_scores(int(history.codes[-1]))
         return self.popularity
 
-    def scores_of(self, codes: np.ndarray, history: Sequence[Interaction], user_id: str | None = None,
+    def scores_of(self, codes: np.ndarray, history: Past, user_id: str | None = None,
                   live: SessionState | None = None) -> np.ndarray:
         """user_scores(...)[codes] without scoring the catalog where the model allows it
         (GetPersonalizedRanking's input items): HRNN scores only those rows of E."""
@@ -107,7 +108,7 @@ class Model:
             return np.log1p(self.popularity[codes])
         return self.runtime.item_embeddings[codes] @ hs[0] + self.runtime.item_bias[codes]
 
-    def approximate_top(self, history: Sequence[Interaction], user_id: str | None, exclusions: Exclusions,
+    def approximate_top(self, history: Past, user_id: str | None, exclusions: Exclusions,
                         k: int, live: SessionState | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """The k best allowed items and their catalog-wide probabilities from the ANN index;
         None where exact scoring must answer (no index, an unknown user, too few items allowed,
@@ -153,9 +154,9 @@ def load(arn: str, directory: Path, settings: Settings | None = None) -> Model:
     manifest = ArtifactManifest.model_validate_json((directory / "manifest.json").read_text())
     files = manifest.files
     known = UserHistory.load(directory, manifest)
-    model = Model(arn=arn, recipe=manifest.recipe, item_ids=list(known.item_ids),
+    model = Model(arn=arn, recipe=manifest.recipe, known=known,
                   popularity=np.load(directory / files["popularity"]).astype(np.float32),
-                  data_cut=manifest.data_cut or 0, known=known)
+                  data_cut=manifest.data_cut or 0)
     if "item_created" in files:  # artifacts written before exploration lack it
         model.created = np.load(directory / files["item_created"])
     if "step" in files:

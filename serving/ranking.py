@@ -34,13 +34,27 @@ def rank_list(scores: np.ndarray, recipe: str) -> tuple[np.ndarray, np.ndarray]:
     return np.argsort(-probs, kind="stable"), probs
 
 
+def probabilities(scores: np.ndarray, codes: np.ndarray, recipe: str) -> np.ndarray:
+    """normalise(scores, recipe)[codes], without dividing the whole catalog."""
+    if recipe.startswith("aws-hrnn") or recipe in ("aws-user-personalization", "aws-personalized-ranking"):
+        shift = scores.max()
+        return np.exp(scores[codes] - shift) / np.exp(scores - shift).sum()
+    total = float(scores.sum())
+    return scores[codes] / total if total > 0 else np.full(len(codes), 1.0 / max(len(scores), 1))
+
+
 def top(scores: np.ndarray, allowed: np.ndarray, k: int) -> np.ndarray:
     """Codes of the k best allowed items, best first."""
-    masked = np.where(allowed, scores, -np.inf)
-    k = min(k, int(allowed.sum()))
+    return best(np.where(allowed, scores, -np.inf), k, int(np.count_nonzero(allowed)))
+
+
+def best(masked: np.ndarray, k: int, n_allowed: int) -> np.ndarray:
+    """Codes of the k highest of `masked` (scores, -inf for the items not allowed; `n_allowed`
+    are), best first."""
+    k = min(k, n_allowed)
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
-    idx = np.argpartition(-masked, k - 1)[:k]
+    idx = np.argpartition(masked, len(masked) - k)[len(masked) - k:]
     return idx[np.argsort(-masked[idx], kind="stable")]
 
 

@@ -31,10 +31,21 @@ from serving.exclusions import Allowed, Exclusions
 from serving.filters import Catalog, FilterError, FilterValueError
 from serving.filters_api import FilterInputs
 from serving.models import Model
-from serving.ranking import Exploration, exploration_of, explore, normalise, promote, rank_list, top, young
+from serving.ranking import (
+    Exploration,
+    best,
+    exploration_of,
+    explore,
+    normalise,
+    probabilities,
+    promote,
+    rank_list,
+    young,
+)
 from stream.contract import MAX_IMPRESSIONS, anonymous_key, dataset_group_name
+from stream.live_state import NO_PAST, Past
 from stream.recipes import RECIPES
-from stream.session import Interaction, SessionState
+from stream.session import SessionState
 from stream.store import SessionStore
 
 OPERATIONS = {"GetRecommendations", "GetPersonalizedRanking"}
@@ -135,7 +146,7 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         return filters.catalog(model, group)
 
     async def filtered(model: Model, group: str, filter_arn: str | None, values: dict[str, str] | None,
-                       past: list[Interaction], user_id: str | None, item_code: int | None) -> Allowed | None:
+                       past: Past, user_id: str | None, item_code: int | None) -> Allowed | None:
         """What the request's filter lets through (Personalize's expression language); None: no filter."""
         if filter_arn is None:
             return None
@@ -144,7 +155,7 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         try:
             return filters.allowed(
                 f, model, group, values=values,
-                interactions=lambda: [(model.index[i.item], i.type) for i in past if i.item in model.index],
+                interactions=past.typed,
                 user=lambda: filters.user(group, user_id) if user_id is not None else None,
                 current_item=item_code)
         except (FilterError, FilterValueError) as exc:
@@ -172,8 +183,11 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         await store.remember(rid, shown, ctx.settings.recommendation_ttl_s)
         return Response(orjson.dumps({key: items, "recommendationId": rid}), media_type="application/json")
 
-    def scored(model: Model, codes: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
-        return [{"itemId": model.item_ids[c], "score": round(float(scores[c]), 7)} for c in codes.tolist()]
+    def scored(model: Model, codes: np.ndarray, probs: np.ndarray) -> list[dict[str, Any]]:
+        """The answer's items: `probs[j]` is the probability of `codes[j]`."""
+        ids = model.item_ids
+        return [{"itemId": ids[c], "score": round(p, 7)}
+                for c, p in zip(codes.tolist(), probs.tolist(), strict=True)]
 
     async def check_metadata(deployed: Deployed, columns: dict[str, list[str]] | None, k: int) -> list[str]:
         """The ITEMS columns asked for (metadataColumns), checked as Personalize checks them."""
@@ -214,39 +228,42 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         if not 1 <= k <= MAX_RESULTS:
             raise InvalidInputException(f"numResults must be between 1 and {MAX_RESULTS}, not {k}")
         deployed = campaigns.get(req.campaignArn)
-        model, recipe_type, group, exploration = deployed.model, deployed.recipe_type, deployed.group, \
-            deployed.exploration
+        model, recipe_type, group = deployed.model, deployed.recipe_type, deployed.group
         columns = await check_metadata(deployed, req.metadataColumns, k)
         code = None if req.itemId is None else model.index.get(req.itemId)
         state = await session(deployed, req.userId)
-        past: list[Interaction] = []
+        past = NO_PAST
         if req.userId is not None:
             past = model.history(req.userId, state.history if state is not None else ())
         if recipe_type == "RELATED_ITEMS":
             if req.itemId is None:
                 raise InvalidInputException("itemId is required for a related-items campaign")
-            excluded = [] if code is None else [code]
+            excluded = NO_PAST.codes if code is None else np.array([code])
         elif recipe_type == "USER_PERSONALIZATION":
             if req.userId is None:
                 raise InvalidInputException("userId is required for a user-personalization campaign")
-            excluded = [model.index[i.item] for i in past if i.item in model.index]
+            excluded = past.codes
         else:
             raise InvalidInputException(f"campaign {req.campaignArn} ranks lists: "
                                         "call GetPersonalizedRanking")
         exclusions = Exclusions.of(model.n_items, excluded, await filtered(
             model, group, req.filterArn, req.filterValues, past, req.userId, code))
-        plain = recipe_type == "USER_PERSONALIZATION" and not req.promotions and \
-            (exploration is None or model.created is None)
-        if plain and (found := model.approximate_top(past, req.userId, exclusions, k, state)) is not None:
+        exploration = deployed.exploration  # set only for models that know their items' ages
+        plain = not req.promotions and exploration is None
+        if plain and recipe_type == "USER_PERSONALIZATION" and \
+                (found := model.approximate_top(past, req.userId, exclusions, k, state)) is not None:
             codes, chosen = found  # large catalogs: the ANN index's top k (estimated probabilities)
-            items = [{"itemId": model.item_ids[c], "score": round(p, 7)}
-                     for c, p in zip(codes.tolist(), chosen.tolist(), strict=True)]
+            items = scored(model, codes, chosen)
             return await respond("itemList", await with_metadata(deployed, items, columns))
-        allowed = exclusions.mask()  # the exact path: O(catalog) anyway
-        if recipe_type == "RELATED_ITEMS":
+        if recipe_type == "RELATED_ITEMS":  # the exact path: O(catalog)
             scores = model.popularity if code is None else model.related_scores(code)
         else:
             scores = model.user_scores(past, req.userId, state)
+        if plain:
+            codes = best(exclusions.masked(scores), k, exclusions.n_allowed)
+            items = scored(model, codes, probabilities(scores, codes, model.recipe))
+            return await respond("itemList", await with_metadata(deployed, items, columns))
+        allowed = exclusions.mask()
         probs = normalise(scores, model.recipe)
         if req.promotions:  # the promotion's filter picks its items; the request's filter the others
             promo = req.promotions[0]
@@ -254,18 +271,17 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
                 model, group, promo.filterArn, promo.filterValues, past, req.userId, code)).mask()
             codes, promoted = promote(probs, allowed, promotable, k, promo.percentPromotedItems,
                                       np.random.default_rng())
-            items = scored(model, codes, probs)
+            items = scored(model, codes, probs[codes])
             for item, is_promoted in zip(items, promoted.tolist(), strict=True):
                 if is_promoted:
                     item["promotionName"] = promo.name
             return await respond("itemList", await with_metadata(deployed, items, columns))
-        if exploration is None or model.created is None:
-            codes = top(scores, allowed, k)
-        else:
-            fresh = young(model.created, model.data_cut, exploration.age_cut_off_days)
-            rng = np.random.default_rng()
-            codes = explore(probs, allowed, k, fresh, model.popularity, exploration.weight, rng)
-        return await respond("itemList", await with_metadata(deployed, scored(model, codes, probs), columns))
+        assert exploration is not None and model.created is not None
+        fresh = young(model.created, model.data_cut, exploration.age_cut_off_days)
+        rng = np.random.default_rng()
+        codes = explore(probs, allowed, k, fresh, model.popularity, exploration.weight, rng)
+        items = scored(model, codes, probs[codes])
+        return await respond("itemList", await with_metadata(deployed, items, columns))
 
     @router.post("/personalize-ranking", summary="GetPersonalizedRanking: order a list for a user")
     async def get_personalized_ranking(req: GetPersonalizedRanking) -> Response:

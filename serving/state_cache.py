@@ -12,10 +12,11 @@ Keyed by (model ARN, user): a new solution version never reads another version's
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from stream.live_state import Past
 
 Event = tuple[int, float]  # (item code, time)
 
@@ -29,16 +30,17 @@ class State:
     h_user: np.ndarray
 
 
-def covered(cached: State | None, events: Sequence[Event], window: int) -> int:
-    """How many of `events` (oldest first) `cached` already accounts for: len(events) when it
-    is this very history, n when the history extends it within the window, else 0 (rerun)."""
-    if cached is None or cached.n > len(events) or not events:
+def covered(cached: State | None, history: Past, window: int) -> int:
+    """How many events of `history` `cached` already accounts for: all when it is this very
+    history, n when the history extends it within the window, else 0 (rerun)."""
+    n = len(history)
+    if cached is None or cached.n > n or not n:
         return 0
-    if tuple(events[cached.n - 1]) != cached.last:
+    if (int(history.codes[cached.n - 1]), float(history.times[cached.n - 1])) != cached.last:
         return 0
-    if cached.n == len(events):
+    if cached.n == n:
         return cached.n
-    return cached.n if len(events) <= window else 0
+    return cached.n if n <= window else 0
 
 
 class StateCache:

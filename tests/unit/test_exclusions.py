@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from serving.exclusions import Allowed, Exclusions
+from serving.ranking import best, top
 
 
 def test_packed_bits_round_trip_and_answer_per_code() -> None:
@@ -38,3 +39,14 @@ def test_seen_items_under_a_filter_count_only_where_the_filter_allows() -> None:
 def test_no_exclusions() -> None:
     ex = Exclusions.of(5, [])
     assert ex.n_allowed == 5 and ex.mask().all()
+
+
+def test_the_best_of_masked_scores_are_the_top_allowed_items() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.random(1000).astype(np.float32)
+    for allowed in (None, Allowed.of(rng.random(1000) < 0.2)):
+        ex = Exclusions.of(1000, rng.integers(0, 1000, 80), allowed)
+        masked = ex.masked(scores)
+        assert np.isfinite(masked).tolist() == ex.mask().tolist() and masked.dtype == scores.dtype
+        assert best(masked, 25, ex.n_allowed).tolist() == top(scores, ex.mask(), 25).tolist()
+    assert best(Exclusions.of(3, [0, 1, 2]).masked(scores[:3]), 25, 0).tolist() == []

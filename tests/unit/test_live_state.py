@@ -12,7 +12,7 @@ from test_hrnn import TINY, walks
 from serving.models import load
 from stream.contract import ArtifactManifest, Event
 from stream.hrnn_runtime import unpack
-from stream.live_state import LiveModel
+from stream.live_state import LiveModel, UserHistory
 from stream.session import Interaction, Limits, apply
 from training import hrnn
 from training.trainer import write_user_history
@@ -72,4 +72,16 @@ def test_serving_uses_the_live_state_only_when_it_is_this_versions(artifact: Pat
     zero = state.__class__(**{**{f: getattr(state, f) for f in state.__slots__},
                               "h": (*hs.ravel().tolist(), *hs.ravel().tolist(), 2e9)})
     np.testing.assert_allclose(served.user_scores(past, live=zero), served.runtime.item_bias, atol=1e-6)
-    assert [i.item for i in past] == ["7"] and isinstance(past[0], Interaction)
+    assert past.typed() == [(served.index["7"], "click")] and past.times.tolist() == [2e9]
+
+
+def test_a_users_past_is_the_trained_history_then_known_items_streamed_since() -> None:
+    trained = {"offsets": np.array([0, 2]), "items": np.array([2, 0], dtype=np.int32),
+               "times": np.array([10, 20])}
+    history = UserHistory(["a", "b", "c"], ["u"], trained, data_cut=20)
+    past = history.of("u", [Interaction("b", "click", 15.0),  # before the cut: training saw it
+                            Interaction("x", "click", 30.0),  # an item the model does not know
+                            Interaction("b", "purchase", 40.0)])
+    assert past.codes.tolist() == [2, 0, 1] and past.times.tolist() == [10.0, 20.0, 40.0]
+    assert past.typed() == [(2, ""), (0, ""), (1, "purchase")] and past.events(2) == [(1, 40.0)]
+    assert len(history.of("stranger", [])) == 0

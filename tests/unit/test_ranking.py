@@ -9,7 +9,9 @@ from serving.ranking import (
     Exploration,
     exploration_of,
     explore,
+    normalise,
     parse_exploration,
+    probabilities,
     rank_list,
     top,
     young,
@@ -127,3 +129,11 @@ def test_a_ranked_list_gets_shares_of_its_counts_for_popularity() -> None:
 def test_an_empty_list_ranks_to_nothing() -> None:
     order, probs = rank_list(np.zeros(0), "aws-hrnn")
     assert len(order) == 0 and len(probs) == 0
+
+
+def test_probabilities_of_some_items_are_their_share_of_the_whole_catalog() -> None:
+    scores = np.array([0.5, 2.0, 0.1, 3.0, 1.0], dtype=np.float32)
+    codes = np.array([3, 0])
+    for recipe in ("aws-hrnn", "aws-user-personalization", "aws-sims", "aws-popularity-count"):
+        np.testing.assert_allclose(probabilities(scores, codes, recipe), normalise(scores, recipe)[codes],
+                                   rtol=1e-6)

@@ -10,6 +10,8 @@ import pytest
 from serving.exclusions import Allowed, Exclusions
 from serving.models import Model, load
 from serving.ranking import normalise, top
+from serving.state_cache import covered
+from stream.live_state import NO_PAST, Past
 from stream.session import Interaction
 from stream.settings import Settings
 from training.synthetic import write_artifact
@@ -22,7 +24,7 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_artifact(tmp_path_factory.mktemp("synthetic") / "v1", N_ITEMS, n_users=50, hidden=32)
 
 
-def history(model: Model, user: str) -> list[Interaction]:
+def history(model: Model, user: str) -> Past:
     return model.history(user, [])
 
 
@@ -33,7 +35,7 @@ def test_ann_forced_on_agrees_with_exact_scoring(artifact: Path) -> None:
     rng = np.random.default_rng(0)
     for u in range(20):
         past = history(model, f"u{u}")
-        seen = [model.index[i.item] for i in past]
+        seen = past.codes
         filtered = Allowed.of(rng.random(N_ITEMS) < 0.3) if u % 2 else None  # a filter letting 30% through
         exclusions = Exclusions.of(N_ITEMS, seen, filtered)
         allowed = np.ones(N_ITEMS, dtype=bool) if filtered is None else filtered.mask()
@@ -53,9 +55,9 @@ def test_a_narrow_filter_falls_back_to_exact_scoring(artifact: Path) -> None:
     allowed = np.zeros(N_ITEMS, dtype=bool)
     allowed[:20] = True  # 20 allowed items for 25 results: the index cannot answer
     past = history(model, "u1")
-    seen = [model.index[i.item] for i in past]
-    assert model.approximate_top(past, "u1", Exclusions.of(N_ITEMS, seen, Allowed.of(allowed)), 25) is None
-    assert model.approximate_top([], "nobody", Exclusions.of(N_ITEMS, []), 25) is None  # unknown user
+    narrow = Exclusions.of(N_ITEMS, past.codes, Allowed.of(allowed))
+    assert model.approximate_top(past, "u1", narrow, 25) is None
+    assert model.approximate_top(NO_PAST, "nobody", Exclusions.of(N_ITEMS, []), 25) is None  # unknown user
 
 
 def test_below_the_threshold_there_is_no_index(artifact: Path) -> None:
@@ -65,19 +67,20 @@ def test_below_the_threshold_there_is_no_index(artifact: Path) -> None:
 def test_cached_states_resume_to_what_a_rerun_computes(artifact: Path) -> None:
     cached = load("arn:v1", artifact, Settings(ann_min_items=10**9))
     fresh = load("arn:v1", artifact, Settings(ann_min_items=10**9, state_cache_users=0))
-    past = history(cached, "u3")[:30]
-    t = past[-1].ts
-    cached.user_state(past, "u3")
+    user = next(u for u in (f"u{n}" for n in range(50)) if 0 < len(history(cached, u)) < 100)  # resumable
+    cached.user_state(history(cached, user), user)
+    t, streamed = float(cached.data_cut), []
     for extra in ([("i5", t + 60)], [("i6", t + 120), ("i7", t + 10_000)]):  # the second ends a session
-        past = past + [Interaction(i, "click", ts) for i, ts in extra]
-        t = past[-1].ts
-        np.testing.assert_allclose(cached.user_state(past, "u3"), fresh.user_state(past, "u3"), atol=1e-6)
+        streamed += [Interaction(i, "click", ts) for i, ts in extra]
+        past = cached.history(user, streamed)
+        assert cached.states is not None and covered(cached.states.get(cached.arn, user), past, 200) > 0
+        np.testing.assert_allclose(cached.user_state(past, user), fresh.user_state(past, user), atol=1e-6)
     assert len(cached.states) == 1 and len(fresh.states) == 0  # type: ignore[arg-type]
 
 
 def test_scores_of_a_few_items_are_the_catalogs_scores_of_those_items(artifact: Path) -> None:
     model = load("arn:v1", artifact, Settings(ann_min_items=10**9))
     codes = np.array([5, 0, 2999, 17, 5])
-    for user, past in (("u4", history(model, "u4")), ("nobody", [])):  # an unknown user: popularity
+    for user, past in (("u4", history(model, "u4")), ("nobody", NO_PAST)):  # an unknown user: popularity
         np.testing.assert_allclose(model.scores_of(codes, past, user), model.user_scores(past, user)[codes],
                                    rtol=1e-5, atol=1e-6)
