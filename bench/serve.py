@@ -12,10 +12,12 @@ HRNN trained through the control plane on ml-100k (/work/shared/datasets, 3 epoc
 comes from bench/loadgen.py in its own process: open loop at each rate (latency counted from
 when a request was due), without and with a filter (`INCLUDE ItemID WHERE Items.GENRE IN
 ($GENRE)`, 10% of the synthetic catalog, Comedy's 30% of ml-100k), then closed loop for the
-most requests/s (and, at 10k items, with 1 and 2 API processes in distributed mode:
-`--api-workers`). Per catalog, the first row asks for users never asked before (their HRNN
-state is computed from their whole history: "cold"); a pass over every user follows, so the
-other rows read cached states ("warm"; the sweeps send no events).
+most requests/s. Then `personalize serve --workers N` in distributed mode (Redis + Kafka,
+`--api-workers`): the 10k closed-loop max with 1 and 2 API processes, and with 2 the top rate
+at the larger catalogs, where one process falls behind. Per catalog, the first embedded row
+asks for users never asked before (their HRNN state is computed from their whole history:
+"cold"); a pass over every user follows, so the other rows read cached states ("warm"; the
+sweeps send no events).
 
 Beside it, in this process, single-threaded: the exact-scoring floor the issue names (numpy
 E . h + b and top 25, no server) on the same tables, the serving stages one by one, and the
@@ -451,47 +453,59 @@ def freshness(artifact: Path, tmp: Path, rounds: int) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- API processes (Redis)
 
-def api_throughput(tmp: Path, workers: list[int], duration: float, n_items: int = 10_000,
-                   n_users: int = 2000, passes: int = 8) -> list[dict[str, Any]]:
-    """The closed-loop max at `n_items` with N API processes (`serve --workers N`, distributed
-    mode: Kafka + Redis, started here), and each one's GET /health. Each process keeps its own
-    cache of users' states, and which process answers a request is the kernel's choice, so the
-    max asks `n_users` users after `passes` warm passes over them (a user not yet cached by the
-    process that answers: (1/2)^8 with 2 processes), not every user once as the embedded rows do.
-    No stream worker runs: no events are sent."""
+def api_processes(tmp: Path, workers: list[int], duration: float, sizes: list[int], rate: int,
+                  n_users: int = 2000, passes: int = 8) -> list[dict[str, Any]]:
+    """`personalize serve --workers N` in distributed mode (Kafka + Redis, started here): the
+    closed-loop max at 10k items and GET /health with each N, and with the most processes the
+    open-loop `rate` rows (warm, without and with the filter) at the larger `sizes`, past one
+    process's capacity there. Each process keeps its own cache of users' states, and which one
+    answers is the kernel's choice, so the rows ask `n_users` users after `passes` warm passes
+    over them (a user not yet cached by the process that answers: (1/2)^8 with 2 processes),
+    not every user once as the embedded rows do. No stream worker runs: no events are sent."""
     redis = RedisServer(base_dir=tmp / "redis")
     redis.start()
     kafka = KafkaCluster(1, base_dir=tmp / "kafka")
     kafka.start()
-    rows = []
+    rows: list[dict[str, Any]] = []
     try:
         for n in workers:
-            name = f"tput{n}{uuid.uuid4().hex[:6]}"
+            name = f"procs{n}{uuid.uuid4().hex[:6]}"
             env = {"OPZ_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap, "OPZ_REDIS_URL": redis.url,
                    "OPZ_REDIS_PREFIX": name, "OPZ_STREAM_APP_ID": name, "OPZ_WORKERS": str(n),
                    "PYTHONPATH": str(ROOT)}
             (tmp / name).mkdir(parents=True)
             server = Server(tmp / name / "data", env=env).start(timeout=120)
+            procs = f"{n} API proc{'s' if n > 1 else ''}"
+            done = len(rows)
             try:
-                d = deploy_synthetic(server, client(server), n_items, tmp / name)
-                users = [d.users[i] for i in np.random.default_rng(0).permutation(len(d.users))[:n_users]]
-                bodies = [body(d, u, False) for u in users]
-                drive(server.url, bodies, duration=0, mode="closed", connections=8,
-                      count=passes * len(bodies))
-                label = f"{d.label}, {n} API proc{'s' if n > 1 else ''} (Redis)"
-                r = drive(server.url, bodies, duration=duration, mode="closed", connections=32)
-                rows.append({"catalog": label, "n_items": n_items, "filter": False, "state": "warm", **r,
-                             "api_processes": n, "load_average": load_average()})
-                r = drive(server.url, [], duration=duration, mode="closed", connections=32, path="/health",
-                          method="GET")
-                rows.append({"catalog": f"GET /health, {n} API proc{'s' if n > 1 else ''}", "n_items": 0,
-                             "filter": False, "state": "-", **r, "api_processes": n,
-                             "load_average": load_average()})
+                control = client(server)
+                for size in [10_000] + ([s for s in sizes if s > 10_000] if n == max(workers) else []):
+                    d = deploy_synthetic(server, control, size, tmp / name)
+                    users = [d.users[i] for i in np.random.default_rng(0).permutation(len(d.users))[:n_users]]
+                    for filtered in (False, True):
+                        drive(server.url, [body(d, u, filtered) for u in users], duration=0, mode="closed",
+                              connections=8, count=passes * len(users))
+                    label = {"catalog": f"{d.label}, {procs} (Redis)", "n_items": size, "state": "warm",
+                             "api_processes": n}
+                    if size == 10_000:
+                        r = drive(server.url, [body(d, u, False) for u in users], duration=duration,
+                                  mode="closed", connections=32)
+                        rows.append({**label, "filter": False, **r, "load_average": load_average()})
+                        r = drive(server.url, [], duration=duration, mode="closed", connections=32,
+                                  path="/health", method="GET")
+                        rows.append({"catalog": f"GET /health, {procs}", "n_items": 0, "filter": False,
+                                     "state": "-", **r, "api_processes": n, "load_average": load_average()})
+                        continue
+                    for filtered in (False, True):
+                        r = drive(server.url, [body(d, u, filtered) for u in users], rate=rate,
+                                  duration=duration)
+                        rows.append({**label, "filter": filtered, **r, "load_average": load_average()})
             finally:
                 server.stop()
-            for r in rows[-2:]:
-                print(f"  {r['catalog']:<40} achieved={r['achieved_rps']:.0f}/s p50={r['p50']:.1f} "
-                      f"p99={r['p99']:.1f} ms errors={r['errors']} load={r['load_average']}", file=sys.stderr)
+            for r in rows[done:]:
+                print(f"  {r['catalog']:<40} filter={r['filter']!s:<5} offered={r['offered_rps'] or 'max'} "
+                      f"achieved={r['achieved_rps']:.0f}/s p50={r['p50']:.1f} p99={r['p99']:.1f} ms "
+                      f"errors={r['errors']} load={r['load_average']}", file=sys.stderr)
     finally:
         kafka.stop()
         redis.stop()
@@ -508,6 +522,8 @@ def goals(rows: list[dict[str, Any]], figures: dict[str, Any],
         if r["state"] != "warm" or r["filter"]:
             continue
         at = f"@{r['offered_rps']}/s" if r["mode"] == "open" else "@max"
+        if r.get("api_processes"):
+            at += f", {r['api_processes']} API processes"
         if r["n_items"] == 100_000 and r["mode"] == "open" and "synthetic 100k" in figures:
             floor_p99 = figures["synthetic 100k"]["floor_ms"]["p99"]
             out[f"p99_over_floor_at_100k{at}"] = {"value": r["p99"] / floor_p99, "p99_ms": r["p99"],
@@ -535,7 +551,8 @@ def table(rows: list[dict[str, Any]], figures: dict[str, Any]) -> str:
             "p99/floor", "loadavg"]
     lines = [head]
     for r in rows:
-        f = figures.get(r["catalog"], {}).get("floor_ms", {}).get("p99")
+        catalog = r["catalog"].split(",")[0]  # "synthetic 100k, 2 API procs (Redis)": its catalog's floor
+        f = figures.get(catalog, {}).get("floor_ms", {}).get("p99") if r["mode"] == "open" else None
         load_label = f"{r['offered_rps']:,}/s open" if r["mode"] == "open" else "max (32 conn)"
         lines.append([r["catalog"], load_label, "genre" if r["filter"] else "-", r["state"],
                       f"{r['achieved_rps']:,.0f}", f"{r['p50']:.1f}", f"{r['p99']:.1f}", f"{r['max']:.1f}",
@@ -569,7 +586,8 @@ def main() -> int:
     ap.add_argument("--skip-ml100k", action="store_true")
     ap.add_argument("--skip-kafka", action="store_true", help="no freshness and no --api-workers rows")
     ap.add_argument("--api-workers", default="1,2", help="the 10k closed-loop max with each number of "
-                    "API processes (serve --workers N, Redis + Kafka); empty: none")
+                    "API processes (serve --workers N, Redis + Kafka), and the top rate at the larger "
+                    "sizes with the most; empty: none")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "serve.json")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -601,7 +619,7 @@ def main() -> int:
         server.stop()
         workers = [int(n) for n in args.api_workers.split(",") if n]
         if workers and not args.skip_kafka:
-            rows += api_throughput(tmp / "workers", workers, args.duration)
+            rows += api_processes(tmp / "workers", workers, args.duration, sizes, max(rates))
         if ml_artifact is not None and not args.skip_kafka:
             fresh_dir = tmp / "kafka"
             shutil.copytree(ml_artifact, fresh_dir / "ml100k-artifact")
