@@ -64,7 +64,7 @@ from support import DATASETS, Server, Worker  # noqa: E402
 from serving.exclusions import Allowed, Exclusions  # noqa: E402
 from serving.models import Model  # noqa: E402
 from serving.models import load as load_model  # noqa: E402
-from serving.ranking import normalise, top  # noqa: E402
+from serving.ranking import best, probabilities, top  # noqa: E402
 from serving.resources import ResourceStore  # noqa: E402
 from stream.live_state import Past  # noqa: E402
 from stream.settings import Settings  # noqa: E402
@@ -334,13 +334,12 @@ def stages(model: Model, users: list[str], filter_mask: np.ndarray) -> dict[str,
         model.user_state(hist[u], u)
     out["state_cached_ms"] = timed(lambda u: model.user_state(hist[u], u), users)
 
-    def exact(u: str, allowed: np.ndarray) -> np.ndarray:
+    def exact(u: str, exclusions: Exclusions) -> np.ndarray:  # as serving's exact path does it
         scores = model.user_scores(hist[u], u)
-        probs = normalise(scores, model.recipe)
-        codes = top(scores, allowed, K)
-        return probs[codes]
+        codes = best(exclusions.masked(scores), K, exclusions.n_allowed)
+        return probabilities(scores, codes, model.recipe)
     excluded = {u: seen(model, hist[u]) for u in users}
-    out["exact_warm_ms"] = timed(lambda u: exact(u, excluded[u].mask()), users)
+    out["exact_warm_ms"] = timed(lambda u: exact(u, excluded[u]), users)
     if model.ann is None:
         return out
     out["ann_warm_ms"] = timed(lambda u: model.approximate_top(hist[u], u, excluded[u], K), users)
