@@ -54,8 +54,9 @@ def transformed(vectors: np.ndarray) -> np.ndarray:
 class AnnIndex:
     index: object  # faiss.IndexIVFFlat (L2) over transformed([E | b])
     probes: int
-    sample: np.ndarray  # int64 item codes, uniform, fixed per model
-    sample_vectors: np.ndarray  # float32 [len(sample), H + 1]: [E | b] of the sample
+    sample: np.ndarray  # int64 item codes, uniform, fixed per model, sorted
+    sample_embeddings: np.ndarray  # float32 [len(sample), H], contiguous: E of the sample
+    sample_bias: np.ndarray  # float32 [len(sample)]
 
     @property
     def lists(self) -> int:
@@ -80,7 +81,17 @@ class AnnIndex:
         return codes[0]
 
     def sample_scores(self, h: np.ndarray) -> np.ndarray:
-        return self.sample_vectors[:, :-1] @ h + self.sample_vectors[:, -1]
+        return self.sample_embeddings @ h + self.sample_bias
+
+    def in_sample(self, codes: np.ndarray) -> np.ndarray:
+        """bool per sample item: whether it is one of `codes` (np.isin, but O(codes x log sample)
+        rather than sorting both: 75 us -> a few at 4,096 samples)."""
+        at = np.searchsorted(self.sample, codes)
+        hit = at < len(self.sample)
+        hit[hit] = self.sample[at[hit]] == codes[hit]
+        out = np.zeros(len(self.sample), dtype=bool)
+        out[at[hit]] = True
+        return out
 
 
 def build(vectors: np.ndarray, lists: int, seed: int = 0, threads: int | None = None) -> object:
@@ -125,4 +136,5 @@ def load_or_build(directory: Path, embeddings: np.ndarray, bias: np.ndarray, *, 
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(len(vectors), min(SAMPLE, len(vectors)), replace=False))
     return AnnIndex(index=index, probes=min(probes, lists), sample=sample,
-                    sample_vectors=vectors[sample])
+                    sample_embeddings=np.ascontiguousarray(embeddings[sample], dtype=np.float32),
+                    sample_bias=bias[sample].astype(np.float32))

@@ -132,7 +132,7 @@ class Model:
         scores = E[known] @ h + b[known]  # exact, k + history rows
         order = np.argsort(-scores[:k], kind="stable")
         probs = candidates.softmax_estimate(scores, self.ann.sample_scores(h),
-                                            np.isin(self.ann.sample, known), self.n_items)
+                                            self.ann.in_sample(known), self.n_items)
         return codes[order], probs[:k][order]
 
     def related_scores(self, code: int) -> np.ndarray:

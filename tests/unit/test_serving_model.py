@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from serving.ann import AnnIndex
 from serving.exclusions import Allowed, Exclusions
 from serving.models import Model, load
 from serving.ranking import normalise, top
@@ -84,3 +85,13 @@ def test_scores_of_a_few_items_are_the_catalogs_scores_of_those_items(artifact: 
     for user, past in (("u4", history(model, "u4")), ("nobody", NO_PAST)):  # an unknown user: popularity
         np.testing.assert_allclose(model.scores_of(codes, past, user), model.user_scores(past, user)[codes],
                                    rtol=1e-5, atol=1e-6)
+
+
+
+def test_which_sample_items_are_known_is_what_isin_says() -> None:
+    sample = np.array([3, 8, 20, 41, 99])
+    ann = AnnIndex(index=None, probes=1, sample=sample, sample_embeddings=np.zeros((5, 2), dtype=np.float32),
+                   sample_bias=np.zeros(5, dtype=np.float32))
+    for codes in ([8, 99, 100, 0, 8], [41], [], [2, 4, 200]):  # hits, repeats, misses past both ends
+        codes = np.array(codes, dtype=np.int64)
+        assert ann.in_sample(codes).tolist() == np.isin(sample, codes).tolist()
