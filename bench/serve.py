@@ -324,8 +324,7 @@ def stages(model: Model, users: list[str], filter_mask: np.ndarray) -> dict[str,
     """Serving's steps one at a time (no HTTP), and recall@25 of the ANN path against exact."""
     assert model.runtime is not None
     hist = {u: model.history(u, []) for u in users}
-    window = model.runtime.max_user_history_length
-    events = {u: hist[u].events(max(0, len(hist[u]) - window)) for u in users}
+    events = {u: hist[u].latest(model.runtime.max_user_history_length) for u in users}
     out: dict[str, Any] = {
         "history_events": dist([len(hist[u]) for u in users]),
         "state_rerun_ms": timed(lambda u: model.runtime.state_of(events[u]), users),  # type: ignore[union-attr]

@@ -117,14 +117,14 @@ def load_or_build(directory: Path, embeddings: np.ndarray, bias: np.ndarray, *, 
                   probes: int = 24, seed: int = 0) -> AnnIndex:
     """The model's index: read from beside the artifact, else built and saved there."""
     import faiss
-    vectors = np.ascontiguousarray(np.hstack([embeddings, bias[:, None]]).astype(np.float32))
-    lists = lists or lists_for(len(vectors))
+    n_items = len(embeddings)
+    lists = lists or lists_for(n_items)
     path = directory / f"ann-ivfl2-{lists}.faiss"
     if path.exists():
         index = faiss.read_index(str(path))
-    else:
-        log.info("building the ANN index of %s (%d items, %d lists)", directory, len(vectors), lists)
-        index = build(transformed(vectors), lists, seed)
+    else:  # [E | b] only to build: at 1M items a 0.5 GB copy no load of a built index needs
+        log.info("building the ANN index of %s (%d items, %d lists)", directory, n_items, lists)
+        index = build(transformed(np.hstack([embeddings, bias[:, None]]).astype(np.float32)), lists, seed)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             faiss.write_index(index, str(tmp))
@@ -134,7 +134,7 @@ def load_or_build(directory: Path, embeddings: np.ndarray, bias: np.ndarray, *, 
             tmp.unlink(missing_ok=True)
     faiss.omp_set_num_threads(1)
     rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(len(vectors), min(SAMPLE, len(vectors)), replace=False))
+    sample = np.sort(rng.choice(n_items, min(SAMPLE, n_items), replace=False))
     return AnnIndex(index=index, probes=min(probes, lists), sample=sample,
                     sample_embeddings=np.ascontiguousarray(embeddings[sample], dtype=np.float32),
                     sample_bias=bias[sample].astype(np.float32))

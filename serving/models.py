@@ -79,10 +79,9 @@ class Model:
             hs, hu = self.runtime.state_of(history.events(done),
                                            (cached.h_session, cached.h_user, cached.last[1]))
         else:
-            hs, hu = self.runtime.state_of(history.events(max(0, n - window)))
+            hs, hu = self.runtime.state_of(history.latest(window))
         if self.states is not None and user_id:
-            last = (int(history.codes[-1]), float(history.times[-1]))
-            self.states.put(self.arn, user_id, State(n, last, hs, hu))
+            self.states.put(self.arn, user_id, State(n, history.event(n - 1), hs, hu))
         return hs
 
     def user_scores(self, history: Past, user_id: str | None = None,
@@ -106,7 +105,7 @@ class Model:
         hs = self.user_state(history, user_id, live)
         if hs is None:  # a user we know nothing about: what is popular, as user_scores has it
             return np.log1p(self.popularity[codes])
-        return self.runtime.item_embeddings[codes] @ hs[0] + self.runtime.item_bias[codes]
+        return self.runtime.scores_at(hs[0], codes)
 
     def approximate_top(self, history: Past, user_id: str | None, exclusions: Exclusions,
                         k: int, live: SessionState | None = None) -> tuple[np.ndarray, np.ndarray] | None:
@@ -127,9 +126,8 @@ class Model:
         codes = self.ann.search(h, k, probes, exclude=excluded, allowed=bits)
         if len(codes) < k or codes[k - 1] < 0:  # -1 pads: the lists searched ran short
             return None
-        E, b = self.runtime.item_embeddings, self.runtime.item_bias
         known = np.concatenate([codes, excluded])
-        scores = E[known] @ h + b[known]  # exact, k + history rows
+        scores = self.runtime.scores_at(h, known)  # exact, k + history rows
         order = np.argsort(-scores[:k], kind="stable")
         probs = candidates.softmax_estimate(scores, self.ann.sample_scores(h),
                                             self.ann.in_sample(known), self.n_items)

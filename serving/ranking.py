@@ -14,10 +14,15 @@ import numpy as np
 DAY = 86_400
 
 
+def softmaxed(recipe: str) -> bool:
+    """HRNN recipes' scores are logits: normalised by a softmax; counts and similarities by their sum."""
+    return recipe.startswith("aws-hrnn") or recipe in ("aws-user-personalization", "aws-personalized-ranking")
+
+
 def normalise(scores: np.ndarray, recipe: str) -> np.ndarray:
     """HRNN recipes: softmax over the catalog (probabilities of the next item); counts and
     similarities: shares of their sum."""
-    if recipe.startswith("aws-hrnn") or recipe in ("aws-user-personalization", "aws-personalized-ranking"):
+    if softmaxed(recipe):
         e = np.exp(scores - scores.max())
         return e / e.sum()
     total = float(scores.sum())
@@ -36,7 +41,7 @@ def rank_list(scores: np.ndarray, recipe: str) -> tuple[np.ndarray, np.ndarray]:
 
 def probabilities(scores: np.ndarray, codes: np.ndarray, recipe: str) -> np.ndarray:
     """normalise(scores, recipe)[codes], without dividing the whole catalog."""
-    if recipe.startswith("aws-hrnn") or recipe in ("aws-user-personalization", "aws-personalized-ranking"):
+    if softmaxed(recipe):
         shift = scores.max()
         return np.exp(scores[codes] - shift) / np.exp(scores - shift).sum()
     total = float(scores.sum())

@@ -176,8 +176,11 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         states, _ = await store.load([(deployed.group, user_id), (deployed.group, anonymous_key(user_id))])
         return states[0] or states[1]
 
-    async def respond(key: str, items: list[dict[str, Any]]) -> Response:
-        """The answer, its items remembered under its recommendationId (implicit impressions)."""
+    async def respond(key: str, deployed: Deployed, items: list[dict[str, Any]],
+                      columns: list[str]) -> Response:
+        """The answer, with the items' metadata `columns`; its items remembered under its
+        recommendationId (implicit impressions)."""
+        items = await with_metadata(deployed, items, columns)
         rid = f"RID-{uuid.uuid4()}"
         shown = [i["itemId"] for i in items[:MAX_IMPRESSIONS]]
         await store.remember(rid, shown, ctx.settings.recommendation_ttl_s)
@@ -254,7 +257,7 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
                 (found := model.approximate_top(past, req.userId, exclusions, k, state)) is not None:
             codes, chosen = found  # large catalogs: the ANN index's top k (estimated probabilities)
             items = scored(model, codes, chosen)
-            return await respond("itemList", await with_metadata(deployed, items, columns))
+            return await respond("itemList", deployed, items, columns)
         if recipe_type == "RELATED_ITEMS":  # the exact path: O(catalog)
             scores = model.popularity if code is None else model.related_scores(code)
         else:
@@ -262,7 +265,7 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         if plain:
             codes = best(exclusions.masked(scores), k, exclusions.n_allowed)
             items = scored(model, codes, probabilities(scores, codes, model.recipe))
-            return await respond("itemList", await with_metadata(deployed, items, columns))
+            return await respond("itemList", deployed, items, columns)
         allowed = exclusions.mask()
         probs = normalise(scores, model.recipe)
         if req.promotions:  # the promotion's filter picks its items; the request's filter the others
@@ -275,13 +278,13 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
             for item, is_promoted in zip(items, promoted.tolist(), strict=True):
                 if is_promoted:
                     item["promotionName"] = promo.name
-            return await respond("itemList", await with_metadata(deployed, items, columns))
+            return await respond("itemList", deployed, items, columns)
         assert exploration is not None and model.created is not None
         fresh = young(model.created, model.data_cut, exploration.age_cut_off_days)
         rng = np.random.default_rng()
         codes = explore(probs, allowed, k, fresh, model.popularity, exploration.weight, rng)
         items = scored(model, codes, probs[codes])
-        return await respond("itemList", await with_metadata(deployed, items, columns))
+        return await respond("itemList", deployed, items, columns)
 
     @router.post("/personalize-ranking", summary="GetPersonalizedRanking: order a list for a user")
     async def get_personalized_ranking(req: GetPersonalizedRanking) -> Response:
@@ -300,6 +303,6 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         order, probs = rank_list(model.scores_of(codes, past, req.userId, state), model.recipe)
         items = [{"itemId": known[j], "score": round(float(probs[j]), 7)} for j in order.tolist()] + \
             [{"itemId": i, "score": 0.0} for i in asked if i not in model.index]  # unknown items last
-        return await respond("personalizedRanking", await with_metadata(deployed, items, columns))
+        return await respond("personalizedRanking", deployed, items, columns)
 
     return router

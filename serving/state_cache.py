@@ -36,7 +36,7 @@ def covered(cached: State | None, history: Past, window: int) -> int:
     n = len(history)
     if cached is None or cached.n > n or not n:
         return 0
-    if (int(history.codes[cached.n - 1]), float(history.times[cached.n - 1])) != cached.last:
+    if history.event(cached.n - 1) != cached.last:
         return 0
     if cached.n == n:
         return cached.n

@@ -56,6 +56,10 @@ class HRNNRuntime:
         """E . h + b: (B, n_items)."""
         return h_session @ self.item_embeddings.T + self.item_bias
 
+    def scores_at(self, h: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """scores(h)[codes] for one state h (H,), scoring only those rows of E."""
+        return self.item_embeddings[codes] @ h + self.item_bias[codes]
+
     def state_of(self, events: Iterable[tuple[int, float]],
                  start: tuple[np.ndarray, np.ndarray, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Run one user's (item code, time) events, oldest first, through the model; a gap

@@ -41,9 +41,17 @@ class Past:
     def __len__(self) -> int:
         return len(self.codes)
 
+    def event(self, i: int) -> tuple[int, float]:
+        """The i-th (code, time)."""
+        return int(self.codes[i]), float(self.times[i])
+
     def events(self, start: int = 0) -> list[tuple[int, float]]:
         """(code, time) from the `start`-th on: what the HRNN runs over."""
         return list(zip(self.codes[start:].tolist(), self.times[start:].tolist(), strict=True))
+
+    def latest(self, n: int) -> list[tuple[int, float]]:
+        """The last n (code, time): the model's window."""
+        return self.events(max(0, len(self.codes) - n))
 
     def typed(self) -> list[tuple[int, str]]:
         """(code, event type), for filters on Interactions; the artifact keeps no types ("")."""
@@ -101,7 +109,7 @@ class LiveModel:
 
     def rebuild(self, user_key: str, history: Sequence[Interaction]) -> tuple[float, ...]:
         past = self.history.of(user_key, history)
-        events = past.events(max(0, len(past) - self.runtime.max_user_history_length))
+        events = past.latest(self.runtime.max_user_history_length)
         hs, hu = self.runtime.state_of(events)
         return pack(hs, hu, events[-1][1] if events else None)
 
