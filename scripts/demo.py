@@ -15,6 +15,7 @@ import contextlib
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -158,10 +159,11 @@ def main() -> int:
 
         with step("import the bundled MovieLens catalogue and its older ratings (import jobs)"):
             dsg = personalize.create_dataset_group(name=name)["datasetGroupArn"]
-            args.data_dir.mkdir(parents=True, exist_ok=True)
-            history = args.data_dir / "ml-latest-small-history.csv"
+            files = args.data_dir / "files"  # the server's default file root: jobs read only there
+            files.mkdir(parents=True, exist_ok=True)
+            history = files / "ml-latest-small-history.csv"
             by_user = split_interactions(args.events, history)
-            import_dataset(personalize, dsg, name, "ITEMS", BUNDLED / "items.csv")
+            import_dataset(personalize, dsg, name, "ITEMS", Path(shutil.copy(BUNDLED / "items.csv", files)))
             import_dataset(personalize, dsg, name, "INTERACTIONS", history)
 
         with step(f"stream the newest {args.events:,} ratings through PutEvents (batches of 10)"):

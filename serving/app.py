@@ -102,6 +102,8 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
     """`datasets` and `trainer` do the work of import/export and training jobs (training's,
     given by the CLI). Without a trainer, `personalize trainer` processes train."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not settings.file_roots:
+        settings.roots[0].mkdir(exist_ok=True)
     resources = ResourceStore(settings.data_dir / "control.db")
     event_log = open_event_log(settings, client_id="opz-api")
     store = open_session_store(settings)

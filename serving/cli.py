@@ -42,7 +42,7 @@ def api_app(settings: Settings) -> FastAPI:
     configure_logging(settings)  # a worker process starts with nothing configured
     trainer = Trainer(settings.data_dir, settings.min_training_interactions) \
         if settings.train_in_server else None
-    return create_app(settings, DatasetFiles(settings.data_dir), trainer)
+    return create_app(settings, DatasetFiles(settings.data_dir, settings.roots), trainer)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -73,7 +73,7 @@ def cmd_trainer(args: argparse.Namespace) -> int:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        await run_trainer(settings, DatasetFiles(settings.data_dir),
+        await run_trainer(settings, DatasetFiles(settings.data_dir, settings.roots),
                           Trainer(settings.data_dir, settings.min_training_interactions), args.schedule, stop)
 
     asyncio.run(main())

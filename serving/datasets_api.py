@@ -27,6 +27,7 @@ from serving.jobs import PENDING, RUNNING, JobFailed, Progress
 from serving.resources import AlreadyExists, Body
 from stream.contract import dataset_group_name
 from stream.dataset_schema import DATASET_TYPES, Schema, SchemaError, check_dataset_type, parse_schema
+from stream.locations import LocationRefused, confined, is_s3
 
 Location = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Domain = Literal["ECOMMERCE", "VIDEO_ON_DEMAND"]
@@ -120,6 +121,17 @@ def _create(ctx: Ctx, kind: str, arn: str, name: str, body: Body, parent: str | 
         ctx.resources.create(kind, arn, name, body, parent=parent)
     except AlreadyExists:
         raise ResourceAlreadyExistsException(f"{kind.replace('-', ' ')} {arn} already exists") from None
+
+
+def _allowed(ctx: Ctx, member: str, location: str) -> None:
+    """Refuse, when the job is created, a location the job would not be allowed to use."""
+    if is_s3(location):
+        raise InvalidInputException(f"{member}: s3:// locations are not supported by this server; "
+                                    "use a file:// URL or an absolute path under its file roots")
+    try:
+        confined(location, ctx.settings.roots)
+    except LocationRefused as exc:
+        raise InvalidInputException(f"{member}: {exc}") from None
 
 
 def _busy_jobs(ctx: Ctx, dataset_arn: str) -> list[Body]:
@@ -244,6 +256,7 @@ def create_import_job(req: CreateDatasetImportJob, ctx: Ctx) -> Body:
     require(ctx, req.datasetArn, "dataset", "dataset")
     if not req.dataSource.dataLocation:
         raise InvalidInputException("dataSource.dataLocation is required")
+    _allowed(ctx, "dataSource.dataLocation", req.dataSource.dataLocation)
     if busy := _busy_jobs(ctx, req.datasetArn):
         job = busy[0].get("datasetImportJobArn") or busy[0]["datasetExportJobArn"]
         raise ResourceInUseException(f"dataset {req.datasetArn} already has a job in progress: {job}")
@@ -274,6 +287,7 @@ def list_import_jobs(req: ListByDataset, ctx: Ctx) -> Body:
 @operation("CreateDatasetExportJob", CreateDatasetExportJob)
 def create_export_job(req: CreateDatasetExportJob, ctx: Ctx) -> Body:
     require(ctx, req.datasetArn, "dataset", "dataset")
+    _allowed(ctx, "jobOutput.s3DataDestination.path", req.jobOutput.s3DataDestination.path)
     arn = ctx.settings.arn("dataset-export-job", req.jobName)
     body = {"jobName": req.jobName, "datasetExportJobArn": arn, "datasetArn": req.datasetArn,
             "ingestionMode": req.ingestionMode or "PUT", "roleArn": req.roleArn, "status": PENDING,

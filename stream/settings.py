@@ -6,6 +6,8 @@ from pathlib import Path
 from pydantic import Field, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stream.locations import roots_of
+
 
 class Settings(BaseSettings):
     """Built by `personalize ...` (or a test) and passed down; no module reads os.environ."""
@@ -62,6 +64,9 @@ class Settings(BaseSettings):
     cors_origins: str = "*"
     # how long a recommendationId's items are kept for implicit impressions (Redis: ~300 B each)
     recommendation_ttl_s: float = Field(1800.0, gt=0)
+    # folders import jobs may read and export jobs may write (colon-separated); empty: only
+    # <data dir>/files. A dataLocation or export path anywhere else is refused.
+    file_roots: str = ""
     log_level: str = "info"
 
     @computed_field  # type: ignore[prop-decorator]
@@ -91,6 +96,10 @@ class Settings(BaseSettings):
             raise ValueError("OPZ_KAFKA_MIN_INSYNC_REPLICAS cannot exceed OPZ_KAFKA_REPLICATION_FACTOR: "
                              "every append would be refused")
         return self
+
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        return roots_of(self.file_roots, self.data_dir)
 
     def arn(self, kind: str, name: str) -> str:
         return f"arn:aws:personalize:{self.region}:{self.account}:{kind}/{name}"

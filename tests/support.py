@@ -55,7 +55,9 @@ class Server(Process):
 
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
         self.data_dir, self.port = data_dir, free_port()
-        self.env = {**os.environ, **(env or {})}
+        # jobs may read and write beside the data dir (the tests' files) and the shared datasets
+        roots = os.pathsep.join(map(str, (data_dir.parent, DATASETS)))
+        self.env = {**os.environ, "OPZ_FILE_ROOTS": roots, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / f"server-{self.port}.log"
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,6 +24,7 @@ import pyarrow.parquet as pq
 from stream.archive import read_events
 from stream.dataset_schema import Column, Schema
 from stream.datasets import DatasetStore, interactions_from_events
+from stream.locations import LocationRefused, confined
 
 Progress = Callable[..., None]  # progress(rowsDone=n): the job runner publishes it
 MAX_ID_LENGTH = 256
@@ -42,24 +42,17 @@ class ImportFailed(ValueError):
     """The job's failureReason: what a user needs to fix the data."""
 
 
-def local_path(location: str) -> Path:
-    """`file:///abs/path`, `file://relative` or a plain path; anything else is refused."""
-    url = urlparse(location)
-    if url.scheme == "file":
-        return Path(unquote(url.netloc + url.path))
-    if url.scheme in ("", ) or len(url.scheme) == 1:  # no scheme, or a Windows drive letter
-        return Path(location)
-    raise ImportFailed(f"dataLocation {location!r}: only file:// URLs and local paths are "
-                       f"supported (no S3-compatible endpoint is configured)")
-
-
-def csv_files(location: str) -> list[Path]:
-    path = local_path(location)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".csv" and p.is_file())
-        if not files:
-            raise ImportFailed(f"dataLocation {location!r} is a folder without .csv files")
-        return files
+def csv_files(location: str, roots: Sequence[Path]) -> list[Path]:
+    """The CSV files of `location` (a file, or every .csv of a folder), each within `roots`."""
+    try:
+        path = confined(location, roots)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".csv" and p.is_file())
+            if not files:
+                raise ImportFailed(f"dataLocation {location!r} is a folder without .csv files")
+            return [confined(f, roots) for f in files]
+    except LocationRefused as exc:
+        raise ImportFailed(f"dataLocation {exc}") from None
     if not path.is_file():
         raise ImportFailed(f"dataLocation {location!r} does not exist")
     return [path]
@@ -156,10 +149,11 @@ def arrow_schema(schema: Schema) -> pa.Schema:
     return pa.schema([pa.field(c.name, ARROW_TYPES[c.type], nullable=c.nullable) for c in schema.columns])
 
 
-def import_csv(store: DatasetStore, *, job_id: str, location: str, dataset_group: str,
-               dataset_type: str, schema: Schema, replace: bool, progress: Progress) -> int:
+def import_csv(store: DatasetStore, roots: Sequence[Path], *, job_id: str, location: str,
+               dataset_group: str, dataset_type: str, schema: Schema, replace: bool,
+               progress: Progress) -> int:
     """Check and convert every file, then commit them as one new part; returns rows imported."""
-    files = csv_files(location)
+    files = csv_files(location, roots)
     headers = [read_header(f, schema) for f in files]  # fail fast, before reading any rows
     part = store.new_part(dataset_group, dataset_type)
     bad, rows = BadRows(), 0
@@ -210,12 +204,17 @@ def _import_file(path: Path, header: list[str], schema: Schema, out: pq.ParquetW
     return rows + file_rows
 
 
-def export_csv(table: pa.Table, destination: str, job_name: str) -> int:
+def export_csv(table: pa.Table, destination: str, job_name: str, roots: Sequence[Path]) -> int:
     """Write `table` as CSV to `<destination>/<jobName>/part-00000.csv` (a folder that a
     later import job can read back as it is); returns rows written."""
-    folder = local_path(destination) / job_name
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder = confined(confined(destination, roots) / job_name, roots)
+        folder.mkdir(parents=True, exist_ok=True)
+        folder = confined(folder, roots)  # a symlink made under the root meanwhile
+    except LocationRefused as exc:
+        raise ImportFailed(f"path {exc}") from None
     tmp = folder / ".part-00000.csv.tmp"
+    tmp.unlink(missing_ok=True)  # never write through a link left in its place
     pcsv.write_csv(table, tmp, pcsv.WriteOptions(quoting_style="needed"))
     tmp.replace(folder / "part-00000.csv")
     return table.num_rows
@@ -225,12 +224,13 @@ class DatasetFiles:
     """The dataset jobs the control plane runs (it gets this from the composition root):
     imports into, exports from and deletion of `<data dir>/datasets`."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, roots: Sequence[Path]) -> None:
         self.store = DatasetStore(data_dir / "datasets")
         self.archive = data_dir / "archive"  # PutEvents records, written by the archive agent
+        self.roots = tuple(roots)  # where jobs may read and write (stream.locations)
 
     def import_csv(self, **job: Any) -> int:
-        return import_csv(self.store, **job)
+        return import_csv(self.store, self.roots, **job)
 
     def export_csv(self, *, job_name: str, destination: str, dataset_group: str, dataset_type: str,
                    schema: Schema, ingestion_mode: str, progress: Progress) -> int:
@@ -241,7 +241,7 @@ class DatasetFiles:
         empty = arrow_schema(schema).empty_table()
         table = pa.concat_tables([empty] + [t.select([c for c in schema.names if c in t.column_names])
                                             for t in tables], promote_options="permissive")
-        rows = export_csv(table, destination, job_name)
+        rows = export_csv(table, destination, job_name, self.roots)
         progress(rowsDone=rows)
         return rows
 

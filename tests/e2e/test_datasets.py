@@ -205,8 +205,8 @@ def test_bad_csv_fails_the_job_with_row_and_column_and_imports_nothing(
         assert reason in job["failureReason"], (name, job["failureReason"])
     missing = clicks.import_(tmp_path / "nope.csv", "bad-missing")
     assert "does not exist" in missing["failureReason"]
-    s3 = clicks.import_("s3://bucket/key.csv", "bad-s3")
-    assert "only file:// URLs and local paths" in s3["failureReason"]
+    with pytest.raises(botocore.exceptions.ClientError, match="s3:// locations"):
+        clicks.import_("s3://bucket/key.csv", "bad-s3")
     assert rows(clicks.export(tmp_path / "out", "after")) == 1  # the good import, untouched
 
 
