@@ -4,7 +4,9 @@
     python bench/loadgen.py SPEC.json
 
 SPEC: {"url": "http://127.0.0.1:8080/recommendations", "bodies": [{...}, ...], "rate": 1000,
-"duration": 10, "connections": 64, "mode": "open" | "closed", "method": "POST" | "GET"}.
+"duration": 10, "connections": 64, "mode": "open" | "closed", "method": "POST" | "GET",
+"sign": {"accessKeyId": ..., "secretAccessKey": ...}}: with "sign", every body is signed (SigV4,
+as botocore signs it) before the clock starts; a signature stays valid for 15 minutes.
 Prints one JSON object:
 latencies (ms, sorted), statuses, achieved rate, the client's own CPU seconds.
 
@@ -28,16 +30,30 @@ from collections import Counter
 from urllib.parse import urlsplit
 
 
-def requests(url: str, bodies: list[dict], method: str = "POST") -> list[bytes]:  # type: ignore[type-arg]
+def requests(url: str, bodies: list[dict], method: str = "POST",  # type: ignore[type-arg]
+             sign: dict[str, str] | None = None) -> list[bytes]:
     u = urlsplit(url)
     if method == "GET":
         return [f"GET {u.path} HTTP/1.1\r\nHost: {u.netloc}\r\n\r\n".encode()]
     out = []
     for body in bodies:
         data = json.dumps(body).encode()
+        extra = signature(url, data, sign) if sign else ""
         out.append(f"POST {u.path} HTTP/1.1\r\nHost: {u.netloc}\r\nContent-Type: application/json\r\n"
-                   f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+                   f"{extra}Content-Length: {len(data)}\r\n\r\n".encode() + data)
     return out
+
+
+def signature(url: str, data: bytes, key: dict[str, str]) -> str:
+    """The X-Amz-Date and Authorization header lines botocore would add to this request."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    req = AWSRequest("POST", url, data=data, headers={"Content-Type": "application/json"})
+    credentials = Credentials(key["accessKeyId"], key["secretAccessKey"])
+    SigV4Auth(credentials, "personalize", "us-east-1").add_auth(req)
+    return "".join(f"{k}: {v}\r\n" for k, v in req.headers.items() if k.lower() != "content-type")
 
 
 class Connection:
@@ -149,7 +165,7 @@ def main() -> int:
         uvloop.install()
     except ImportError:
         pass
-    reqs = requests(spec["url"], spec["bodies"], spec.get("method", "POST"))
+    reqs = requests(spec["url"], spec["bodies"], spec.get("method", "POST"), spec.get("sign"))
     cpu0 = os.times()
     run = open_loop if spec.get("mode", "open") == "open" else closed_loop
     out = asyncio.run(run(spec, reqs))

@@ -32,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "tests"), str(ROOT / "bench")]
-from ingest import aligned, cpu_seconds, freshness, write_report, wrk  # noqa: E402
+from ingest import UNTHROTTLED, aligned, cpu_seconds, freshness, write_report, wrk  # noqa: E402
 from services import KafkaCluster, RedisServer  # noqa: E402
 from support import Server, Worker, consumer_lag, free_port  # noqa: E402
 
@@ -41,7 +41,7 @@ from stream.store import RedisSessionStore  # noqa: E402
 
 PARTITIONS = 4
 SETTINGS = {"OPZ_KAFKA_PARTITIONS": str(PARTITIONS), "OPZ_KAFKA_REPLICATION_FACTOR": "3",
-            "OPZ_KAFKA_MIN_INSYNC_REPLICAS": "2"}
+            "OPZ_KAFKA_MIN_INSYNC_REPLICAS": "2", **UNTHROTTLED}  # max throughput: no quota
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 

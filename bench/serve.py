@@ -57,7 +57,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts"), str(ROOT / "tests")]
-from ingest import aligned, write_report  # noqa: E402
+from ingest import UNTHROTTLED, aligned, write_report  # noqa: E402
 from services import KafkaCluster, RedisServer  # noqa: E402
 from support import DATASETS, Server, Worker  # noqa: E402
 
@@ -232,10 +232,11 @@ def body(d: Deployment, user: str, filtered: bool) -> dict[str, Any]:
 
 def drive(url: str, bodies: list[dict[str, Any]], *, rate: float = 0, duration: float, mode: str = "open",
           connections: int = 64, path: str = "/recommendations", method: str = "POST",
-          count: int | None = None) -> dict[str, Any]:
-    """bench/loadgen.py in its own process; latency percentiles, achieved rate, errors."""
+          count: int | None = None, sign: dict[str, str] | None = None) -> dict[str, Any]:
+    """bench/loadgen.py in its own process; latency percentiles, achieved rate, errors.
+    `sign`: an access key to sign every request with."""
     spec = {"url": url + path, "bodies": bodies, "rate": rate, "duration": duration,
-            "mode": mode, "connections": connections, "method": method, "count": count}
+            "mode": mode, "connections": connections, "method": method, "count": count, "sign": sign}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(spec, f)
     try:
@@ -405,7 +406,7 @@ def freshness(artifact: Path, tmp: Path, rounds: int) -> dict[str, Any]:
     kafka.start()
     name = f"fresh{uuid.uuid4().hex[:6]}"
     env = {"OPZ_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap, "OPZ_REDIS_URL": redis.url,
-           "OPZ_REDIS_PREFIX": name, "OPZ_STREAM_APP_ID": name, "PYTHONPATH": str(ROOT)}
+           "OPZ_REDIS_PREFIX": name, "OPZ_STREAM_APP_ID": name, "PYTHONPATH": str(ROOT), **UNTHROTTLED}
     (tmp / "api").mkdir(parents=True, exist_ok=True)
     server = Server(tmp / "api" / "data", env=env).start()
     worker = Worker(tmp, {**env, "OPZ_DATA_DIR": str(server.data_dir)}).start()
@@ -470,7 +471,7 @@ def api_processes(tmp: Path, workers: list[int], duration: float, sizes: list[in
             name = f"procs{n}{uuid.uuid4().hex[:6]}"
             env = {"OPZ_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap, "OPZ_REDIS_URL": redis.url,
                    "OPZ_REDIS_PREFIX": name, "OPZ_STREAM_APP_ID": name, "OPZ_WORKERS": str(n),
-                   "PYTHONPATH": str(ROOT)}
+                   "PYTHONPATH": str(ROOT), **UNTHROTTLED}
             (tmp / name).mkdir(parents=True)
             server = Server(tmp / name / "data", env=env).start(timeout=120)
             procs = f"{n} API proc{'s' if n > 1 else ''}"
@@ -597,7 +598,7 @@ def main() -> int:
     figures: dict[str, Any] = {}
     deployments: dict[str, Any] = {}
     ml_artifact: Path | None = None
-    server = Server(tmp / "embedded" / "data", env={"PYTHONPATH": str(ROOT)})
+    server = Server(tmp / "embedded" / "data", env={"PYTHONPATH": str(ROOT), **UNTHROTTLED})
     (tmp / "embedded").mkdir(parents=True)
     try:
         server.start()

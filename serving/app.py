@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Collection
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -25,10 +25,15 @@ from serving import (
     runtime_api,
     solutions_api,
 )
+from serving.access_keys import AccessKeys
+from serving.auth import SignedCalls
 from serving.direct_routes import DirectRoutes
 from serving.errors import install_error_handlers
+from serving.hosts import ControlPlaneHosts, allowed_hosts
 from serving.jobs import JobRunner, Work
+from serving.limits import BodyLimits
 from serving.models import Models
+from serving.rate_limits import rate_limit
 from serving.resources import ResourceStore
 from serving.schedule import run_scheduler
 from stream.applier import SESSION_GROUP, apply_batch, run_consumer
@@ -72,18 +77,36 @@ async def embedded_agents(settings: Settings, event_log: EventLog, store: Sessio
         await archive.close()
 
 
+def origin_allowed(origin: str, allowed: Collection[str], extra: Collection[str] = ()) -> bool:
+    """The data plane's one origin check: the server's OPZ_CORS_ORIGINS ("*": any origin),
+    then `extra`, the origins allowed for this request only (public event trackers')."""
+    return "*" in allowed or origin in allowed or origin in extra
+
+
+class JudgedOrigins(CORSMiddleware):
+    """Starlette's CORS for requests whose origin BrowserAccess already judged allowed: it
+    echoes the origin (with `Vary: Origin`), as it does for a listed one."""
+
+    def is_allowed_origin(self, origin: str) -> bool:
+        return True
+
+
 class BrowserAccess:
     """What web pages need to call the data plane (the JS SDK): CORS on the events and runtime
     routes only (the control plane stays unreachable from other origins), and PutEvents bodies
-    sent by navigator.sendBeacon, whose Content-Type is text/plain, read as the JSON they are."""
+    sent by navigator.sendBeacon, whose Content-Type is text/plain, read as the JSON they are.
+    `/events` also answers the origins of public event trackers (`public_origins()`); which
+    tracker a page may use is checked with the request itself (serving/auth.py)."""
 
     PATHS = frozenset({"/events", "/recommendations", "/personalize-ranking"})
 
-    def __init__(self, app: ASGIApp, origins: list[str]) -> None:
-        self.app = app
-        self.cors: ASGIApp = CORSMiddleware(
+    def __init__(self, app: ASGIApp, origins: list[str],
+                 public_origins: Callable[[], Collection[str]] = frozenset) -> None:
+        self.app, self.origins, self.public_origins = app, origins, public_origins
+        # only requests whose origin `origin_allowed` passed reach it
+        self.cors: ASGIApp = (CORSMiddleware if "*" in origins else JudgedOrigins)(
             app, allow_origins=origins, allow_methods=["POST"], allow_headers=["*"],
-            expose_headers=["x-amzn-ErrorType", "Retry-After"], max_age=600) if origins else app
+            expose_headers=["x-amzn-ErrorType", "Retry-After"], max_age=600)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.PATHS:
@@ -94,7 +117,10 @@ class BrowserAccess:
                 (k, b"application/json") if k == b"content-type"
                 and v.split(b";")[0].strip().lower() == b"text/plain" else (k, v)
                 for k, v in scope["headers"]]}
-        await self.cors(scope, receive, send)
+        origin = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"), None)
+        extra = self.public_origins() if scope["path"] == "/events" else ()
+        allowed = origin is not None and origin_allowed(origin, self.origins, extra)
+        await (self.cors if allowed else self.app)(scope, receive, send)
 
 
 def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
@@ -105,6 +131,7 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
     if not settings.file_roots:
         settings.roots[0].mkdir(exist_ok=True)
     resources = ResourceStore(settings.data_dir / "control.db")
+    keys = AccessKeys(settings.data_dir / "control.db", settings.keys_file)
     event_log = open_event_log(settings, client_id="opz-api")
     store = open_session_store(settings)
     api_metrics = metrics.ApiMetrics(new_registry())
@@ -135,6 +162,10 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
             if trainer is not None else None
         log.info("openpersonalize ready (%s mode, data dir %s)",
                  "embedded" if settings.embedded else "distributed", settings.data_dir)
+        if settings.auth == "off" or not keys.required():
+            log.warning("calls are not signed: every caller is account %s (%s)", settings.account,
+                        "OPZ_AUTH=off" if settings.auth == "off" else
+                        "no access keys; `personalize keys create` makes one")
         try:
             yield
         finally:
@@ -147,6 +178,7 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
             await event_log.close()
             await store.close()
             resources.close()
+            keys.close()
 
     app = FastAPI(title="openpersonalize", version="0.1.0", lifespan=lifespan,
                   description="Amazon Personalize's API, self-hosted and real-time.")
@@ -154,8 +186,15 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
     runtime = runtime_api.make_router(ctx, store)
     # innermost: metrics and CORS see the hot routes' answers as any other
     app.add_middleware(DirectRoutes, routes=runtime.routes, paths=runtime_api.DIRECT_PATHS)
-    app.add_middleware(BrowserAccess,
-                       origins=[o.strip() for o in settings.cors_origins.split(",") if o.strip()])
+    trackers = events_api.Trackers(resources)
+    app.add_middleware(SignedCalls, keys=keys, open_account=settings.account, public_tracker=trackers.public,
+                       enabled=settings.auth != "off")
+    # outside all that reads a body, so it is capped (or refused) before anything reads it
+    app.add_middleware(BodyLimits, control_bytes=settings.max_control_body_bytes,
+                       data_bytes=settings.max_data_body_bytes)
+    app.add_middleware(ControlPlaneHosts, allowed=allowed_hosts(settings.allowed_hosts, settings.host))
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    app.add_middleware(BrowserAccess, origins=origins, public_origins=trackers.public_origins)
     # added last = outermost: counts every answer, CORS preflights and errors included
     app.add_middleware(metrics.RequestMetrics, metrics=api_metrics, known=control_api.OPERATIONS)
 
@@ -165,8 +204,9 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
 
     app.include_router(control_api.make_router(ctx))
     app.include_router(events_api.make_router(metrics.MeteredEventLog(event_log, api_metrics),
-                                              events_api.Trackers(resources),
-                                              events_api.Datasets(resources), store))
+                                              trackers,
+                                              events_api.Datasets(resources), store, settings.account,
+                                              rate_limit(settings.tracker_requests_per_second)))
     app.include_router(metrics.make_router(exposed))
     app.include_router(runtime)
     return app

@@ -11,7 +11,19 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from serving.control_api import Arn, Ctx, Name, Page, Req, Tag, operation, paginate, require
+from serving.control_api import (
+    Arn,
+    Ctx,
+    Name,
+    Page,
+    Req,
+    Tag,
+    listed,
+    operation,
+    paginate,
+    require,
+    within_quota,
+)
 from serving.errors import (
     InvalidInputException,
     ResourceAlreadyExistsException,
@@ -75,8 +87,9 @@ def _config(config: CampaignConfig | None) -> Body:
 
 @operation("CreateCampaign", CreateCampaign)
 def create_campaign(req: CreateCampaign, ctx: Ctx) -> Body:
+    within_quota(ctx, "campaign")
     version = deployable(ctx, req.solutionVersionArn)
-    arn = ctx.settings.arn("campaign", req.name)
+    arn = ctx.arn("campaign", req.name)
     body = {"name": req.name, "campaignArn": arn, "solutionVersionArn": req.solutionVersionArn,
             "solutionArn": version["solutionArn"], "datasetGroupArn": version["datasetGroupArn"],
             "minProvisionedTPS": req.minProvisionedTPS or 1, "campaignConfig": _config(req.campaignConfig),
@@ -95,7 +108,7 @@ def describe_campaign(req: CampaignArn, ctx: Ctx) -> Body:
 
 @operation("ListCampaigns", ListBySolution)
 def list_campaigns(req: ListBySolution, ctx: Ctx) -> Body:
-    return paginate(ctx.resources.list("campaign", req.solutionArn), req, "campaigns",
+    return paginate(listed(ctx, "campaign", req.solutionArn), req, "campaigns",
                     ("name", "campaignArn", "status", "creationDateTime", "lastUpdatedDateTime",
                      "failureReason"))
 
@@ -149,4 +162,7 @@ def serving_version(ctx: Ctx, campaign: Body) -> Body:
         latest = latest_active(ctx, campaign["solutionArn"])
         if latest is not None:
             return latest
-    return require(ctx, campaign["solutionVersionArn"], "solution-version", "solution version")
+    version = ctx.resources.get(campaign["solutionVersionArn"], "solution-version")  # the campaign's own
+    if version is None:
+        raise ResourceNotFoundException(f"solution version {campaign['solutionVersionArn']} does not exist")
+    return version

@@ -45,10 +45,37 @@ def api_app(settings: Settings) -> FastAPI:
     return create_app(settings, DatasetFiles(settings.data_dir, settings.roots), trainer)
 
 
+def refusal_to_start(settings: Settings) -> str | None:
+    """Why this server must not start: a keys file it cannot use, or reachable beyond
+    loopback with nobody signing calls."""
+    from serving.access_keys import AccessKeys, KeysFileError, keys_from_file
+    from serving.auth import is_loopback
+
+    if settings.keys_file is not None:
+        try:
+            keys_from_file(settings.keys_file)
+        except KeysFileError as exc:
+            return str(exc)
+    if settings.auth == "off" or is_loopback(settings.host):
+        return None
+    keys = AccessKeys(settings.data_dir / "control.db", settings.keys_file)
+    try:
+        if keys.required():
+            return None
+    finally:
+        keys.close()
+    return (f"{settings.host} is not a loopback address and there are no access keys: create one with "
+            f"`personalize keys create --data-dir {settings.data_dir} --account ID` (or set "
+            "OPZ_KEYS_FILE), or set OPZ_AUTH=off to serve unsigned calls anyway")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from serving.processes import STARTUP_FAILURE, run_workers, server
 
     settings = _settings(args)
+    if reason := refusal_to_start(settings):
+        print(f"personalize: {reason}", file=sys.stderr)  # noqa: T201
+        return STARTUP_FAILURE
     if settings.workers > 1:
         return run_workers(settings, api_app)
     one = server(settings, api_app)
@@ -140,6 +167,38 @@ def cmd_version_wait(args: argparse.Namespace) -> int:
     return watch(args.endpoint or f"http://{settings.host}:{settings.port}", args.solution_version_arn)
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    """`personalize keys create|list|delete`: the access keys signed calls are checked against."""
+    import json
+
+    from serving.access_keys import AccessKeys
+
+    settings = _settings(args)
+    keys = AccessKeys(settings.data_dir / "control.db")
+    try:
+        if args.keys_cmd == "create":
+            try:
+                key = keys.create(args.account)
+            except ValueError as exc:
+                print(f"personalize keys create: {exc}", file=sys.stderr)  # noqa: T201
+                return 2
+            out = {"accessKeyId": key.access_key_id, "secretAccessKey": key.secret, "account": key.account}
+            print(json.dumps(out) if args.json else "\n".join(f"{k}: {v}" for k, v in out.items()))  # noqa: T201
+        elif args.keys_cmd == "list":
+            for key in keys.stored():
+                print(f"{key.access_key_id}  {key.account}")  # noqa: T201
+        elif [k.access_key_id for k in keys.stored()] == [args.access_key_id] and not args.last:
+            print("personalize keys delete: this is the last key, and without keys the server takes "  # noqa: T201
+                  "unsigned calls; create its successor first, or pass --last", file=sys.stderr)
+            return 2
+        elif not keys.delete(args.access_key_id):
+            print(f"personalize keys delete: no key {args.access_key_id}", file=sys.stderr)  # noqa: T201
+            return 1
+    finally:
+        keys.close()
+    return 0
+
+
 def cmd_api_coverage(args: argparse.Namespace) -> int:
     import json
 
@@ -205,6 +264,19 @@ def build_parser() -> argparse.ArgumentParser:
     wait.add_argument("solution_version_arn", metavar="ARN")
     wait.add_argument("--endpoint", help="server URL (default http://OPZ_HOST:OPZ_PORT)")
     wait.set_defaults(fn=cmd_version_wait)
+    keys = sub.add_parser("keys", help="access keys: once one exists, every call must be signed with one")
+    keys_sub = keys.add_subparsers(dest="keys_cmd", required=True, metavar="<command>")
+    create = keys_sub.add_parser("create", help="make an access key for an account and print it")
+    create.add_argument("--account", required=True, help="the 12-digit account the key acts for")
+    create.add_argument("--json", action="store_true",
+                        help='print {"accessKeyId", "secretAccessKey", "account"} (an OPZ_KEYS_FILE entry)')
+    keys_sub.add_parser("list", help="access key ids and their accounts (never the secrets)")
+    delete = keys_sub.add_parser("delete", help="delete an access key")
+    delete.add_argument("access_key_id", metavar="ACCESS_KEY_ID")
+    delete.add_argument("--last", action="store_true", help="delete it even if it is the last key")
+    for p in keys_sub.choices.values():
+        p.add_argument("--data-dir", type=Path, help="the server's data directory (OPZ_DATA_DIR)")
+        p.set_defaults(fn=cmd_keys)
     api = sub.add_parser("api", help="facts about the API we serve")
     api_sub = api.add_subparsers(dest="api_cmd", required=True, metavar="<command>")
     cov = api_sub.add_parser("coverage", help="implemented vs. all operations of boto3's "

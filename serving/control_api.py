@@ -18,15 +18,21 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from starlette.responses import Response
 
+from serving import service_model
+from serving.accounts import account_of, caller
 from serving.errors import (
     InvalidInputException,
     InvalidNextTokenException,
+    LimitExceededException,
     ResourceAlreadyExistsException,
     ResourceInUseException,
     ResourceNotFoundException,
     UnknownOperationException,
     validation_message,
 )
+from serving.public_trackers import PublicTrackerError, from_tags
+from serving.quotas import quota
+from serving.quotas import refusal as quota_refusal
 from serving.resources import AlreadyExists, Body, ResourceStore
 from stream.settings import Settings
 
@@ -88,6 +94,14 @@ class Ctx:
     models: Models | None = None  # deployed artifacts (the API process; not the trainer)
     wake_jobs: Callable[[], None] = field(default=lambda: None)
 
+    @property
+    def account(self) -> str:
+        """The caller's account (serving/accounts.py): what it creates is named in it."""
+        return caller(self.settings.account)
+
+    def arn(self, kind: str, name: str) -> str:
+        return self.settings.arn(kind, name, self.account)
+
 
 Handler = Callable[[Any, Ctx], Body]
 OPERATIONS: dict[str, tuple[type[Req], Handler]] = {}
@@ -115,8 +129,24 @@ def paginate(items: list[Body], page: Page, key: str, summary: tuple[str, ...]) 
     return out
 
 
+def listed(ctx: Ctx, kind: str, parent: str | None = None) -> list[Body]:
+    """What a List operation shows: the caller's account's resources only; a parent of
+    another account is not found, as it is for every other operation."""
+    if parent is not None and account_of(parent) != ctx.account:
+        raise ResourceNotFoundException(f"{parent} does not exist")
+    return ctx.resources.list(kind, parent, account=ctx.account)
+
+
+def within_quota(ctx: Ctx, kind: str) -> None:
+    """Refuse a create that would take the caller's account past its quota of `kind`."""
+    limit = quota(ctx.settings.quotas, ctx.account, kind)
+    if limit is not None and len(ctx.resources.list(kind, account=ctx.account)) >= limit:
+        raise LimitExceededException(quota_refusal(kind, limit))
+
+
 def require(ctx: Ctx, arn: str, kind: str, what: str) -> Body:
-    body = ctx.resources.get(arn, kind)
+    """The resource, if it exists in the caller's account; another account's is not found."""
+    body = ctx.resources.get(arn, kind) if account_of(arn) == ctx.account else None
     if body is None:
         raise ResourceNotFoundException(f"{what} {arn} does not exist")
     return body
@@ -126,7 +156,8 @@ def require(ctx: Ctx, arn: str, kind: str, what: str) -> Body:
 
 @operation("CreateDatasetGroup", CreateDatasetGroup)
 def create_dataset_group(req: CreateDatasetGroup, ctx: Ctx) -> Body:
-    arn = ctx.settings.arn("dataset-group", req.name)
+    within_quota(ctx, "dataset-group")
+    arn = ctx.arn("dataset-group", req.name)
     body = {"name": req.name, "datasetGroupArn": arn, "status": "ACTIVE"}
     body |= {k: v for k, v in (("domain", req.domain), ("roleArn", req.roleArn),
                                ("kmsKeyArn", req.kmsKeyArn)) if v}
@@ -144,7 +175,7 @@ def describe_dataset_group(req: DatasetGroupArn, ctx: Ctx) -> Body:
 
 @operation("ListDatasetGroups", Page)
 def list_dataset_groups(req: Page, ctx: Ctx) -> Body:
-    return paginate(ctx.resources.list("dataset-group"), req, "datasetGroups",
+    return paginate(listed(ctx, "dataset-group"), req, "datasetGroups",
                     ("name", "datasetGroupArn", "status", "creationDateTime",
                      "lastUpdatedDateTime", "failureReason", "domain"))
 
@@ -165,13 +196,19 @@ def delete_dataset_group(req: DatasetGroupArn, ctx: Ctx) -> Body:
 @operation("CreateEventTracker", CreateEventTracker)
 def create_event_tracker(req: CreateEventTracker, ctx: Ctx) -> Body:
     require(ctx, req.datasetGroupArn, "dataset-group", "dataset group")
+    within_quota(ctx, "event-tracker")
     if ctx.resources.count_children(req.datasetGroupArn, "event-tracker"):
         raise ResourceAlreadyExistsException(
             f"dataset group {req.datasetGroupArn} already has an event tracker")
-    arn = ctx.settings.arn("event-tracker", req.name)
+    try:
+        public = from_tags({t.tagKey: t.tagValue for t in req.tags or ()})
+    except PublicTrackerError as exc:
+        raise InvalidInputException(str(exc)) from None
+    arn = ctx.arn("event-tracker", req.name)
     tracking_id = str(uuid.uuid4())
-    body = {"name": req.name, "eventTrackerArn": arn, "accountId": ctx.settings.account,
-            "trackingId": tracking_id, "datasetGroupArn": req.datasetGroupArn, "status": "ACTIVE"}
+    body = {"name": req.name, "eventTrackerArn": arn, "accountId": ctx.account,
+            "trackingId": tracking_id, "datasetGroupArn": req.datasetGroupArn, "status": "ACTIVE",
+            **({"publicAccess": public} if public is not None else {})}
     try:
         ctx.resources.create("event-tracker", arn, req.name, body, parent=req.datasetGroupArn)
     except AlreadyExists:
@@ -186,7 +223,7 @@ def describe_event_tracker(req: EventTrackerArn, ctx: Ctx) -> Body:
 
 @operation("ListEventTrackers", ListByDatasetGroup)
 def list_event_trackers(req: ListByDatasetGroup, ctx: Ctx) -> Body:
-    return paginate(ctx.resources.list("event-tracker", req.datasetGroupArn), req, "eventTrackers",
+    return paginate(listed(ctx, "event-tracker", req.datasetGroupArn), req, "eventTrackers",
                     ("name", "eventTrackerArn", "status", "creationDateTime", "lastUpdatedDateTime"))
 
 
@@ -201,13 +238,13 @@ def delete_event_tracker(req: EventTrackerArn, ctx: Ctx) -> Body:
 
 def dispatch(target: str | None, raw: bytes, ctx: Ctx) -> Body:
     if not target or not target.startswith(TARGET_PREFIX):
-        raise InvalidInputException(f"missing or unknown X-Amz-Target header: {target!r}; "
+        raise InvalidInputException(f"missing or unknown X-Amz-Target header: {(target or '')[:80]!r}; "
                                     f"expected {TARGET_PREFIX}<Operation>")
     op = target[len(TARGET_PREFIX):]
     if op not in OPERATIONS:
         if not re.fullmatch(r"[A-Za-z]+", op):
-            raise InvalidInputException(f"malformed operation name {op!r}")
-        raise UnknownOperationException(f"operation {op} is not implemented by openpersonalize yet")
+            raise InvalidInputException(f"malformed operation name {op[:80]!r}")
+        raise UnknownOperationException(f"operation {op[:80]} is not implemented by openpersonalize yet")
     model, handler = OPERATIONS[op]
     try:
         payload = orjson.loads(raw or b"{}")
@@ -215,6 +252,7 @@ def dispatch(target: str | None, raw: bytes, ctx: Ctx) -> Body:
         raise InvalidInputException(f"request body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise InvalidInputException("request body must be a JSON object")
+    service_model.check("personalize", op, payload)  # Refused: what Personalize itself refuses
     try:
         req = model.model_validate(payload)
     except ValidationError as exc:

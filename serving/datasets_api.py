@@ -18,9 +18,11 @@ from serving.control_api import (
     Page,
     Req,
     Tag,
+    listed,
     operation,
     paginate,
     require,
+    within_quota,
 )
 from serving.errors import InvalidInputException, ResourceAlreadyExistsException, ResourceInUseException
 from serving.jobs import PENDING, RUNNING, JobFailed, Progress
@@ -143,11 +145,12 @@ def _busy_jobs(ctx: Ctx, dataset_arn: str) -> list[Body]:
 
 @operation("CreateSchema", CreateSchema)
 def create_schema(req: CreateSchema, ctx: Ctx) -> Body:
+    within_quota(ctx, "schema")
     try:
         parse_schema(req.schema_)
     except SchemaError as exc:
         raise InvalidInputException(f"schema: {exc}") from None
-    arn = ctx.settings.arn("schema", req.name)
+    arn = ctx.arn("schema", req.name)
     body = {"name": req.name, "schemaArn": arn, "schema": req.schema_}
     _create(ctx, "schema", arn, req.name, body | ({"domain": req.domain} if req.domain else {}))
     return {"schemaArn": arn}
@@ -160,7 +163,7 @@ def describe_schema(req: SchemaArn, ctx: Ctx) -> Body:
 
 @operation("ListSchemas", Page)
 def list_schemas(req: Page, ctx: Ctx) -> Body:
-    return paginate(ctx.resources.list("schema"), req, "schemas",
+    return paginate(listed(ctx, "schema"), req, "schemas",
                     ("name", "schemaArn", "creationDateTime", "lastUpdatedDateTime", "domain"))
 
 
@@ -188,13 +191,14 @@ def _schema_for(ctx: Ctx, schema_arn: str, dataset_type: str) -> Schema:
 
 @operation("CreateDataset", CreateDataset)
 def create_dataset(req: CreateDataset, ctx: Ctx) -> Body:
+    within_quota(ctx, "dataset")
     kind = req.datasetType.upper()
     if kind not in DATASET_TYPES:
         raise InvalidInputException(f"datasetType {req.datasetType!r} is not one of "
                                     f"{', '.join(DATASET_TYPES)}")
     require(ctx, req.datasetGroupArn, "dataset-group", "dataset group")
     _schema_for(ctx, req.schemaArn, kind)
-    arn = ctx.settings.arn("dataset", f"{dataset_group_name(req.datasetGroupArn)}/{kind}")
+    arn = ctx.arn("dataset", f"{req.datasetGroupArn.rsplit('/', 1)[1]}/{kind}")
     body = {"name": req.name, "datasetArn": arn, "datasetGroupArn": req.datasetGroupArn,
             "datasetType": kind, "schemaArn": req.schemaArn, "status": "ACTIVE"}
     try:
@@ -212,7 +216,7 @@ def describe_dataset(req: DatasetArn, ctx: Ctx) -> Body:
 
 @operation("ListDatasets", ListByDatasetGroup)
 def list_datasets(req: ListByDatasetGroup, ctx: Ctx) -> Body:
-    return paginate(ctx.resources.list("dataset", req.datasetGroupArn), req, "datasets",
+    return paginate(listed(ctx, "dataset", req.datasetGroupArn), req, "datasets",
                     ("name", "datasetArn", "datasetType", "status", "creationDateTime",
                      "lastUpdatedDateTime"))
 
@@ -260,7 +264,7 @@ def create_import_job(req: CreateDatasetImportJob, ctx: Ctx) -> Body:
     if busy := _busy_jobs(ctx, req.datasetArn):
         job = busy[0].get("datasetImportJobArn") or busy[0]["datasetExportJobArn"]
         raise ResourceInUseException(f"dataset {req.datasetArn} already has a job in progress: {job}")
-    arn = ctx.settings.arn("dataset-import-job", req.jobName)
+    arn = ctx.arn("dataset-import-job", req.jobName)
     body = {"jobName": req.jobName, "datasetImportJobArn": arn, "datasetArn": req.datasetArn,
             "dataSource": {"dataLocation": req.dataSource.dataLocation}, "status": PENDING,
             "importMode": req.importMode or "FULL",
@@ -279,7 +283,7 @@ def describe_import_job(req: ImportJobArn, ctx: Ctx) -> Body:
 
 @operation("ListDatasetImportJobs", ListByDataset)
 def list_import_jobs(req: ListByDataset, ctx: Ctx) -> Body:
-    return paginate(ctx.resources.list("dataset-import-job", req.datasetArn), req, "datasetImportJobs",
+    return paginate(listed(ctx, "dataset-import-job", req.datasetArn), req, "datasetImportJobs",
                     ("datasetImportJobArn", "jobName", "status", "creationDateTime",
                      "lastUpdatedDateTime", "failureReason", "importMode"))
 
@@ -288,7 +292,7 @@ def list_import_jobs(req: ListByDataset, ctx: Ctx) -> Body:
 def create_export_job(req: CreateDatasetExportJob, ctx: Ctx) -> Body:
     require(ctx, req.datasetArn, "dataset", "dataset")
     _allowed(ctx, "jobOutput.s3DataDestination.path", req.jobOutput.s3DataDestination.path)
-    arn = ctx.settings.arn("dataset-export-job", req.jobName)
+    arn = ctx.arn("dataset-export-job", req.jobName)
     body = {"jobName": req.jobName, "datasetExportJobArn": arn, "datasetArn": req.datasetArn,
             "ingestionMode": req.ingestionMode or "PUT", "roleArn": req.roleArn, "status": PENDING,
             "jobOutput": req.jobOutput.model_dump(exclude_none=True)}
@@ -305,7 +309,7 @@ def describe_export_job(req: ExportJobArn, ctx: Ctx) -> Body:
 
 @operation("ListDatasetExportJobs", ListByDataset)
 def list_export_jobs(req: ListByDataset, ctx: Ctx) -> Body:
-    return paginate(ctx.resources.list("dataset-export-job", req.datasetArn), req, "datasetExportJobs",
+    return paginate(listed(ctx, "dataset-export-job", req.datasetArn), req, "datasetExportJobs",
                     ("datasetExportJobArn", "jobName", "status", "creationDateTime",
                      "lastUpdatedDateTime", "failureReason"))
 

@@ -5,8 +5,8 @@ For a GetRecommendations on 10k items FastAPI spent about as long as scoring (~0
 body through its generic field adapter. `DirectRoutes` sits inside the app's middleware
 (metrics and CORS still see every request) and answers a request to one of its routes whose
 body is JSON of the route's model by calling the route's own endpoint with it; anything else
-(another content type, a body that is not valid JSON of the model) goes on to FastAPI
-unchanged, so every error a client can see stays exactly FastAPI's.
+(another content type, a body that is not valid JSON of the model or that botocore's model
+forbids) goes on to FastAPI unchanged, so every error a client can see stays exactly FastAPI's.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.errors import translate
+from serving.service_model import Refused
 
 Endpoint = Callable[[Any], Awaitable[Response]]
 
@@ -48,9 +49,9 @@ class DirectRoutes:
         request = None
         if pending is None and body:
             try:
-                request = route[0].model_validate_json(body)
-            except ValidationError:
-                pass  # FastAPI says what is wrong, in its words
+                request = route[0].model_validate_json(body)  # botocore's model first (Refused)
+            except (ValidationError, Refused):
+                pass  # FastAPI says what is wrong, in its words, or its handlers what botocore's model does
         if request is None:
             await self.app(scope, replay(body, pending, receive), send)
             return

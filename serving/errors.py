@@ -7,6 +7,9 @@ declares none, so botocore reads `__type` from any 4xx.
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Mapping
+from types import MappingProxyType
 
 import orjson
 from fastapi import FastAPI, Request
@@ -14,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from serving.service_model import Refused
 from stream.contract import InvalidEvent
 from stream.log import LogUnavailable
 
@@ -23,6 +27,7 @@ log = logging.getLogger(__name__)
 class PersonalizeError(Exception):
     type_name = "InternalFailure"
     status = 500
+    headers: Mapping[str, str] = MappingProxyType({})  # sent with the error
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -31,6 +36,13 @@ class PersonalizeError(Exception):
 
 class InvalidInputException(PersonalizeError):
     type_name, status = "InvalidInputException", 400
+
+
+class SerializationException(PersonalizeError):
+    """A member of the wrong JSON type (`numResults: "5"`): AWS answers it so, not as invalid input,
+    because its deserializer refuses the body before any constraint is checked."""
+
+    type_name, status = "SerializationException", 400
 
 
 class ResourceNotFoundException(PersonalizeError):
@@ -63,10 +75,37 @@ class ServiceUnavailableException(PersonalizeError):
     type_name, status = "ServiceUnavailableException", 503
 
 
+class ThrottlingException(PersonalizeError):
+    """Over a campaign's or a tracker's request rate (serving/rate_limits.py). Status 400 as
+    AWS sends it: botocore's legacy retry handler backs off on this code with 400 only (its
+    _retry.json), the standard one on the code; Retry-After tells other clients how long."""
+
+    type_name, status = "ThrottlingException", 400
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
+
+
+class RequestTooLargeException(PersonalizeError):
+    """A body over its route's cap (serving/limits.py), refused before it is read; the
+    connection is closed so the rest of the upload is not read either."""
+
+    type_name, status = "RequestTooLargeException", 413
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers = {"Connection": "close"}
+
+
+class AccessDeniedException(PersonalizeError):
+    type_name, status = "AccessDeniedException", 403
+
+
 def error_response(exc: PersonalizeError) -> Response:
     body = orjson.dumps({"__type": exc.type_name, "message": exc.message})
     return Response(body, status_code=exc.status, media_type="application/x-amz-json-1.1",
-                    headers={"x-amzn-ErrorType": exc.type_name})
+                    headers={"x-amzn-ErrorType": exc.type_name, **exc.headers})
 
 
 def _field(loc: tuple[object, ...]) -> str:
@@ -88,6 +127,9 @@ def translate(exc: Exception) -> Response | None:
         return error_response(exc)
     if isinstance(exc, RequestValidationError):
         return error_response(InvalidInputException(validation_message(list(exc.errors()))))
+    if isinstance(exc, Refused):  # botocore's model forbids the request (serving/service_model.py)
+        kind = SerializationException if exc.wrong_type else InvalidInputException
+        return error_response(kind(exc.message))
     if isinstance(exc, InvalidEvent):
         return error_response(InvalidInputException(str(exc)))
     if isinstance(exc, LogUnavailable):
@@ -101,7 +143,8 @@ def translate(exc: Exception) -> Response | None:
     return None
 
 
-TRANSLATED = (PersonalizeError, RequestValidationError, InvalidEvent, LogUnavailable, StarletteHTTPException)
+TRANSLATED = (PersonalizeError, RequestValidationError, Refused, InvalidEvent, LogUnavailable,
+              StarletteHTTPException)
 
 
 def install_error_handlers(app: FastAPI) -> None:

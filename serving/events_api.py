@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import NamedTuple
 
 import orjson
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from serving.errors import InvalidInputException, ResourceNotFoundException
+from serving.accounts import account_of, caller
+from serving.errors import InvalidInputException, ResourceNotFoundException, ThrottlingException
+from serving.public_trackers import PublicAccess, access
+from serving.rate_limits import NO_LIMIT, NoLimit, RateLimit
 from serving.resources import ResourceStore
 from serving.wire import PutEventsRequest, PutItemsRequest, PutUsersRequest, to_event, to_record
 from stream.contract import Event, dataset_group_name
@@ -27,24 +31,53 @@ log = logging.getLogger(__name__)
 OPERATIONS = {"PutEvents", "PutItems", "PutUsers"}
 
 
+class Tracker(NamedTuple):
+    at: float  # when it was read (monotonic)
+    dataset_group: str  # dataset_group_name of its group
+    account: str
+    public: PublicAccess | None  # serving/public_trackers.py
+
+
 class Trackers:
-    """trackingId -> dataset group name, cached: PutEvents must not hit SQLite each call."""
+    """trackingId -> its tracker, cached: PutEvents must not hit SQLite each call. A tracker
+    of another account than the caller's is not found."""
 
     def __init__(self, resources: ResourceStore, ttl_s: float = 5.0) -> None:
         self.resources, self.ttl_s = resources, ttl_s
-        self._cache: dict[str, tuple[float, str]] = {}
+        self._cache: dict[str, Tracker] = {}
+        self._origins: tuple[float, frozenset[str]] = (-1e18, frozenset())
 
-    def dataset_group(self, tracking_id: str) -> str:
+    def get(self, tracking_id: str) -> Tracker | None:
         now = time.monotonic()
         hit = self._cache.get(tracking_id)
-        if hit is not None and now - hit[0] < self.ttl_s:
-            return hit[1]
-        tracker = self.resources.find("event-tracker", "trackingId", tracking_id)
-        if tracker is None:
+        if hit is None or now - hit.at >= self.ttl_s:
+            body = self.resources.find("event-tracker", "trackingId", tracking_id)
+            if body is None:
+                self._cache.pop(tracking_id, None)
+                return None
+            account = account_of(body["eventTrackerArn"])
+            hit = self._cache[tracking_id] = Tracker(now, dataset_group_name(body["datasetGroupArn"]),
+                                                     account, access(account, body.get("publicAccess")))
+        return hit
+
+    def dataset_group(self, tracking_id: str, account: str) -> str:
+        tracker = self.get(tracking_id)
+        if tracker is None or tracker.account != account:
             raise ResourceNotFoundException(f"no event tracker with trackingId {tracking_id}")
-        name = dataset_group_name(tracker["datasetGroupArn"])
-        self._cache[tracking_id] = (now, name)
-        return name
+        return tracker.dataset_group
+
+    def public_origins(self) -> frozenset[str]:
+        """Every public tracker's web origins (CORS on /events), at most `ttl_s` old."""
+        now = time.monotonic()
+        if now - self._origins[0] >= self.ttl_s:
+            self._origins = (now, frozenset(o for t in self.resources.list("event-tracker")
+                                            for o in (t.get("publicAccess") or {}).get("origins", ())))
+        return self._origins[1]
+
+    def public(self, tracking_id: str) -> PublicAccess | None:
+        """What an unsigned PutEvents may do with this trackingId (None: it must be signed)."""
+        tracker = self.get(tracking_id)
+        return tracker.public if tracker is not None else None
 
 
 class Datasets:
@@ -55,7 +88,9 @@ class Datasets:
         self.resources, self.ttl_s = resources, ttl_s
         self._cache: dict[str, tuple[float, str, str, Schema]] = {}
 
-    def get(self, dataset_arn: str, dataset_type: str) -> tuple[str, Schema]:
+    def get(self, dataset_arn: str, dataset_type: str, account: str) -> tuple[str, Schema]:
+        if account_of(dataset_arn) != account:
+            raise ResourceNotFoundException(f"dataset {dataset_arn} does not exist")
         now = time.monotonic()
         hit = self._cache.get(dataset_arn)
         if hit is None or now - hit[0] >= self.ttl_s:
@@ -94,12 +129,30 @@ async def with_implicit_impressions(events: list[Event], store: SessionStore) ->
 
 
 def make_router(event_log: EventLog, trackers: Trackers, datasets: Datasets,
-                store: SessionStore) -> APIRouter:
+                store: SessionStore, account: str, tracker_rate: RateLimit | NoLimit = NO_LIMIT
+                ) -> APIRouter:
+    """`account`: whom a request is served as when the server has no keys; `tracker_rate`:
+    PutEvents calls a second per tracker (serving/rate_limits.py)."""
     router = APIRouter(tags=["events (rest-json)"])
+    public_rates: dict[str, RateLimit] = {}
+
+    def rate_of(tracking_id: str) -> RateLimit | NoLimit:
+        """A public tracker's own rate (its `opz:requests-per-second` tag), else the server's."""
+        public = trackers.public(tracking_id)
+        if public is None or public.requests_per_second is None:
+            return tracker_rate
+        limit = public_rates.get(tracking_id)
+        if limit is None or limit.per_second != public.requests_per_second:
+            limit = public_rates[tracking_id] = RateLimit(public.requests_per_second)
+        return limit
 
     @router.post("/events", summary="PutEvents: record item interactions for a user/session")
     async def put_events(req: PutEventsRequest) -> Response:
-        group = trackers.dataset_group(req.trackingId)
+        group = trackers.dataset_group(req.trackingId, caller(account))
+        rate = rate_of(req.trackingId)
+        if wait := rate.wait(req.trackingId):
+            raise ThrottlingException(f"Rate exceeded: event tracker {req.trackingId} takes "
+                                      f"{rate.per_second:g} PutEvents calls a second", wait)
         now = time.time()
         events = [to_event(req, e, dataset_group=group, now=now) for e in req.eventList]
         await event_log.append(await with_implicit_impressions(events, store))
@@ -107,7 +160,7 @@ def make_router(event_log: EventLog, trackers: Trackers, datasets: Datasets,
 
     async def put(dataset_arn: str, kind: str, label: str, entries: list[tuple[str, str | None]]
                   ) -> Response:
-        group, schema = datasets.get(dataset_arn, kind)
+        group, schema = datasets.get(dataset_arn, kind, caller(account))
         now = time.time()
         await event_log.append([
             to_record(group, kind, id_, _fields(schema, kind, f"{label}[{i}]", props), now)

@@ -30,6 +30,7 @@ import numpy as np
 
 MAX_FIELDS = 5              # distinct dataset fields per filter, chained expressions included
 MAX_EVENTS_PER_TYPE = 100   # the most recent interactions Personalize considers per user and event type
+MAX_DEPTH = 20              # nested parentheses: deeper would exhaust Python's stack (3 frames a level)
 
 _ORDER: dict[str, Callable[[object, object], object]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
@@ -158,6 +159,7 @@ class _Parser:
 
     def __init__(self, src: str) -> None:
         self.src, self.toks, self.i = src, _tokenize(src), 0
+        self.depth = 0  # parentheses open around the current token
 
     @property
     def tok(self) -> _Tok:
@@ -228,9 +230,12 @@ class _Parser:
     def primary(self) -> Condition | Junction:
         if self.tok.kind != "(":
             return self.condition(user=False)
-        self.i += 1
+        if self.depth == MAX_DEPTH:
+            raise self.fail(f"parentheses nest at most {MAX_DEPTH} deep")
+        self.i, self.depth = self.i + 1, self.depth + 1
         node = self.or_expr()
         self.expect(")", "AND, OR or ')'")
+        self.depth -= 1
         return node
 
     def condition(self, user: bool) -> Condition:

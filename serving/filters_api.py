@@ -15,7 +15,19 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
-from serving.control_api import Arn, Ctx, ListByDatasetGroup, Name, Req, Tag, operation, paginate, require
+from serving.control_api import (
+    Arn,
+    Ctx,
+    ListByDatasetGroup,
+    Name,
+    Req,
+    Tag,
+    listed,
+    operation,
+    paginate,
+    require,
+    within_quota,
+)
 from serving.errors import InvalidInputException, ResourceAlreadyExistsException
 from serving.exclusions import Allowed
 from serving.filters import Catalog, Filter, FilterError, parse
@@ -41,12 +53,13 @@ class FilterArn(Req):
 
 @operation("CreateFilter", CreateFilter)
 def create_filter(req: CreateFilter, ctx: Ctx) -> Body:
+    within_quota(ctx, "filter")
     require(ctx, req.datasetGroupArn, "dataset-group", "dataset group")
     try:
         parse(req.filterExpression)
     except FilterError as exc:
         raise InvalidInputException(f"filterExpression: {exc}") from None
-    arn = ctx.settings.arn("filter", req.name)
+    arn = ctx.arn("filter", req.name)
     body = {"name": req.name, "filterArn": arn, "datasetGroupArn": req.datasetGroupArn,
             "filterExpression": req.filterExpression, "status": "ACTIVE"}
     try:
@@ -63,7 +76,7 @@ def describe_filter(req: FilterArn, ctx: Ctx) -> Body:
 
 @operation("ListFilters", ListByDatasetGroup)
 def list_filters(req: ListByDatasetGroup, ctx: Ctx) -> Body:
-    return paginate(ctx.resources.list("filter", req.datasetGroupArn), req, "Filters",
+    return paginate(listed(ctx, "filter", req.datasetGroupArn), req, "Filters",
                     ("name", "filterArn", "creationDateTime", "lastUpdatedDateTime", "datasetGroupArn",
                      "failureReason", "status"))
 

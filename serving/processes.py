@@ -31,11 +31,19 @@ def configure_logging(settings: Settings) -> None:
 
 
 def server(settings: Settings, app: AppFactory) -> uvicorn.Server:
+    """uvicorn with httptools, plus the limits it lacks (serving/limits.py: slow or oversized
+    request heads and bodies), and at most `max_connections` connections or requests in
+    progress (503 beyond: a process out of file descriptors would refuse them less politely).
+    Idle keep-alive connections close after uvicorn's 5 s."""
     import uvicorn
+
+    from serving.limits import slow_clients
 
     return uvicorn.Server(uvicorn.Config(
         functools.partial(app, settings), factory=True, host=settings.host, port=settings.port,
-        log_level=settings.log_level, loop="uvloop", http="httptools", access_log=False))
+        log_level=settings.log_level, loop="uvloop", access_log=False,
+        http=slow_clients(settings.read_timeout_s, settings.max_header_bytes),
+        limit_concurrency=settings.max_connections))
 
 
 def api_worker(settings: Settings, app: AppFactory) -> None:

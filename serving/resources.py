@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from serving.accounts import account_of
+
 Body = dict[str, Any]
 
 
@@ -59,13 +61,14 @@ class ResourceStore:
                                    " json_extract(body, ?) = ?", (kind, f"$.{field}", value)).fetchone()
         return None if row is None else orjson.loads(row[0])
 
-    def list(self, kind: str, parent: str | None = None) -> list[Body]:
-        q, args = "SELECT body FROM resources WHERE kind = ?", [kind]
+    def list(self, kind: str, parent: str | None = None, account: str | None = None) -> list[Body]:
+        """Resources of a kind, oldest first: of one parent, and of one account's ARNs."""
+        q, args = "SELECT arn, body FROM resources WHERE kind = ?", [kind]
         if parent is not None:
             q, args = q + " AND parent = ?", [kind, parent]
         with self._lock:
             rows = self._db.execute(q + " ORDER BY created, arn", args).fetchall()
-        return [orjson.loads(r[0]) for r in rows]
+        return [orjson.loads(body) for arn, body in rows if account is None or account_of(arn) == account]
 
     def count_children(self, parent: str, kind: str | None = None) -> int:
         q, args = "SELECT COUNT(*) FROM resources WHERE parent = ?", [parent]

@@ -21,12 +21,14 @@ from typing import Annotated, Any, NamedTuple
 import numpy as np
 import orjson
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from starlette.responses import Response
 
+from serving import service_model
+from serving.accounts import account_of
 from serving.campaigns_api import serving_version
 from serving.control_api import Ctx
-from serving.errors import InvalidInputException, ResourceNotFoundException
+from serving.errors import InvalidInputException, ResourceNotFoundException, ThrottlingException
 from serving.exclusions import Allowed, Exclusions
 from serving.filters import Catalog, FilterError, FilterValueError
 from serving.filters_api import FilterInputs
@@ -42,6 +44,7 @@ from serving.ranking import (
     rank_list,
     young,
 )
+from serving.rate_limits import rate_limit
 from stream.contract import MAX_IMPRESSIONS, anonymous_key, dataset_group_name
 from stream.live_state import NO_PAST, Past
 from stream.recipes import RECIPES
@@ -80,6 +83,8 @@ class GetRecommendations(Wire):
     filterValues: dict[str, Annotated[str, StringConstraints(max_length=1000)]] | None = None
     promotions: Annotated[list[Promotion], Field(max_length=1)] | None = None
     metadataColumns: dict[str, list[str]] | None = None
+    _botocore = model_validator(mode="before")(service_model.before("personalize-runtime",
+                                                                    "GetRecommendations"))
 
 
 class GetPersonalizedRanking(Wire):
@@ -90,6 +95,8 @@ class GetPersonalizedRanking(Wire):
     filterArn: Str256 | None = None
     filterValues: dict[str, Annotated[str, StringConstraints(max_length=1000)]] | None = None
     metadataColumns: dict[str, list[str]] | None = None
+    _botocore = model_validator(mode="before")(service_model.before("personalize-runtime",
+                                                                    "GetPersonalizedRanking"))
 
 
 class Deployed(NamedTuple):
@@ -112,6 +119,8 @@ class Campaigns:
         self._cache: dict[str, tuple[float, Deployed]] = {}
 
     def get(self, arn: str) -> Deployed:
+        if account_of(arn) != self.ctx.account:
+            raise ResourceNotFoundException(f"campaign {arn} does not exist")
         now = time.monotonic()
         hit = self._cache.get(arn)
         if hit is None or now - hit[0] > self.ttl_s:
@@ -136,6 +145,13 @@ class Campaigns:
 def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
     router = APIRouter(tags=["runtime (rest-json)"])
     campaigns = Campaigns(ctx)
+    rates = {op: rate_limit(ctx.settings.campaign_requests_per_second) for op in OPERATIONS}
+
+    def throttle(operation: str, campaign_arn: str) -> None:
+        """Personalize's quota: a campaign takes so many requests a second of each operation."""
+        if wait := rates[operation].wait(campaign_arn):
+            raise ThrottlingException(f"Rate exceeded: campaign {campaign_arn} takes "
+                                      f"{rates[operation].per_second:g} {operation} requests a second", wait)
     filters = FilterInputs(ctx)
     published: dict[str, float] = {}  # versions this process told the workers about, and when
 
@@ -231,6 +247,7 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         if not 1 <= k <= MAX_RESULTS:
             raise InvalidInputException(f"numResults must be between 1 and {MAX_RESULTS}, not {k}")
         deployed = campaigns.get(req.campaignArn)
+        throttle("GetRecommendations", req.campaignArn)
         model, recipe_type, group = deployed.model, deployed.recipe_type, deployed.group
         columns = await check_metadata(deployed, req.metadataColumns, k)
         code = None if req.itemId is None else model.index.get(req.itemId)
@@ -289,6 +306,7 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
     @router.post("/personalize-ranking", summary="GetPersonalizedRanking: order a list for a user")
     async def get_personalized_ranking(req: GetPersonalizedRanking) -> Response:
         deployed = campaigns.get(req.campaignArn)
+        throttle("GetPersonalizedRanking", req.campaignArn)
         model, group = deployed.model, deployed.group
         columns = await check_metadata(deployed, req.metadataColumns, len(req.inputList))
         state = await session(deployed, req.userId)

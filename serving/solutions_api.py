@@ -19,9 +19,11 @@ from serving.control_api import (
     Page,
     Req,
     Tag,
+    listed,
     operation,
     paginate,
     require,
+    within_quota,
 )
 from serving.errors import (
     InvalidInputException,
@@ -153,6 +155,7 @@ def _schedule(config: AutoTrainingConfig | None) -> None:
 
 @operation("CreateSolution", CreateSolution)
 def create_solution(req: CreateSolution, ctx: Ctx) -> Body:
+    within_quota(ctx, "solution")
     require(ctx, req.datasetGroupArn, "dataset-group", "dataset group")
     if req.performAutoML:
         raise InvalidInputException("performAutoML is not supported (Personalize deprecated it); "
@@ -171,7 +174,7 @@ def create_solution(req: CreateSolution, ctx: Ctx) -> Body:
     except ValueError as exc:
         raise InvalidInputException(f"solutionConfig: {exc}") from None
     _schedule(config.autoTrainingConfig)
-    arn = ctx.settings.arn("solution", req.name)
+    arn = ctx.arn("solution", req.name)
     body = {"name": req.name, "solutionArn": arn, "recipeArn": recipe.arn,
             "datasetGroupArn": req.datasetGroupArn, "status": ACTIVE,
             "performHPO": bool(req.performHPO), "performAutoML": False,
@@ -204,7 +207,7 @@ def describe_solution(req: SolutionArn, ctx: Ctx) -> Body:
 
 @operation("ListSolutions", ListByDatasetGroup)
 def list_solutions(req: ListByDatasetGroup, ctx: Ctx) -> Body:
-    return paginate(ctx.resources.list("solution", req.datasetGroupArn), req, "solutions",
+    return paginate(listed(ctx, "solution", req.datasetGroupArn), req, "solutions",
                     ("name", "solutionArn", "status", "creationDateTime", "lastUpdatedDateTime", "recipeArn"))
 
 
@@ -288,7 +291,7 @@ def describe_solution_version(req: SolutionVersionArn, ctx: Ctx) -> Body:
 
 @operation("ListSolutionVersions", ListBySolution)
 def list_solution_versions(req: ListBySolution, ctx: Ctx) -> Body:
-    return paginate(ctx.resources.list("solution-version", req.solutionArn), req, "solutionVersions",
+    return paginate(listed(ctx, "solution-version", req.solutionArn), req, "solutionVersions",
                     ("solutionVersionArn", "status", "trainingMode", "trainingType", "creationDateTime",
                      "lastUpdatedDateTime", "failureReason"))
 

@@ -1,7 +1,9 @@
 """Wire models for the rest-json events API, with boto's camelCase member names.
 
-Limits come from botocore's personalize-events service model (2018-03-22). `to_event`
-is the one place where wire becomes domain (stream.contract.Event).
+Limits come from botocore's personalize-events service model (2018-03-22): each request
+model first checks its body against that model itself (serving.service_model, raising
+Refused), then against its own fields. `to_event` is the one place where wire becomes
+domain (stream.contract.Event).
 """
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ from datetime import datetime
 from typing import Annotated
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from serving import service_model
 from stream.contract import MAX_IMPRESSIONS, DatasetRecord, Event
 
 Str256 = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -61,6 +64,7 @@ class PutEventsRequest(Wire):
     userId: Str256 | None = None
     sessionId: Str256
     eventList: Annotated[list[WireEvent], Field(min_length=1, max_length=10)]
+    _botocore = model_validator(mode="before")(service_model.before("personalize-events", "PutEvents"))
 
 
 def _json_object(v: str) -> str:
@@ -91,11 +95,13 @@ Arn = Annotated[str, StringConstraints(max_length=256, pattern=r"arn:([a-z\d-]+)
 class PutItemsRequest(Wire):
     datasetArn: Arn
     items: Annotated[list[WireItem], Field(min_length=1, max_length=10)]
+    _botocore = model_validator(mode="before")(service_model.before("personalize-events", "PutItems"))
 
 
 class PutUsersRequest(Wire):
     datasetArn: Arn
     users: Annotated[list[WireUser], Field(min_length=1, max_length=10)]
+    _botocore = model_validator(mode="before")(service_model.before("personalize-events", "PutUsers"))
 
 
 def to_record(dataset_group: str, dataset_type: str, id_: str, fields: dict[str, object],

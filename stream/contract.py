@@ -3,7 +3,8 @@
 Imports only pydantic and the standard library, so `from stream.contract import Event`
 pulls in nothing heavy (no faust, torch or fastapi).
 
-Kafka topics (one set per dataset group, name = the dataset group's name):
+Kafka topics (one set per dataset group, <datasetGroupName> = dataset_group_name(its ARN):
+the name, prefixed with `<account>.` outside the default account):
 
     opz.<datasetGroupName>.events   key = partition_key(event) (userId, else sessionId),
                                     value = Event as JSON (schemas/event.v1.json)
@@ -32,6 +33,7 @@ RECORD_VERSION = 1
 SESSION_LAYOUT_VERSION = 1
 MANIFEST_VERSION = 1
 TOPIC_PREFIX = "opz."
+DEFAULT_ACCOUNT = "000000000000"  # a server without access keys serves everyone as this account
 MAX_IMPRESSIONS = 25  # PutEvents' impression list; also what a recommendationId stands for
 
 
@@ -63,11 +65,15 @@ def records_topic_pattern(dataset_groups: str = ".+") -> str:
 
 
 def dataset_group_name(arn: str) -> str:
-    """`arn:aws:personalize:<region>:<account>:dataset-group/<name>` -> `<name>`."""
-    m = re.fullmatch(r"arn:[a-z\d-]+:personalize:[^:]*:[^:]*:dataset-group/(.+)", arn)
+    """`arn:aws:personalize:<region>:<account>:dataset-group/<name>` -> the name its data goes
+    by (topics, session keys, archive, datasets, artifacts): `<name>` in the open server's
+    default account, `<account>.<name>` in any other, so that two accounts' dataset groups of
+    one name never meet (a name has no '.')."""
+    m = re.fullmatch(r"arn:[a-z\d-]+:personalize:[^:]*:([^:]*):dataset-group/(.+)", arn)
     if not m:
         raise InvalidEvent(f"not a dataset group ARN: {arn!r}")
-    return m.group(1)
+    account, name = m.groups()
+    return name if account in (DEFAULT_ACCOUNT, "") else f"{account}.{name}"
 
 
 class Event(BaseModel):

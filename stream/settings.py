@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,9 +62,36 @@ class Settings(BaseSettings):
     min_training_interactions: int = Field(1000, ge=1)
     # web pages allowed to call /events, /recommendations, /personalize-ranking (the JS SDK):
     # "*", or a comma-separated list of origins; empty: no CORS (same-origin pages only)
-    cors_origins: str = "*"
+    cors_origins: str = ""
+    # Host names the control plane answers to (comma-separated, any port; "*": any), besides
+    # the loopback names and OPZ_HOST: a web page that rebinds its own name to this server
+    # (DNS rebinding) sends its name, and is refused. The data plane is not checked.
+    allowed_hosts: str = ""
+    # request bodies above these are refused (413) before they are read: the control plane
+    # (POST /) and the events and runtime routes
+    max_control_body_bytes: int = Field(10 * 2**20, ge=1)
+    max_data_body_bytes: int = Field(2**20, ge=1)
+    # a request's head, then its body, must arrive within this long each (else 408 and the
+    # connection is closed); the head may be this large (request line and headers)
+    read_timeout_s: float = Field(30.0, gt=0)
+    max_header_bytes: int = Field(64 * 2**10, ge=1024)
+    # connections (or requests in progress) per API process beyond which uvicorn answers 503
+    max_connections: int = Field(1000, ge=1)
+    # requests a second per campaign (GetRecommendations, GetPersonalizedRanking: each its own)
+    # and per event tracker (PutEvents): Personalize's default quotas; 0 = no limit. Per API
+    # process: with --workers N the server allows N times as many.
+    campaign_requests_per_second: float = Field(500.0, ge=0)
+    tracker_requests_per_second: float = Field(1000.0, ge=0)
     # how long a recommendationId's items are kept for implicit impressions (Redis: ~300 B each)
     recommendation_ttl_s: float = Field(1800.0, gt=0)
+    # signed calls (SigV4) are required once an access key exists (`personalize keys create`,
+    # or this JSON file: a list of {"accessKeyId", "secretAccessKey", "account"}); "off" never
+    # checks, which `personalize serve` allows without keys only on a loopback address
+    auth: Literal["auto", "off"] = "auto"
+    keys_file: Path | None = None
+    # resource quotas per account over Personalize's defaults (serving/quotas.py), as JSON:
+    # {"*": {"campaign": 20}, "<account>": {"filter": 50}}
+    quotas: dict[str, dict[str, int]] = Field(default_factory=dict)
     # folders import jobs may read and export jobs may write (colon-separated); empty: only
     # <data dir>/files. A dataLocation or export path anywhere else is refused.
     file_roots: str = ""
@@ -101,5 +129,5 @@ class Settings(BaseSettings):
     def roots(self) -> tuple[Path, ...]:
         return roots_of(self.file_roots, self.data_dir)
 
-    def arn(self, kind: str, name: str) -> str:
-        return f"arn:aws:personalize:{self.region}:{self.account}:{kind}/{name}"
+    def arn(self, kind: str, name: str, account: str | None = None) -> str:
+        return f"arn:aws:personalize:{self.region}:{account or self.account}:{kind}/{name}"

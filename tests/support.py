@@ -82,10 +82,23 @@ class Server(Process):
                 time.sleep(0.1)
         raise TimeoutError(f"server not healthy in {timeout}s:\n{self.log.read_text()}")
 
-    def client(self, service: str):  # type: ignore[no-untyped-def]
+    def client(self, service: str, key: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+        """A boto3 client of ours; `key` (from `create_key`) signs as that key's account."""
         import boto3
         return boto3.client(service, endpoint_url=self.url, region_name="us-east-1",
-                            aws_access_key_id="test", aws_secret_access_key="test")
+                            aws_access_key_id=key["accessKeyId"] if key else "test",
+                            aws_secret_access_key=key["secretAccessKey"] if key else "test")
+
+    def keys(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`personalize keys ARGS` on this server's data dir, as its operator runs it."""
+        return subprocess.run([sys.executable, "-m", "serving.cli", "keys", *args, "--data-dir",
+                               str(self.data_dir)], capture_output=True, text=True, env=self.env, timeout=60)
+
+    def create_key(self, account: str) -> dict[str, str]:
+        import json
+        done = self.keys("create", "--account", account, "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
 
 
 class Worker(Process):
@@ -134,9 +147,10 @@ async def send_events(urls: str | Sequence[str], tracking_id: str, *, users: int
 
     Each user's calls go one after another, as its browser sends them, so every user's
     events reach the log in the order sent; with several URLs (API processes behind a load
-    balancer) a user's successive calls alternate between them. Retries a call on 503 or a
-    broken connection with the same body (same eventIds), as the SDKs do, so server-side
-    dedupe makes the retry safe. Returns the accepted ids.
+    balancer) a user's successive calls alternate between them. Retries a call on 503, a
+    ThrottlingException (over the tracker's rate) or a broken connection with the same body
+    (same eventIds), as the SDKs do, so server-side dedupe makes the retry safe. Returns the
+    accepted ids.
     """
     import asyncio
 
@@ -159,7 +173,8 @@ async def send_events(urls: str | Sequence[str], tracking_id: str, *, users: int
                 continue
             if r.status_code == 200:
                 return
-            assert r.status_code == 503, (r.status_code, r.text)
+            throttled = r.status_code == 400 and r.json().get("__type") == "ThrottlingException"
+            assert r.status_code == 503 or throttled, (r.status_code, r.text)
             await asyncio.sleep(0.2)
 
     async def client(http: httpx.AsyncClient) -> None:

@@ -28,21 +28,41 @@ class ApiError(Exception):
 
 
 class Control:
-    """The JSON 1.1 control plane, with nothing but the standard library."""
+    """The JSON 1.1 control plane, signed as the AWS CLI signs it: with the credentials and
+    region of the standard chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ...);
+    unsigned when there are none, for a server without access keys."""
 
     def __init__(self, endpoint: str) -> None:
+        import botocore.session
+
         self.endpoint = endpoint.rstrip("/") + "/"
+        session = botocore.session.get_session()
+        chain = session.get_component("credential_provider")
+        for remote in ("iam-role", "container-role"):  # our keys are never an instance's IAM role
+            chain.remove(remote)
+        self.credentials = session.get_credentials()
+        self.region = session.get_config_variable("region") or "us-east-1"
 
     def __call__(self, operation: str, **body: Any) -> dict[str, Any]:
-        req = urllib.request.Request(self.endpoint, data=json.dumps(body).encode(), method="POST", headers={
-            "Content-Type": "application/x-amz-json-1.1",
-            "X-Amz-Target": f"AmazonPersonalize.{operation}"})
+        data = json.dumps(body).encode()
+        req = urllib.request.Request(self.endpoint, data=data, method="POST", headers=self.signed(data, {
+            "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"AmazonPersonalize.{operation}"}))
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 return json.loads(resp.read() or b"{}")
         except urllib.error.HTTPError as exc:
             err = json.loads(exc.read() or b"{}")
             raise ApiError(err.get("__type", f"HTTP {exc.code}"), err.get("message", "")) from None
+
+    def signed(self, data: bytes, headers: dict[str, str]) -> dict[str, str]:
+        if self.credentials is None:
+            return headers
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        request = AWSRequest("POST", self.endpoint, data=data, headers=headers)
+        SigV4Auth(self.credentials.get_frozen_credentials(), "personalize", self.region).add_auth(request)
+        return dict(request.headers.items())
 
     def exists(self, operation: str, **body: Any) -> bool:
         try:

@@ -32,7 +32,7 @@ def tracking_id(embedded_server: Server) -> str:
     (b'{"trackingId": "TID", "sessionId": "s", "eventList": []}', 400, "InvalidInputException",
      "eventList"),
     (b'{"trackingId": "TID", "sessionId": "s", "eventList": [{"eventType": 5, "sentAt": 1}]}',
-     400, "InvalidInputException", "eventType"),
+     400, "SerializationException", "eventList[0].eventType"),  # the wrong JSON type, as AWS answers it
     (b'{"trackingId": "nope", "sessionId": "s", "eventList": [{"eventType": "c", "sentAt": 1}]}',
      404, "ResourceNotFoundException", "nope"),
     (b'{"trackingId": "TID", "sessionId": "s", "eventList": ['

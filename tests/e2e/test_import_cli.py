@@ -50,3 +50,27 @@ def test_import_reports_a_failed_job_and_a_missing_server(embedded_server: Serve
     nobody = personalize("import", "shop", "--endpoint", "http://127.0.0.1:9", "--interactions", str(good))
     assert nobody.returncode == 1 and "no server at http://127.0.0.1:9" in nobody.stderr
     assert personalize("import", "shop").returncode == 2
+
+
+def test_import_signs_with_the_users_aws_credentials(tmp_path: Path) -> None:
+    """Against a server with keys, `personalize import` signs as the AWS CLI does, with the
+    credentials of the environment; without any, the server's refusal is what it prints."""
+    server = Server(tmp_path / "data")
+    key = server.create_key("123456789012")
+    server.start()
+    try:
+        good = tmp_path / "good.csv"
+        good.write_text("USER_ID,ITEM_ID,TIMESTAMP\nu1,i1,1700000000\n")
+        env = {k: v for k, v in server.env.items() if not k.startswith("AWS_")}
+        args = [sys.executable, "-m", "serving.cli", "import", "shop", "--endpoint", server.url,
+                "--interactions", str(good)]
+        nothing = {"AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+                   "AWS_EC2_METADATA_DISABLED": "true"}  # no credentials anywhere, and no network look-up
+        anonymous = subprocess.run(args, capture_output=True, text=True, timeout=120, env={**env, **nothing})
+        assert anonymous.returncode == 1 and "MissingAuthenticationTokenException" in anonymous.stderr
+        signed = subprocess.run(args, capture_output=True, text=True, timeout=120, env={
+            **env, "AWS_ACCESS_KEY_ID": key["accessKeyId"], "AWS_SECRET_ACCESS_KEY": key["secretAccessKey"]})
+        assert signed.returncode == 0, signed.stderr
+        assert ":123456789012:dataset-group/shop" in signed.stderr
+    finally:
+        server.stop()

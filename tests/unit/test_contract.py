@@ -37,6 +37,9 @@ def test_topic_and_key_keep_one_users_events_in_one_partition() -> None:
 
 def test_dataset_group_name_from_arn() -> None:
     assert dataset_group_name("arn:aws:personalize:us-east-1:000000000000:dataset-group/shop") == "shop"
+    # another account's group of the same name is kept apart in every topic, key and folder
+    assert dataset_group_name("arn:aws:personalize:us-east-1:111111111111:dataset-group/shop") == \
+        "111111111111.shop"
     with pytest.raises(InvalidEvent):
         dataset_group_name("arn:aws:personalize:us-east-1:0:campaign/shop")
 

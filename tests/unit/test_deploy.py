@@ -29,9 +29,10 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from kustomize_lite import build, load_docs
+from kustomize_lite import build, load_docs, pod_templates
 
 from serving.cli import build_parser
+from serving.hosts import allowed_hosts
 from stream.contract import events_topic
 from stream.settings import Settings
 
@@ -305,6 +306,27 @@ def test_compose_kafka_is_the_tested_version_in_kraft_mode(compose: dict[str, An
     assert len(raw) == 16 and base64.urlsafe_b64encode(raw).decode().rstrip("=") == cluster_id
 
 
+def published(service: Doc) -> list[str]:
+    """The host address of each port a service publishes (the short syntax)."""
+    return [p.rsplit(":", 2)[0] if p.count(":") == 2 else "" for p in service.get("ports", [])]
+
+
+def test_compose_publishes_on_loopback_unless_told_otherwise(compose: dict[str, Any],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the host's loopback reaches the ports (`""` would be every interface); OPZ_BIND
+    moves the API's, and the control plane answers the `api` service name too."""
+    for name, service in compose["services"].items():
+        assert all(host == "127.0.0.1" for host in published(service)), (name, service.get("ports"))
+    raw = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert raw["services"]["api"]["ports"] == ["${OPZ_BIND:-127.0.0.1}:8080:8080"]
+    everywhere = interpolate(raw, {"OPZ_BIND": "0.0.0.0"})
+    assert published(everywhere["services"]["api"]) == ["0.0.0.0"]
+    assert compose_problems(everywhere) == []
+    api = settings_from(opz_services(compose)["api"]["environment"], monkeypatch)
+    assert allowed_hosts(api.allowed_hosts, api.host) >= {"api", "localhost", "127.0.0.1"}
+    assert api.cors_origins == ""
+
+
 # ---------------------------------------------------------------------------- Kubernetes
 
 def k8s_validate(doc: Doc) -> None:
@@ -320,7 +342,8 @@ def rendered() -> Rendered:
 
 def base_resource_files() -> list[Path]:
     listed = yaml.safe_load((K8S / "base/kustomization.yaml").read_text())["resources"]
-    return [K8S / "base" / f for f in listed] + [K8S / "base/secret.example.yaml"]
+    return [K8S / "base" / f for f in listed] + [K8S / "base/secret.example.yaml",
+                                                 K8S / "base/keys-secret.example.yaml"]
 
 
 @pytest.mark.parametrize("path", base_resource_files(), ids=lambda p: p.name)
@@ -336,7 +359,7 @@ def test_k8s_rendering_validates(overlay: str, rendered: Rendered) -> None:
     docs = rendered[overlay]
     kinds = {kind for kind, _ in docs}
     assert {"Deployment", "Service", "ConfigMap", "PersistentVolumeClaim", "HorizontalPodAutoscaler",
-            "PodDisruptionBudget", "Namespace"} <= kinds
+            "PodDisruptionBudget", "Namespace", "NetworkPolicy", "Ingress"} <= kinds
     for doc in docs.values():
         k8s_validate(doc)
         if doc["kind"] != "Namespace":
@@ -518,6 +541,113 @@ def test_prometheus_finds_every_metrics_endpoint(compose: dict[str, Any], render
                             (docs[("Service", "opz-api")]["metadata"]["annotations"], "OPZ_PORT")):
             assert notes == {"prometheus.io/scrape": "true", "prometheus.io/port": cfg[port],
                              "prometheus.io/path": "/metrics"}
+
+
+def pods(docs: dict[tuple[str, str], Doc]) -> dict[str, Doc]:
+    """Each workload's pod template, by name."""
+    return {name: t for (kind, name), d in docs.items() for t in pod_templates(d)}
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/small"])
+def test_every_pod_runs_under_the_runtime_default_seccomp_profile(overlay: str, rendered: Rendered) -> None:
+    templates = pods(rendered[overlay])
+    assert set(templates) == {"opz-api", "opz-stream-worker", "opz-trainer"}
+    for name, template in templates.items():
+        assert template["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        for container in template["spec"]["containers"]:
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False, name
+
+
+def selects(selector: Doc, labels: dict[str, str]) -> bool:
+    assert set(selector) <= {"matchLabels"}, "matchLabels only, so this check is exact"
+    return selector.get("matchLabels", {}).items() <= labels.items()
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/small"])
+def test_network_policies_let_only_the_ingress_reach_the_api(overlay: str, rendered: Rendered) -> None:
+    docs = rendered[overlay]
+    policies = {name: d for (kind, name), d in docs.items() if kind == "NetworkPolicy"}
+    deny = policies["opz-default-deny-ingress"]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}, "no pod takes what is not allowed"
+    labels = {name: t["metadata"]["labels"] for name, t in pods(docs).items()}
+    reachable: dict[str, list[tuple[Doc, int]]] = {name: [] for name in labels}
+    for policy in policies.values():
+        for name, pod_labels in labels.items():
+            if selects(policy["spec"]["podSelector"], pod_labels):
+                reachable[name] += [(peer, port["port"]) for rule in policy["spec"].get("ingress", [])
+                                    for peer in rule["from"] for port in rule["ports"]]
+    port = int(config(docs)["OPZ_PORT"])
+    (api,) = containers(docs[("Deployment", "opz-api")])
+    assert [p["containerPort"] for p in api["ports"]] == [port]
+    assert reachable["opz-api"] == [
+        ({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}, port)]
+    metrics = int(config(docs)["OPZ_METRICS_PORT"])
+    assert [p for _, p in reachable["opz-stream-worker"]] == [metrics], "the workers: /metrics only"
+    assert reachable["opz-trainer"] == [], "the trainer: nothing"
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/small"])
+def test_the_example_ingress_exposes_only_events_and_the_runtime(overlay: str, rendered: Rendered) -> None:
+    docs = rendered[overlay]
+    ingress = docs[("Ingress", "opz-api")]
+    paths = [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert {p["path"] for p in paths} == {"/events", "/recommendations", "/personalize-ranking"}
+    assert all(p["pathType"] == "Exact" for p in paths), "a Prefix would let /events/.. or / through"
+    service = docs[("Service", "opz-api")]
+    for p in paths:
+        backend = p["backend"]["service"]
+        assert backend["name"] == "opz-api"
+        assert backend["port"]["name"] in {sp["name"] for sp in service["spec"]["ports"]}
+    assert ingress["spec"]["tls"], "served over TLS"
+    cap = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+    assert quantity(cap.replace("m", "Mi")) == Settings.model_fields["max_data_body_bytes"].default
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/small"])
+def test_the_keys_secret_is_mounted_read_only_where_calls_are_checked(overlay: str, rendered: Rendered,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = rendered[overlay]
+    for name, template in pods(docs).items():
+        spec = template["spec"]
+        secrets = {v["name"]: v["secret"] for v in spec["volumes"] if "secret" in v}
+        mounts = {m["mountPath"]: m for c in spec["containers"] for m in c["volumeMounts"]}
+        if name == "opz-stream-worker":
+            assert "/etc/openpersonalize/keys" not in mounts
+            continue
+        mount = mounts["/etc/openpersonalize/keys"]
+        assert mount["readOnly"] is True
+        secret = secrets[mount["name"]]
+        assert (secret["secretName"], secret["optional"]) == ("openpersonalize-keys", True), name
+        assert secret["defaultMode"] & 0o007 == 0, "not readable by others"
+    (example,) = load_docs(K8S / "base/keys-secret.example.yaml")
+    assert example["metadata"]["name"] == "openpersonalize-keys"
+    assert "keys-secret.example.yaml" not in (K8S / "base/kustomization.yaml").read_text().split(
+        "resources:")[1].split("#")[0], "an example: not applied with placeholder keys"
+    settings = settings_from(config(docs), monkeypatch)
+    names = allowed_hosts(settings.allowed_hosts, settings.host)
+    assert {"opz-api", "opz-api.openpersonalize.svc.cluster.local", "localhost"} <= names
+
+
+def test_kafka_and_redis_admit_only_openpersonalizes_pods(rendered: Rendered) -> None:
+    """k8s/datastores: policies in Kafka's and Redis' namespaces, admitting our pods (and their
+    own namespace's) on their ports."""
+    docs = load_docs(K8S / "datastores/network-policies.yaml")
+    base = rendered["base"]
+    ours = {name: t["metadata"]["labels"] for name, t in pods(base).items()}
+    namespace = base[("Namespace", "openpersonalize")]["metadata"]["name"]
+    for doc in docs:
+        k8s_validate(doc)
+        service = {"opz-kafka": "kafka", "opz-redis": "redis"}[doc["metadata"]["name"]]
+        target = base[("Service", service)]["spec"]
+        assert target["externalName"].split(".")[1] == doc["metadata"]["namespace"], "where it points"
+        (listener,) = target["ports"]
+        rules = doc["spec"]["ingress"]
+        peers = rules[0]["from"]
+        assert [p["port"] for p in rules[0]["ports"]] == [listener["port"]]
+        assert peers[0]["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+        assert all(selects(peers[0]["podSelector"], labels) for labels in ours.values())
+        assert rules[1] == {"from": [{"podSelector": {}}]}, "their own namespace's pods"
+        assert doc["spec"]["policyTypes"] == ["Ingress"]
 
 
 # ---------------------------------------------------------------------------- the renderer

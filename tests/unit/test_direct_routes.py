@@ -53,7 +53,8 @@ def apps() -> tuple[TestClient, TestClient]:
     return TestClient(plain, raise_server_exceptions=False), TestClient(fast, raise_server_exceptions=False)
 
 
-VALID = b'{"campaignArn": "arn:c", "userId": "u1", "numResults": 5}'
+ARN = b"arn:aws:personalize:us-east-1:000000000000:campaign/c"
+VALID = b'{"campaignArn": "' + ARN + b'", "userId": "u1", "numResults": 5}'
 
 
 @pytest.mark.parametrize(("body", "content_type", "direct"), [
@@ -61,9 +62,10 @@ VALID = b'{"campaignArn": "arn:c", "userId": "u1", "numResults": 5}'
     (VALID, "application/json; charset=utf-8", True),
     (VALID, "Application/JSON", True),
     (b'{"userId": "u1"}', "application/json", True),  # the endpoint's own InvalidInputException
-    (b'{"campaignArn": "arn:c", "userId": "bug"}', "application/json", True),  # 500 InternalFailure
-    (b'{"campaignArn": "arn:c", "numResults": "many"}', "application/json", False),
-    (b'{"campaignArn": "arn:c", "unknown": 1}', "application/json", False),
+    (b'{"campaignArn": "' + ARN + b'", "userId": "bug"}', "application/json", True),  # 500 InternalFailure
+    (b'{"campaignArn": "' + ARN + b'", "numResults": "many"}', "application/json", False),  # botocore's
+    (b'{"campaignArn": "arn:c"}', "application/json", False),  # botocore's model: not an ARN
+    (b'{"campaignArn": "' + ARN + b'", "unknown": 1}', "application/json", False),
     (b'{"campaignArn": "' + b"a" * 300 + b'"}', "application/json", False),
     (b"{not json", "application/json", False),
     (b"[1, 2]", "application/json", False),
@@ -123,3 +125,15 @@ async def test_a_body_in_chunks_is_read_whole_and_a_disconnect_is_handed_on() ->
     again = replay(body, pending, messages())
     assert await again() == {"type": "http.request", "body": b"{", "more_body": True}
     assert await again() == gone
+
+
+@pytest.mark.parametrize(("body", "type_name", "member"), [
+    (b'{"campaignArn": "' + ARN + b'", "numResults": "5"}', "SerializationException", "numResults"),
+    (b'{"campaignArn": "' + ARN + b'", "filterValues": {'
+     + b", ".join(b'"k%d": "v"' % i for i in range(26)) + b"}}", "InvalidInputException", "filterValues"),
+])
+def test_what_botocore_forbids_is_answered_by_type(body: bytes, type_name: str, member: str) -> None:
+    _, fast = apps()
+    got = fast.post("/recommendations", content=body, headers={"content-type": "application/json"})
+    assert (got.status_code, got.json()["__type"]) == (400, type_name)
+    assert got.json()["message"].startswith(f"{member}: ")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving.filters import Catalog, FilterError, FilterValueError, allowed, parse
+from serving.filters import MAX_DEPTH, Catalog, FilterError, FilterValueError, allowed, parse
 
 #                    0                1         2        3         4      5          6
 GENRES = ["Action|Comedy", "Comedy", "Drama", "Action", None, "comedy", "Drama|Horror"]
@@ -104,6 +104,18 @@ def test_trailing_and_points_past_the_end() -> None:
 def test_documented_restrictions(expression: str, mark: str, message: str) -> None:
     e = error(expression)
     assert e.column == expression.index(mark) + 1 and str(e).startswith(message)
+
+
+def test_parentheses_nest_at_most_max_depth_deep() -> None:
+    def nested(depth: int) -> str:
+        return "INCLUDE ItemID WHERE " + "(" * depth + 'Items.STUDIO IN ("A")' + ")" * depth
+
+    assert where("(" * MAX_DEPTH + 'Items.STUDIO IN ("A")' + ")" * MAX_DEPTH) == [0, 2]
+    assert len(nested(400)) < 2500   # within CreateFilter's limit: once a RecursionError (a 500)
+    e = error(nested(400))
+    assert e.column == nested(400).index("(") + MAX_DEPTH + 1   # at the first '(' too many
+    assert str(e).startswith(f"parentheses nest at most {MAX_DEPTH} deep at column {e.column}")
+    assert "nest at most" in str(error(nested(MAX_DEPTH + 1)))
 
 
 def test_at_most_five_distinct_fields_across_chained_expressions() -> None:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
+from serving.service_model import Refused
 from serving.wire import PutEventsRequest, to_event
 
 
@@ -40,19 +41,27 @@ def test_client_event_id_is_kept_for_dedupe() -> None:
     ({"userId": "x" * 257}, "userId"),
 ])
 def test_request_limits_follow_botocore(bad: dict[str, object], field: str) -> None:
-    with pytest.raises(ValidationError) as exc:
+    with pytest.raises(Refused) as exc:  # the model checks botocore's service model first
         PutEventsRequest.model_validate(req() | bad)
-    assert exc.value.errors()[0]["loc"][0] == field
+    assert exc.value.path[0] == field and not exc.value.wrong_type
+
+
+@pytest.mark.parametrize("event, needle", [
+    ({"properties": '{"k": "' + "x" * 1100 + '"}'}, "eventList[0].properties: must be at most 1024"),
+    ({"impression": [f"i{i}" for i in range(26)]}, "eventList[0].impression: must have at most 25"),
+    ({"recommendationId": "r" * 41}, "eventList[0].recommendationId: must be at most 40"),
+    ({"eventType": None}, "eventList[0].eventType: is required"),
+])
+def test_botocores_limits_on_event_fields(event: dict[str, object], needle: str) -> None:
+    with pytest.raises(Refused) as exc:
+        PutEventsRequest.model_validate(req(**event))
+    assert exc.value.message.startswith(needle)
 
 
 @pytest.mark.parametrize("event, needle", [
     ({"properties": "{not json"}, "JSON object"),
     ({"properties": "[1]"}, "JSON object"),
     ({"properties": '{"userId": "x"}'}, "reserved"),
-    ({"properties": '{"k": "' + "x" * 1100 + '"}'}, "1024"),
-    ({"impression": [f"i{i}" for i in range(26)]}, "25"),
-    ({"recommendationId": "r" * 41}, "40"),
-    ({"eventType": None}, "string"),
     ({"unknownField": 1}, "not permitted"),
 ])
 def test_event_fields_are_validated(event: dict[str, object], needle: str) -> None:

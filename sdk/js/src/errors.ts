@@ -12,8 +12,10 @@ export class PersonalizeError extends Error {
     this.retryAfterMs = retryAfterMs;
   }
 
-  /** Network errors, 429 (throttled) and 5xx are worth retrying; any other 4xx is not. */
+  /** Network errors, throttling (429, or ThrottlingException: AWS sends it with 400) and 5xx are
+   * worth retrying; any other 4xx is not. */
   get retryable(): boolean {
-    return this.status === 0 || this.status === 429 || this.status >= 500;
+    return this.status === 0 || this.status === 429 || this.status >= 500
+      || this.name === 'ThrottlingException';
   }
 }

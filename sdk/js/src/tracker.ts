@@ -30,7 +30,7 @@ export interface TrackerOptions {
   storage?: StorageAdapter | null;
   /** Storage key prefix (default `opz:<trackingId>`). */
   storageKey?: string;
-  /** Tries per batch on network errors, 429 and 5xx before it is dropped (default 10). */
+  /** Tries per batch on network errors, throttling and 5xx before it is dropped (default 10). */
   maxAttempts?: number;
   /** Exponential backoff between tries (default 1 s doubling to 60 s, with jitter). */
   backoff?: Partial<BackoffOptions>;
@@ -69,7 +69,7 @@ interface Doc {
 /**
  * Records interactions and sends them with PutEvents: batched (up to 10 per call), every
  * `flushIntervalMs` or as soon as a batch is full, retried with backoff on network errors,
- * 429 and 5xx (Retry-After honoured), never on another 4xx. Each event gets an `eventId`, so
+ * throttling (429, ThrottlingException) and 5xx (Retry-After honoured), never on another 4xx. Each event gets an `eventId`, so
  * a retry the server already stored is recognised as a duplicate.
  */
 export class Tracker {

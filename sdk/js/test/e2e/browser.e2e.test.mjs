@@ -35,7 +35,10 @@ function staticSite() {
 
 before(async () => {
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium (scripts/test.sh does)`);
-  [server, site] = await Promise.all([startServer({ env: { OPZ_MIN_TRAINING_INTERACTIONS: '100' } }), staticSite()]);
+  site = await staticSite();
+  // the page's origin: the one origin the API answers CORS for (OPZ_CORS_ORIGINS; none by default)
+  const origin = `http://127.0.0.1:${site.address().port}`;
+  server = await startServer({ env: { OPZ_MIN_TRAINING_INTERACTIONS: '100', OPZ_CORS_ORIGINS: origin } });
   shop = await popularityCampaign(server, 'shop');
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu'] });
 });

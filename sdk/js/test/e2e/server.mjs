@@ -44,7 +44,7 @@ export async function startServer({ env = {}, timeoutMs = 30_000 } = {}) {
   const dataDir = join(dir, 'data');
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const childEnv = serverEnv(env);
+  const childEnv = serverEnv({ OPZ_FILE_ROOTS: dir, ...env }); // jobs may read the CSVs written to dir
   let log = '';
   const child = spawn(python(), ['-m', 'serving.cli', 'serve', '--data-dir', dataDir, '--port', String(port)],
     { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -73,6 +73,20 @@ describe('retries', () => {
     assert.deepEqual(fetch.ids().slice(2).map((b) => b.length), [10, 1]);
   });
 
+  it('retries a ThrottlingException (HTTP 400, as AWS sends it) after its Retry-After', async () => {
+    const fetch = scriptedFetch({
+      status: 400, headers: { 'x-amzn-ErrorType': 'ThrottlingException', 'Retry-After': '1' },
+      body: { __type: 'ThrottlingException', message: 'Rate exceeded' },
+    }, 200);
+    const t = new Tracker(opts(fetch));
+    t.record({ eventType: 'click' });
+    await t.flush();
+    assert.equal(await advance(999, fetch), 1);
+    assert.equal(await advance(1, fetch), 2);
+    assert.deepEqual(fetch.ids()[1], fetch.ids()[0]);
+    assert.deepEqual(t.stats(), { queued: 0, sent: 1, dropped: 0, failed: 0 });
+  });
+
   it('retries network errors until maxAttempts, then drops the batch and reports it', async () => {
     const fetch = scriptedFetch();
     fetch.always('network');

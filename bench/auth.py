@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""bench/auth: what checking SigV4 signatures costs a request.
+
+    .venv/bin/python bench/auth.py [--duration 10] [--connections 16]
+
+Two measurements, in one run:
+- In process: `serving.sigv4.verify` on a GetRecommendations request that botocore signed,
+  timed over many calls (microseconds per request; the signing key is cached per day).
+- End to end: a real embedded `personalize serve` on ml-100k's ratings (import job,
+  Popularity-Count, a campaign), driven closed-loop by bench/loadgen.py from its own process
+  with GetRecommendations and PutEvents: first unsigned while the server has no keys (the
+  baseline: what every earlier bench measured), then, same server and data, signed with a key
+  made by `personalize keys create` (the requests are signed before the clock starts).
+Prints a table with the run's load average and writes bench/results/auth.json.
+Goal (issue): signed calls cost <= 10% of the unsigned figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import timeit
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
+from ingest import UNTHROTTLED, aligned, write_report  # noqa: E402
+from serve import ROLE, drive  # noqa: E402
+from support import DATASETS, Server  # noqa: E402
+
+from serving.sigv4 import Key, Request, verify  # noqa: E402
+
+GOAL_LOSS = 0.10
+RECIPE = "arn:aws:personalize:::recipe/aws-popularity-count"
+INTERACTIONS = json.dumps({"type": "record", "name": "Interactions", "fields": [
+    {"name": "USER_ID", "type": "string"}, {"name": "ITEM_ID", "type": "string"},
+    {"name": "TIMESTAMP", "type": "long"}, {"name": "EVENT_TYPE", "type": "string"},
+    {"name": "EVENT_VALUE", "type": ["null", "float"]}]})
+
+
+def verify_cost(n: int = 20_000) -> float:
+    """Microseconds per `verify` of a botocore-signed GetRecommendations."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    key = Key("AKOPBENCH00000000000", "bench-secret", "000000000000")
+    body = b'{"campaignArn": "arn:aws:personalize:us-east-1:000000000000:campaign/c", "userId": "259"}'
+    signed = AWSRequest("POST", "http://127.0.0.1:8080/recommendations", data=body,
+                        headers={"Content-Type": "application/json"})
+    SigV4Auth(Credentials(key.access_key_id, key.secret), "personalize", "us-east-1").add_auth(signed)
+    headers = [(k.lower(), v) for k, v in signed.headers.items()] + [("host", "127.0.0.1:8080")]
+    req = Request("POST", "/recommendations", "", headers, body)
+    now, keys = time.time(), {key.access_key_id: key}
+    verify(req, keys.get, now)
+    return min(timeit.repeat(lambda: verify(req, keys.get, now), number=n, repeat=3)) / n * 1e6
+
+
+def deploy(server: Server, csv: Path) -> tuple[str, str]:
+    """A Popularity-Count campaign and an event tracker on ml-100k's ratings."""
+    control = server.client("personalize")
+    group = control.create_dataset_group(name="bench")["datasetGroupArn"]
+    schema = control.create_schema(name="bench", schema=INTERACTIONS)["schemaArn"]
+    dataset = control.create_dataset(name="bench", schemaArn=schema, datasetGroupArn=group,
+                                     datasetType="INTERACTIONS")["datasetArn"]
+    job = control.create_dataset_import_job(jobName="bench", datasetArn=dataset, roleArn=ROLE,
+                                            dataSource={"dataLocation": str(csv)})["datasetImportJobArn"]
+    wait(lambda: control.describe_dataset_import_job(datasetImportJobArn=job)["datasetImportJob"])
+    solution = control.create_solution(name="bench", datasetGroupArn=group, recipeArn=RECIPE)["solutionArn"]
+    version = control.create_solution_version(solutionArn=solution)["solutionVersionArn"]
+    wait(lambda: control.describe_solution_version(solutionVersionArn=version)["solutionVersion"])
+    campaign = control.create_campaign(name="bench", solutionVersionArn=version)["campaignArn"]
+    tracker = control.create_event_tracker(name="bench", datasetGroupArn=group)["trackingId"]
+    return campaign, tracker
+
+
+def wait(describe: Any) -> None:
+    while (body := describe())["status"] not in ("ACTIVE", "CREATE FAILED"):
+        time.sleep(0.2)
+    assert body["status"] == "ACTIVE", body
+
+
+def rows(server: Server, campaign: str, tracker: str, args: argparse.Namespace,
+         sign: dict[str, str] | None) -> dict[str, dict[str, Any]]:
+    recs = [{"campaignArn": campaign, "userId": str(u), "numResults": 25} for u in range(1, 944)]
+    # other users than those asked for: the signed row must find the same sessions as the unsigned
+    events = [{"trackingId": tracker, "userId": f"visitor{u}", "sessionId": f"s{u}", "eventList": [
+        {"eventId": f"e{u}", "eventType": "click", "itemId": str(u % 1682 + 1), "sentAt": 1_700_000_000}]}
+        for u in range(1, 944)]
+    out = {}
+    for name, path, bodies in (("GetRecommendations", "/recommendations", recs),
+                               ("PutEvents", "/events", events)):
+        load = os.getloadavg()[0]
+        r = drive(server.url, bodies, duration=args.duration, mode="closed", connections=args.connections,
+                  path=path, sign=sign)
+        assert not r["errors"], r["errors"]
+        out[name] = {**r, "loadavg_1m": round(load, 2)}
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--connections", type=int, default=16)
+    args = ap.parse_args()
+    report: dict[str, Any] = {"verify_us": round(verify_cost(), 1)}
+    tmp = Path(tempfile.mkdtemp(prefix="opz-bench-auth-"))
+    server = Server(tmp / "data", env=UNTHROTTLED).start()  # max throughput: no request quota
+    try:
+        campaign, tracker = deploy(server, DATASETS / "ml-100k" / "interactions.csv")
+        report["unsigned"] = rows(server, campaign, tracker, args, None)
+        key = server.create_key("000000000000")
+        time.sleep(5.5)  # the server looks keys up at most 5 s old
+        report["signed"] = rows(server, campaign, tracker, args, key)
+    finally:
+        server.stop()
+    table = [["operation", "unsigned req/s", "signed req/s", "change", "p99 unsigned ms", "p99 signed ms",
+              "loadavg"]]
+    for op in ("GetRecommendations", "PutEvents"):
+        u, s = report["unsigned"][op], report["signed"][op]
+        change = s["achieved_rps"] / u["achieved_rps"] - 1
+        table.append([op, f"{u['achieved_rps']:,.0f}", f"{s['achieved_rps']:,.0f}", f"{change:+.1%}",
+                      f"{u['p99']:.1f}", f"{s['p99']:.1f}", f"{u['loadavg_1m']} / {s['loadavg_1m']}"])
+        report[f"{op}_loss"] = 1 - s["achieved_rps"] / u["achieved_rps"]
+    print(f"verify(): {report['verify_us']} us per request (in process)")
+    print(aligned(table))
+    write_report(report, ROOT / "bench" / "results" / "auth.json", tmp)
+    worst = max(report["GetRecommendations_loss"], report["PutEvents_loss"])
+    print(f"goal: signed within {GOAL_LOSS:.0%} of unsigned: {'met' if worst <= GOAL_LOSS else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Signed calls: every route of the three APIs checks its SigV4 signature once a key exists.
+
+The middleware reads the body (already capped by the limits outside it), verifies the
+signature (serving/sigv4.py) against the access keys, and makes the key's account the
+caller for the rest of the request (serving/accounts.py). Without keys the server is open,
+every caller being its one account: `personalize serve` allows that only on loopback.
+CORS preflights and the operational routes (/health, /metrics, the docs) are not signed.
+"""
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable
+
+import orjson
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from serving import accounts
+from serving.access_keys import AccessKeys
+from serving.direct_routes import read_body, replay
+from serving.public_trackers import PublicAccess
+from serving.sigv4 import AuthError, Request, verify
+
+SIGNED_PATHS = frozenset({"/", "/events", "/items", "/users", "/recommendations", "/personalize-ranking"})
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def refusal(exc: AuthError) -> Response:
+    return Response(orjson.dumps({"__type": exc.type_name, "message": exc.message}), status_code=403,
+                    media_type="application/x-amz-json-1.1", headers={"x-amzn-ErrorType": exc.type_name})
+
+
+class SignedCalls:
+    """ASGI middleware. `open_account`: whom a request is served as while no key exists (or
+    always, when not `enabled`: `OPZ_AUTH=off`). `public_tracker`: what an unsigned PutEvents
+    with that trackingId may do (serving/public_trackers.py)."""
+
+    def __init__(self, app: ASGIApp, keys: AccessKeys, open_account: str,
+                 public_tracker: Callable[[str], PublicAccess | None], enabled: bool = True,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.app, self.keys, self.open_account = app, keys, open_account
+        self.public_tracker, self.enabled, self.clock = public_tracker, enabled, clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] != "http" or scope["path"] not in SIGNED_PATHS or scope["method"] == "OPTIONS"
+                or not self.enabled or not self.keys.required()):
+            token = accounts.serve_as(self.open_account)
+        else:
+            body, pending = await read_body(receive)
+            try:
+                account = self.caller(scope, body)
+            except AuthError as exc:
+                await refusal(exc)(scope, receive, send)
+                return
+            token = accounts.serve_as(account)
+            receive = replay(body, pending, receive)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            accounts.done(token)
+
+
+    def caller(self, scope: Scope, body: bytes) -> str:
+        """The account a request acts for: its key's, or a public tracker's for an unsigned
+        PutEvents on that tracker."""
+        request = received(scope, body)
+        if scope["path"] == "/events" and not any(k == "authorization" for k, _ in request.headers):
+            public = self.public_tracker(tracking_id(body))
+            if public is not None:
+                origin = next((v for k, v in request.headers if k == "origin"), None)
+                if not public.allows(origin):
+                    raise AuthError("AccessDeniedException",
+                                    "this event tracker does not take events from that origin")
+                return public.account
+        return verify(request, self.keys.get, self.clock()).account
+
+
+def tracking_id(body: bytes) -> str:
+    """The trackingId a PutEvents body names ('' when it names none)."""
+    try:
+        value = orjson.loads(body).get("trackingId")
+    except (orjson.JSONDecodeError, AttributeError):
+        return ""
+    return value if isinstance(value, str) else ""
+
+
+def received(scope: Scope, body: bytes) -> Request:
+    """What the signature covers, from the ASGI scope: the path as sent (percent-encoded)."""
+    raw = scope.get("raw_path") or scope["path"].encode()
+    return Request(method=scope["method"], raw_path=raw.decode("latin-1").split("?", 1)[0],
+                   query=scope.get("query_string", b"").decode("latin-1"),
+                   headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
+                   body=body)
