@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""Real Apache Kafka (KRaft, from Maven Central jars) and Debian's redis-server on loopback.
+"""Real Apache Kafka (KRaft, from Maven Central jars), Debian's redis-server and an
+S3-compatible object store (Versity's S3 gateway, built from the Go module proxy) on loopback.
 
 No Docker engine runs on our machines, so the project starts the real services itself:
 
-    scripts/services.py start [--nodes 3] [--kafka-port 9092] [--redis-port 6379]
-    scripts/services.py env      # prints OPZ_TEST_KAFKA_BOOTSTRAP=... / OPZ_TEST_REDIS_URL=...
+    scripts/services.py start [--nodes 3] [--kafka-port 9092] [--redis-port 6379] [--s3-port 7070]
+    scripts/services.py env      # prints OPZ_TEST_KAFKA_BOOTSTRAP=..., OPZ_TEST_REDIS_URL=..., OPZ_TEST_S3_*
     scripts/services.py stop
 
-`start` returns once the broker answers metadata requests and Redis answers PING; the
+`start` returns once the broker answers metadata requests, Redis answers PING and the
+object store answers ListBuckets; the
 processes outlive this command (own session) and are stopped by PID, never by name.
 State (ports, PIDs, log dirs) lives under `.cache/services/` (git-ignored). Tests import
 `KafkaCluster` and `RedisServer` from here for fault tests that need their own instances.
@@ -295,6 +297,67 @@ class RedisServer:
                 self.proc.wait()
 
 
+class S3Server:
+    """Versity's S3 gateway over a folder: the real S3 API (SigV4, multipart, listings) on loopback.
+
+    One root key pair, made here, is the only identity; tests read it from `env`."""
+
+    def __init__(self, *, base_dir: Path, port: int | None = None) -> None:
+        self.base = Path(base_dir)
+        self.port = port or free_port()
+        self.access_key = "opz" + uuid.uuid4().hex[:16]
+        self.secret_key = base64.urlsafe_b64encode(os.urandom(30)).decode()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.base / "s3.log"
+
+    def start(self, timeout: float = 60.0) -> None:
+        exe = subprocess.run(["bash", str(ROOT / "scripts" / "s3_server.sh")], check=True,
+                             stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1]
+        (self.base / "data").mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "ROOT_ACCESS_KEY_ID": self.access_key, "ROOT_SECRET_ACCESS_KEY": self.secret_key}
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [exe, "--port", f"127.0.0.1:{self.port}", "--region", "us-east-1", "--quiet",
+                 "posix", str(self.base / "data")],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                start_new_session=True)
+        deadline = time.monotonic() + timeout
+        _wait_port(self.port, self.proc, deadline, "versitygw", self.log_path)
+        self._wait_api(deadline)
+
+    def client(self):  # type: ignore[no-untyped-def]
+        import boto3
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key)
+
+    def _wait_api(self, deadline: float) -> None:
+        last: object = None
+        while time.monotonic() < deadline:
+            try:
+                self.client().list_buckets()
+                return
+            except Exception as exc:  # noqa: BLE001 - retry until the deadline
+                last = exc
+                time.sleep(0.2)
+        raise TimeoutError(f"versitygw never answered ListBuckets: {last!r}\n{tail(self.log_path)}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
 # ---- CLI: long-lived services for `make test` and the README's distributed mode ----
 
 def _state_file() -> Path:
@@ -328,17 +391,22 @@ def cmd_start(args: argparse.Namespace) -> int:
     redis.start()
     kports = [args.kafka_port] if args.kafka_port and args.nodes == 1 else None
     kafka = KafkaCluster(args.nodes, base_dir=run_dir / "kafka", client_ports=kports)
+    s3 = S3Server(base_dir=run_dir / "s3", port=args.s3_port)
     try:
         kafka.start()
+        s3.start()
     except Exception:
         redis.stop()
         kafka.stop()
+        s3.stop()
         raise
     state = {"kafka": kafka.bootstrap, "redis": redis.url, "run_dir": str(run_dir),
-             "pids": [*kafka.pids, redis.proc.pid]}  # type: ignore[union-attr]
+             "s3": {"endpoint": s3.endpoint, "access_key": s3.access_key, "secret_key": s3.secret_key},
+             "pids": [*kafka.pids, redis.proc.pid, s3.proc.pid]}  # type: ignore[union-attr]
     _state_file().write_text(json.dumps(state))
-    print(f"kafka {KAFKA_VERSION} ({args.nodes} node) at {kafka.bootstrap}, redis at {redis.url} "
-          f"ready in {time.monotonic() - t0:.1f}s", file=sys.stderr)
+    _state_file().chmod(0o600)  # it holds the object store's root key
+    print(f"kafka {KAFKA_VERSION} ({args.nodes} node) at {kafka.bootstrap}, redis at {redis.url}, "
+          f"s3 at {s3.endpoint} ready in {time.monotonic() - t0:.1f}s", file=sys.stderr)
     return 0
 
 
@@ -349,6 +417,9 @@ def cmd_env(_: argparse.Namespace) -> int:
         return 1
     print(f"OPZ_TEST_KAFKA_BOOTSTRAP={state['kafka']}")
     print(f"OPZ_TEST_REDIS_URL={state['redis']}")
+    print(f"OPZ_TEST_S3_ENDPOINT={state['s3']['endpoint']}")
+    print(f"OPZ_TEST_S3_ACCESS_KEY_ID={state['s3']['access_key']}")
+    print(f"OPZ_TEST_S3_SECRET_ACCESS_KEY={state['s3']['secret_key']}")
     return 0
 
 
@@ -367,10 +438,11 @@ def cmd_stop(_: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    start = sub.add_parser("start", help="start Kafka (KRaft) and Redis, wait until ready")
+    start = sub.add_parser("start", help="start Kafka (KRaft), Redis and S3, wait until ready")
     start.add_argument("--nodes", type=int, choices=(1, 3), default=1)
     start.add_argument("--kafka-port", type=int, default=None)
     start.add_argument("--redis-port", type=int, default=None)
+    start.add_argument("--s3-port", type=int, default=None)
     start.set_defaults(fn=cmd_start)
     sub.add_parser("env", help="print the services' addresses as env lines").set_defaults(fn=cmd_env)
     sub.add_parser("stop", help="stop what `start` started").set_defaults(fn=cmd_stop)

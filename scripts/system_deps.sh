@@ -14,6 +14,6 @@ if [ "${1:-}" = bench ] && ! command -v wrk >/dev/null 2>&1; then
   echo "installing wrk (Debian package, the benchmarks' load generator) ..." >&2
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk >&2
 fi
-for tool in java mvn; do
-  command -v "$tool" >/dev/null 2>&1 || { echo "missing $tool: install Java 17 and Maven" >&2; exit 1; }
+for tool in java mvn go; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "missing $tool: install Java 17, Maven and Go (the S3-compatible store is built with it)" >&2; exit 1; }
 done

@@ -42,7 +42,7 @@ def api_app(settings: Settings) -> FastAPI:
     configure_logging(settings)  # a worker process starts with nothing configured
     trainer = Trainer(settings.data_dir, settings.min_training_interactions) \
         if settings.train_in_server else None
-    return create_app(settings, DatasetFiles(settings.data_dir, settings.roots), trainer)
+    return create_app(settings, DatasetFiles.of(settings), trainer)
 
 
 def refusal_to_start(settings: Settings) -> str | None:
@@ -100,8 +100,8 @@ def cmd_trainer(args: argparse.Namespace) -> int:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        await run_trainer(settings, DatasetFiles(settings.data_dir, settings.roots),
-                          Trainer(settings.data_dir, settings.min_training_interactions), args.schedule, stop)
+        trainer = Trainer(settings.data_dir, settings.min_training_interactions)
+        await run_trainer(settings, DatasetFiles.of(settings), trainer, args.schedule, stop)
 
     asyncio.run(main())
     return 0
@@ -137,6 +137,14 @@ def cmd_stream_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def _s3_url(value: str) -> str:
+    from stream.locations import LocationRefused, s3_location
+    try:
+        return str(s3_location(value))
+    except LocationRefused as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from training.import_client import run
 
@@ -148,7 +156,7 @@ def cmd_import(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     return run(args.endpoint or f"http://{settings.host}:{settings.port}", args.dataset_group, files,
-               args.mode)
+               args.mode, upload_to=args.upload_to)
 
 
 def cmd_version_report(args: argparse.Namespace) -> int:
@@ -250,6 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--mode", choices=("FULL", "INCREMENTAL"), default="FULL",
                      help="FULL replaces the dataset's rows, INCREMENTAL adds to them (default FULL)")
     imp.add_argument("--endpoint", help="server URL (default http://OPZ_HOST:OPZ_PORT)")
+    imp.add_argument("--upload-to", metavar="S3_URL", type=_s3_url,
+                     help="upload the files to s3://bucket/prefix first and import them from there "
+                     "(needed for a server on another machine; AWS_ENDPOINT_URL_S3 names an "
+                     "S3-compatible store)")
     imp.set_defaults(fn=cmd_import)
     version = sub.add_parser("solution-version", help="solution versions")
     version_sub = version.add_subparsers(dest="version_cmd", required=True, metavar="<command>")

@@ -29,7 +29,7 @@ from serving.jobs import PENDING, RUNNING, JobFailed, Progress
 from serving.resources import AlreadyExists, Body
 from stream.contract import dataset_group_name
 from stream.dataset_schema import DATASET_TYPES, Schema, SchemaError, check_dataset_type, parse_schema
-from stream.locations import LocationRefused, confined, is_s3
+from stream.locations import LocationRefused
 
 Location = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Domain = Literal["ECOMMERCE", "VIDEO_ON_DEMAND"]
@@ -127,11 +127,8 @@ def _create(ctx: Ctx, kind: str, arn: str, name: str, body: Body, parent: str | 
 
 def _allowed(ctx: Ctx, member: str, location: str) -> None:
     """Refuse, when the job is created, a location the job would not be allowed to use."""
-    if is_s3(location):
-        raise InvalidInputException(f"{member}: s3:// locations are not supported by this server; "
-                                    "use a file:// URL or an absolute path under its file roots")
     try:
-        confined(location, ctx.settings.roots)
+        ctx.settings.locations.check(location)
     except LocationRefused as exc:
         raise InvalidInputException(f"{member}: {exc}") from None
 

@@ -6,11 +6,18 @@ reads or writes any file the server's user can reach (its environment through
 after resolving symlinks and `..`, it lies under one of the configured roots
 (`OPZ_FILE_ROOTS`). The check runs when the job is created and again for every file a job
 opens, so a symlink swapped in later, or one inside an allowed folder, is refused too.
+
+An `s3://bucket/key` location is read and written through the S3 API with the server's
+own credentials, so the same rule holds there: it is allowed only under one of the
+configured S3 roots (`OPZ_S3_ROOTS`, none by default), and a key with `.` or `..` segments
+is refused, since S3-compatible stores over a file system may resolve them.
 """
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -27,6 +34,68 @@ def roots_of(spec: str, data_dir: Path) -> tuple[Path, ...]:
 
 def is_s3(location: str) -> bool:
     return location.lower().startswith("s3://")
+
+
+BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")  # S3's naming rules, less the IP form
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    key: str  # without a leading slash; "" is the whole bucket, "a/" a folder
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def under(self, root: S3Location) -> bool:
+        if self.bucket != root.bucket:
+            return False
+        prefix = root.key.rstrip("/")
+        return not prefix or self.key == prefix or self.key.startswith(prefix + "/")
+
+    def child(self, name: str) -> S3Location:
+        return S3Location(self.bucket, f"{self.key.rstrip('/')}/{name}".lstrip("/"))
+
+
+def s3_location(location: str) -> S3Location:
+    """`s3://bucket/key` parsed, or LocationRefused when S3 would not take it as one."""
+    if not is_s3(location):
+        raise LocationRefused(f"{_shown(location)} is not an s3:// URL")
+    bucket, _, key = location[5:].partition("/")
+    if not BUCKET.match(bucket):
+        raise LocationRefused(f"{_shown(location)}: {bucket[:70]!r} is not an S3 bucket name")
+    if any(part in (".", "..") for part in key.split("/")) or "//" in key.rstrip("/"):
+        raise LocationRefused(f"{_shown(location)}: an S3 key may not have empty, '.' or '..' segments")
+    return S3Location(bucket, key)
+
+
+def s3_roots_of(spec: str) -> tuple[S3Location, ...]:
+    """`OPZ_S3_ROOTS` (comma-separated `s3://bucket[/prefix]`) parsed; empty: no S3 at all."""
+    return tuple(s3_location(p.strip()) for p in spec.split(",") if p.strip())
+
+
+def s3_confined(location: str, roots: Sequence[S3Location]) -> S3Location:
+    """The parsed `location` if it lies under one of `roots`, else LocationRefused."""
+    if not roots:
+        raise LocationRefused(f"{_shown(location)}: this server allows no s3:// locations "
+                              "(set OPZ_S3_ROOTS to the buckets or prefixes jobs may use)")
+    parsed = s3_location(location)
+    if not any(parsed.under(root) for root in roots):
+        raise LocationRefused(f"{_shown(location)} is outside the allowed S3 locations "
+                              f"({', '.join(map(str, roots))}; set OPZ_S3_ROOTS)")
+    return parsed
+
+
+@dataclass(frozen=True)
+class Locations:
+    """Where jobs may read and write: local folders and S3 prefixes."""
+
+    roots: tuple[Path, ...]
+    s3_roots: tuple[S3Location, ...] = ()
+
+    def check(self, location: str) -> Path | S3Location:
+        """The location a job will use, or LocationRefused with a message for the caller."""
+        return s3_confined(location, self.s3_roots) if is_s3(location) else confined(location, self.roots)
 
 
 def local_path(location: str) -> Path:

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from stream.locations import roots_of
+from stream.locations import Locations, roots_of, s3_roots_of
 
 
 class Settings(BaseSettings):
@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     # folders import jobs may read and export jobs may write (colon-separated); empty: only
     # <data dir>/files. A dataLocation or export path anywhere else is refused.
     file_roots: str = ""
+    # S3 buckets or prefixes import jobs may read and export jobs may write (comma-separated
+    # s3://bucket[/prefix]); empty: no s3:// location at all. The server reads and writes
+    # them with its own credentials (AWS_ACCESS_KEY_ID..., the standard chain), at this
+    # endpoint when set (an S3-compatible store), else AWS's
+    s3_roots: str = ""
+    s3_endpoint_url: str | None = None
     log_level: str = "info"
 
     @computed_field  # type: ignore[prop-decorator]
@@ -128,6 +134,15 @@ class Settings(BaseSettings):
     @property
     def roots(self) -> tuple[Path, ...]:
         return roots_of(self.file_roots, self.data_dir)
+
+    @property
+    def locations(self) -> Locations:
+        return Locations(self.roots, s3_roots_of(self.s3_roots))
+
+    @model_validator(mode="after")
+    def _s3_roots_parse(self) -> Settings:
+        s3_roots_of(self.s3_roots)  # a typo fails at start, not on the first job
+        return self
 
     def arn(self, kind: str, name: str, account: str | None = None) -> str:
         return f"arn:aws:personalize:{self.region}:{account or self.account}:{kind}/{name}"

@@ -1,9 +1,9 @@
 """Fixtures shared by every test: real services, unique names, the embedded server.
 
 Kafka and Redis come from testcontainers when a Docker engine is reachable, else from
-`scripts/services.py start` (what `make test` runs; it exports OPZ_TEST_KAFKA_BOOTSTRAP and
-OPZ_TEST_REDIS_URL). Neither available = the test FAILS naming the script; never a skip,
-never a fake.
+`scripts/services.py start` (what `make test` runs; it exports OPZ_TEST_KAFKA_BOOTSTRAP,
+OPZ_TEST_REDIS_URL and OPZ_TEST_S3_*, the S3-compatible store it starts). Not available =
+the test FAILS naming the script; never a skip, never a fake.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import os
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,33 @@ def redis_url() -> Iterator[str]:
             yield f"redis://{r.get_container_host_ip()}:{r.get_exposed_port(6379)}/0"
     else:
         pytest.fail(NO_SERVICE.format(what="Redis"))
+
+
+@dataclass(frozen=True)
+class S3Service:
+    endpoint: str
+    access_key: str
+    secret_key: str
+
+    def client(self):  # type: ignore[no-untyped-def]
+        import boto3
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a process needs to reach the store with the standard credential chain."""
+        return {"AWS_ENDPOINT_URL_S3": self.endpoint, "AWS_ACCESS_KEY_ID": self.access_key,
+                "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def s3_service() -> S3Service:
+    """A real S3-compatible object store (Versity's S3 gateway, from scripts/services.py)."""
+    if endpoint := os.environ.get("OPZ_TEST_S3_ENDPOINT"):
+        return S3Service(endpoint, os.environ["OPZ_TEST_S3_ACCESS_KEY_ID"],
+                         os.environ["OPZ_TEST_S3_SECRET_ACCESS_KEY"])
+    pytest.fail(NO_SERVICE.format(what="The S3-compatible store"))
 
 
 @pytest.fixture

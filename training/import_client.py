@@ -3,10 +3,16 @@
 It does what a boto3 user would do by hand (create the dataset group, a schema inferred
 from each file, the dataset, an import job) through the same control-plane API, skipping
 whatever already exists, then waits for each job with a progress bar on stderr.
+
+A server on this machine reads the files where they are. A remote one cannot see this
+machine's disk, so the files go to S3 first (`--upload-to s3://bucket/prefix`, with this
+machine's AWS credentials and `AWS_ENDPOINT_URL_S3` for an S3-compatible store), as a
+Personalize user uploads them, and the job reads them from there.
 """
 from __future__ import annotations
 
 import csv
+import ipaddress
 import json
 import sys
 import time
@@ -15,6 +21,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlparse
 
 from stream.dataset_schema import infer_schema
 
@@ -149,9 +156,36 @@ def find_group(control: Control, name: str) -> str | None:
         page = {"nextToken": resp["nextToken"]}
 
 
+def on_this_machine(endpoint: str) -> bool:
+    host = urlparse(endpoint).hostname or ""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def upload(path: Path, prefix: str, job_name: str) -> str:
+    """Each CSV of `path` under `<prefix>/<job name>/`; returns that folder's s3:// URL."""
+    import boto3
+
+    bucket, _, key = prefix.removeprefix("s3://").partition("/")
+    folder = f"{key.strip('/')}/{job_name}/".lstrip("/")
+    s3 = boto3.client("s3")
+    try:
+        for file in csv_files(path):
+            s3.upload_file(str(file), bucket, folder + file.name)
+    except Exception as exc:  # noqa: BLE001 - no credentials, no bucket, no endpoint: all said the same way
+        raise ApiError(f"upload to {prefix}", f"{type(exc).__name__}: {exc}") from None
+    return f"s3://{bucket}/{folder}"
+
+
 def run(endpoint: str, dataset_group: str, files: dict[str, Path], mode: str,
-        out: TextIO = sys.stderr) -> int:
+        out: TextIO = sys.stderr, upload_to: str | None = None) -> int:
     """Import each file into its dataset of `dataset_group`; 0 when every job is ACTIVE."""
+    if upload_to is None and not on_this_machine(endpoint):
+        out.write(f"error: the server at {endpoint} cannot read this machine's files: upload them "
+                  "with --upload-to s3://bucket/prefix (under the server's OPZ_S3_ROOTS)\n")
+        return 2
     control = Control(endpoint)
     try:
         group_arn = find_group(control, dataset_group)
@@ -162,10 +196,10 @@ def run(endpoint: str, dataset_group: str, files: dict[str, Path], mode: str,
             dataset_arn = ensure_dataset(control, group_arn, dataset_type, path, out)
             job_name = f"{dataset_group[:28]}-{dataset_type.lower()}-{time.strftime('%Y%m%d-%H%M%S')}-" \
                        f"{uuid.uuid4().hex[:6]}"
+            location = upload(path, upload_to, job_name) if upload_to else path.resolve().as_uri()
             job_arn = control("CreateDatasetImportJob", jobName=job_name, datasetArn=dataset_arn,
-                              dataSource={"dataLocation": path.resolve().as_uri()},
-                              importMode=mode)["datasetImportJobArn"]
-            out.write(f"importing {path} into {dataset_type} ({mode})\n")
+                              dataSource={"dataLocation": location}, importMode=mode)["datasetImportJobArn"]
+            out.write(f"importing {path} into {dataset_type} ({mode}) from {location}\n")
             job = wait(control, job_arn, count_rows(path), out)
             if job["status"] != "ACTIVE":
                 out.write(f"import failed: {job.get('failureReason')}\n")

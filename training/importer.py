@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Sequence
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,9 @@ import pyarrow.parquet as pq
 from stream.archive import read_events
 from stream.dataset_schema import Column, Schema
 from stream.datasets import DatasetStore, interactions_from_events
-from stream.locations import LocationRefused, confined
+from stream.locations import LocationRefused, Locations, S3Location, confined
+from stream.settings import Settings
+from training.s3_files import S3Error, S3Files
 
 Progress = Callable[..., None]  # progress(rowsDone=n): the job runner publishes it
 MAX_ID_LENGTH = 256
@@ -149,11 +154,10 @@ def arrow_schema(schema: Schema) -> pa.Schema:
     return pa.schema([pa.field(c.name, ARROW_TYPES[c.type], nullable=c.nullable) for c in schema.columns])
 
 
-def import_csv(store: DatasetStore, roots: Sequence[Path], *, job_id: str, location: str,
+def import_csv(store: DatasetStore, files: list[Path], *, job_id: str, location: str,
                dataset_group: str, dataset_type: str, schema: Schema, replace: bool,
                progress: Progress) -> int:
     """Check and convert every file, then commit them as one new part; returns rows imported."""
-    files = csv_files(location, roots)
     headers = [read_header(f, schema) for f in files]  # fail fast, before reading any rows
     part = store.new_part(dataset_group, dataset_type)
     bad, rows = BadRows(), 0
@@ -204,6 +208,9 @@ def _import_file(path: Path, header: list[str], schema: Schema, out: pq.ParquetW
     return rows + file_rows
 
 
+EXPORT_FILE = "part-00000.csv"
+
+
 def export_csv(table: pa.Table, destination: str, job_name: str, roots: Sequence[Path]) -> int:
     """Write `table` as CSV to `<destination>/<jobName>/part-00000.csv` (a folder that a
     later import job can read back as it is); returns rows written."""
@@ -213,24 +220,76 @@ def export_csv(table: pa.Table, destination: str, job_name: str, roots: Sequence
         folder = confined(folder, roots)  # a symlink made under the root meanwhile
     except LocationRefused as exc:
         raise ImportFailed(f"path {exc}") from None
-    tmp = folder / ".part-00000.csv.tmp"
+    tmp = folder / f".{EXPORT_FILE}.tmp"
     tmp.unlink(missing_ok=True)  # never write through a link left in its place
-    pcsv.write_csv(table, tmp, pcsv.WriteOptions(quoting_style="needed"))
-    tmp.replace(folder / "part-00000.csv")
+    write_csv(table, tmp)
+    tmp.replace(folder / EXPORT_FILE)
     return table.num_rows
+
+
+def write_csv(table: pa.Table, path: Path) -> None:
+    pcsv.write_csv(table, path, pcsv.WriteOptions(quoting_style="needed"))
 
 
 class DatasetFiles:
     """The dataset jobs the control plane runs (it gets this from the composition root):
     imports into, exports from and deletion of `<data dir>/datasets`."""
 
-    def __init__(self, data_dir: Path, roots: Sequence[Path]) -> None:
+    def __init__(self, data_dir: Path, locations: Locations, s3_endpoint_url: str | None = None) -> None:
         self.store = DatasetStore(data_dir / "datasets")
         self.archive = data_dir / "archive"  # PutEvents records, written by the archive agent
-        self.roots = tuple(roots)  # where jobs may read and write (stream.locations)
+        self.spool = data_dir / "spool"  # S3 objects a job is reading or writing, while it runs
+        self.locations = locations  # where jobs may read and write (stream.locations)
+        self.s3 = S3Files(s3_endpoint_url)
 
-    def import_csv(self, **job: Any) -> int:
-        return import_csv(self.store, self.roots, **job)
+    @classmethod
+    def of(cls, settings: Settings) -> DatasetFiles:
+        return cls(settings.data_dir, settings.locations, settings.s3_endpoint_url)
+
+    def import_csv(self, *, location: str, **job: Any) -> int:
+        with self._readable(location) as files:
+            return import_csv(self.store, files, location=location, **job)
+
+    @contextmanager
+    def _readable(self, location: str) -> Iterator[list[Path]]:
+        """The location's CSV files on this disk: its own, or downloaded ones for the job's span."""
+        try:
+            where = self.locations.check(location)
+        except LocationRefused as exc:
+            raise ImportFailed(f"dataLocation {exc}") from None
+        if not isinstance(where, S3Location):
+            yield csv_files(location, self.locations.roots)
+            return
+        with self._spooled() as folder:
+            try:
+                files = self.s3.download(where, folder)
+            except S3Error as exc:
+                raise ImportFailed(f"dataLocation {exc}") from None
+            yield files
+
+    @contextmanager
+    def _spooled(self) -> Iterator[Path]:
+        self.spool.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(dir=self.spool))
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _write(self, table: pa.Table, destination: str, job_name: str) -> int:
+        try:
+            where = self.locations.check(destination)
+        except LocationRefused as exc:
+            raise ImportFailed(f"path {exc}") from None
+        if not isinstance(where, S3Location):
+            return export_csv(table, destination, job_name, self.locations.roots)
+        with self._spooled() as folder:
+            write_csv(table, folder / EXPORT_FILE)
+            try:
+                self.s3.upload(folder / EXPORT_FILE, where.child(job_name).child(EXPORT_FILE))
+            except S3Error as exc:
+                raise ImportFailed(f"path {exc}") from None
+        return table.num_rows
 
     def export_csv(self, *, job_name: str, destination: str, dataset_group: str, dataset_type: str,
                    schema: Schema, ingestion_mode: str, progress: Progress) -> int:
@@ -241,7 +300,7 @@ class DatasetFiles:
         empty = arrow_schema(schema).empty_table()
         table = pa.concat_tables([empty] + [t.select([c for c in schema.names if c in t.column_names])
                                             for t in tables], promote_options="permissive")
-        rows = export_csv(table, destination, job_name, self.roots)
+        rows = self._write(table, destination, job_name)
         progress(rowsDone=rows)
         return rows
 

@@ -96,7 +96,7 @@ def test_probes_outside_the_roots_are_refused_when_created(server: Server, datas
     probes = ["/proc/self/environ", "/etc/passwd", "file:///etc/passwd", str(private), private.as_uri(),
               str(files(server) / ".." / "control.db"), str(files(server) / "link.csv"),
               str(files(server) / "linked-folder"), "relative/items.csv", "file://elsewhere/etc/passwd",
-              "ftp://host/x.csv", "/nonexistent/" + "x" * 300]
+              "ftp://host/x.csv", "/nonexistent/" + "x" * 300, "s3://no-s3-roots/items.csv"]
     control = server.client("personalize")
     for i, probe in enumerate(probes):
         message = refused(lambda p=probe, n=i: control.create_dataset_import_job(
