@@ -64,7 +64,8 @@ async def embedded_agents(settings: Settings, event_log: EventLog, store: Sessio
             await apply_batch(events, store, limits, live=live, on_applied=on_applied)
 
     async def add_to_archive(events: list[Event]) -> None:
-        stream_metrics.archive_batch(len(events), await archive.add(events))
+        done = await archive.add(events)
+        stream_metrics.archive_batch(len(events), done.new, len(done.refused))
 
     try:
         await asyncio.gather(

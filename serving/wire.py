@@ -15,7 +15,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from serving import service_model
-from stream.contract import MAX_IMPRESSIONS, DatasetRecord, Event
+from stream.contract import MAX_IMPRESSIONS, DatasetRecord, Event, sent_at_problem
 
 Str256 = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 # keys Personalize reserves and refuses inside `properties` (case-insensitive)
@@ -65,6 +65,15 @@ class PutEventsRequest(Wire):
     sessionId: Str256
     eventList: Annotated[list[WireEvent], Field(min_length=1, max_length=10)]
     _botocore = model_validator(mode="before")(service_model.before("personalize-events", "PutEvents"))
+
+    @model_validator(mode="after")
+    def _times_a_calendar_holds(self) -> PutEventsRequest:
+        """Each sentAt within the contract's bounds, refused as botocore's model checks are (the
+        member named): accepted, a time no calendar day holds would stop the archive's consumer."""
+        for i, ev in enumerate(self.eventList):
+            if problem := sent_at_problem(ev.sent_at_epoch):
+                raise service_model.Refused(problem).under("sentAt").under(f"[{i}]").under("eventList")
+        return self
 
 
 def _json_object(v: str) -> str:

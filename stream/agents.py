@@ -66,7 +66,8 @@ def register_agents(app: faust.App, *, topics: set[str], pattern: str, store: Se
                                     replay=replay)
 
     async def add_to_archive(events: list[Event]) -> None:
-        metrics.archive_batch(len(events), await archive.add(events))
+        done = await archive.add(events)
+        metrics.archive_batch(len(events), done.new, len(done.refused))
 
     @app.agent(events, name="archive")
     async def archiver(stream):  # type: ignore[no-untyped-def]

@@ -8,16 +8,48 @@ Several worker processes on one host may write the same file (WAL, busy timeout)
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
-from stream.contract import Event, decode_event, encode_event
+from stream.contract import Event, decode_event, encode_event, sent_at_problem
 
 ARCHIVE_GROUP = "opz-archive"
+Row = tuple[str, str, str | None, str | None, str, float, bytes]
+log = logging.getLogger(__name__)
+
+
+class Unarchivable(ValueError):
+    """An event the archive has no row for; the message says why. The archive leaves it out and
+    goes on: one such record must not stop every later event from reaching training."""
+
+    def __init__(self, event: Event, problem: str) -> None:
+        super().__init__(problem)
+        self.event = event
+
+
+class Archived(NamedTuple):
+    new: int  # events stored that were not there before (the others were redeliveries)
+    refused: tuple[Unarchivable, ...] = ()  # events left out, each with its event and why
+
+
+def archive_row(event: Event) -> Row:
+    """An event as its row; Unarchivable where it has none: a sentAt out of the contract's bounds
+    (stream.contract.sent_at_problem) or one no calendar day holds. The API refuses those; this
+    is the archive's own guard, for a record that reached the log another way."""
+    if problem := sent_at_problem(event.sent_at):
+        raise Unarchivable(event, f"sentAt {event.sent_at!r} {problem}")
+    try:
+        day = time.strftime("%Y-%m-%d", time.gmtime(event.sent_at))
+    except (OverflowError, OSError, ValueError) as exc:
+        raise Unarchivable(event, f"sentAt {event.sent_at!r} has no calendar day ({exc})") from None
+    return (event.event_id, day, event.user_id, event.item_id, event.event_type, event.sent_at,
+            encode_event(event))
 
 
 class Archive:
@@ -54,23 +86,32 @@ class Archive:
             self._dbs[dataset_group] = db
         return self._dbs[dataset_group]
 
-    async def add(self, events: Sequence[Event]) -> int:
-        """Store events not seen before (by event id); returns how many were new."""
+    async def add(self, events: Sequence[Event]) -> Archived:
+        """Store events not seen before (by event id): how many were new, and the events it has
+        no row for (`archive_row`), each logged and left out so the rest are stored."""
         by_group: dict[str, list[Event]] = defaultdict(list)
         for e in events:
             by_group[e.dataset_group].append(e)
-        return sum([await self._run(self._add, g, evs) for g, evs in by_group.items()])
+        done = [await self._run(self._add, g, evs) for g, evs in by_group.items()]
+        return Archived(sum(d.new for d in done), tuple(x for d in done for x in d.refused))
 
-    def _add(self, dataset_group: str, events: list[Event]) -> int:
+    def _add(self, dataset_group: str, events: list[Event]) -> Archived:
+        rows, refused = [], []
+        for e in events:
+            try:
+                rows.append(archive_row(e))
+            except Unarchivable as exc:
+                log.error("archive: skipped event %s of %s: %s", e.event_id, dataset_group, exc)
+                refused.append(exc)
+        if not rows:
+            return Archived(0, tuple(refused))
         db = self._db(dataset_group)
-        rows = [(e.event_id, time.strftime("%Y-%m-%d", time.gmtime(e.sent_at)), e.user_id,
-                 e.item_id, e.event_type, e.sent_at, encode_event(e)) for e in events]
         with db:
             db.execute("BEGIN IMMEDIATE")
             before = db.total_changes
             db.executemany("INSERT OR IGNORE INTO events (event_id, day, user_id, item_id,"
                            " event_type, sent_at, record) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-            return db.total_changes - before
+            return Archived(db.total_changes - before, tuple(refused))
 
     async def read(self, dataset_group: str, *, since_day: str | None = None) -> list[Event]:
         """A dataset group's events in arrival order (optionally from a UTC day, YYYY-MM-DD)."""

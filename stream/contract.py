@@ -23,6 +23,7 @@ Readers reject versions they do not know with a clear error (UnknownVersion).
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Literal
 
@@ -35,6 +36,7 @@ MANIFEST_VERSION = 1
 TOPIC_PREFIX = "opz."
 DEFAULT_ACCOUNT = "000000000000"  # a server without access keys serves everyone as this account
 MAX_IMPRESSIONS = 25  # PutEvents' impression list; also what a recommendationId stands for
+MAX_EPOCH_SECONDS = 10**11  # larger values are milliseconds (year 5138+), a common mistake
 
 
 class InvalidEvent(ValueError):
@@ -43,6 +45,20 @@ class InvalidEvent(ValueError):
 
 class UnknownVersion(ValueError):
     """A stored record written by a version of this contract we do not know."""
+
+
+def sent_at_problem(seconds: float) -> str | None:
+    """Why `seconds` is not an event time the consumers and training can use, or None. The archive
+    files each event under its UTC day, and far enough out no calendar holds one; from
+    MAX_EPOCH_SECONDS (year 5138) on it is almost surely milliseconds, before 1970 a clock or a
+    unit gone wrong."""
+    if not math.isfinite(seconds):
+        return "must be a finite number"
+    if seconds < 0:
+        return "must be Unix epoch seconds, not before 1970"
+    if seconds >= MAX_EPOCH_SECONDS:
+        return f"must be Unix epoch seconds, less than {MAX_EPOCH_SECONDS} (milliseconds?)"
+    return None
 
 
 def events_topic(dataset_group_name: str) -> str:

@@ -90,6 +90,9 @@ class StreamMetrics:
         self.duplicates = Counter("opz_stream_duplicates_skipped", "Redelivered events skipped "
                                   "(same Kafka offset or same eventId), by consumer",
                                   ["consumer"], registry=registry)
+        self.skipped = Counter("opz_stream_events_skipped", "Events a consumer cannot handle, left "
+                               "out (each logged at ERROR with its event id), by consumer",
+                               ["consumer"], registry=registry)
         self.rebuilt = Counter("opz_stream_events_rebuilt", "Events re-applied to rebuild a "
                                "partition's states after the session store lost them",
                                registry=registry)
@@ -101,6 +104,7 @@ class StreamMetrics:
                                    buckets=FRESHNESS_BUCKETS, registry=registry)
         for consumer in ("sessions", "archive"):  # both series exist from the first scrape
             self.duplicates.labels(consumer)
+        self.skipped.labels("archive")
         self.lag = PartitionLag()
         registry.register(self.lag)
 
@@ -123,9 +127,10 @@ class StreamMetrics:
         self.applied.inc(applied)
         self.duplicates.labels("sessions").inc(offered - applied)
 
-    def archive_batch(self, offered: int, added: int) -> None:
+    def archive_batch(self, offered: int, added: int, skipped: int = 0) -> None:
         self.archived.inc(added)
-        self.duplicates.labels("archive").inc(offered - added)
+        self.skipped.labels("archive").inc(skipped)
+        self.duplicates.labels("archive").inc(offered - added - skipped)
 
 
 class MetricsServer:

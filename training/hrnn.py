@@ -244,8 +244,9 @@ def _threads() -> None:
 
 def train(w: Weights, cfg: HRNNConfig, item: np.ndarray, flags: np.ndarray, weight: np.ndarray,
           users: list[np.ndarray], epochs: int, peak: float, progress: Callable[[str], None] | None,
-          what: str, shown: np.ndarray | None = None) -> float:
-    """Adam over `epochs` passes of lanes, state carried across BPTT windows (detached), lr on a cosine."""
+          what: str, shown: np.ndarray | None = None, checkpoint: Callable[[], None] | None = None) -> float:
+    """Adam over `epochs` passes of lanes, state carried across BPTT windows (detached), lr on a cosine.
+    `checkpoint` runs before every step: it raises to stop the training (a shutdown, a stop)."""
     import torch
     flags = flags.copy()
     flags[[seg[0] for seg in users]] = NEW_USER  # a segment cut from a longer history starts cold
@@ -267,6 +268,8 @@ def train(w: Weights, cfg: HRNNConfig, item: np.ndarray, flags: np.ndarray, weig
         h, c = start_state(w, len(rows))
         total, count = 0.0, 0
         for s in range(0, rows.shape[1], cfg.bptt):
+            if checkpoint:
+                checkpoint()
             win = slice(s, s + cfg.bptt)
             out, h, c = unroll(w, it[:, win], f[:, win], h.detach(), c.detach(), cfg.p_drop)
             valid = it[:, win] >= 0  # (B, T)
@@ -289,7 +292,7 @@ def train(w: Weights, cfg: HRNNConfig, item: np.ndarray, flags: np.ndarray, weig
 
 def fit(data: Interactions, params: Mapping[str, str] | None = None,
         progress: Callable[[str], None] | None = None, parent: HRNN | None = None,
-        since: int | None = None) -> HRNN:
+        since: int | None = None, checkpoint: Callable[[], None] | None = None) -> HRNN:
     """FULL (parent None): train from scratch. UPDATE: the parent's weights and vocabulary, new items
     appended (mean embedding + noise, mean bias), fine-tuned on the events after `since` (default: the
     parent's last training event) plus as many replayed older events, each with its user's recent context."""
@@ -328,7 +331,7 @@ def fit(data: Interactions, params: Mapping[str, str] | None = None,
                  f"{len(vocab):,} items ({len(new_ids):,} new), {epochs} epochs"
                  + ("" if shown is None else f", {int((shown >= 0).any(1).sum()):,} with impressions"))
     if segments:
-        train(w, cfg, item, flags, weight, segments, epochs, peak, progress, what, shown)
+        train(w, cfg, item, flags, weight, segments, epochs, peak, progress, what, shown, checkpoint)
     elif progress:  # an UPDATE with nothing archived since its parent: same weights, same answers
         progress(f"{what}: no new events since the parent; weights kept")
     until = int(data.time.max()) if len(data) else (parent.trained_until if parent else 0)

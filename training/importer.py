@@ -25,6 +25,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from stream.archive import read_events
+from stream.contract import MAX_EPOCH_SECONDS
 from stream.dataset_schema import Column, Schema
 from stream.datasets import DatasetStore, interactions_from_events
 from stream.locations import LocationRefused, Locations, S3Location, confined
@@ -33,7 +34,6 @@ from training.s3_files import S3Error, S3Files
 
 Progress = Callable[..., None]  # progress(rowsDone=n): the job runner publishes it
 MAX_ID_LENGTH = 256
-MAX_EPOCH_SECONDS = 10**11  # larger values are milliseconds (year 5138+), a common mistake
 ARROW_TYPES = {"string": pa.string(), "int": pa.int32(), "long": pa.int64(), "float": pa.float32(),
                "double": pa.float64(), "boolean": pa.bool_()}
 PATTERNS = {"int": r"^\s*[+-]?\d{1,10}\s*$", "long": r"^\s*[+-]?\d{1,19}\s*$",

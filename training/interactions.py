@@ -2,7 +2,8 @@
 
 Every recipe, split and metric works on `Interactions`; `from_table` is the one place
 where dataset rows (Parquet, CSV, archived PutEvents) become integer codes, and where a
-solution's `eventType` / `eventValueThreshold` filters apply.
+solution's `eventType` / `eventValueThreshold` filters apply and rows without an item
+(`with_items`) are left out.
 """
 from __future__ import annotations
 
@@ -68,6 +69,7 @@ def from_table(table: pa.Table, *, event_type: str | None = None,
         table = table.filter(pc.equal(table["EVENT_TYPE"], event_type))
     if event_value_threshold is not None and "EVENT_VALUE" in table.column_names:
         table = table.filter(pc.greater_equal(table["EVENT_VALUE"], event_value_threshold))
+    table, _ = with_items(table)
     users = table["USER_ID"].combine_chunks().dictionary_encode()
     items = table["ITEM_ID"].combine_chunks().dictionary_encode()
     user = np.asarray(users.indices, dtype=np.int32)
@@ -79,6 +81,14 @@ def from_table(table: pa.Table, *, event_type: str | None = None,
     return Interactions(user[order], item[order], time[order],
                         np.asarray(users.dictionary.to_pylist(), dtype=object), item_ids,
                         None if shown is None else shown[order])
+
+
+def with_items(table: pa.Table) -> tuple[pa.Table, int]:
+    """The rows that name an item, and how many did not. ITEM_ID is optional in PutEvents (a
+    search, a page view): such a row stays in the archive and exports, but it gives no recipe
+    an item to learn, and an item code can only be given to an item."""
+    named = table.filter(pc.is_valid(table["ITEM_ID"]))
+    return named, table.num_rows - named.num_rows
 
 
 def _impressions(table: pa.Table, item_ids: np.ndarray) -> np.ndarray | None:

@@ -56,7 +56,9 @@ def render(version: dict[str, Any], parent: dict[str, Any] | None) -> str:
     facts = {"solution version": version.get("solutionVersionArn"), "recipe": version.get("recipeArn"),
              "training mode": version.get("trainingMode"), "status": version.get("status"),
              "training time": f"{version.get('trainingHours', 0) * 3600:.1f} s",
-             "interactions": version.get("interactions"), "parent": version.get("parentSolutionVersionArn")}
+             "interactions": version.get("interactions"), "parent": version.get("parentSolutionVersionArn"),
+             "left out": ", ".join(f"{n} {why}" for why, n in version.get("skippedInteractions", {}).items())
+             or None}
     facts_html = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                          for k, v in facts.items() if v is not None)
     title = html.escape(str(facts["solution version"]))

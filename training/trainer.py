@@ -29,7 +29,7 @@ from stream.contract import ArtifactManifest
 from stream.datasets import DatasetStore, interactions_from_events
 from stream.recipes import RECIPES
 from training import popularity, sims
-from training.interactions import Interactions, from_table, recode_items
+from training.interactions import Interactions, from_table, recode_items, with_items
 from training.metrics import evaluate
 from training.split import personalize_split
 
@@ -48,7 +48,9 @@ class Trainer:
         self.min_interactions = min_interactions
 
     def interactions(self, dataset_group: str, event_type: str | None,
-                     event_value_threshold: float | None) -> Interactions:
+                     event_value_threshold: float | None) -> tuple[Interactions, dict[str, int]]:
+        """The interactions to train on, and the rows left out that no recipe can use, counted by
+        why (what the solution version's description shows; never a reason to fail)."""
         bulk = self.datasets.read(dataset_group, "INTERACTIONS")
         events = interactions_from_events(read_events(self.data_dir / "archive", dataset_group))
         columns = ["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE", "IMPRESSION"]
@@ -56,14 +58,17 @@ class Trainer:
         if not tables:
             raise ValueError(f"dataset group {dataset_group} has no interactions: import an INTERACTIONS "
                              "dataset or send events with PutEvents first")
-        table = pa.concat_tables(tables, promote_options="permissive")
-        return from_table(table, event_type=event_type, event_value_threshold=event_value_threshold)
+        table, without_item = with_items(pa.concat_tables(tables, promote_options="permissive"))
+        skipped = {"withoutItemId": without_item} if without_item else {}
+        return from_table(table, event_type=event_type, event_value_threshold=event_value_threshold), skipped
 
-    def check_enough(self, data: Interactions, event_type: str | None) -> None:
+    def check_enough(self, data: Interactions, event_type: str | None,
+                     skipped: dict[str, int] | None = None) -> None:
         after = f" of event type {event_type!r}" if event_type else ""
         if len(data) < self.min_interactions:
+            left_out = "".join(f"; {n} more left out ({why})" for why, n in (skipped or {}).items())
             raise ValueError(f"needs at least {self.min_interactions} interactions{after} after filtering, "
-                             f"found {len(data)}")
+                             f"found {len(data)}{left_out}")
         users = int(np.sum(np.diff(data.offsets) >= 2))
         if users < MIN_USERS:
             raise ValueError(f"needs at least {MIN_USERS} users with 2 or more interactions{after}, "
@@ -74,8 +79,8 @@ class Trainer:
               progress: Progress) -> dict[str, Any]:
         started = time.monotonic()
         progress(message="reading interactions")
-        data = self.interactions(dataset_group, event_type, event_value_threshold)
-        self.check_enough(data, event_type)
+        data, skipped = self.interactions(dataset_group, event_type, event_value_threshold)
+        self.check_enough(data, event_type, skipped)
         parent_dir = self.data_dir / parent if parent else None
         if parent_dir is not None:  # keep the parent's item codes; new items come after them
             data = recode_items(data, np.asarray(json.loads((parent_dir / "item_ids.json").read_text()),
@@ -108,7 +113,8 @@ class Trainer:
         os.replace(tmp, final)
         return {"artifact": str(rel), "metrics": metrics, "baselineMetrics": {"popularity": baseline},
                 "trainingHours": (time.monotonic() - started) / 3600,
-                "dataCut": int(data.time.max()), "interactions": len(data)}
+                "dataCut": int(data.time.max()), "interactions": len(data),
+                "skippedInteractions": skipped}
 
     def _fit(self, recipe: str, train: Interactions, params: dict[str, str], parent: Path | None,
              progress: Progress) -> tuple[Any, Callable[[Any, Path], dict[str, str]]]:
@@ -132,12 +138,15 @@ class Trainer:
 
         if recipe != "aws-user-personalization":  # the one recipe that learns from what was shown
             train = dataclasses.replace(train, impressions=None)
+        def say(line: str) -> None:
+            progress(message=line)
+
         if parent is None:
-            model = hrnn.fit(train, params, lambda line: progress(message=line))
+            model = hrnn.fit(train, params, say, checkpoint=progress)
         else:
             cut = ArtifactManifest.model_validate_json((parent / "manifest.json").read_text()).data_cut
-            model = hrnn.fit(train, params, lambda line: progress(message=line),
-                             parent=hrnn.load_for_update(parent), since=cut)
+            model = hrnn.fit(train, params, say, parent=hrnn.load_for_update(parent), since=cut,
+                             checkpoint=progress)
         return model, lambda m, d: m.export(d)
 
 

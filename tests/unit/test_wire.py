@@ -67,3 +67,31 @@ def test_botocores_limits_on_event_fields(event: dict[str, object], needle: str)
 def test_event_fields_are_validated(event: dict[str, object], needle: str) -> None:
     with pytest.raises(ValidationError, match=needle):
         PutEventsRequest.model_validate(req(**event))
+
+
+@pytest.mark.parametrize("sent_at, needle", [
+    (1e17, "eventList[1].sentAt: must be Unix epoch seconds, less than 100000000000 (milliseconds?)"),
+    (1e20, "eventList[1].sentAt: must be Unix epoch seconds, less than 100000000000 (milliseconds?)"),
+    (1_700_000_000_000, "eventList[1].sentAt: must be Unix epoch seconds, less than"),
+    (-1, "eventList[1].sentAt: must be Unix epoch seconds, not before 1970"),
+    ("1969-12-31T23:59:59Z", "eventList[1].sentAt: must be Unix epoch seconds, not before 1970"),
+])
+def test_a_sent_at_no_calendar_day_holds_is_refused_with_its_member(sent_at: object, needle: str) -> None:
+    """Accepted, such a time stopped the archive's consumer (issue 16): refused at the door."""
+    body = req()
+    body["eventList"] = [*body["eventList"], {"eventType": "click", "sentAt": sent_at}]  # type: ignore[misc]
+    with pytest.raises(Refused) as exc:
+        PutEventsRequest.model_validate(body)
+    assert exc.value.message.startswith(needle) and exc.value.type_name == "InvalidInputException"
+
+
+@pytest.mark.parametrize("sent_at", [0, 1_700_000_000, 99_999_999_999.5, "5000-01-01T00:00:00Z"])
+def test_sent_at_from_1970_to_the_milliseconds_bound_is_accepted(sent_at: object) -> None:
+    w = PutEventsRequest.model_validate(req(sentAt=sent_at))
+    assert to_event(w, w.eventList[0], dataset_group="g", now=0).sent_at == w.eventList[0].sent_at_epoch
+
+
+def test_an_event_without_an_item_is_accepted_as_it_is() -> None:
+    """itemId is optional in Personalize's PutEvents (a search, a page view)."""
+    w = PutEventsRequest.model_validate(req(itemId=None))
+    assert to_event(w, w.eventList[0], dataset_group="g", now=0).item_id is None
