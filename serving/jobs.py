@@ -7,6 +7,12 @@ progress into the job's body, and ends it ACTIVE or CREATE FAILED with a failure
 A job whose runner died (a process of this host that is gone, or no heartbeat for STALE_S)
 is claimed again; the work it does is idempotent (a commit names its job), so a re-run
 never doubles data.
+
+A process that shuts down (SIGTERM) does not wait for its jobs: `progress` raises
+JobInterrupted in the job's thread, and after at most `grace_s` the job goes back to
+CREATE PENDING with a note in its progress, for the next runner on that data dir to take
+up again. The work runs in a daemon thread, so a step that outlasts the grace never holds
+the process (Kubernetes kills it 30 s after SIGTERM).
 """
 from __future__ import annotations
 
@@ -14,8 +20,10 @@ import asyncio
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from serving.resources import Body, ResourceStore
 
@@ -35,9 +43,14 @@ class JobStopped(Exception):
     """Raised from `progress` once the job was asked to stop (StopSolutionVersionCreation)."""
 
 
+class JobInterrupted(Exception):
+    """Raised from `progress` once this process is shutting down: the job will run again."""
+
+
 class JobRunner:
-    def __init__(self, resources: ResourceStore, work: dict[str, Work], poll_s: float = 0.5) -> None:
-        self.resources, self.work, self.poll_s = resources, work, poll_s
+    def __init__(self, resources: ResourceStore, work: dict[str, Work], poll_s: float = 0.5,
+                 grace_s: float = 4.0) -> None:
+        self.resources, self.work, self.poll_s, self.grace_s = resources, work, poll_s, grace_s
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self._wake = asyncio.Event()
 
@@ -57,7 +70,7 @@ class JobRunner:
                 with_stop.cancel()
                 woken.cancel()
                 continue
-            await self._run(*claimed)
+            await self._run(*claimed, stop)
 
     def _claim(self) -> tuple[str, Body] | None:
         kinds = tuple(self.work)
@@ -71,6 +84,8 @@ class JobRunner:
             if got is not None:
                 if body["status"] == RUNNING:
                     log.warning("%s: its runner %s stopped; running it again", arn, body.get("runner"))
+                elif body.get("interruptions"):
+                    log.info("%s: taken up again after %d interruption(s)", arn, body["interruptions"])
                 return kind, got
         return None
 
@@ -87,24 +102,34 @@ class JobRunner:
             return False
         return False
 
-    async def _run(self, kind: str, job: Body) -> None:
+    async def _run(self, kind: str, job: Body, shutdown: asyncio.Event) -> None:
         arn = job[f"{_camel(kind)}Arn"]
         done: Body = {}
         stop = {"asked": False}
 
         def progress(**fields: object) -> None:
+            if shutdown.is_set():
+                raise JobInterrupted(arn)
             if stop["asked"]:
                 raise JobStopped(arn)
             done.update(fields)
 
-        task = asyncio.get_running_loop().run_in_executor(None, self.work[kind], job, progress)
+        task = in_daemon_thread(self.work[kind], job, progress)
         log.info("%s: started", arn)
+        given_up: float | None = None
         while True:
             finished, _ = await asyncio.wait({task}, timeout=HEARTBEAT_S)
             if finished:
                 break
+            if shutdown.is_set():
+                given_up = given_up or time.monotonic() + self.grace_s
+                if time.monotonic() >= given_up:
+                    break
             beat = self.resources.transition(arn, RUNNING, {"heartbeat": time.time(), "progress": dict(done)})
             stop["asked"] = beat is None and (self.resources.get(arn) or {}).get("status") == STOPPING
+        if not task.done() or isinstance(task.exception(), JobInterrupted):
+            self._requeue(arn, job, done)
+            return
         try:
             end, note = {"status": ACTIVE, **task.result()}, "done"
         except JobStopped:
@@ -118,6 +143,42 @@ class JobRunner:
             self.resources.transition(arn, STOPPING, {"status": STOPPED})
             note = "stopped"
         log.info("%s: %s", arn, note)
+
+
+    def _requeue(self, arn: str, job: Body, done: Body) -> None:
+        """Back to CREATE PENDING, saying why, for the next runner on this data dir."""
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        note = {**done, "message": f"interrupted by the shutdown of {self.owner} at {when}; "
+                                   "the next process on this data dir takes it up again"}
+        back = {"status": PENDING, "runner": "", "progress": note,
+                "interruptions": job.get("interruptions", 0) + 1}
+        if self.resources.transition(arn, RUNNING, back) is None:  # asked to stop meanwhile
+            self.resources.transition(arn, STOPPING, {"status": STOPPED})
+        log.warning("%s: interrupted by shutdown; back to %s", arn, PENDING)
+
+
+def in_daemon_thread(fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+    """`fn(*args)` in a daemon thread, as a future of this loop: unlike the default executor,
+    whose threads the interpreter joins at exit, it never keeps a stopping process alive."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if not future.done():
+            future.set_exception(error) if error is not None else future.set_result(result)
+
+    def target() -> None:
+        try:
+            outcome: tuple[Any, BaseException | None] = (fn(*args), None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+            outcome = (None, exc)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:  # the loop closed first: the job was requeued already
+            pass
+
+    threading.Thread(target=target, name=f"job-{getattr(fn, '__name__', 'work')}", daemon=True).start()
+    return future
 
 
 def _camel(kind: str) -> str:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 # module-level function, so a spawned process gets it by name)
 AppFactory = Callable[[Settings], "FastAPI"]
 STARTUP_FAILURE = 3  # uvicorn's exit status when the app does not start (e.g. Redis unreachable)
+SHUTDOWN_DRAIN_S = 4.0  # + the jobs' grace (serving/jobs.py) + closing: under Kubernetes' 30 s, and 10 s
 
 
 def configure_logging(settings: Settings) -> None:
@@ -34,7 +35,8 @@ def server(settings: Settings, app: AppFactory) -> uvicorn.Server:
     """uvicorn with httptools, plus the limits it lacks (serving/limits.py: slow or oversized
     request heads and bodies), and at most `max_connections` connections or requests in
     progress (503 beyond: a process out of file descriptors would refuse them less politely).
-    Idle keep-alive connections close after uvicorn's 5 s."""
+    Idle keep-alive connections close after uvicorn's 5 s. On SIGTERM, requests in flight get
+    SHUTDOWN_DRAIN_S before the jobs and agents stop, so the process ends within 10 s."""
     import uvicorn
 
     from serving.limits import slow_clients
@@ -43,7 +45,7 @@ def server(settings: Settings, app: AppFactory) -> uvicorn.Server:
         functools.partial(app, settings), factory=True, host=settings.host, port=settings.port,
         log_level=settings.log_level, loop="uvloop", access_log=False,
         http=slow_clients(settings.read_timeout_s, settings.max_header_bytes),
-        limit_concurrency=settings.max_connections))
+        limit_concurrency=settings.max_connections, timeout_graceful_shutdown=SHUTDOWN_DRAIN_S))
 
 
 def api_worker(settings: Settings, app: AppFactory) -> None:
