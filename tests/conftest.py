@@ -11,11 +11,10 @@ import os
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support import ROOT, Server
+from support import ROOT, S3Service, Server
 
 sys.path.insert(0, str(ROOT / "scripts"))
 NO_SERVICE = ("{what} is not available: run `scripts/services.py start` and export "
@@ -56,24 +55,6 @@ def redis_url() -> Iterator[str]:
             yield f"redis://{r.get_container_host_ip()}:{r.get_exposed_port(6379)}/0"
     else:
         pytest.fail(NO_SERVICE.format(what="Redis"))
-
-
-@dataclass(frozen=True)
-class S3Service:
-    endpoint: str
-    access_key: str
-    secret_key: str
-
-    def client(self):  # type: ignore[no-untyped-def]
-        import boto3
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key)
-
-    @property
-    def env(self) -> dict[str, str]:
-        """What a process needs to reach the store with the standard credential chain."""
-        return {"AWS_ENDPOINT_URL_S3": self.endpoint, "AWS_ACCESS_KEY_ID": self.access_key,
-                "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 @pytest.fixture(scope="session")

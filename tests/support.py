@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,33 @@ class Worker(Process):
         return self
 
 
+class Trainer(Process):
+    """`personalize trainer` as a real process, on the data dir of API servers started with
+    OPZ_TRAIN_IN_SERVER=false."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, schedule: bool = True) -> None:
+        self.data_dir, self.schedule = data_dir, schedule
+        roots = os.pathsep.join(map(str, (data_dir.parent, DATASETS)))
+        self.env = {**os.environ, "OPZ_FILE_ROOTS": roots, **(env or {})}
+        self.log = data_dir.parent / f"trainer-{time.monotonic_ns()}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> Trainer:
+        """Returns once it says it is ready (it has no port to probe)."""
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "serving.cli", "trainer", "--data-dir", str(self.data_dir),
+                 *(["--schedule"] if self.schedule else [])],
+                stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        deadline = time.monotonic() + timeout
+        while "trainer ready" not in self.output(tail=None):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"trainer exited rc={self.proc.returncode}:\n{self.output()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"trainer not ready in {timeout}s:\n{self.output()}")
+            time.sleep(0.1)
+        return self
+
 
 def consumer_lag(metrics_url: str, topic: str) -> dict[int, float] | None:
     """A worker's opz_stream_consumer_lag of `topic`, by partition: the partitions it owns
@@ -211,3 +239,23 @@ def api_stack(request: Any, tmp_path: Path, unique: str, distributed: bool) -> I
     yield s
     s.stop()
     w.stop()
+
+
+@dataclass(frozen=True)
+class S3Service:
+    """The S3-compatible store `scripts/services.py` started: its address and root key."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str
+
+    def client(self):  # type: ignore[no-untyped-def]
+        import boto3
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a process needs to reach the store with the standard credential chain."""
+        return {"AWS_ENDPOINT_URL_S3": self.endpoint, "AWS_ACCESS_KEY_ID": self.access_key,
+                "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_DEFAULT_REGION": "us-east-1"}

@@ -17,8 +17,7 @@ from typing import Any
 
 import botocore.exceptions
 import pytest
-from conftest import S3Service
-from support import Server
+from support import S3Service, Server
 
 ROLE = "arn:aws:iam::000000000000:role/personalize"
 ITEMS = json.dumps({"type": "record", "name": "Items", "namespace": "com.amazonaws.personalize.schema",
