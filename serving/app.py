@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -40,42 +41,64 @@ from stream.applier import SESSION_GROUP, apply_batch, run_consumer
 from stream.archive import ARCHIVE_GROUP, Archive
 from stream.contract import Event, records_topic_pattern
 from stream.datasets import DATASETS_GROUP, DatasetStore
+from stream.dead_letters import Postbox, SqliteDeadLetters
 from stream.live_state import LiveModels
 from stream.log import EventLog, open_event_log
 from stream.metrics import StreamMetrics, new_registry
 from stream.session import limits_from
 from stream.settings import Settings
 from stream.store import SessionStore, open_session_store
+from stream.supervision import ConsumerHealth, supervised
 
 log = logging.getLogger(__name__)
 
 
 async def embedded_agents(settings: Settings, event_log: EventLog, store: SessionStore,
-                          stop: asyncio.Event, stream_metrics: StreamMetrics) -> None:
-    """Embedded mode runs what the stream workers do, in-process, on the SQLite log."""
+                          stop: asyncio.Event, stream_metrics: StreamMetrics, health: ConsumerHealth) -> None:
+    """Embedded mode runs what the stream workers do, in-process, on the SQLite log: each
+    consumer supervised (restarted after a failure, shown on /health), each record it
+    cannot handle a dead letter in the log's database."""
     archive = Archive(settings.data_dir / "archive")
     await archive.start()
+    letters = SqliteDeadLetters(settings.data_dir / "events.db")
+    await letters.start()
     limits = limits_from(settings)
     datasets = DatasetStore(settings.data_dir / "datasets")
     live = LiveModels(settings.data_dir, store)
 
+    def postbox(consumer: str) -> Postbox:
+        return Postbox(letters, consumer, stream_metrics.dead)
+
+    inapplicable = postbox("sessions")
+
     async def apply(events: list[Event]) -> None:
+        refused: list[tuple[Event, Exception]] = []
         with stream_metrics.session_batch(len(events)) as on_applied:
-            await apply_batch(events, store, limits, live=live, on_applied=on_applied)
+            await apply_batch(events, store, limits, live=live, on_applied=on_applied,
+                              on_refused=refused.extend)
+        await inapplicable.send(refused)
+
+    unarchivable = postbox("archive")
 
     async def add_to_archive(events: list[Event]) -> None:
         done = await archive.add(events)
         stream_metrics.archive_batch(len(events), done.new, len(done.refused))
+        await unarchivable.send([(x.event, x) for x in done.refused])
+
+    def consumer(name: str, group: str, handle: Callable[[list[Any]], Awaitable[object]],
+                 topics: str | None = None) -> Awaitable[None]:
+        return supervised(name, lambda: run_consumer(event_log, group, handle, stop, postbox=postbox(name),
+                                                     topics=topics), stop, health)
 
     try:
         await asyncio.gather(
-            live.run(stop),
-            run_consumer(event_log, SESSION_GROUP, apply, stop),
-            run_consumer(event_log, ARCHIVE_GROUP, add_to_archive, stop),
-            run_consumer(event_log, DATASETS_GROUP, datasets.put_async, stop,
-                         topics=records_topic_pattern()))
+            supervised("live-models", lambda: live.run(stop), stop, health),
+            consumer("sessions", SESSION_GROUP, apply),
+            consumer("archive", ARCHIVE_GROUP, add_to_archive),
+            consumer("datasets", DATASETS_GROUP, datasets.put_async, topics=records_topic_pattern()))
     finally:
         await archive.close()
+        await letters.close()
 
 
 def origin_allowed(origin: str, allowed: Collection[str], extra: Collection[str] = ()) -> bool:
@@ -138,15 +161,17 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
     api_metrics = metrics.ApiMetrics(new_registry())
     # embedded, the API process applies the events too: its /metrics shows the workers' metrics
     stream_metrics = StreamMetrics(api_metrics.registry) if settings.embedded else None
+    health = ConsumerHealth(on_failure=stream_metrics.restarted if stream_metrics else lambda consumer: None)
     ctx = control_api.Ctx(settings=settings, resources=resources, datasets=datasets,
                           models=Models(settings.data_dir, settings))
     work: dict[str, Work] = {
         "dataset-import-job": lambda job, progress: datasets_api.run_import(ctx, job, progress),
-        "dataset-export-job": lambda job, progress: datasets_api.run_export(ctx, job, progress)}
+        "dataset-export-job": lambda job, progress: datasets_api.run_export(ctx, job, progress),
+        "data-deletion-job": lambda job, progress: datasets_api.run_deletion(ctx, job, progress)}
     if trainer is not None:
         work["solution-version"] = lambda job, progress: solutions_api.run_training(
             ctx, trainer, job, progress)
-    jobs = JobRunner(resources, work)
+    jobs = JobRunner(resources, work, training_slots=settings.trainings_at_once)
     ctx.wake_jobs = jobs.wake
     exposed = metrics.scraped(api_metrics.registry, metrics.ServedVersions(
         lambda: campaigns_api.served_versions(ctx)), settings.workers)
@@ -156,8 +181,8 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
         await event_log.start()
         await store.start()
         stop = asyncio.Event()
-        agents = (asyncio.create_task(embedded_agents(settings, event_log, store, stop, stream_metrics))
-                  if stream_metrics is not None else None)
+        agents = (asyncio.create_task(embedded_agents(settings, event_log, store, stop, stream_metrics,
+                                                      health)) if stream_metrics is not None else None)
         job_runner = asyncio.create_task(jobs.run(stop))
         scheduler = asyncio.create_task(run_scheduler(ctx, settings.auto_update_seconds, stop)) \
             if trainer is not None else None
@@ -199,9 +224,11 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
     # added last = outermost: counts every answer, CORS preflights and errors included
     app.add_middleware(metrics.RequestMetrics, metrics=api_metrics, known=control_api.OPERATIONS)
 
-    @app.get("/health", tags=["ops"], summary="Liveness and mode")
-    async def health() -> dict[str, str]:
-        return {"status": "ok", "mode": "embedded" if settings.embedded else "distributed"}
+    @app.get("/health", tags=["ops"], summary="Liveness, mode, and the consumers' failures")
+    async def health_of() -> dict[str, Any]:
+        """`degraded` (still 200: the process serves) while an in-process consumer failed in the
+        last minute; each one's restarts and last error."""
+        return {**health.report(), "mode": "embedded" if settings.embedded else "distributed"}
 
     app.include_router(control_api.make_router(ctx))
     app.include_router(events_api.make_router(metrics.MeteredEventLog(event_log, api_metrics),
@@ -220,7 +247,7 @@ async def run_trainer(settings: Settings, datasets: datasets_api.DatasetFiles, t
     resources = ResourceStore(settings.data_dir / "control.db")
     ctx = control_api.Ctx(settings=settings, resources=resources, datasets=datasets)
     jobs = JobRunner(resources, {"solution-version": lambda job, progress: solutions_api.run_training(
-        ctx, trainer, job, progress)})
+        ctx, trainer, job, progress)}, training_slots=settings.trainings_at_once)
     ctx.wake_jobs = jobs.wake
     log.info("trainer ready (data dir %s%s)", settings.data_dir, ", scheduling" if schedule else "")
     try:

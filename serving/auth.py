@@ -2,9 +2,11 @@
 
 The middleware reads the body (already capped by the limits outside it), verifies the
 signature (serving/sigv4.py) against the access keys, and makes the key's account the
-caller for the rest of the request (serving/accounts.py). Without keys the server is open,
-every caller being its one account: `personalize serve` allows that only on loopback.
-CORS preflights and the operational routes (/health, /metrics, the docs) are not signed.
+caller for the rest of the request (serving/accounts.py), in the region its signing scope
+names. Without keys the server is open, every caller being its one account (in the region
+the client signed for, if it signed at all): `personalize serve` allows that only on
+loopback. CORS preflights and the operational routes (/health, /metrics, the docs) are not
+signed.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from serving import accounts
 from serving.access_keys import AccessKeys
 from serving.direct_routes import read_body, replay
 from serving.public_trackers import PublicAccess
-from serving.sigv4 import AuthError, Request, verify
+from serving.sigv4 import AuthError, Request, scope_region, verify
 
 SIGNED_PATHS = frozenset({"/", "/events", "/items", "/users", "/recommendations", "/personalize-ranking"})
 
@@ -53,7 +55,7 @@ class SignedCalls:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] != "http" or scope["path"] not in SIGNED_PATHS or scope["method"] == "OPTIONS"
                 or not self.enabled or not self.keys.required()):
-            token = accounts.serve_as(self.open_account)
+            token = accounts.serve_as(self.open_account, signing_region(scope))
         else:
             body, pending = await read_body(receive)
             try:
@@ -61,7 +63,7 @@ class SignedCalls:
             except AuthError as exc:
                 await refusal(exc)(scope, receive, send)
                 return
-            token = accounts.serve_as(account)
+            token = accounts.serve_as(account, signing_region(scope))
             receive = replay(body, pending, receive)
         try:
             await self.app(scope, receive, send)
@@ -82,6 +84,14 @@ class SignedCalls:
                                     "this event tracker does not take events from that origin")
                 return public.account
         return verify(request, self.keys.get, self.clock()).account
+
+
+def signing_region(scope: Scope) -> str | None:
+    """The region the request's Authorization header is scoped to (None: unsigned). Where calls
+    must be signed, `caller` has verified that header by then; an unsigned PutEvents on a public
+    tracker has none, and acts in the tracker's own region."""
+    header = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), None)
+    return scope_region(header.decode("latin-1")) if header is not None else None
 
 
 def tracking_id(body: bytes) -> str:

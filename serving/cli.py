@@ -91,6 +91,7 @@ def cmd_trainer(args: argparse.Namespace) -> int:
     import signal
 
     from serving.app import run_trainer
+    from stream.shutdown import exit_within
     from training.importer import DatasetFiles
     from training.trainer import Trainer
 
@@ -98,13 +99,22 @@ def cmd_trainer(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         stop = asyncio.Event()
+
+        def stopping() -> None:  # the job's grace (serving/jobs.py) comes first, then a deadline
+            stop.set()
+            exit_within()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+            asyncio.get_running_loop().add_signal_handler(sig, stopping)
         trainer = Trainer(settings.data_dir, settings.min_training_interactions)
         await run_trainer(settings, DatasetFiles.of(settings), trainer, args.schedule, stop)
 
     asyncio.run(main())
-    return 0
+    # a training step that outlasted the shutdown grace still runs in its daemon thread; the
+    # interpreter's teardown under it aborts the process in torch's destructors (SIGABRT, a
+    # core file). Its job is back to pending and the control database closed: leave at once.
+    logging.shutdown()
+    os._exit(0)
 
 
 def cmd_stream_worker(args: argparse.Namespace) -> int:
@@ -134,6 +144,26 @@ def cmd_stream_tail(args: argparse.Namespace) -> int:
 
     asyncio.run(tail(_settings(args), dataset_group=args.dataset_group, group=args.group,
                      max_events=args.max_events, idle_timeout_s=args.idle_timeout))
+    return 0
+
+
+def cmd_stream_dead_letters(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from stream.dead_letters import open_dead_letters
+
+    async def listed() -> list[str]:
+        letters = open_dead_letters(_settings(args))
+        await letters.start()
+        try:
+            return [x.model_dump_json() for x in await letters.list(args.dataset_group, args.limit)]
+        finally:
+            await letters.close()
+
+    lines = asyncio.run(listed())
+    for line in lines:
+        print(line)  # noqa: T201
+    print(f"{len(lines)} dead letter(s) of {args.dataset_group}", file=sys.stderr)  # noqa: T201
     return 0
 
 
@@ -249,6 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--idle-timeout", type=float, help="stop after this many idle seconds")
     tail.add_argument("--data-dir", type=Path, help="embedded mode's data directory")
     tail.set_defaults(fn=cmd_stream_tail)
+    dead = stream_sub.add_parser("dead-letters", help="print a dataset group's dead letters as JSON lines "
+                                 "(records a consumer could not handle, with why)")
+    dead.add_argument("--dataset-group", required=True,
+                      help="dataset group name (<account>.<name> outside the open server's account)")
+    dead.add_argument("--limit", type=int, default=1000, help="print at most this many (default 1000)")
+    dead.add_argument("--data-dir", type=Path, help="embedded mode's data directory")
+    dead.set_defaults(fn=cmd_stream_dead_letters)
     imp = sub.add_parser("import", help="load CSV files into a dataset group of a running server "
                          "(creates the group, inferred schemas and datasets if missing)")
     imp.add_argument("dataset_group", metavar="DATASET_GROUP", help="dataset group name")

@@ -6,10 +6,12 @@ Handlers take the parsed request (a wire model) and return the response dict.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
+import inspect
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from starlette.responses import Response
 
 from serving import service_model
-from serving.accounts import account_of, caller
+from serving.accounts import caller, caller_region, region_of, visible
 from serving.errors import (
     InvalidInputException,
     InvalidNextTokenException,
@@ -30,10 +32,13 @@ from serving.errors import (
     UnknownOperationException,
     validation_message,
 )
+from serving.jobs import PENDING, RUNNING
 from serving.public_trackers import PublicTrackerError, from_tags
 from serving.quotas import quota
 from serving.quotas import refusal as quota_refusal
 from serving.resources import AlreadyExists, Body, ResourceStore
+from stream.contract import dataset_group_name
+from stream.erasure import erase_group
 from stream.settings import Settings
 
 if TYPE_CHECKING:
@@ -99,11 +104,21 @@ class Ctx:
         """The caller's account (serving/accounts.py): what it creates is named in it."""
         return caller(self.settings.account)
 
+    @property
+    def region(self) -> str:
+        """The caller's region (serving/accounts.py): what it creates is named in it too."""
+        return caller_region(self.settings.region)
+
     def arn(self, kind: str, name: str) -> str:
-        return self.settings.arn(kind, name, self.account)
+        return self.settings.arn(kind, name, self.account, self.region)
+
+    def sees(self, arn: str) -> bool:
+        """Whether `arn` is the caller's: of its account and its region."""
+        return visible(arn, self.account, self.region)
 
 
-Handler = Callable[[Any, Ctx], Body]
+# a handler that waits on I/O (erasing data) returns an awaitable, run on the event loop
+Handler = Callable[[Any, Ctx], Body | Awaitable[Body]]
 OPERATIONS: dict[str, tuple[type[Req], Handler]] = {}
 
 
@@ -130,23 +145,25 @@ def paginate(items: list[Body], page: Page, key: str, summary: tuple[str, ...]) 
 
 
 def listed(ctx: Ctx, kind: str, parent: str | None = None) -> list[Body]:
-    """What a List operation shows: the caller's account's resources only; a parent of
-    another account is not found, as it is for every other operation."""
-    if parent is not None and account_of(parent) != ctx.account:
+    """What a List operation shows: the caller's account's resources in its region only; a
+    parent of another account or region is not found, as it is for every other operation."""
+    if parent is not None and not ctx.sees(parent):
         raise ResourceNotFoundException(f"{parent} does not exist")
-    return ctx.resources.list(kind, parent, account=ctx.account)
+    return ctx.resources.list(kind, parent, account=ctx.account, region=ctx.region)
 
 
 def within_quota(ctx: Ctx, kind: str) -> None:
-    """Refuse a create that would take the caller's account past its quota of `kind`."""
+    """Refuse a create that would take the caller's account past its quota of `kind` in its
+    region (AWS's quotas are per account and region)."""
     limit = quota(ctx.settings.quotas, ctx.account, kind)
-    if limit is not None and len(ctx.resources.list(kind, account=ctx.account)) >= limit:
+    if limit is not None and len(ctx.resources.list(kind, account=ctx.account, region=ctx.region)) >= limit:
         raise LimitExceededException(quota_refusal(kind, limit))
 
 
 def require(ctx: Ctx, arn: str, kind: str, what: str) -> Body:
-    """The resource, if it exists in the caller's account; another account's is not found."""
-    body = ctx.resources.get(arn, kind) if account_of(arn) == ctx.account else None
+    """The resource, if it exists in the caller's account and region; another account's or
+    another region's is not found."""
+    body = ctx.resources.get(arn, kind) if ctx.sees(arn) else None
     if body is None:
         raise ResourceNotFoundException(f"{what} {arn} does not exist")
     return body
@@ -158,6 +175,10 @@ def require(ctx: Ctx, arn: str, kind: str, what: str) -> Body:
 def create_dataset_group(req: CreateDatasetGroup, ctx: Ctx) -> Body:
     within_quota(ctx, "dataset-group")
     arn = ctx.arn("dataset-group", req.name)
+    if other := ctx.resources.elsewhere("dataset-group", req.name, arn):
+        raise ResourceAlreadyExistsException(
+            f"dataset group {req.name} exists in region {region_of(other)} already ({other}); this server "
+            "keeps one dataset group of a name per account in all regions: choose another name")
     body = {"name": req.name, "datasetGroupArn": arn, "status": "ACTIVE"}
     body |= {k: v for k, v in (("domain", req.domain), ("roleArn", req.roleArn),
                                ("kmsKeyArn", req.kmsKeyArn)) if v}
@@ -181,14 +202,29 @@ def list_dataset_groups(req: Page, ctx: Ctx) -> Body:
 
 
 @operation("DeleteDatasetGroup", DatasetGroupArn)
-def delete_dataset_group(req: DatasetGroupArn, ctx: Ctx) -> Body:
-    require(ctx, req.datasetGroupArn, "dataset-group", "dataset group")
-    if ctx.resources.count_children(req.datasetGroupArn):
-        raise ResourceInUseException(
-            f"dataset group {req.datasetGroupArn} still has datasets or event trackers; "
-            "delete them first")
-    ctx.resources.delete(req.datasetGroupArn)
-    return {}
+def delete_dataset_group(req: DatasetGroupArn, ctx: Ctx) -> Awaitable[Body]:
+    """What the group's resources left behind goes with it (their own deletes took the rest): the
+    log's records, session states, recommendations shown, archive and dataset files. The group
+    is deleted last, so a group created again with its name finds none of it."""
+    arn = req.datasetGroupArn
+    require(ctx, arn, "dataset-group", "dataset group")
+    deletions = ctx.resources.list("data-deletion-job", arn)
+    if ctx.resources.count_children(arn) > len(deletions):
+        raise ResourceInUseException(f"dataset group {arn} still has datasets, event trackers, solutions "
+                                     "or filters; delete them first")
+    if busy := [j for j in deletions if j["status"] in (PENDING, RUNNING)]:
+        raise ResourceInUseException(f"dataset group {arn} has a data deletion job in progress: "
+                                     f"{busy[0]['dataDeletionJobArn']}")
+
+    async def delete() -> Body:
+        group = dataset_group_name(arn)
+        await erase_group(ctx.settings, group)
+        await asyncio.to_thread(ctx.datasets.drop_group, group)
+        for job in deletions:
+            ctx.resources.delete(job["dataDeletionJobArn"])
+        ctx.resources.delete(arn)
+        return {}
+    return delete()
 
 
 # ---- event trackers (one per dataset group, as in Personalize) ----
@@ -204,7 +240,8 @@ def create_event_tracker(req: CreateEventTracker, ctx: Ctx) -> Body:
         public = from_tags({t.tagKey: t.tagValue for t in req.tags or ()})
     except PublicTrackerError as exc:
         raise InvalidInputException(str(exc)) from None
-    arn = ctx.arn("event-tracker", req.name)
+    # an id, not the name, as Personalize's are (event-tracker/d2e0162e): names need not be unique
+    arn = ctx.arn("event-tracker", uuid.uuid4().hex[:8])
     tracking_id = str(uuid.uuid4())
     body = {"name": req.name, "eventTrackerArn": arn, "accountId": ctx.account,
             "trackingId": tracking_id, "datasetGroupArn": req.datasetGroupArn, "status": "ACTIVE",
@@ -236,7 +273,7 @@ def delete_event_tracker(req: EventTrackerArn, ctx: Ctx) -> Body:
 
 # ---- the dispatcher ----
 
-def dispatch(target: str | None, raw: bytes, ctx: Ctx) -> Body:
+def dispatch(target: str | None, raw: bytes, ctx: Ctx) -> Body | Awaitable[Body]:
     if not target or not target.startswith(TARGET_PREFIX):
         raise InvalidInputException(f"missing or unknown X-Amz-Target header: {(target or '')[:80]!r}; "
                                     f"expected {TARGET_PREFIX}<Operation>")
@@ -266,6 +303,8 @@ def make_router(ctx: Ctx) -> APIRouter:
     @router.post("/", summary="Amazon Personalize control plane (X-Amz-Target dispatch)")
     async def control_plane(request: Request) -> Response:
         body = dispatch(request.headers.get("x-amz-target"), await request.body(), ctx)
+        if inspect.isawaitable(body):
+            body = await body
         return Response(orjson.dumps(body), media_type="application/x-amz-json-1.1")
 
     return router

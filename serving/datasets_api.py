@@ -1,4 +1,5 @@
-"""The control plane's data side: schemas, datasets, dataset import and export jobs.
+"""The control plane's data side: schemas, datasets, dataset import and export jobs, data
+deletion jobs.
 
 Handlers register in control_api's dispatcher. Jobs are stored CREATE PENDING and run by
 serving.jobs; the import/export work itself is training's (`DatasetFiles`), handed in by
@@ -6,6 +7,9 @@ the composition root, because serving never imports training.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable
 from typing import Annotated, Literal, Protocol
 
 from pydantic import Field, StringConstraints
@@ -24,27 +28,59 @@ from serving.control_api import (
     require,
     within_quota,
 )
-from serving.errors import InvalidInputException, ResourceAlreadyExistsException, ResourceInUseException
-from serving.jobs import PENDING, RUNNING, JobFailed, Progress
+from serving.errors import (
+    InvalidInputException,
+    LimitExceededException,
+    ResourceAlreadyExistsException,
+    ResourceInUseException,
+)
+from serving.jobs import ACTIVE, FAILED, PENDING, RUNNING, JobFailed, Progress
 from serving.resources import AlreadyExists, Body
+from stream.archive import Erased
 from stream.contract import dataset_group_name
 from stream.dataset_schema import DATASET_TYPES, Schema, SchemaError, check_dataset_type, parse_schema
+from stream.erasure import erase_users
 from stream.locations import LocationRefused
 
+log = logging.getLogger(__name__)
 Location = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Domain = Literal["ECOMMERCE", "VIDEO_ON_DEMAND"]
+MAX_PENDING_DELETIONS = 5  # Personalize's: data deletion jobs PENDING per dataset group
+# a data deletion job's status as Personalize names it, by the job runner's
+DELETION_STATUS = {PENDING: "PENDING", RUNNING: "IN_PROGRESS", ACTIVE: "COMPLETED", FAILED: "FAILED"}
+DELETION_JOB = ("jobName", "dataDeletionJobArn", "datasetGroupArn", "dataSource", "roleArn", "status",
+                "numDeleted", "creationDateTime", "lastUpdatedDateTime", "failureReason")
+
+
+class Imported(Protocol):
+    """An import job's outcome (training.importer.Imported)."""
+
+    @property
+    def rows(self) -> int: ...
+
+    @property
+    def skipped(self) -> int: ...  # invalid rows left out
+
+    @property
+    def summary(self) -> str: ...  # for people: what was imported, what was skipped and why
 
 
 class DatasetFiles(Protocol):
     """Dataset rows on disk (training.importer.DatasetFiles)."""
 
     def import_csv(self, *, job_id: str, location: str, dataset_group: str, dataset_type: str,
-                   schema: Schema, replace: bool, progress: Progress) -> int: ...
+                   schema: Schema, replace: bool, progress: Progress) -> Imported: ...
 
     def export_csv(self, *, job_name: str, destination: str, dataset_group: str, dataset_type: str,
                    schema: Schema, ingestion_mode: str, progress: Progress) -> int: ...
 
     def drop(self, dataset_group: str, dataset_type: str) -> None: ...
+
+    def drop_group(self, dataset_group: str) -> None: ...
+
+    def user_ids(self, location: str) -> list[str]: ...
+
+    def erase_users(self, dataset_group: str, users: list[str]) -> Erased: ...
 
 
 class CreateSchema(Req):
@@ -116,6 +152,18 @@ class CreateDatasetExportJob(Req):
 
 class ExportJobArn(Req):
     datasetExportJobArn: Arn
+
+
+class CreateDataDeletionJob(Req):
+    jobName: Name
+    datasetGroupArn: Arn
+    dataSource: DataSource
+    roleArn: Annotated[str, StringConstraints(max_length=256)]
+    tags: Annotated[list[Tag], Field(max_length=200)] | None = None
+
+
+class DeletionJobArn(Req):
+    dataDeletionJobArn: Arn
 
 
 def _create(ctx: Ctx, kind: str, arn: str, name: str, body: Body, parent: str | None = None) -> None:
@@ -237,7 +285,8 @@ def update_dataset(req: UpdateDataset, ctx: Ctx) -> Body:
 
 
 @operation("DeleteDataset", DatasetArn)
-def delete_dataset(req: DatasetArn, ctx: Ctx) -> Body:
+def delete_dataset(req: DatasetArn, ctx: Ctx) -> Awaitable[Body]:
+    """The dataset's rows go with it; an INTERACTIONS dataset's events from PutEvents too."""
     dataset = require(ctx, req.datasetArn, "dataset", "dataset")
     if _busy_jobs(ctx, req.datasetArn):
         raise ResourceInUseException(f"dataset {req.datasetArn} has a job in progress")
@@ -246,8 +295,12 @@ def delete_dataset(req: DatasetArn, ctx: Ctx) -> Body:
     for job in ctx.resources.list("dataset-export-job", req.datasetArn):
         ctx.resources.delete(job["datasetExportJobArn"])
     ctx.resources.delete(req.datasetArn)
-    ctx.datasets.drop(dataset_group_name(dataset["datasetGroupArn"]), dataset["datasetType"])
-    return {}
+
+    async def drop() -> Body:
+        await asyncio.to_thread(ctx.datasets.drop, dataset_group_name(dataset["datasetGroupArn"]),
+                                dataset["datasetType"])
+        return {}
+    return drop()
 
 
 # ---- import and export jobs ----
@@ -311,6 +364,47 @@ def list_export_jobs(req: ListByDataset, ctx: Ctx) -> Body:
                      "lastUpdatedDateTime", "failureReason"))
 
 
+# ---- data deletion jobs: some users' data out of a dataset group ----
+
+def _deletion_job(body: Body) -> Body:
+    return {k: body[k] for k in DELETION_JOB if k in body} | {
+        "status": DELETION_STATUS.get(body["status"], body["status"])}
+
+
+@operation("CreateDataDeletionJob", CreateDataDeletionJob)
+def create_deletion_job(req: CreateDataDeletionJob, ctx: Ctx) -> Body:
+    require(ctx, req.datasetGroupArn, "dataset-group", "dataset group")
+    if not req.dataSource.dataLocation:
+        raise InvalidInputException("dataSource.dataLocation is required")
+    _allowed(ctx, "dataSource.dataLocation", req.dataSource.dataLocation)
+    jobs = ctx.resources.list("data-deletion-job", req.datasetGroupArn)
+    if len(pending := [j for j in jobs if j["status"] == PENDING]) >= MAX_PENDING_DELETIONS:
+        raise LimitExceededException(f"dataset group {req.datasetGroupArn} already has {len(pending)} "
+                                     f"data deletion jobs PENDING, the most it may have")
+    arn = ctx.arn("data-deletion-job", req.jobName)
+    body = {"jobName": req.jobName, "dataDeletionJobArn": arn, "datasetGroupArn": req.datasetGroupArn,
+            "dataSource": {"dataLocation": req.dataSource.dataLocation}, "roleArn": req.roleArn,
+            "status": PENDING}
+    _create(ctx, "data-deletion-job", arn, req.jobName, body, parent=req.datasetGroupArn)
+    ctx.wake_jobs()
+    return {"dataDeletionJobArn": arn}
+
+
+@operation("DescribeDataDeletionJob", DeletionJobArn)
+def describe_deletion_job(req: DeletionJobArn, ctx: Ctx) -> Body:
+    return {"dataDeletionJob": _deletion_job(require(ctx, req.dataDeletionJobArn, "data-deletion-job",
+                                                     "data deletion job"))}
+
+
+@operation("ListDataDeletionJobs", ListByDatasetGroup)
+def list_deletion_jobs(req: ListByDatasetGroup, ctx: Ctx) -> Body:
+    """Newest first, as Personalize lists them."""
+    jobs = [_deletion_job(j) for j in reversed(listed(ctx, "data-deletion-job", req.datasetGroupArn))]
+    return paginate(jobs, req, "dataDeletionJobs",
+                    ("dataDeletionJobArn", "datasetGroupArn", "jobName", "status", "creationDateTime",
+                     "lastUpdatedDateTime", "failureReason"))
+
+
 # ---- the work the job runner calls (in a thread) ----
 
 def _job_dataset(ctx: Ctx, job: Body) -> tuple[Body, Schema]:
@@ -321,16 +415,21 @@ def _job_dataset(ctx: Ctx, job: Body) -> tuple[Body, Schema]:
 
 
 def run_import(ctx: Ctx, job: Body, progress: Progress) -> Body:
+    """The job's `progress` says how many rows were imported and skipped, and why. Personalize's
+    DatasetImportJob has no member for that and boto3 drops the others, so the log says it too."""
     dataset, schema = _job_dataset(ctx, job)
     try:
-        rows = ctx.datasets.import_csv(
+        imported = ctx.datasets.import_csv(
             job_id=job["datasetImportJobArn"], location=job["dataSource"]["dataLocation"],
             dataset_group=dataset_group_name(dataset["datasetGroupArn"]),
             dataset_type=dataset["datasetType"], schema=schema,
             replace=job["importMode"] == "FULL", progress=progress)
     except ValueError as exc:  # training's ImportFailed: bad data, named row and column
         raise JobFailed(str(exc)) from None
-    return {"progress": {"rowsDone": rows}}
+    if imported.skipped:
+        log.warning("%s: %s", job["datasetImportJobArn"], imported.summary)
+    return {"progress": {"rowsDone": imported.rows, "rowsSkipped": imported.skipped,
+                         "message": imported.summary}}
 
 
 def run_export(ctx: Ctx, job: Body, progress: Progress) -> Body:
@@ -344,3 +443,20 @@ def run_export(ctx: Ctx, job: Body, progress: Progress) -> Body:
     except ValueError as exc:
         raise JobFailed(str(exc)) from None
     return {"progress": {"rowsDone": rows}}
+
+
+def run_deletion(ctx: Ctx, job: Body, progress: Progress) -> Body:
+    """The users' rows in the datasets, their archived events, their session states and,
+    embedded, their records in the log; numDeleted counts the users found in any of them."""
+    group_arn = job["datasetGroupArn"]
+    if ctx.resources.get(group_arn, "dataset-group") is None:
+        raise JobFailed(f"dataset group {group_arn} was deleted")
+    try:
+        users = ctx.datasets.user_ids(job["dataSource"]["dataLocation"])
+    except ValueError as exc:  # training's ImportFailed: the file, the row and what is wrong
+        raise JobFailed(str(exc)) from None
+    progress(message=f"deleting the data of {len(users):,} user(s)")
+    group = dataset_group_name(group_arn)
+    erased = ctx.datasets.erase_users(group, users)
+    with_state = asyncio.run(erase_users(ctx.settings, group, users, erased.sessions))
+    return {"numDeleted": len(erased.users | with_state)}

@@ -14,7 +14,7 @@ import orjson
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from serving.accounts import account_of, caller
+from serving.accounts import account_of, caller, region_of, signed_region
 from serving.errors import InvalidInputException, ResourceNotFoundException, ThrottlingException
 from serving.public_trackers import PublicAccess, access
 from serving.rate_limits import NO_LIMIT, NoLimit, RateLimit
@@ -36,11 +36,20 @@ class Tracker(NamedTuple):
     dataset_group: str  # dataset_group_name of its group
     account: str
     public: PublicAccess | None  # serving/public_trackers.py
+    region: str
+
+
+def elsewhere(arn_region: str, region: str | None) -> bool:
+    """Whether a resource of `arn_region` is out of reach of a call signed for `region`. The
+    events API is the one browsers call unsigned (public trackers): an unsigned call names no
+    region, and the trackingId or dataset ARN alone says which resource it means."""
+    return region is not None and arn_region != region
 
 
 class Trackers:
     """trackingId -> its tracker, cached: PutEvents must not hit SQLite each call. A tracker
-    of another account than the caller's is not found."""
+    of another account than the caller's, or of another region than the one it signed for,
+    is not found."""
 
     def __init__(self, resources: ResourceStore, ttl_s: float = 5.0) -> None:
         self.resources, self.ttl_s = resources, ttl_s
@@ -57,12 +66,13 @@ class Trackers:
                 return None
             account = account_of(body["eventTrackerArn"])
             hit = self._cache[tracking_id] = Tracker(now, dataset_group_name(body["datasetGroupArn"]),
-                                                     account, access(account, body.get("publicAccess")))
+                                                     account, access(account, body.get("publicAccess")),
+                                                     region_of(body["eventTrackerArn"]))
         return hit
 
-    def dataset_group(self, tracking_id: str, account: str) -> str:
+    def dataset_group(self, tracking_id: str, account: str, region: str | None = None) -> str:
         tracker = self.get(tracking_id)
-        if tracker is None or tracker.account != account:
+        if tracker is None or tracker.account != account or elsewhere(tracker.region, region):
             raise ResourceNotFoundException(f"no event tracker with trackingId {tracking_id}")
         return tracker.dataset_group
 
@@ -88,8 +98,9 @@ class Datasets:
         self.resources, self.ttl_s = resources, ttl_s
         self._cache: dict[str, tuple[float, str, str, Schema]] = {}
 
-    def get(self, dataset_arn: str, dataset_type: str, account: str) -> tuple[str, Schema]:
-        if account_of(dataset_arn) != account:
+    def get(self, dataset_arn: str, dataset_type: str, account: str,
+            region: str | None = None) -> tuple[str, Schema]:
+        if account_of(dataset_arn) != account or elsewhere(region_of(dataset_arn), region):
             raise ResourceNotFoundException(f"dataset {dataset_arn} does not exist")
         now = time.monotonic()
         hit = self._cache.get(dataset_arn)
@@ -120,7 +131,9 @@ async def with_implicit_impressions(events: list[Event], store: SessionStore) ->
     if not wanted:
         return events
     try:
-        shown = await store.recall([e.recommendation_id for e in wanted])  # type: ignore[misc]
+        # one PutEvents: one tracker, so one dataset group
+        shown = await store.recall(wanted[0].dataset_group,
+                                   [e.recommendation_id for e in wanted])  # type: ignore[misc]
     except Exception as exc:  # noqa: BLE001 - any store failure: accept the events without them
         log.warning("implicit impressions unavailable: %s", exc)
         return events
@@ -148,7 +161,7 @@ def make_router(event_log: EventLog, trackers: Trackers, datasets: Datasets,
 
     @router.post("/events", summary="PutEvents: record item interactions for a user/session")
     async def put_events(req: PutEventsRequest) -> Response:
-        group = trackers.dataset_group(req.trackingId, caller(account))
+        group = trackers.dataset_group(req.trackingId, caller(account), signed_region())
         rate = rate_of(req.trackingId)
         if wait := rate.wait(req.trackingId):
             raise ThrottlingException(f"Rate exceeded: event tracker {req.trackingId} takes "
@@ -160,7 +173,7 @@ def make_router(event_log: EventLog, trackers: Trackers, datasets: Datasets,
 
     async def put(dataset_arn: str, kind: str, label: str, entries: list[tuple[str, str | None]]
                   ) -> Response:
-        group, schema = datasets.get(dataset_arn, kind, caller(account))
+        group, schema = datasets.get(dataset_arn, kind, caller(account), signed_region())
         now = time.time()
         await event_log.append([
             to_record(group, kind, id_, _fields(schema, kind, f"{label}[{i}]", props), now)

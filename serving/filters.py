@@ -477,9 +477,7 @@ class _Request:
     def column(self, name: str, col: int, width: int) -> str:
         found = self.catalog.name(name)
         if found is None:
-            known = ", ".join(self.catalog.columns) or "no fields"
-            raise _error(self.src, f"unknown item field {name!r} (the items dataset has {known})",
-                         col, width)
+            raise _error(self.src, unknown_item_field(name, list(self.catalog.columns)), col, width)
         return found
 
     def resolve(self, c: Condition) -> list[str]:
@@ -546,6 +544,14 @@ class _Request:
             return x is not None and y is not None and bool(_ORDER[c.op](x, y))
         hit = bool(set(_tokens(value)) & _keys(self.resolve(c)))
         return hit == (c.op in _POSITIVE)
+
+
+def unknown_item_field(name: str, known: list[str]) -> str:
+    """Why an item field cannot be filtered on, and what to do about it."""
+    if known:
+        return f"unknown item field {name!r} (the items dataset has {', '.join(known)})"
+    return (f"unknown item field {name!r}: the dataset group has no ITEMS dataset with fields; create one "
+            f"whose schema has {name} (CreateSchema, CreateDataset), or drop the Items condition")
 
 
 def allowed(f: Filter, catalog: Catalog, *, values: dict[str, str] | None = None,

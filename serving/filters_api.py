@@ -35,6 +35,7 @@ from serving.filters import allowed as allowed_items
 from serving.models import Model, freeze_loaded
 from serving.resources import AlreadyExists, Body
 from stream.contract import dataset_group_name
+from stream.dataset_schema import parse_schema
 from stream.datasets import DatasetStore
 
 ALLOWED_CACHE = 256  # filters x filter values answered from memory: 125 KB each at 1M items
@@ -125,14 +126,29 @@ class FilterInputs:
         return self._recent(("dataset", group, kind),
                             lambda: tuple(p.name for p in self.datasets.manifest(group, kind).parts))
 
+    def item_fields(self, group: str) -> tuple[str, ...]:
+        """The fields of the group's ITEMS dataset schema (none without one): a field the schema
+        has is one a filter may name before any item has a value of it."""
+        def read() -> tuple[str, ...]:
+            dataset = next((d for d in self.ctx.resources.list("dataset") if d["datasetType"] == "ITEMS"
+                            and dataset_group_name(d["datasetGroupArn"]) == group), None)
+            schema = None if dataset is None else self.ctx.resources.get(dataset["schemaArn"], "schema")
+            return () if schema is None else parse_schema(schema["schema"]).names
+        return self._recent(("item-fields", group), read)
+
+    def _catalog_version(self, model: Model, group: str) -> tuple[str, ...]:
+        return (model.arn, *self._version(group, "ITEMS"), "fields:", *self.item_fields(group))
+
     def catalog_ready(self, model: Model, group: str) -> bool:
         """Whether catalog() answers from its cache; else it reads and indexes the items
         dataset (~10 s at 1M items), which callers on an event loop run in a thread."""
         hit = self._catalogs.get(model.arn)
-        return hit is not None and hit[0] == (model.arn, *self._version(group, "ITEMS"))
+        return hit is not None and hit[0] == self._catalog_version(model, group)
 
     def catalog(self, model: Model, group: str) -> Catalog:
-        version = (model.arn, *self._version(group, "ITEMS"))
+        """Every field of the items' schema has a column, None for an item without a value: with
+        no items imported yet, a filter on one matches no item, as Personalize's does."""
+        version = self._catalog_version(model, group)
         hit = self._catalogs.get(model.arn)
         if hit is None or hit[0] != version:
             with self._lock:  # one build: requests that waited on it find it done
@@ -146,6 +162,9 @@ class FilterInputs:
                     for name in table.column_names:
                         if name != "ITEM_ID":
                             columns[name] = [rows.get(i, {}).get(name) for i in model.item_ids]
+                for name in self.item_fields(group):
+                    if name != "ITEM_ID" and name not in columns:
+                        columns[name] = [None] * model.n_items
                 hit = self._catalogs[model.arn] = (version, Catalog.build(model.n_items, columns))
                 freeze_loaded()
         return hit[1]

@@ -47,36 +47,51 @@ class JobInterrupted(Exception):
     """Raised from `progress` once this process is shutting down: the job will run again."""
 
 
+TRAINING = frozenset({"solution-version"})  # the kinds that take cores for minutes
+DATA_SLOTS = 2  # imports, exports and deletions at once: mostly I/O, seconds each
+
+
 class JobRunner:
+    """Runs up to `training_slots` trainings and DATA_SLOTS data jobs at once, in separate
+    pools: an import never waits behind a training, nor one dataset group's training behind
+    another's."""
+
     def __init__(self, resources: ResourceStore, work: dict[str, Work], poll_s: float = 0.5,
-                 grace_s: float = 4.0) -> None:
+                 grace_s: float = 4.0, training_slots: int = 1) -> None:
         self.resources, self.work, self.poll_s, self.grace_s = resources, work, poll_s, grace_s
+        self.slots = {"training": training_slots, "data": DATA_SLOTS}
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
-        """Called after a job is created, so it starts without waiting for the next poll."""
+        """Called after a job is created (or one ends), so a free slot takes the next at once."""
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        running: dict[asyncio.Task[None], str] = {}
         while not stop.is_set():
-            claimed = self._claim()
-            if claimed is None:
-                self._wake.clear()
-                with_stop = asyncio.ensure_future(stop.wait())
-                woken = asyncio.ensure_future(self._wake.wait())
-                await asyncio.wait({with_stop, woken}, timeout=self.poll_s,
-                                   return_when=asyncio.FIRST_COMPLETED)
-                with_stop.cancel()
-                woken.cancel()
+            for task in [t for t in running if t.done()]:
+                del running[task]
+            busy = {pool: list(running.values()).count(pool) for pool in self.slots}
+            free = tuple(kind for kind in self.work if busy[_pool(kind)] < self.slots[_pool(kind)])
+            claimed = self._claim(free) if free else None
+            if claimed is not None:
+                task = asyncio.create_task(self._run(*claimed, stop))
+                task.add_done_callback(lambda _: self.wake())
+                running[task] = _pool(claimed[0])
                 continue
-            await self._run(*claimed, stop)
+            self._wake.clear()
+            with_stop = asyncio.ensure_future(stop.wait())
+            woken = asyncio.ensure_future(self._wake.wait())
+            await asyncio.wait({with_stop, woken}, timeout=self.poll_s, return_when=asyncio.FIRST_COMPLETED)
+            with_stop.cancel()
+            woken.cancel()
+        if running:
+            await asyncio.gather(*running)  # each ends, or is requeued, within the grace
 
-    def _claim(self) -> tuple[str, Body] | None:
-        kinds = tuple(self.work)
+    def _claim(self, kinds: tuple[str, ...]) -> tuple[str, Body] | None:
         now = time.time()
-        stale = [(k, b) for k, b in self.resources.with_status(kinds, RUNNING)
-                 if now - b.get("heartbeat", 0) > STALE_S or self._dead(b.get("runner", ""))]
+        stale = [(k, b) for k, b in self.resources.with_status(kinds, RUNNING) if self._abandoned(b, now)]
         for kind, body in stale + self.resources.with_status(kinds, PENDING):
             arn = body[f"{_camel(kind)}Arn"]
             claim = {"status": RUNNING, "runner": self.owner, "heartbeat": now}
@@ -88,6 +103,11 @@ class JobRunner:
                     log.info("%s: taken up again after %d interruption(s)", arn, body["interruptions"])
                 return kind, got
         return None
+
+    def _abandoned(self, job: Body, now: float) -> bool:
+        """Running, but not by this process, and its runner is gone or silent."""
+        runner = job.get("runner", "")
+        return runner != self.owner and (now - job.get("heartbeat", 0) > STALE_S or self._dead(runner))
 
     def _dead(self, runner: str) -> bool:
         """A runner on this host whose process is gone (e.g. the server was SIGKILLed)."""
@@ -179,6 +199,10 @@ def in_daemon_thread(fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
 
     threading.Thread(target=target, name=f"job-{getattr(fn, '__name__', 'work')}", daemon=True).start()
     return future
+
+
+def _pool(kind: str) -> str:
+    return "training" if kind in TRAINING else "data"
 
 
 def _camel(kind: str) -> str:

@@ -12,9 +12,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from stream.settings import Settings
+from stream.shutdown import STOP_DEADLINE_S, exit_within
 
 if TYPE_CHECKING:
     import socket
+    from types import FrameType
 
     import uvicorn
     from fastapi import FastAPI
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 # module-level function, so a spawned process gets it by name)
 AppFactory = Callable[[Settings], "FastAPI"]
 STARTUP_FAILURE = 3  # uvicorn's exit status when the app does not start (e.g. Redis unreachable)
-SHUTDOWN_DRAIN_S = 4.0  # + the jobs' grace (serving/jobs.py) + closing: under Kubernetes' 30 s, and 10 s
+SHUTDOWN_DRAIN_S = 4.0  # + the jobs' grace (serving/jobs.py, 4 s) + closing: under STOP_DEADLINE_S
 
 
 def configure_logging(settings: Settings) -> None:
@@ -36,12 +38,19 @@ def server(settings: Settings, app: AppFactory) -> uvicorn.Server:
     request heads and bodies), and at most `max_connections` connections or requests in
     progress (503 beyond: a process out of file descriptors would refuse them less politely).
     Idle keep-alive connections close after uvicorn's 5 s. On SIGTERM, requests in flight get
-    SHUTDOWN_DRAIN_S before the jobs and agents stop, so the process ends within 10 s."""
+    SHUTDOWN_DRAIN_S before the jobs and agents stop, so the process ends within 10 s; where
+    closing hangs (a broker that is gone), it leaves at STOP_DEADLINE_S anyway."""
     import uvicorn
 
     from serving.limits import slow_clients
 
-    return uvicorn.Server(uvicorn.Config(
+    class BoundedStop(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if not self.should_exit:
+                exit_within(STOP_DEADLINE_S)
+            super().handle_exit(sig, frame)
+
+    return BoundedStop(uvicorn.Config(
         functools.partial(app, settings), factory=True, host=settings.host, port=settings.port,
         log_level=settings.log_level, loop="uvloop", access_log=False,
         http=slow_clients(settings.read_timeout_s, settings.max_header_bytes),

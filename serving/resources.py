@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from serving.accounts import account_of
+from serving.accounts import account_of, region_of
 
 Body = dict[str, Any]
 
@@ -68,14 +68,25 @@ class ResourceStore:
                                    f" json_extract(body, '$.{field}') = ?", (kind, value)).fetchone()
         return None if row is None else orjson.loads(row[0])
 
-    def list(self, kind: str, parent: str | None = None, account: str | None = None) -> list[Body]:
-        """Resources of a kind, oldest first: of one parent, and of one account's ARNs."""
+    def list(self, kind: str, parent: str | None = None, account: str | None = None,
+             region: str | None = None) -> list[Body]:
+        """Resources of a kind, oldest first: of one parent, and of one account's (and one
+        region's) ARNs."""
         q, args = "SELECT arn, body FROM resources WHERE kind = ?", [kind]
         if parent is not None:
             q, args = q + " AND parent = ?", [kind, parent]
         with self._lock:
             rows = self._db.execute(q + " ORDER BY created, arn", args).fetchall()
-        return [orjson.loads(body) for arn, body in rows if account is None or account_of(arn) == account]
+        return [orjson.loads(body) for arn, body in rows if (account is None or account_of(arn) == account)
+                and (region is None or region_of(arn) == region)]
+
+    def elsewhere(self, kind: str, name: str, arn: str) -> str | None:
+        """The ARN of the resource of `kind` and `name` that `arn` names in another region of its
+        account, if there is one."""
+        with self._lock:
+            rows = self._db.execute("SELECT arn FROM resources WHERE kind = ? AND name = ?",
+                                    (kind, name)).fetchall()
+        return next((a for (a,) in rows if a != arn and _regionless(a) == _regionless(arn)), None)
 
     def count_children(self, parent: str, kind: str | None = None) -> int:
         q, args = "SELECT COUNT(*) FROM resources WHERE parent = ?", [parent]
@@ -117,3 +128,8 @@ class ResourceStore:
     def delete(self, arn: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM resources WHERE arn = ?", (arn,))
+
+
+def _regionless(arn: str) -> str:
+    parts = arn.split(":", 5)
+    return ":".join(parts[:3] + parts[4:]) if len(parts) == 6 else arn

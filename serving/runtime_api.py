@@ -25,7 +25,6 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from starlette.responses import Response
 
 from serving import service_model
-from serving.accounts import account_of
 from serving.campaigns_api import serving_version
 from serving.control_api import Ctx
 from serving.errors import InvalidInputException, ResourceNotFoundException, ThrottlingException
@@ -119,7 +118,7 @@ class Campaigns:
         self._cache: dict[str, tuple[float, Deployed]] = {}
 
     def get(self, arn: str) -> Deployed:
-        if account_of(arn) != self.ctx.account:
+        if not self.ctx.sees(arn):
             raise ResourceNotFoundException(f"campaign {arn} does not exist")
         now = time.monotonic()
         hit = self._cache.get(arn)
@@ -199,7 +198,7 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         items = await with_metadata(deployed, items, columns)
         rid = f"RID-{uuid.uuid4()}"
         shown = [i["itemId"] for i in items[:MAX_IMPRESSIONS]]
-        await store.remember(rid, shown, ctx.settings.recommendation_ttl_s)
+        await store.remember(deployed.group, rid, shown, ctx.settings.recommendation_ttl_s)
         return Response(orjson.dumps({key: items, "recommendationId": rid}), media_type="application/json")
 
     def scored(model: Model, codes: np.ndarray, probs: np.ndarray) -> list[dict[str, Any]]:

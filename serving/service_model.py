@@ -21,9 +21,9 @@ How the model's rules are read, where botocore leaves it open:
 - lengths count code points, as botocore's own client-side validator does.
 
 Where we accept more on purpose (EXTENSIONS, plus one rule on types):
-- `dataSource.dataLocation` (CreateDatasetImportJob) and `jobOutput.s3DataDestination.path`
-  (CreateDatasetExportJob) take `file://` URLs and plain paths besides `s3://`: local files,
-  confined to OPZ_FILE_ROOTS by the handlers;
+- `dataSource.dataLocation` (CreateDatasetImportJob, CreateDataDeletionJob) and
+  `jobOutput.s3DataDestination.path` (CreateDatasetExportJob) take `file://` URLs and plain
+  paths besides `s3://`: local files, confined to OPZ_FILE_ROOTS by the handlers;
 - a timestamp (PutEvents' `sentAt`) may also be an ISO 8601 string (or a datetime, for a model
   built in Python), which the route's pydantic model then parses.
 

@@ -22,6 +22,9 @@ SERVICE = "personalize"  # the signing name of all three APIs (personalize, -eve
 MAX_SKEW_S = 15 * 60
 _AUTH = re.compile(r"AWS4-HMAC-SHA256\s+Credential=([^,\s]+)\s*,\s*SignedHeaders=([^,\s]+)\s*,"
                    r"\s*Signature=([0-9a-f]{64})\s*")
+# a region becomes part of every ARN the caller creates: any name botocore takes for one (a
+# host label, so no ':' or '/'), so a local setup's made-up region works as AWS's own do
+REGION = re.compile(r"(?![0-9]+$)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)")
 
 
 class AuthError(Exception):
@@ -85,6 +88,9 @@ def verify(req: Request, key_of: Callable[[str], Key | None], now: float) -> Key
     key = key_of(access_key_id)
     if key is None:
         raise unrecognized()
+    if not REGION.fullmatch(region):
+        raise AuthError("InvalidSignatureException",
+                        f"Credential should be scoped to a valid region, not '{region[:64]}'.")
     stamp = _first(headers, "x-amz-date")
     names = signed_headers.split(";")
     if (stamp is None or service != SERVICE or not stamp.startswith(day) or "host" not in names
@@ -103,6 +109,14 @@ def verify(req: Request, key_of: Callable[[str], Key | None], now: float) -> Key
     if not hmac.compare_digest(expected, signature):
         raise mismatch()
     return key
+
+
+def scope_region(authorization: str | None) -> str | None:
+    """The region of an Authorization header's credential scope, if it names a valid one. Its
+    signature is not checked here: `verify` does that where calls must be signed."""
+    m = _AUTH.fullmatch((authorization or "").strip())
+    parts = m.group(1).split("/") if m else []
+    return parts[2] if len(parts) == 5 and REGION.fullmatch(parts[2]) else None
 
 
 def canonical_request(req: Request, headers: dict[str, list[str]], signed: Sequence[str],

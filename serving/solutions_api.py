@@ -6,6 +6,8 @@ writes an artifact directory and returns the version's metrics.
 """
 from __future__ import annotations
 
+import contextlib
+import shutil
 import uuid
 from typing import Annotated, Any, Literal, Protocol
 
@@ -39,6 +41,9 @@ from stream.recipes import RECIPES, check_hyperparameters, schedule_seconds
 Str256 = Annotated[str, StringConstraints(max_length=256)]
 Str1000 = Annotated[str, StringConstraints(max_length=1000)]
 EPOCH = 1_700_000_000.0  # recipes' creationDateTime: they ship with the code
+# what training measures beyond Personalize's metrics: DescribeSolutionVersion and the report
+# show them, GetSolutionMetrics answers with Personalize's names only
+REPORT_ONLY_METRICS = frozenset({"hit_rate_at_10", "coverage_at_10"})
 
 
 class Trainer(Protocol):
@@ -124,16 +129,20 @@ class RecipeArn(Req):
 def _recipe_body(arn: str) -> Body:
     r = RECIPES[arn]
     transformation = "sims" if r.name == "aws-sims" else "JSON-percentile-filtering"
-    return {"name": r.name, "recipeArn": r.arn, "algorithmArn": r.arn.replace(":recipe/", ":algorithm/"),
+    body = {"name": r.name, "recipeArn": r.arn, "algorithmArn": r.arn.replace(":recipe/", ":algorithm/"),
             "featureTransformationArn": f"arn:aws:personalize:::feature-transformation/{transformation}",
             "status": "ACTIVE", "description": r.description, "recipeType": r.recipe_type,
             "creationDateTime": EPOCH, "lastUpdatedDateTime": EPOCH}
+    return body | ({"domain": r.domain} if r.domain else {})
 
 
 @operation("ListRecipes", ListRecipes)
 def list_recipes(req: ListRecipes, ctx: Ctx) -> Body:
-    return paginate([_recipe_body(a) for a in RECIPES], req, "recipes",
-                    ("name", "recipeArn", "status", "creationDateTime", "lastUpdatedDateTime"))
+    """With a domain, that domain's recipes only, as Personalize lists them: none of ours, which
+    are all custom recipes (no domain)."""
+    arns = [a for a, r in RECIPES.items() if req.domain is None or r.domain == req.domain]
+    return paginate([_recipe_body(a) for a in arns], req, "recipes",
+                    ("name", "recipeArn", "status", "creationDateTime", "lastUpdatedDateTime", "domain"))
 
 
 @operation("DescribeRecipe", RecipeArn)
@@ -238,8 +247,20 @@ def delete_solution(req: SolutionArn, ctx: Ctx) -> Body:
         raise ResourceInUseException(f"solution {req.solutionArn} is deployed in a campaign; delete it first")
     for v in versions:
         ctx.resources.delete(v["solutionVersionArn"])
+        _drop_artifact(ctx, v)
     ctx.resources.delete(req.solutionArn)
     return {}
+
+
+def _drop_artifact(ctx: Ctx, version: Body) -> None:
+    """A deleted version's files: its model and the ids and histories of the users it was trained
+    on (the trainer's `artifacts/<solution>/<version id>`, or what a crash left of it)."""
+    solution, version_id = version["solutionVersionArn"].split(":solution/", 1)[1].rsplit("/", 1)
+    folder = ctx.settings.data_dir / "artifacts" / solution
+    for path in (folder / version_id, folder / f".{version_id}.tmp"):
+        shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(OSError):  # another version's, or another account's solution of this name
+        folder.rmdir()
 
 
 # ---- solution versions ----
@@ -312,7 +333,8 @@ def get_solution_metrics(req: SolutionVersionArn, ctx: Ctx) -> Body:
     if version["status"] != ACTIVE:
         raise ResourceInUseException(f"solution version {req.solutionVersionArn} is {version['status']}; "
                                      "metrics come with ACTIVE")
-    return {"solutionVersionArn": req.solutionVersionArn, "metrics": version.get("metrics", {})}
+    metrics = {k: v for k, v in version.get("metrics", {}).items() if k not in REPORT_ONLY_METRICS}
+    return {"solutionVersionArn": req.solutionVersionArn, "metrics": metrics}
 
 
 # ---- the work the job runner calls (in a thread) ----

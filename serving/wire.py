@@ -7,9 +7,11 @@ domain (stream.contract.Event).
 """
 from __future__ import annotations
 
+import contextlib
+import math
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
@@ -21,6 +23,14 @@ Str256 = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 # keys Personalize reserves and refuses inside `properties` (case-insensitive)
 RESERVED_PROPERTIES = {"userid", "sessionid", "eventtype", "timestamp", "recommendationid",
                        "impression"}
+# `properties` keys name Interactions fields (camelCase, matched ignoring case and underscores);
+# these two have members of their own, which win when an event gives both
+ITEM_KEY, VALUE_KEY = "itemid", "eventvalue"
+MAX_ID_CHARS = 256
+# arrays and objects in `properties`: a flat map in Personalize's docs. Deeper ones once got past
+# the door and failed later: the log's serializer stops near 200 levels, orjson's dumps at 255 and
+# json's near Python's recursion limit, each a 500 for the client
+MAX_PROPERTIES_DEPTH = 32
 
 
 class Wire(BaseModel):
@@ -52,11 +62,28 @@ class WireEvent(Wire):
         bad = sorted(k for k in parsed if k.lower() in RESERVED_PROPERTIES)
         if bad:
             raise ValueError(f"reserved keys are not allowed: {', '.join(bad)}")
+        property_item(parsed)
+        property_value(parsed)
         return v
 
     @property
     def sent_at_epoch(self) -> float:
         return self.sentAt.timestamp() if isinstance(self.sentAt, datetime) else float(self.sentAt)
+
+    @property
+    def item_id(self) -> str | None:
+        """The ITEM_ID: `itemId`, else the one in `properties`, as AWS's own samples send clicks
+        (`{"itemId": "270"}`) and Personalize records them."""
+        if self.itemId is not None or self.properties is None:
+            return self.itemId
+        return property_item(orjson.loads(self.properties))
+
+    @property
+    def event_value(self) -> float | None:
+        """The EVENT_VALUE: `eventValue`, else the one in `properties`."""
+        if self.eventValue is not None or self.properties is None:
+            return self.eventValue
+        return property_value(orjson.loads(self.properties))
 
 
 class PutEventsRequest(Wire):
@@ -76,6 +103,43 @@ class PutEventsRequest(Wire):
         return self
 
 
+def _property(properties: dict[str, Any], key: str) -> tuple[str, Any] | None:
+    """The (name, value) of the property naming `key`'s field; None when none does. Two spellings
+    of one field (itemId and ITEM_ID) would leave which one counts to chance, so they are refused."""
+    found = [(k, v) for k, v in properties.items() if k.replace("_", "").lower() == key]
+    if len(found) > 1:
+        raise ValueError(f"{' and '.join(k for k, _ in found)} name the same field; send one")
+    return found[0] if found and found[0][1] is not None else None
+
+
+def property_item(properties: dict[str, Any]) -> str | None:
+    """An item id in `properties`: a string, or an integer as a CSV column would read it."""
+    found = _property(properties, ITEM_KEY)
+    if found is None:
+        return None
+    name, value = found
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_ID_CHARS:
+        raise ValueError(f"{name} must be an item id (a string of 1 to {MAX_ID_CHARS} characters)")
+    return value
+
+
+def property_value(properties: dict[str, Any]) -> float | None:
+    """An event value in `properties`: a number, or a string holding one."""
+    found = _property(properties, VALUE_KEY)
+    if found is None:
+        return None
+    name, value = found
+    number = None
+    if isinstance(value, int | float | str) and not isinstance(value, bool):
+        with contextlib.suppress(ValueError, OverflowError):
+            number = float(value)
+    if number is None or not math.isfinite(number):
+        raise ValueError(f"{name} must be a number, not {orjson.dumps(value).decode()[:40]}")
+    return number
+
+
 def _json_object(v: str) -> str:
     try:
         parsed = orjson.loads(v)
@@ -83,7 +147,21 @@ def _json_object(v: str) -> str:
         raise ValueError(f"must be a JSON object string ({exc})") from None
     if not isinstance(parsed, dict):
         raise ValueError("must be a JSON object string")
+    if _nests_deeper(parsed, MAX_PROPERTIES_DEPTH):
+        raise ValueError(f"must nest arrays and objects at most {MAX_PROPERTIES_DEPTH} deep")
     return v
+
+
+def _nests_deeper(value: Any, limit: int) -> bool:
+    """Whether `value` holds arrays and objects more than `limit` deep (itself counts as 1).
+    Walked without recursion: the JSON is the client's, and its depth must not be our stack's."""
+    level: list[Any] = [value]
+    for _ in range(limit):
+        level = [x for v in level for x in (v.values() if isinstance(v, dict) else v)
+                 if isinstance(x, dict | list)]
+        if not level:
+            return False
+    return True
 
 
 class WireItem(Wire):
@@ -121,7 +199,8 @@ def to_record(dataset_group: str, dataset_type: str, id_: str, fields: dict[str,
 
 
 def to_event(wire: PutEventsRequest, ev: WireEvent, *, dataset_group: str, now: float) -> Event:
-    """One PutEvents entry -> the record stored in Kafka / the embedded log."""
+    """One PutEvents entry -> the record stored in Kafka / the embedded log. `properties` is kept
+    as sent: the fields taken from it are copies, and nothing downstream reads it as columns."""
     return Event(
         event_id=ev.eventId or uuid.uuid4().hex,
         dataset_group=dataset_group,
@@ -129,8 +208,8 @@ def to_event(wire: PutEventsRequest, ev: WireEvent, *, dataset_group: str, now: 
         user_id=wire.userId,
         session_id=wire.sessionId,
         event_type=ev.eventType,
-        event_value=ev.eventValue,
-        item_id=ev.itemId,
+        event_value=ev.event_value,
+        item_id=ev.item_id,
         properties=orjson.loads(ev.properties) if ev.properties else None,
         sent_at=ev.sent_at_epoch,
         received_at=now,

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
-import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,15 +17,19 @@ from redis.exceptions import RedisError
 
 from stream.applier import Live, Replay, apply_partition, position_name
 from stream.archive import Archive
-from stream.contract import Event, decode_event
+from stream.contract import Event, Undecodable, decode_event, decode_or_undecodable
+from stream.dead_letters import DeadLetters, Failed, Postbox, handle_or_set_aside
 from stream.metrics import StreamMetrics, partition_lag
 from stream.session import Limits
 from stream.store import SessionStore
+from stream.supervision import TRANSIENT, retrying
 
 log = logging.getLogger(__name__)
+Agent = Callable[[Any], Awaitable[None]]
 BATCH, WITHIN_S = 1000, 0.002  # a batch closes after 1,000 events or 2 ms, whichever first
 TOPIC_SCAN_S = 2.0  # how often a worker looks for new dataset groups' topics
 LAG_S = 2.0  # how often a worker measures its partitions' lag (one ListOffsets, one Redis read)
+STORE_DOWN = (*TRANSIENT, RedisError)  # hold the partition and retry: not the records' fault
 
 
 async def event_topics(bootstrap: str, pattern: str) -> set[str] | None:
@@ -42,37 +46,68 @@ async def event_topics(bootstrap: str, pattern: str) -> set[str] | None:
 
 
 def register_agents(app: faust.App, *, topics: set[str], pattern: str, store: SessionStore,
-                    archive: Archive, limits: Limits, bootstrap: str, metrics: StreamMetrics,
-                    live: Live | None = None) -> None:
-    """Session and archive agents over every dataset group's events topic, new ones included."""
+                    archive: Archive, letters: DeadLetters, limits: Limits, bootstrap: str,
+                    metrics: StreamMetrics, live: Live | None = None) -> None:
+    """Session and archive agents over every dataset group's events topic, new ones included.
+    A record either cannot handle is a dead letter (stream.dead_letters); a store that is down
+    holds the partition until it is back."""
     # Faust cannot subscribe by pattern ("XXX pattern does not work" in its aiokafka driver),
     # so a timer adds new topics to the agent's subscription. A new dataset group is rare:
     # resubscribe after 1 s instead of Faust's 45 s batching of subscription changes.
     events = app.topic(*sorted(topics), key_serializer="raw", value_serializer="raw")
     app.topics._resubscribe_sleep_lock_seconds = 1.0
 
+    inapplicable = Postbox(letters, "sessions", metrics.dead)
+    unarchivable = Postbox(letters, "archive", metrics.dead)
+
+    async def apply(topic: str, partition: int, records: list[tuple[int, Event]]) -> Failed:
+        """One partition's records; on a failure no single event explains, each on its own
+        (without a replay: a record set aside leaves a gap the position steps over)."""
+        refused: list[tuple[Event, Exception]] = []
+        replay = _replayer(bootstrap, topic, partition, store, limits, metrics, live)
+
+        async def one_batch(part: list[tuple[int, Event]]) -> None:
+            with metrics.session_batch(len(part)) as on_applied:
+                await apply_partition(part, position=position_name(topic, partition), store=store,
+                                      limits=limits, on_applied=on_applied, on_refused=refused.extend,
+                                      live=live, replay=replay if part is records else None)
+
+        failed = await retrying(handle_or_set_aside, records, one_batch, STORE_DOWN, transient=STORE_DOWN)
+        return [*refused, *((event, exc) for (_, event), exc in failed)]
+
     @app.agent(events, name="sessions")
+    @counted_restarts("sessions", metrics)
     async def sessions(stream):  # type: ignore[no-untyped-def]
         async for batch in stream.take_events(BATCH, within=WITHIN_S):
-            by_tp: dict[tuple[str, int], list] = {}  # type: ignore[type-arg]
+            by_tp: dict[tuple[str, int], list[tuple[int, Event]]] = {}
+            failed: Failed = []
             for ev in batch:
                 m = ev.message
-                by_tp.setdefault((m.topic, m.partition), []).append((m.offset, decode_event(m.value)))
+                record = decode_or_undecodable(m.topic, m.value)
+                if isinstance(record, Undecodable):
+                    failed.append((record, record.error))
+                else:
+                    by_tp.setdefault((m.topic, m.partition), []).append((m.offset, record))
             for (topic, partition), records in by_tp.items():
-                replay = _replayer(bootstrap, topic, partition, store, limits, metrics, live)
-                with metrics.session_batch(len(records)) as on_applied:
-                    await _retrying(apply_partition, records, position=position_name(topic, partition),
-                                    store=store, limits=limits, on_applied=on_applied, live=live,
-                                    replay=replay)
+                failed += await apply(topic, partition, records)
+            await retrying(inapplicable.send, failed, transient=STORE_DOWN)
 
     async def add_to_archive(events: list[Event]) -> None:
         done = await archive.add(events)
         metrics.archive_batch(len(events), done.new, len(done.refused))
+        await unarchivable.send([(x.event, x) for x in done.refused])
 
     @app.agent(events, name="archive")
+    @counted_restarts("archive", metrics)
     async def archiver(stream):  # type: ignore[no-untyped-def]
         async for batch in stream.take_events(BATCH, within=0.05):
-            await _retrying(add_to_archive, [decode_event(ev.message.value) for ev in batch])
+            records = [decode_or_undecodable(ev.message.topic, ev.message.value) for ev in batch]
+            good = [r for r in records if not isinstance(r, Undecodable)]
+            failed: Failed = [(r, r.error) for r in records if isinstance(r, Undecodable)]
+            if good:
+                failed += await retrying(handle_or_set_aside, good, add_to_archive, STORE_DOWN,
+                                         transient=STORE_DOWN)
+            await retrying(unarchivable.send, failed, transient=STORE_DOWN)
 
     @app.timer(TOPIC_SCAN_S)
     async def follow_new_dataset_groups() -> None:
@@ -114,18 +149,22 @@ async def _lag(app: faust.App, pattern: str, store: SessionStore) -> dict[tuple[
                          {(tp.topic, tp.partition): p for tp, p in zip(tps, positions, strict=True)})
 
 
-async def _retrying(write: Callable[..., Awaitable[object]], *args: Any, **kwargs: Any) -> None:
-    """Hold the partition while the store is down (Redis restarting): order matters more
-    than progress, and a crashed Faust agent would skip the batch it held."""
-    delay = 0.1
-    while True:
-        try:
-            await write(*args, **kwargs)
-            return
-        except (OSError, RedisError, sqlite3.OperationalError) as exc:
-            log.warning("store unavailable (%s); retrying in %.1fs", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+def counted_restarts(consumer: str, metrics: StreamMetrics) -> Callable[[Agent], Agent]:
+    """An agent that raises is restarted by Faust's supervisor; count it and log it, since
+    no single record explained it (those are dead letters)."""
+    def wrap(agent: Agent) -> Agent:
+        @functools.wraps(agent)
+        async def run(stream):  # type: ignore[no-untyped-def]
+            try:
+                await agent(stream)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                metrics.restarted(consumer)
+                log.exception("%s agent failed; Faust restarts it", consumer)
+                raise
+        return run
+    return wrap
 
 
 def _replayer(bootstrap: str, topic: str, partition: int, store: SessionStore,

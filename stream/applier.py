@@ -7,19 +7,27 @@ keeps each Kafka partition's position in the store itself. Both use `session.app
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
 
-from stream.contract import Event, anonymous_key
+from stream.contract import Event, Undecodable, anonymous_key
 from stream.counters import Increments, increments
+from stream.dead_letters import Postbox, handle_or_set_aside
 from stream.log import EventLog
 from stream.session import Limits, Recurrent, SessionState, apply
 from stream.store import Key, PositionMoved, SessionStore
+from stream.supervision import TRANSIENT, retrying
 
+log = logging.getLogger(__name__)
 SESSION_GROUP = "opz-sessions"
 # (replay from this offset, None = the partition's start; up to this offset, exclusive)
 Replay = Callable[[int | None, int], Awaitable[None]]
 # told which events changed a state, once they are stored (stream/metrics.py: freshness)
 OnApplied = Callable[[Sequence[Event]], None]
+# told which events no state could take (session.apply raised on them): dead letters
+Refused = list[tuple[Event, Exception]]
+OnRefused = Callable[[Refused], None]
 # dataset group -> the model whose recurrent state follows its users (stream/live_state.py)
 Live = Callable[[str], Recurrent | None]
 
@@ -42,37 +50,54 @@ async def _states(store: SessionStore, events: Sequence[Event], positions: Seque
 
 
 def _advance(states: dict[Key, SessionState | None], events: Iterable[Event], limits: Limits,
-             live: Live | None) -> tuple[dict[Key, SessionState], Increments, list[Event]]:
+             live: Live | None) -> tuple[dict[Key, SessionState], Increments, list[Event], Refused]:
     """Apply events in order to `states` (updated in place).
 
     Returns the changed states, the counter increments of the events that were new (a
-    duplicate changes no state and counts nothing) and those events.
+    duplicate changes no state and counts nothing), those events, and the events that
+    `apply` raised on (they change nothing; the others go on).
     """
     changed: dict[Key, SessionState] = {}
     fresh: list[Event] = []
+    refused: Refused = []
     for event in events:
         key = (event.dataset_group, event.user_key)
         anonymous = states.get((event.dataset_group, anonymous_key(event.session_id))) \
             if event.user_id is not None else None
-        new = apply(states[key], event, live(event.dataset_group) if live else None, limits, anonymous)
+        try:
+            new = apply(states[key], event, live(event.dataset_group) if live else None, limits, anonymous)
+        except Exception as exc:  # noqa: BLE001 - a bug one event triggers must not stop the rest
+            refused.append((event, exc))
+            continue
         if new is not states[key]:
             states[key] = changed[key] = new
             fresh.append(event)
-    return changed, increments(fresh, limits.trending_half_life_s), fresh
+    return changed, increments(fresh, limits.trending_half_life_s), fresh, refused
+
+
+def _refused(refused: Refused, on_refused: OnRefused | None) -> None:
+    """Once the others are stored; without a taker (tests, tools), at least logged."""
+    if refused and on_refused is not None:
+        on_refused(refused)
+        return
+    for event, exc in refused:
+        log.error("session state: event %s of %s refused: %r", event.event_id, event.dataset_group, exc)
 
 
 async def apply_batch(events: Sequence[Event], store: SessionStore, limits: Limits,
-                      live: Live | None = None, on_applied: OnApplied | None = None) -> int:
+                      live: Live | None = None, on_applied: OnApplied | None = None,
+                      on_refused: OnRefused | None = None) -> int:
     """Apply `events` in order; returns how many changed a state (duplicates do not).
 
     `on_applied` gets those events once they are stored.
     """
     states, _ = await _states(store, events)
-    changed, counts, applied = _advance(states, events, limits, live)
+    changed, counts, applied, refused = _advance(states, events, limits, live)
     if changed:
         await store.save(changed, counts=counts)
     if on_applied is not None:
         on_applied(applied)
+    _refused(refused, on_refused)
     return len(applied)
 
 
@@ -82,7 +107,8 @@ def position_name(topic: str, partition: int) -> str:
 
 async def apply_partition(records: Sequence[tuple[int, Event]], *, position: str,
                           store: SessionStore, limits: Limits, replay: Replay | None,
-                          live: Live | None = None, on_applied: OnApplied | None = None) -> int:
+                          live: Live | None = None, on_applied: OnApplied | None = None,
+                          on_refused: OnRefused | None = None) -> int:
     """Apply one partition's (offset, event) records exactly once; returns how many applied.
 
     The store keeps the partition's last applied offset with the states (one transaction).
@@ -97,14 +123,16 @@ async def apply_partition(records: Sequence[tuple[int, Event]], *, position: str
         return 0
     while True:
         try:
-            return await _apply_partition_once(records, position, store, limits, replay, live, on_applied)
+            return await _apply_partition_once(records, position, store, limits, replay, live, on_applied,
+                                               on_refused)
         except PositionMoved:
             continue
 
 
 async def _apply_partition_once(records: Sequence[tuple[int, Event]], position: str,
                                 store: SessionStore, limits: Limits, replay: Replay | None,
-                                live: Live | None, on_applied: OnApplied | None) -> int:
+                                live: Live | None, on_applied: OnApplied | None,
+                                on_refused: OnRefused | None) -> int:
     events = [e for _, e in records]
     states, (stored,) = await _states(store, events, [position])
     first, last = records[0][0], records[-1][0]
@@ -113,25 +141,33 @@ async def _apply_partition_once(records: Sequence[tuple[int, Event]], position: 
         states, (stored,) = await _states(store, events, [position])
     done = -1 if stored is None else stored
     fresh = [e for offset, e in records if offset > done]
-    changed, counts, applied = _advance(states, fresh, limits, live)
+    changed, counts, applied, refused = _advance(states, fresh, limits, live)
     if last > done:
         await store.save(changed, {position: last}, counts, expect={position: stored})
     if on_applied is not None:
         on_applied(applied)
+    _refused(refused, on_refused)
     return len(applied)
 
 
 async def run_consumer(event_log: EventLog, group: str,
-                       handle: Callable[[list[Event]], Awaitable[object]], stop: asyncio.Event, *,
-                       topics: str | None = None) -> None:
-    """Embedded mode's agents: tail the log as `group`, handle a batch, then commit.
+                       handle: Callable[[list[Any]], Awaitable[object]], stop: asyncio.Event, *,
+                       postbox: Postbox, topics: str | None = None) -> None:
+    """Embedded mode's agents (and the stream worker's dataset writer): tail the log as
+    `group`, handle a batch, set aside what it cannot handle (stream.dead_letters), commit.
 
     `handle` writes before the position is committed, so a crash in between redelivers
     events it must recognise by event id (session.apply and the archive both do): the
-    effect is exactly once.
+    effect is exactly once. A store that is down holds the batch until it is back.
     """
     while not stop.is_set():
-        events = await event_log.read(group, max_events=1000, timeout_s=0.2, topics=topics)
-        if events:
-            await handle(events)
-            await event_log.commit(group)
+        records = await event_log.read(group, max_events=1000, timeout_s=0.2, topics=topics)
+        if not records:
+            continue
+        good = [r for r in records if not isinstance(r, Undecodable)]
+        failed: list[tuple[Any, BaseException | str]] = [(r, r.error) for r in records
+                                                         if isinstance(r, Undecodable)]
+        if good:
+            failed += await retrying(handle_or_set_aside, good, handle, TRANSIENT, stop=stop)
+        await retrying(postbox.send, failed, stop=stop)
+        await event_log.commit(group)

@@ -12,16 +12,18 @@ import logging
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
 from stream.contract import Event, decode_event, encode_event, sent_at_problem
+from stream.scrub import scrubbed
 
 ARCHIVE_GROUP = "opz-archive"
 Row = tuple[str, str, str | None, str | None, str, float, bytes]
 log = logging.getLogger(__name__)
+SESSION_OF = "json_extract(CAST(record AS TEXT), '$.session_id')"  # an archive row's sessionId
 
 
 class Unarchivable(ValueError):
@@ -144,3 +146,47 @@ def read_events(root: Path, dataset_group: str, *, since_day: str | None = None)
 def _select(db: sqlite3.Connection, since_day: str | None) -> list[Event]:
     q = "SELECT record FROM events" + (" WHERE day >= ?" if since_day else "") + " ORDER BY seq"
     return [decode_event(r[0]) for r in db.execute(q, (since_day,) if since_day else ()).fetchall()]
+
+
+class Erased(NamedTuple):
+    users: set[str]  # of the users asked for, those that had events here
+    sessions: set[str]  # the sessions their events came in
+
+
+def erase_events(root: Path, dataset_group: str, users: Collection[str] | None = None) -> Erased:
+    """Delete a dataset group's archived events, bytes and all: every one, or those of `users`.
+
+    A user's are their own events and the anonymous ones of the sessions they used (training
+    counts those as theirs, stitching them as Personalize does), and, for a user id that is a
+    sessionId (a visitor who never signed in is known by it), that session's anonymous events.
+    """
+    path = root / f"{dataset_group}.db"
+    if not path.exists():
+        return Erased(set(), set())
+    db = sqlite3.connect(path, isolation_level=None, timeout=30)
+    try:
+        with scrubbed(db), db:
+            db.execute("BEGIN IMMEDIATE")
+            if users is None:
+                db.execute("DELETE FROM events")
+                return Erased(set(), set())
+            return _erase_users(db, set(users))
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):  # created by the archive agent a moment ago: empty
+            return Erased(set(), set())
+        raise
+    finally:
+        db.close()
+
+
+def _erase_users(db: sqlite3.Connection, users: set[str]) -> Erased:
+    db.execute("CREATE TEMP TABLE IF NOT EXISTS erased_users (id TEXT PRIMARY KEY)")
+    db.execute("CREATE TEMP TABLE IF NOT EXISTS erased_sessions (id TEXT PRIMARY KEY)")
+    db.executemany("INSERT OR IGNORE INTO temp.erased_users VALUES (?)", ((u,) for u in users))
+    db.execute(f"INSERT OR IGNORE INTO temp.erased_sessions SELECT DISTINCT {SESSION_OF} FROM events"
+               " WHERE user_id IN temp.erased_users")
+    rows = db.execute(f"DELETE FROM events WHERE user_id IN temp.erased_users OR (user_id IS NULL AND"
+                      f" ({SESSION_OF} IN temp.erased_users OR {SESSION_OF} IN temp.erased_sessions))"
+                      f" RETURNING user_id, {SESSION_OF}").fetchall()
+    found = {user if user is not None else session for user, session in rows} & users
+    return Erased(found, {session for user, session in rows if user is not None})

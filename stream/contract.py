@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -233,3 +234,63 @@ def _refusal(raw: bytes | str, exc: ValidationError, what: str, known: int) -> V
     if version != known:
         return UnknownVersion(f"{what} version {version!r}, expected {known}")
     return InvalidEvent(str(exc))
+
+
+# ---- dead letters: records a consumer could not handle, kept with why ----
+
+DEAD_LETTER_VERSION = 1
+MAX_DEAD_LETTER_ERROR = 2000
+
+
+def dead_letter_topic(dataset_group_name: str) -> str:
+    """Where a dataset group's dead letters go in Kafka (one partition: they are rare)."""
+    return f"{TOPIC_PREFIX}{dataset_group_name}.dead-letter"
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """A stored record that this version cannot read (garbage, another contract version):
+    handed to the consumer in its place, so it becomes a dead letter instead of a crash."""
+
+    topic: str
+    raw: bytes
+    error: str
+
+    @property
+    def dataset_group(self) -> str:
+        return self.topic.removeprefix(TOPIC_PREFIX).rpartition(".")[0]
+
+
+def decode_or_undecodable(topic: str, raw: bytes | str) -> Event | DatasetRecord | Undecodable:
+    try:
+        return decode(topic, raw)
+    except ValueError as exc:  # InvalidEvent, UnknownVersion
+        return Undecodable(topic, raw if isinstance(raw, bytes) else raw.encode(), str(exc))
+
+
+class DeadLetter(BaseModel):
+    """A record a consumer could not handle, as it is kept and listed
+    (`personalize stream dead-letters`): the record as it was stored, and why it failed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = Field(1, description="contract version (DEAD_LETTER_VERSION)")
+    consumer: str = Field(description="what failed on it: sessions, archive, datasets, tail")
+    dataset_group: str
+    event_id: str | None = Field(None, description="the event's id, or the record's item/user id")
+    error: str = Field(description="why the consumer could not handle it (bounded)")
+    record: str = Field(description="the record as stored (invalid UTF-8 escaped)")
+    failed_at: float = Field(description="server time of the failure, Unix seconds")
+
+
+def dead_letter(consumer: str, record: Event | DatasetRecord | Undecodable, error: BaseException | str,
+                at: float) -> DeadLetter:
+    if isinstance(record, Undecodable):
+        group, ident, raw = record.dataset_group, None, record.raw
+    else:
+        group, raw = record.dataset_group, encode(record)
+        ident = record.event_id if isinstance(record, Event) else record.id
+    why = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    return DeadLetter(consumer=consumer, dataset_group=group, event_id=ident,
+                      error=why[:MAX_DEAD_LETTER_ERROR], record=raw.decode("utf-8", "backslashreplace"),
+                      failed_at=at)

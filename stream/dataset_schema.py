@@ -105,9 +105,13 @@ def _dataset(dataset_type: str) -> tuple[tuple[str, ...], tuple[str, ...], int]:
 
 
 def _scalar(avro_type: Any) -> tuple[str, bool] | None:
-    """(type, nullable) for a supported field type, else None."""
+    """(type, nullable) for a supported field type, else None. A union of one scalar is that
+    scalar (Personalize accepts `["string"]`, as AWS's samples write it); of a scalar and null,
+    that scalar or null."""
     if isinstance(avro_type, str):
         return (avro_type, False) if avro_type in _SCALARS else None
+    if isinstance(avro_type, list) and len(avro_type) == 1:
+        return _scalar(avro_type[0]) if isinstance(avro_type[0], str) else None
     if isinstance(avro_type, list) and len(avro_type) == 2 and "null" in avro_type:
         other = avro_type[1] if avro_type[0] == "null" else avro_type[0]
         if isinstance(other, str) and other in _SCALARS:
@@ -160,6 +164,8 @@ def parse_schema(text: str) -> Schema:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
         raise SchemaError(f"schema is not valid JSON: {e}") from None
+    except RecursionError:  # 10,000 characters nest 5,000 deep; the parser gives up near 1,000
+        raise SchemaError("schema nests too deep: a Personalize schema is a flat record") from None
     if not isinstance(doc, dict) or doc.get("type") != "record":
         raise SchemaError('schema must be an Avro record: {"type": "record", "name": ..., "fields": [...]}')
     if not isinstance(doc.get("name"), str) or not _AVRO_FULLNAME.fullmatch(doc["name"]):
@@ -220,9 +226,15 @@ def infer_schema(dataset_type: str, header: list[str], sample: list[list[str]]) 
     """A schema for a CSV a user has not written one for (`personalize import`): reserved
     fields get their documented types; other columns become int/long/float when every
     sampled value is a number, else strings, categorical when pipe-separated or repetitive.
-    Whatever may be null is (a sample can miss the row with the empty cell)."""
+    Whatever may be null is (a sample can miss the row with the empty cell). Header names
+    are read as an import reads them: reserved ones in any case, an empty one (pandas' index
+    column) not at all."""
     fields: list[dict[str, Any]] = []
-    for i, name in enumerate(header):
+    reserved = {n.lower(): n for n in _RESERVED}
+    for i, column in enumerate(header):
+        if not column.strip():
+            continue
+        name = reserved.get(column.lower(), column)
         values = [row[i] for row in sample if i < len(row) and row[i] != ""]
         nullable = True
         if name in _RESERVED:

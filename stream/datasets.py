@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -171,6 +171,38 @@ class DatasetStore:
 
     def drop(self, dataset_group: str, dataset_type: str) -> None:
         shutil.rmtree(self.path(dataset_group, dataset_type), ignore_errors=True)
+
+    def drop_group(self, dataset_group: str) -> None:
+        shutil.rmtree(self.root / dataset_group, ignore_errors=True)
+
+    def erase(self, dataset_group: str, dataset_type: str, column: str, values: Collection[str]) -> set[str]:
+        """Rewrite each part holding rows whose `column` is one of `values` without those rows,
+        and commit the rewritten parts in their places (same kind, same time: an upsert's
+        newest row stays the newest); returns the values found."""
+        d = self.path(dataset_group, dataset_type)
+        if not (d / "manifest.json").exists() or not values:
+            return set()
+        wanted = pa.array(list(values), pa.string())
+        found: set[str] = set()
+        with _locked(d):
+            old = self.manifest(dataset_group, dataset_type)
+            parts = []
+            for p in old.parts:
+                table = pq.read_table(d / p.name)
+                hit = pc.fill_null(pc.is_in(table[column], value_set=wanted), False) \
+                    if column in table.column_names else None
+                if hit is None or not pc.any(hit).as_py():
+                    parts.append(p)
+                    continue
+                found.update(pc.unique(table.filter(hit)[column]).to_pylist())
+                kept = table.filter(pc.invert(hit))
+                if kept.num_rows:
+                    part = self.new_part(dataset_group, dataset_type, p.name.split("-", 1)[0])
+                    pq.write_table(kept, part, compression="zstd")
+                    parts.append(Part(part.name, kept.num_rows, p.at))
+            if found:
+                self._write_manifest(d, Manifest(parts, old.jobs), old)
+        return found
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:

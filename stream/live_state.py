@@ -133,7 +133,12 @@ class LiveModels:
         return self._by_group.get(dataset_group)
 
     async def refresh(self) -> None:
-        for group, published in (await self.store.live_models()).items():
+        """Load what is newly published; forget the models of dataset groups that no longer
+        publish one (deleted ones)."""
+        published_now = await self.store.live_models()
+        for group in set(self._by_group) - set(published_now):
+            del self._by_group[group]
+        for group, published in published_now.items():
             current = self._by_group.get(group)
             if current is not None and current.model == published["model"]:
                 continue

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import sqlite3
-from collections.abc import Sequence
+import time
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,13 +23,17 @@ from typing import Any, Protocol
 from stream.contract import (
     DatasetRecord,
     Event,
-    decode,
+    decode_or_undecodable,
     encode,
     events_topic_pattern,
     key_of,
     topic_of,
 )
+from stream.scrub import chunks, scrubbed
 from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+TOPIC_DELETION_S = 30.0  # how long a deleted topic may take to leave the cluster's metadata
 
 
 class LogUnavailable(RuntimeError):
@@ -52,6 +58,7 @@ class EventLog(Protocol):
         events topics the log was opened for.
 
         At-least-once: whatever was read but not committed is delivered again after a restart.
+        A record that does not decode comes as `Undecodable`, for the consumer's dead letters.
         """
 
     async def commit(self, group: str) -> None:
@@ -164,7 +171,7 @@ class SqliteEventLog:
         rows = await self._run(self._fetch, self._cursors[group], max_events)
         if rows:
             self._cursors[group] = rows[-1][0]
-        return [decode(topic, value) for _, topic, value in rows if wanted.match(topic)]
+        return [decode_or_undecodable(topic, value) for _, topic, value in rows if wanted.match(topic)]
 
     def _committed(self, group: str) -> int:
         assert self._db is not None
@@ -185,6 +192,25 @@ class SqliteEventLog:
         with self._db:
             self._db.execute("INSERT INTO group_offsets (grp, pos) VALUES (?, ?) ON CONFLICT(grp)"
                              " DO UPDATE SET pos = excluded.pos", (group, pos))
+
+    async def erase(self, topics: Collection[str], keys: Collection[str] | None = None) -> int:
+        """Delete the records of `topics` (only those of `keys`, if given), bytes and all; returns
+        how many. Offsets are never reused, so every consumer's position stays true, and one not
+        yet past them never gets them."""
+        return await self._run(self._erase, list(topics), None if keys is None else list(keys))
+
+    def _erase(self, topics: list[str], keys: list[str] | None) -> int:
+        assert self._db is not None, "start() first"
+        marks = ",".join("?" * len(topics))
+        gone = 0
+        with scrubbed(self._db), self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            if keys is None:
+                gone += self._db.execute(f"DELETE FROM events WHERE topic IN ({marks})", topics).rowcount
+            for some in chunks(keys or []):
+                gone += self._db.execute(f"DELETE FROM events WHERE topic IN ({marks}) AND key IN"
+                                         f" ({','.join('?' * len(some))})", (*topics, *some)).rowcount
+        return gone
 
 
 async def _stop_within(producer, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
@@ -306,8 +332,40 @@ class KafkaEventLog:
                    topics: str | None = None) -> list[Any]:
         consumer = await self._consumer(group, topics or self.topic_pattern)
         batches = await consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_events)
-        return [decode(m.topic, m.value) for msgs in batches.values() for m in msgs]
+        return [decode_or_undecodable(m.topic, m.value) for msgs in batches.values() for m in msgs]
 
     async def commit(self, group: str) -> None:
         if group in self._consumers:
             await self._consumers[group].commit()  # type: ignore[attr-defined]
+
+    async def recreate_topics(self, topics: Collection[str]) -> set[str]:
+        """Delete these topics, records and all, and create those that existed again, empty;
+        returns those. A record cannot leave a Kafka topic on its own: the topic goes. It comes
+        back at once because every process that appended to it holds it as created (and a
+        broker that auto-creates topics would bring it back with its defaults, not ours):
+        appends find it, with this log's partitions and policies."""
+        from aiokafka.admin import AIOKafkaAdminClient
+        from aiokafka.errors import KafkaError
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=self.client_id)
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics()) & set(topics)
+            if existing:
+                result = await admin.delete_topics(sorted(existing))
+                for name, code, *_ in result.topic_error_codes:
+                    if code != 0:
+                        raise LogUnavailable(f"could not delete topic {name}: error code {code}")
+                deadline = time.monotonic() + TOPIC_DELETION_S
+                while set(await admin.list_topics()) & existing and time.monotonic() < deadline:
+                    await asyncio.sleep(0.1)
+        except KafkaError as exc:
+            raise LogUnavailable(f"Kafka at {self.bootstrap} could not delete {sorted(topics)}: "
+                                 f"{exc!r}") from exc
+        finally:
+            await admin.close()
+        self._topics -= set(topics)
+        if existing:
+            await self._ensure_topics(existing)
+            log.info("deleted and created again, empty: %s", ", ".join(sorted(existing)))
+        return existing

@@ -90,9 +90,11 @@ class StreamMetrics:
         self.duplicates = Counter("opz_stream_duplicates_skipped", "Redelivered events skipped "
                                   "(same Kafka offset or same eventId), by consumer",
                                   ["consumer"], registry=registry)
-        self.skipped = Counter("opz_stream_events_skipped", "Events a consumer cannot handle, left "
-                               "out (each logged at ERROR with its event id), by consumer",
-                               ["consumer"], registry=registry)
+        self.dead_letters = Counter("opz_stream_dead_letters", "Records a consumer could not handle, "
+                                    "set aside as dead letters (each logged at ERROR with its event id)",
+                                    ["consumer"], registry=registry)
+        self.restarts = Counter("opz_stream_consumer_restarts", "Consumer tasks restarted after a "
+                                "failure that no single record explains", ["consumer"], registry=registry)
         self.rebuilt = Counter("opz_stream_events_rebuilt", "Events re-applied to rebuild a "
                                "partition's states after the session store lost them",
                                registry=registry)
@@ -104,7 +106,8 @@ class StreamMetrics:
                                    buckets=FRESHNESS_BUCKETS, registry=registry)
         for consumer in ("sessions", "archive"):  # both series exist from the first scrape
             self.duplicates.labels(consumer)
-        self.skipped.labels("archive")
+        for consumer in ("sessions", "archive", "datasets"):
+            self.dead_letters.labels(consumer)
         self.lag = PartitionLag()
         registry.register(self.lag)
 
@@ -127,10 +130,16 @@ class StreamMetrics:
         self.applied.inc(applied)
         self.duplicates.labels("sessions").inc(offered - applied)
 
-    def archive_batch(self, offered: int, added: int, skipped: int = 0) -> None:
+    def archive_batch(self, offered: int, added: int, set_aside: int = 0) -> None:
+        """`set_aside`: events the archive had no row for (dead letters, counted by `dead`)."""
         self.archived.inc(added)
-        self.skipped.labels("archive").inc(skipped)
-        self.duplicates.labels("archive").inc(offered - added - skipped)
+        self.duplicates.labels("archive").inc(offered - added - set_aside)
+
+    def dead(self, consumer: str, count: int) -> None:
+        self.dead_letters.labels(consumer).inc(count)
+
+    def restarted(self, consumer: str) -> None:
+        self.restarts.labels(consumer).inc()
 
 
 class MetricsServer:

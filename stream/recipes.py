@@ -41,6 +41,8 @@ class Recipe:
     description: str
     hyperparameters: dict[str, Param] = field(default_factory=dict)
     supports_update: bool = False  # trainingMode UPDATE
+    # a domain dataset group's use case (ECOMMERCE, VIDEO_ON_DEMAND) has one; custom recipes none
+    domain: str | None = None
 
     @property
     def arn(self) -> str:

@@ -1,6 +1,7 @@
 """All configuration, read from the environment (prefix OPZ_) once, at the entry point."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +36,8 @@ class Settings(BaseSettings):
     stream_dataset_groups: str = Field(".+", description="regex: dataset groups these workers follow")
     redis_url: str | None = Field(None, description="redis://host:port/db")
     redis_prefix: str = Field("opz", description="key prefix, so tests and tenants never collide")
+    # the region in the ARNs of what unsigned calls create: a signed call's comes from its
+    # signing scope (the client's configured region), as an AWS endpoint's region does
     region: str = "us-east-1"
     account: str = "000000000000"
     # one user's session ends after this much inactivity (Personalize uses 30 minutes too)
@@ -56,6 +59,9 @@ class Settings(BaseSettings):
     state_cache_users: int = Field(100_000, ge=0)
     # the API process runs training jobs too; set false where `personalize trainer` processes do
     train_in_server: bool = True
+    # solution versions one process trains at once (0: one per core it may use); imports and
+    # exports have slots of their own and never wait behind a training
+    training_slots: int = Field(0, ge=0)
     # automatic training (performAutoTraining): an UPDATE this often between scheduled FULLs
     auto_update_seconds: float = Field(7200.0, gt=0)
     # Personalize refuses to train on fewer interactions (tests lower it for small slices)
@@ -136,6 +142,11 @@ class Settings(BaseSettings):
         return roots_of(self.file_roots, self.data_dir)
 
     @property
+    def trainings_at_once(self) -> int:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return self.training_slots or max(1, cores)
+
+    @property
     def locations(self) -> Locations:
         return Locations(self.roots, s3_roots_of(self.s3_roots))
 
@@ -144,5 +155,6 @@ class Settings(BaseSettings):
         s3_roots_of(self.s3_roots)  # a typo fails at start, not on the first job
         return self
 
-    def arn(self, kind: str, name: str, account: str | None = None) -> str:
-        return f"arn:aws:personalize:{self.region}:{account or self.account}:{kind}/{name}"
+    def arn(self, kind: str, name: str, account: str | None = None, region: str | None = None) -> str:
+        """`region` and `account`: the caller's (serving/accounts.py); the server's own by default."""
+        return f"arn:aws:personalize:{region or self.region}:{account or self.account}:{kind}/{name}"

@@ -7,18 +7,21 @@ suite in tests/integration/test_session_store.py.
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 
-from stream.contract import SESSION_LAYOUT_VERSION, UnknownVersion
+from stream.contract import SESSION_LAYOUT_VERSION, UnknownVersion, events_topic, records_topic
 from stream.counters import Increments
+from stream.scrub import chunks, scrubbed
 from stream.session import SessionState
 from stream.settings import Settings
 
@@ -65,12 +68,13 @@ class SessionStore(Protocol):
     async def counter(self, dataset_group: str, name: str, limit: int) -> dict[str, float]:
         """The `limit` highest-scoring items of one counter."""
 
-    async def remember(self, recommendation_id: str, items: Sequence[str], ttl_s: float) -> None:
+    async def remember(self, dataset_group: str, recommendation_id: str, items: Sequence[str],
+                       ttl_s: float) -> None:
         """The items a recommendation showed, for `ttl_s`: a later PutEvents naming the
         recommendationId without an impression list gets these (implicit impressions)."""
 
-    async def recall(self, recommendation_ids: Sequence[str]) -> list[list[str] | None]:
-        """What `remember` kept for each id; None where unknown or expired."""
+    async def recall(self, dataset_group: str, recommendation_ids: Sequence[str]) -> list[list[str] | None]:
+        """What `remember` kept for each id of the dataset group; None where unknown or expired."""
 
     async def publish_live_model(self, dataset_group: str, model: str, artifact: str, created: float) -> None:
         """Say which HRNN version a dataset group serves (stream/live_state.py); a version
@@ -78,6 +82,35 @@ class SessionStore(Protocol):
 
     async def live_models(self) -> dict[str, dict[str, object]]:
         """dataset group -> {"model", "artifact", "created"} as published."""
+
+    async def erase(self, dataset_group: str, user_keys: Collection[str]) -> set[str]:
+        """Delete these users' (or anonymous sessions') states; returns the keys that had one."""
+
+    async def erase_group(self, dataset_group: str) -> None:
+        """Delete all a dataset group has here: its users' states, the positions of its topics,
+        its counters, the recommendations it showed and the live model it published."""
+
+
+def group_positions(dataset_group: str) -> tuple[str, ...]:
+    """The prefixes of the position names of a dataset group's topics ("<topic>:<partition>")."""
+    return tuple(f"{t}:" for t in (events_topic(dataset_group), records_topic(dataset_group, "ITEMS"),
+                                   records_topic(dataset_group, "USERS")))
+
+
+@dataclass
+class _Kept:
+    """Embedded mode's recommendations shown and live models, in memory: it is one process. Every
+    store of one sessions.db in the process shares them, so that a store opened to erase a
+    dataset group (the control plane's) reaches what the serving one keeps."""
+
+    # (dataset group, recommendation id) -> (expiry, the items as JSON): bytes, not a list, so
+    # that the cyclic GC need not walk every entry (a full collection over a million: 358 ms
+    # with lists, 67 ms with bytes)
+    shown: OrderedDict[tuple[str, str], tuple[float, bytes]] = field(default_factory=OrderedDict)
+    live: dict[str, dict[str, object]] = field(default_factory=dict)
+
+
+_KEPT: dict[Path, _Kept] = {}
 
 
 def open_session_store(settings: Settings) -> SessionStore:
@@ -96,11 +129,8 @@ class SqliteSessionStore:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="session-store")
         self._db: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None  # point reads, on the caller's thread
-        # recommendations shown and live models: in memory, since embedded mode is one process
-        # (expiry, the items as JSON): bytes, not a list, so that the cyclic GC need not walk
-        # every entry (a full collection over a million: 358 ms with lists, 67 ms with bytes)
-        self._shown: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
-        self._live: dict[str, dict[str, object]] = {}
+        kept = _KEPT.setdefault(path.resolve(), _Kept())
+        self._shown, self._live = kept.shown, kept.live
 
     async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -185,17 +215,18 @@ class SqliteSessionStore:
                                      (dataset_group, name, limit)).fetchall())
 
 
-    async def remember(self, recommendation_id: str, items: Sequence[str], ttl_s: float) -> None:
+    async def remember(self, dataset_group: str, recommendation_id: str, items: Sequence[str],
+                       ttl_s: float) -> None:
         now = time.monotonic()
-        self._shown[recommendation_id] = (now + ttl_s, orjson.dumps(list(items)))
+        self._shown[(dataset_group, recommendation_id)] = (now + ttl_s, orjson.dumps(list(items)))
         # oldest first: one TTL for all, so the oldest is also the first to expire
         shown = self._shown
         while shown and (len(shown) > MAX_SHOWN_IN_MEMORY or next(iter(shown.values()))[0] < now):
             shown.popitem(last=False)
 
-    async def recall(self, recommendation_ids: Sequence[str]) -> list[list[str] | None]:
+    async def recall(self, dataset_group: str, recommendation_ids: Sequence[str]) -> list[list[str] | None]:
         now = time.monotonic()
-        hits = [self._shown.get(r) for r in recommendation_ids]
+        hits = [self._shown.get((dataset_group, r)) for r in recommendation_ids]
         return [None if h is None or h[0] < now else orjson.loads(h[1]) for h in hits]
 
 
@@ -206,6 +237,37 @@ class SqliteSessionStore:
 
     async def live_models(self) -> dict[str, dict[str, object]]:
         return dict(self._live)
+
+    async def erase(self, dataset_group: str, user_keys: Collection[str]) -> set[str]:
+        return await self._run(self._erase, dataset_group, list(user_keys))
+
+    def _erase(self, dataset_group: str, keys: list[str]) -> set[str]:
+        assert self._db is not None, "start() first"
+        found: set[str] = set()
+        with scrubbed(self._db), self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            for some in chunks(keys):
+                found.update(r[0] for r in self._db.execute(
+                    f"DELETE FROM sessions WHERE dsg = ? AND user IN ({','.join('?' * len(some))})"
+                    " RETURNING user", (dataset_group, *some)))
+        return found
+
+    async def erase_group(self, dataset_group: str) -> None:
+        await self._run(self._erase_group, dataset_group)
+        # list() copies the keys in one C call: the event loop's thread may add some meanwhile
+        for key in [k for k in list(self._shown) if k[0] == dataset_group]:
+            self._shown.pop(key, None)
+        self._live.pop(dataset_group, None)
+
+    def _erase_group(self, dataset_group: str) -> None:
+        assert self._db is not None, "start() first"
+        with scrubbed(self._db), self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM sessions WHERE dsg = ?", (dataset_group,))
+            self._db.execute("DELETE FROM counters WHERE dsg = ?", (dataset_group,))
+            for prefix in group_positions(dataset_group):
+                self._db.execute("DELETE FROM positions WHERE substr(name, 1, ?) = ?",
+                                 (len(prefix), prefix))
 
 
 def _decode(version: object, raw: bytes | str) -> SessionState:
@@ -362,19 +424,20 @@ class RedisSessionStore:
             raise PositionMoved(f"{list(expect)} at {[f.decode() if f else None for f in found]},"
                                 f" not {list(expect.values())}")
 
-    def shown_key(self, recommendation_id: str) -> str:
-        return f"{self.prefix}:shown:{recommendation_id}"
+    def shown_key(self, dataset_group: str, recommendation_id: str) -> str:
+        return f"{self.prefix}:shown:{dataset_group}:{recommendation_id}"
 
-    async def remember(self, recommendation_id: str, items: Sequence[str], ttl_s: float) -> None:
+    async def remember(self, dataset_group: str, recommendation_id: str, items: Sequence[str],
+                       ttl_s: float) -> None:
         assert self._small is not None, "start() first"
-        key, body = self.shown_key(recommendation_id), orjson.dumps(list(items))
+        key, body = self.shown_key(dataset_group, recommendation_id), orjson.dumps(list(items))
         await self._small.call(lambda pipe: pipe.set(key, body, px=max(1, int(ttl_s * 1000))), 1)
 
-    async def recall(self, recommendation_ids: Sequence[str]) -> list[list[str] | None]:
+    async def recall(self, dataset_group: str, recommendation_ids: Sequence[str]) -> list[list[str] | None]:
         assert self._redis is not None, "start() first"
         if not recommendation_ids:
             return []
-        raw = await self._redis.mget([self.shown_key(r) for r in recommendation_ids])
+        raw = await self._redis.mget([self.shown_key(dataset_group, r) for r in recommendation_ids])
         return [None if r is None else orjson.loads(r) for r in raw]
 
     def live_key(self) -> str:
@@ -394,6 +457,40 @@ class RedisSessionStore:
         rows = await self._redis.zrevrange(self.counter_key(dataset_group, name), 0, limit - 1,
                                            withscores=True)
         return {item.decode(): score for item, score in rows}
+
+    async def erase(self, dataset_group: str, user_keys: Collection[str]) -> set[str]:
+        assert self._redis is not None, "start() first"
+        found: set[str] = set()
+        for some in chunks(list(user_keys), 1000):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for user in some:
+                    pipe.unlink(self.key(dataset_group, user))
+                removed = await pipe.execute()
+            found.update(user for user, n in zip(some, removed, strict=True) if n)
+        return found
+
+    async def erase_group(self, dataset_group: str) -> None:
+        """SCANs the keyspace for the group's keys: seconds on millions of keys, as rare as
+        DeleteDatasetGroup."""
+        assert self._redis is not None, "start() first"
+        prefixes = [self.key(dataset_group, ""), self.counter_key(dataset_group, ""),
+                    self.shown_key(dataset_group, ""),
+                    *map(self.position_key, group_positions(dataset_group))]
+        for pattern in [_glob(p) + "*" for p in prefixes]:
+            batch: list[bytes] = []
+            async for key in self._redis.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    await self._redis.unlink(*batch)
+                    batch = []
+            if batch:
+                await self._redis.unlink(*batch)
+        await self._redis.hdel(self.live_key(), dataset_group)
+
+
+def _glob(text: str) -> str:
+    """`text` matched literally in a Redis MATCH pattern."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
 
 # HSET field ARGV[1] = ARGV[2] unless the stored body's "created" is later than ARGV[3]

@@ -10,7 +10,7 @@ import re
 import sys
 from typing import TextIO
 
-from stream.contract import encode_event
+from stream.contract import Undecodable, encode_event
 from stream.log import open_event_log
 from stream.settings import Settings
 
@@ -27,9 +27,13 @@ async def tail(settings: Settings, *, dataset_group: str, group: str, max_events
             if not events and idle_timeout_s is not None:
                 break
             for e in events:
-                if e.dataset_group == dataset_group:  # the embedded log holds every group
-                    out.write(encode_event(e).decode() + "\n")
-                    printed += 1
+                if e.dataset_group != dataset_group:  # the embedded log holds every group
+                    continue
+                if isinstance(e, Undecodable):  # the stream's consumers set it aside as a dead letter
+                    print(f"skipped a record that does not decode: {e.error[:200]}", file=sys.stderr)  # noqa: T201
+                    continue
+                out.write(encode_event(e).decode() + "\n")
+                printed += 1
             out.flush()
             await log.commit(group)  # at-least-once: commit what was printed
     finally:

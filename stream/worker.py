@@ -15,17 +15,19 @@ from stream.applier import run_consumer
 from stream.archive import Archive
 from stream.contract import events_topic_pattern, records_topic_pattern
 from stream.datasets import DATASETS_GROUP, DatasetStore
+from stream.dead_letters import KafkaDeadLetters, Postbox
 from stream.live_state import LiveModels
 from stream.log import KafkaEventLog, LogUnavailable
 from stream.metrics import MetricsServer, StreamMetrics, new_registry
 from stream.session import limits_from
 from stream.settings import Settings
+from stream.shutdown import STOP_DEADLINE_S, exit_within
 from stream.store import open_session_store
 
 log = logging.getLogger(__name__)
 
 
-async def write_datasets(settings: Settings, stop: asyncio.Event) -> None:
+async def write_datasets(settings: Settings, stop: asyncio.Event, postbox: Postbox) -> None:
     """PutItems/PutUsers records -> the items/users datasets under the data dir. A plain
     consumer group next to the Faust app: compacted topics need no per-key state here."""
     assert settings.kafka_bootstrap_servers
@@ -34,7 +36,7 @@ async def write_datasets(settings: Settings, stop: asyncio.Event) -> None:
         records = KafkaEventLog(settings.kafka_bootstrap_servers, client_id="opz-datasets")
         try:
             await records.start()
-            await run_consumer(records, DATASETS_GROUP, datasets.put_async, stop,
+            await run_consumer(records, DATASETS_GROUP, datasets.put_async, stop, postbox=postbox,
                                topics=records_topic_pattern(settings.stream_dataset_groups))
         except (KafkaError, LogUnavailable, OSError) as exc:
             log.warning("dataset writer: %r; retrying in 1 s", exc)
@@ -47,6 +49,12 @@ def crashed(app: faust.App) -> bool:
     """Faust leaves a process running when a core service task dies (e.g. its conductor
     failed to create a topic while the broker restarted); we treat that as fatal."""
     return any(s.crashed for s in (app, app.consumer, app.producer, app.topics))
+
+
+def stopping(stop: asyncio.Event) -> None:
+    """SIGTERM/SIGINT: stop cleanly, but within STOP_DEADLINE_S even where Faust's stop hangs."""
+    stop.set()
+    exit_within(STOP_DEADLINE_S)
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None,
@@ -62,27 +70,29 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None,
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stopping, stop)
     metrics = StreamMetrics(new_registry())
     server = None
     if settings.metrics_port:
         server = MetricsServer(metrics.registry, settings.host, settings.metrics_port)
         log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
+    letters = KafkaDeadLetters(settings.kafka_bootstrap_servers, settings.kafka_replication_factor)
     try:
-        return await _run(settings, stop, on_crash, metrics)
+        return await _run(settings, stop, on_crash, metrics, letters)
     finally:
+        await letters.close()
         if server is not None:
             await server.close()
 
 
 async def _run(settings: Settings, stop: asyncio.Event, on_crash: Callable[[], None] | None,
-               metrics: StreamMetrics) -> bool:
+               metrics: StreamMetrics, letters: KafkaDeadLetters) -> bool:
     """The worker proper; `run_worker` holds what must outlive it (signals, the metrics port)."""
     assert settings.kafka_bootstrap_servers
     bootstrap = settings.kafka_bootstrap_servers
     store = open_session_store(settings)
     await store.start()
-    records = asyncio.create_task(write_datasets(settings, stop))
+    records = asyncio.create_task(write_datasets(settings, stop, Postbox(letters, "datasets", metrics.dead)))
     # Faust needs Kafka and at least one topic to subscribe to: wait for both
     pattern = events_topic_pattern(settings.stream_dataset_groups)
     while not (topics := await event_topics(bootstrap, pattern)):
@@ -100,7 +110,7 @@ async def _run(settings: Settings, stop: asyncio.Event, on_crash: Callable[[], N
     app = make_faust_app(settings)
     live = LiveModels(settings.data_dir, store)
     following = asyncio.create_task(live.run(stop))
-    register_agents(app, topics=topics, pattern=pattern, store=store, archive=archive,
+    register_agents(app, topics=topics, pattern=pattern, store=store, archive=archive, letters=letters,
                     limits=limits_from(settings), bootstrap=bootstrap, metrics=metrics, live=live)
     await app.start()
     log.info("stream worker started (app %s, brokers %s)", settings.stream_app_id,

@@ -83,10 +83,12 @@ class Server(Process):
                 time.sleep(0.1)
         raise TimeoutError(f"server not healthy in {timeout}s:\n{self.log.read_text()}")
 
-    def client(self, service: str, key: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
-        """A boto3 client of ours; `key` (from `create_key`) signs as that key's account."""
+    def client(self, service: str, key: dict[str, str] | None = None,  # type: ignore[no-untyped-def]
+               region: str = "us-east-1"):
+        """A boto3 client of ours; `key` (from `create_key`) signs as that key's account, for
+        `region` (what a client configured for that region signs with)."""
         import boto3
-        return boto3.client(service, endpoint_url=self.url, region_name="us-east-1",
+        return boto3.client(service, endpoint_url=self.url, region_name=region,
                             aws_access_key_id=key["accessKeyId"] if key else "test",
                             aws_secret_access_key=key["secretAccessKey"] if key else "test")
 

@@ -170,7 +170,8 @@ BAD_CSV = [
     ("missing-column", b"USER_ID,ITEM_ID\nu1,i1\n", "lacks required column(s) TIMESTAMP"),
     ("unknown-column", b"USER_ID,ITEM_ID,TIMESTAMP,COLOR\nu1,i1,1,red\n", "'COLOR' is not a field"),
     ("bad-timestamp", b"USER_ID,ITEM_ID,TIMESTAMP\nu1,i1,1700000000\nu1,i2,2024-01-01\nu1,i3,x\n",
-     "2 bad row(s) of 3; the first is row 2 (line 3 of bad-timestamp.csv), column TIMESTAMP: "
+     "2 of 3 rows are invalid (66.7%), more than the 10% an import may skip: TIMESTAMP is not a long "
+     "(Unix epoch seconds): 2. The first is row 2 (line 3 of bad-timestamp.csv), column TIMESTAMP: "
      "'2024-01-01' is not a long"),
     ("milliseconds", b"USER_ID,ITEM_ID,TIMESTAMP\nu1,i1,1700000000000\n",
      "column TIMESTAMP: '1700000000000' is not Unix epoch seconds"),

@@ -1,9 +1,15 @@
-"""Issue 16's first two probes, as a user sends them: a `sentAt` no calendar holds, and events
-without `itemId`. Neither may stop the pipeline: the first is refused at the door (and one
-already in the log is skipped by the archive), the second is kept and left out of training."""
+"""Poison events, as a user (or an older or broken producer) sends them: a `sentAt` no calendar
+holds, events without `itemId`, records that do not decode. None may stop the pipeline: the
+first is refused at the door (and one already in the log is a dead letter of the archive),
+the second is kept and left out of training, the third are dead letters of every consumer,
+listed by `personalize stream dead-letters`, while every good event goes on through."""
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,12 +69,46 @@ class Stack:
 
         asyncio.run(append())
 
-    def skipped_by_archive(self) -> float:
-        """opz_stream_events_skipped_total of the archive consumer (the worker's, in Kafka mode)."""
+    def logged_raw(self, value: bytes) -> None:
+        """Put bytes in the group's events topic that no consumer of this version can decode."""
+        topic = f"opz.{self.group}.events"
+
+        async def send() -> None:
+            from aiokafka import AIOKafkaProducer
+            producer = AIOKafkaProducer(bootstrap_servers=self.kafka)
+            await producer.start()
+            try:
+                await producer.send_and_wait(topic, value, key=b"u0")
+            finally:
+                await producer.stop()
+
+        async def create_tables() -> None:
+            log = SqliteEventLog(self.server.data_dir / "events.db")
+            await log.start()
+            await log.close()
+
+        if self.kafka:
+            asyncio.run(send())
+            return
+        asyncio.run(create_tables())
+        with sqlite3.connect(self.server.data_dir / "events.db") as db:
+            db.execute("INSERT INTO events (topic, key, value) VALUES (?, ?, ?)", (topic, "u0", value))
+
+    def metric(self, name: str, **labels: str) -> float:
+        """A stream metric (the worker's, in Kafka mode)."""
         url = self.worker.metrics_url if self.worker else self.server.url
         text = httpx.get(url + "/metrics", timeout=5).text
         return next(s.value for f in text_string_to_metric_families(text) for s in f.samples
-                    if s.name == "opz_stream_events_skipped_total" and s.labels == {"consumer": "archive"})
+                    if s.name == name and s.labels == labels)
+
+    def dead_letters(self, env: dict[str, str]) -> list[dict[str, Any]]:
+        """`personalize stream dead-letters`, as an operator runs it."""
+        import os
+        done = subprocess.run([sys.executable, "-m", "serving.cli", "stream", "dead-letters",
+                               "--dataset-group", self.group, "--data-dir", str(self.server.data_dir)],
+                              capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+        assert done.returncode == 0, done.stderr
+        return [json.loads(line) for line in done.stdout.splitlines()]
 
     def archived(self, count: int, timeout: float = 90.0) -> list[Event]:
         deadline = time.monotonic() + timeout
@@ -130,8 +170,41 @@ def test_a_sent_at_of_1e17_is_refused_and_one_already_logged_is_skipped(
             clicks(events, tracking_id, f"u{u}", ["i1", "i2"])
         good = [f"u{u}-{n}" for u in range(3) for n in (0, 1)]
         assert sorted(e.event_id for e in stack.archived(6)) == good
-        assert stack.skipped_by_archive() == 1
-        assert "skipped event poison" in stack.output()
+        assert stack.metric("opz_stream_dead_letters_total", consumer="archive") == 1
+        assert "archive: dead letter for event poison" in stack.output()
+        [letter] = stack.dead_letters(mode_env)
+        assert letter["consumer"] == "archive" and letter["event_id"] == "poison"
+        assert "1e+17" in letter["error"] and json.loads(letter["record"])["sent_at"] == 1e17
+    finally:
+        stack.stop()
+
+
+def test_records_that_do_not_decode_are_dead_letters_and_the_rest_goes_through(
+        tmp_path: Path, unique: str, mode_env: dict[str, str]) -> None:
+    """Garbage and a record of a contract version this code does not know, in the log ahead of
+    good events: each consumer sets them aside, the good events are applied and archived."""
+    stack = Stack(tmp_path, unique, mode_env)
+    stack.logged_raw(b"\xff not json at all")
+    stack.logged_raw(json.dumps({"v": 9, "event_id": "from-the-future"}).encode())
+    stack.start()
+    try:
+        tracking_id = tracker(stack.server, unique)
+        events = stack.server.client("personalize-events")
+        for u in range(3):
+            clicks(events, tracking_id, f"u{u}", ["i1", "i2"])
+        good = [f"u{u}-{n}" for u in range(3) for n in (0, 1)]
+        assert sorted(e.event_id for e in stack.archived(6)) == good
+        deadline = time.monotonic() + 60
+        while stack.metric("opz_stream_events_applied_total") < 6:
+            assert time.monotonic() < deadline, stack.output()
+            time.sleep(0.2)
+        for consumer in ("sessions", "archive"):
+            assert stack.metric("opz_stream_dead_letters_total", consumer=consumer) == 2
+        letters = stack.dead_letters(mode_env)
+        assert sorted(x["consumer"] for x in letters) == ["archive", "archive", "sessions", "sessions"]
+        assert {x["record"] for x in letters} == {"\\xff not json at all",
+                                                   json.dumps({"v": 9, "event_id": "from-the-future"})}
+        assert any("version 9" in x["error"] for x in letters)
     finally:
         stack.stop()
 

@@ -75,12 +75,60 @@ async def test_counters_add_up_and_rank(session_store: SessionStore) -> None:
 
 async def test_recommendations_shown_are_recalled_until_they_expire(session_store: SessionStore) -> None:
     import asyncio
-    await session_store.remember("RID-1", ["a", "b", "c"], ttl_s=60)
-    await session_store.remember("RID-2", ["x"], ttl_s=0.05)
-    assert await session_store.recall(["RID-1", "RID-2", "RID-unknown"]) == [["a", "b", "c"], ["x"], None]
+    await session_store.remember("g", "RID-1", ["a", "b", "c"], ttl_s=60)
+    await session_store.remember("g", "RID-2", ["x"], ttl_s=0.05)
+    assert await session_store.recall("g", ["RID-1", "RID-2", "RID-unknown"]) == [
+        ["a", "b", "c"], ["x"], None]
+    assert await session_store.recall("h", ["RID-1"]) == [None]  # another dataset group's
     await asyncio.sleep(0.2)
-    assert await session_store.recall(["RID-2", "RID-1"]) == [None, ["a", "b", "c"]]
-    assert await session_store.recall([]) == []
+    assert await session_store.recall("g", ["RID-2", "RID-1"]) == [None, ["a", "b", "c"]]
+    assert await session_store.recall("g", []) == []
+
+
+async def test_erasing_users_deletes_their_states_only(session_store: SessionStore) -> None:
+    await session_store.save({("g", "u1"): STATE, ("g", "session:s9"): STATE, ("g", "u2"): STATE,
+                              ("h", "u1"): STATE})
+    assert await session_store.erase("g", ["u1", "session:s9", "nobody"]) == {"u1", "session:s9"}
+    assert await states(session_store, ("g", "u1"), ("g", "session:s9"), ("g", "u2"), ("h", "u1")) == [
+        None, None, STATE, STATE]
+    assert await session_store.erase("g", []) == set()
+
+
+async def test_erasing_a_dataset_group_leaves_nothing_of_it(session_store: SessionStore) -> None:
+    """Positions of its topics must go too: a dataset group created again with the same name
+    starts its topics at offset 0, which an old position would skip."""
+    for group in ("g", "g_2", "g-x"):  # names one LIKE or glob pattern of "g" would also match
+        positions = {f"opz.{group}.events:0": 41, f"opz.{group}.users:1": 2}
+        await session_store.save({(group, "u"): STATE}, positions, {(group, "popularity"): {"a": 1.0}})
+        await session_store.remember(group, "RID-1", ["a"], ttl_s=60)
+        await session_store.publish_live_model(group, "m", "artifacts/s/v", 1.0)
+    await session_store.erase_group("g")
+    positions = ["opz.g.events:0", "opz.g.users:1", "opz.g_2.events:0", "opz.g-x.users:1"]
+    assert await session_store.load([("g", "u"), ("g_2", "u"), ("g-x", "u")], positions) == (
+        [None, STATE, STATE], [None, None, 41, 2])
+    assert await session_store.counter("g", "popularity", 5) == {}
+    assert await session_store.counter("g_2", "popularity", 5) == {"a": 1.0}
+    assert await session_store.recall("g", ["RID-1"]) == [None]
+    assert await session_store.recall("g-x", ["RID-1"]) == [["a"]]
+    assert sorted(await session_store.live_models()) == ["g-x", "g_2"]
+
+
+async def test_a_store_opened_to_erase_reaches_what_the_serving_one_keeps(
+        make_store: Callable[[], SessionStore]) -> None:
+    """Embedded, recommendations and live models are in memory: the control plane erases a
+    dataset group through a store of its own."""
+    serving, eraser = make_store(), make_store()
+    await serving.start()
+    await eraser.start()
+    try:
+        await serving.remember("g", "RID-1", ["a"], ttl_s=60)
+        await serving.publish_live_model("g", "m", "artifacts/s/v", 1.0)
+        await eraser.erase_group("g")
+        assert await serving.recall("g", ["RID-1"]) == [None]
+        assert await serving.live_models() == {}
+    finally:
+        await eraser.close()
+        await serving.close()
 
 
 async def test_a_save_expecting_a_moved_position_writes_nothing(session_store: SessionStore) -> None:
@@ -104,13 +152,13 @@ async def test_many_requests_at_once_each_get_their_own_answers(session_store: S
 
     async def request(user: str) -> list[SessionState | None]:
         got = await states(session_store, ("g", user), ("g", f"anon-{user}"))
-        await session_store.remember(f"RID-{user}", [user, "x"], ttl_s=60)
+        await session_store.remember("g", f"RID-{user}", [user, "x"], ttl_s=60)
         return got
 
     answers = await asyncio.gather(*(request(u) for u in users))
     assert answers == [[SessionState(session_id=u) if n % 2 == 0 else None, None]
                        for n, u in enumerate(users)]
-    assert await session_store.recall([f"RID-{u}" for u in users]) == [[u, "x"] for u in users]
+    assert await session_store.recall("g", [f"RID-{u}" for u in users]) == [[u, "x"] for u in users]
 
 
 async def test_an_error_reply_fails_only_the_request_it_belongs_to(redis_url: str, unique: str) -> None:
@@ -125,7 +173,7 @@ async def test_an_error_reply_fails_only_the_request_it_belongs_to(redis_url: st
         await store._redis.set(store.key("g", "broken"), "not a hash")  # type: ignore[union-attr]
         ok, broken, shown = await asyncio.gather(
             states(store, ("g", "ok")), states(store, ("g", "broken")),
-            store.remember("RID-1", ["a"], ttl_s=60), return_exceptions=True)
+            store.remember("g", "RID-1", ["a"], ttl_s=60), return_exceptions=True)
         assert ok == [STATE] and shown is None
         assert isinstance(broken, ResponseError) and "WRONGTYPE" in str(broken)
     finally:

@@ -131,6 +131,19 @@ def test_unknown_item_field_is_reported_at_evaluation() -> None:
     assert e.value.column == len("INCLUDE ItemID WHERE ") + 1
 
 
+def test_with_no_items_dataset_the_error_says_what_to_create() -> None:
+    with pytest.raises(FilterError, match="no ITEMS dataset with fields; create one whose schema has GENRES"):
+        allowed(parse('INCLUDE ItemID WHERE Items.GENRES IN ("Action")'), Catalog.build(3, {}))
+
+
+def test_a_field_no_item_has_a_value_of_yet_matches_no_item() -> None:
+    """An ITEMS dataset created and not yet imported: its schema's fields, every value missing."""
+    empty = Catalog.build(3, {"GENRES": [None] * 3, "PRICE": [None] * 3})
+    keep = allowed(parse('INCLUDE ItemID WHERE Items.GENRES IN ("Action")'), empty)
+    drop = allowed(parse('EXCLUDE ItemID WHERE Items.GENRES IN ("Action") OR Items.PRICE > 3'), empty)
+    assert not keep.any() and drop.all()
+
+
 # --- evaluating item conditions ------------------------------------------------------------------
 
 def test_in_matches_any_part_of_a_categorical_value_with_case() -> None:

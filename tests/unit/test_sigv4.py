@@ -17,16 +17,16 @@ from botocore import UNSIGNED
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.config import Config
 
-from serving.sigv4 import AuthError, Key, Request, canonical_request, signing_key, verify
+from serving.sigv4 import AuthError, Key, Request, canonical_request, scope_region, signing_key, verify
 
 KEY = Key("AKOPEXAMPLE000000001", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "111111111111")
 ENDPOINT = "http://127.0.0.1:8080"
 
 
 def captured(service: str, call: str, secret: str = KEY.secret, key_id: str = KEY.access_key_id,
-             config: Config | None = None, **params: Any) -> AWSPreparedRequest:
+             config: Config | None = None, region: str = "us-east-1", **params: Any) -> AWSPreparedRequest:
     """The request `call` would send, as botocore signed it."""
-    client = boto3.client(service, endpoint_url=ENDPOINT, region_name="us-east-1",
+    client = boto3.client(service, endpoint_url=ENDPOINT, region_name=region,
                           aws_access_key_id=key_id, aws_secret_access_key=secret,
                           config=config or Config(retries={"max_attempts": 1}))
     sent: list[AWSPreparedRequest] = []
@@ -141,3 +141,32 @@ def test_a_signature_must_cover_host_and_date() -> None:
     req = dataclasses.replace(good, headers=[(k, weak if k == "authorization" else v)
                                              for k, v in good.headers])
     assert refused(req) == "InvalidSignatureException"
+
+
+def authorization(req: Request) -> str:
+    return next(v for k, v in req.headers if k == "authorization")
+
+
+@pytest.mark.parametrize("region", ["ap-southeast-1", "us-gov-west-1", "cn-north-1", "local"])
+def test_the_region_a_client_signs_for_is_its_region(region: str) -> None:
+    """The region in the credential scope is the one every ARN the caller creates names."""
+    req = as_received(captured("personalize", "list_dataset_groups", region=region))
+    assert verify(req, key_of, time.time()) == KEY
+    assert scope_region(authorization(req)) == region
+
+
+def test_a_scope_without_an_arn_safe_region_names_none() -> None:
+    good = authorization(as_received(captured("personalize", "list_dataset_groups")))
+    assert scope_region(good) == "us-east-1"
+    for region in ("a:b", "", "-x", "123", "x" * 64):
+        assert scope_region(good.replace("/us-east-1/", f"/{region}/")) is None, region
+    assert scope_region(None) is None and scope_region("Bearer abc") is None
+
+
+def test_a_region_that_cannot_be_in_an_arn_is_refused() -> None:
+    good = as_received(captured("personalize", "list_dataset_groups"))
+    forged = dataclasses.replace(good, headers=[(k, v.replace("/us-east-1/", "/mars:1/"))
+                                                for k, v in good.headers])
+    with pytest.raises(AuthError, match="should be scoped to a valid region, not 'mars:1'") as caught:
+        verify(forged, key_of, time.time())
+    assert caught.value.type_name == "InvalidSignatureException"

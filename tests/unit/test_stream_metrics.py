@@ -31,8 +31,9 @@ def test_a_batch_counts_applied_duplicates_and_freshness() -> None:
     metrics.archive_batch(5, 4)
     assert value(r, "opz_stream_events_archived_total") == 4
     assert value(r, "opz_stream_duplicates_skipped_total", consumer="archive") == 1
-    metrics.archive_batch(5, 3, skipped=1)  # one event the archive cannot hold: not a duplicate
-    assert value(r, "opz_stream_events_skipped_total", consumer="archive") == 1
+    metrics.archive_batch(5, 3, set_aside=1)  # one event the archive cannot hold: not a duplicate
+    metrics.dead("archive", 1)
+    assert value(r, "opz_stream_dead_letters_total", consumer="archive") == 1
     assert value(r, "opz_stream_duplicates_skipped_total", consumer="archive") == 2
 
 

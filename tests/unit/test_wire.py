@@ -95,3 +95,47 @@ def test_an_event_without_an_item_is_accepted_as_it_is() -> None:
     """itemId is optional in Personalize's PutEvents (a search, a page view)."""
     w = PutEventsRequest.model_validate(req(itemId=None))
     assert to_event(w, w.eventList[0], dataset_group="g", now=0).item_id is None
+
+
+def event_of(**event: object):  # type: ignore[no-untyped-def]
+    w = PutEventsRequest.model_validate(req(**event))
+    return to_event(w, w.eventList[0], dataset_group="g", now=0)
+
+
+def test_an_item_sent_in_properties_is_the_events_item() -> None:
+    """AWS's getting-started notebooks send clicks this way; Personalize records the item."""
+    e = event_of(itemId=None, properties='{"itemId": "270"}')
+    assert e.item_id == "270" and e.properties == {"itemId": "270"}
+
+
+@pytest.mark.parametrize("properties, item, value", [
+    ('{"itemId": 270}', "270", None),
+    ('{"ITEM_ID": "a", "eventValue": 4.5}', "a", 4.5),
+    ('{"item_id": "a", "EVENT_VALUE": "3"}', "a", 3.0),
+    ('{"itemId": null, "numberOfRatings": "12"}', None, None),
+])
+def test_properties_name_interactions_fields_ignoring_case_and_underscores(
+        properties: str, item: str | None, value: float | None) -> None:
+    e = event_of(itemId=None, properties=properties)
+    assert (e.item_id, e.event_value) == (item, value)
+
+
+def test_the_events_own_members_win_over_properties() -> None:
+    e = event_of(itemId="top", eventValue=1.0, properties='{"itemId": "inner", "eventValue": 9}')
+    assert (e.item_id, e.event_value) == ("top", 1.0)
+
+
+@pytest.mark.parametrize("properties, needle", [
+    ('{"itemId": ""}', "itemId must be an item id"),
+    ('{"itemId": true}', "itemId must be an item id"),
+    ('{"itemId": ["a"]}', "itemId must be an item id"),
+    ('{"itemId": "' + "x" * 257 + '"}', "itemId must be an item id"),
+    ('{"eventValue": "lots"}', 'eventValue must be a number, not "lots"'),
+    ('{"eventValue": "nan"}', "eventValue must be a number"),
+    ('{"eventValue": false}', "eventValue must be a number"),
+    ('{"itemId": "a", "ITEM_ID": "b"}', "itemId and ITEM_ID name the same field"),
+])
+def test_a_field_in_properties_that_cannot_be_one_is_refused(properties: str, needle: str) -> None:
+    """Refused rather than stored with an empty ITEM_ID (or EVENT_VALUE) that no filter sees."""
+    with pytest.raises(ValidationError, match=needle):
+        PutEventsRequest.model_validate(req(itemId=None, properties=properties))
