@@ -19,8 +19,8 @@ probes, 0.23 ms at 8 (1M clustered synthetic items, 200 users' states, this 2-co
 The request's exclusions and filter go in as faiss ID selectors (`search`), checked before an
 item is scored. Building takes about a minute at 1M items, so the index is saved beside the
 artifact (`ann-ivfl2-<lists>.faiss`, written to a temporary name and renamed) and read back by
-the next process that loads the model. faiss runs one thread per request (DESIGN.md's thread
-trap).
+the next process that loads the model. faiss runs one thread per request (docs/architecture.md,
+"Threads").
 """
 from __future__ import annotations
 

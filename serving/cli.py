@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     # numpy/onnxruntime thread pools oversubscribe small machines under a threaded server;
-    # this must happen before either is imported (DESIGN.md, "Trap").
+    # this must happen before either is imported (docs/architecture.md, "Threads").
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     args = build_parser().parse_args(argv)

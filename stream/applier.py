@@ -1,7 +1,7 @@
 """Apply events to the session store: read the users' states once, apply, write once.
 
-`apply_batch` serves the embedded in-process consumer (`run_session_loop`), whose SQLite
-log tracks its own position; `apply_partition` serves the Faust session agent, which
+`apply_batch` serves the embedded in-process consumer (`run_consumer`), whose SQLite log
+tracks its own position; `apply_partition` serves the Faust session agent, which
 keeps each Kafka partition's position in the store itself. Both use `session.apply`.
 """
 from __future__ import annotations

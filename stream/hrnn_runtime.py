@@ -22,7 +22,7 @@ class HRNNRuntime:
 
         files = {**FILES, **(files or {})}
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1  # many processes share the cores (DESIGN.md's thread trap)
+        opts.intra_op_num_threads = 1  # many processes share the cores (docs/architecture.md, "Threads")
         opts.inter_op_num_threads = 1
         cpu = ["CPUExecutionProvider"]
         self._step = ort.InferenceSession(str(directory / files["step"]), opts, providers=cpu)

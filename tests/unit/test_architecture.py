@@ -1,4 +1,4 @@
-"""DESIGN.md's import rules, enforced: training and serving never import each other, etc."""
+"""docs/architecture.md's import rules, enforced: training and serving never import each other, etc."""
 from __future__ import annotations
 
 import subprocess
