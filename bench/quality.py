@@ -8,7 +8,9 @@ Data: ../shared/datasets/<name>/interactions.csv (never copied into the repo). P
 (training/split.py): leave-last-out, the literature's (every user with >= 2 interactions must find
 their last one), and personalize_split, what our GetSolutionMetrics reports (a seeded 10% of users,
 their latest 10% of interactions held out). Metrics (training/metrics.py): top 25 per evaluated
-user, history excluded. Recipes: Popularity-Count; aws-sims with our defaults and with Personalize's
+user, history excluded; `--history kept` (or `both`) measures the lists a campaign answers without
+a filter, the user's history included (recipe names get " +history").
+Recipes: Popularity-Count; aws-sims with our defaults and with Personalize's
 documented ones (`sims-doc-defaults`: max_item_interaction_count_percentile 0.9); HRNN when
 training.hrnn is importable. Training wall time and its peak RSS above the RSS before training
 (VmHWM, reset through /proc/self/clear_refs after malloc_trim) per run.
@@ -47,6 +49,7 @@ REFERENCE = {"ml-100k": {  # leave-last-out, measured on this machine (training 
                                "normalized_discounted_cumulative_gain_at_10": 0.0734}}}
 BASE = [("HR@10", "hit_rate_at_10"), ("NDCG@10", "normalized_discounted_cumulative_gain_at_10"),
         ("MRR@25", "mean_reciprocal_rank_at_25"), ("cov@10", "coverage_at_10")]
+HISTORY = {"excluded": (True,), "kept": (False,), "both": (True, False)}  # exclude_history per run
 PERSONALIZE = [("coverage", "coverage"), ("ndcg@5", "normalized_discounted_cumulative_gain_at_5"),
                ("ndcg@25", "normalized_discounted_cumulative_gain_at_25"), ("prec@5", "precision_at_5"),
                ("prec@10", "precision_at_10"), ("prec@25", "precision_at_25")]
@@ -126,6 +129,8 @@ def main() -> int:
     ap.add_argument("--recipes", default="popularity,sims,sims-doc-defaults,hrnn")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "quality.json")
     ap.add_argument("--update", default="ml-100k", help="datasets for HRNN UPDATE vs FULL ('' to skip)")
+    ap.add_argument("--history", choices=["excluded", "kept", "both"], default="excluded",
+                    help="rank the user's history out (our metrics) or in (a campaign's answer)")
     args = ap.parse_args()
     fits = recipes(args.recipes.split(","))
     results: dict[str, dict[str, dict[str, dict[str, float]]]] = {p: {} for p in PROTOCOLS}
@@ -135,13 +140,15 @@ def main() -> int:
             split = make_split(data)
             for name, fit in fits.items():
                 model, wall, peak = train(fit, split.train)
-                t = time.perf_counter()
-                metrics = evaluate(model, split, data.n_items)
-                results[protocol].setdefault(ds, {})[name] = {
-                    **metrics, "users": len(split.users), "train_s": wall,
-                    "eval_s": time.perf_counter() - t, "train_peak_mib": peak}
-                ndcg = metrics["normalized_discounted_cumulative_gain_at_10"]
-                print(f"{ds} {protocol} {name}: NDCG@10 {ndcg:.4f} ({wall:.1f} s)", file=sys.stderr)
+                for exclude in HISTORY[args.history]:
+                    label = name if exclude else f"{name} +history"
+                    t = time.perf_counter()
+                    metrics = evaluate(model, split, data.n_items, exclude_history=exclude)
+                    results[protocol].setdefault(ds, {})[label] = {
+                        **metrics, "users": len(split.users), "train_s": wall,
+                        "eval_s": time.perf_counter() - t, "train_peak_mib": peak}
+                    ndcg = metrics["normalized_discounted_cumulative_gain_at_10"]
+                    print(f"{ds} {protocol} {label}: NDCG@10 {ndcg:.4f} ({wall:.1f} s)", file=sys.stderr)
     print("\n\n".join(table(p, r) for p, r in results.items()))
     updates = {ds: update_vs_full(read_csv(DATASETS / ds / "interactions.csv"), 0.1)
                for ds in filter(None, args.update.split(","))}

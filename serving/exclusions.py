@@ -1,12 +1,13 @@
 """What a request may not be recommended, kept as small as the request: no mask over the catalog.
 
-Two parts: the codes excluded one by one (the user's seen items, the current item), as many as the
-user's history, and the filter's allowed set as packed bits (one bit per item: 125 KB at 1M items),
-which serving.filters_api computes once per filter and filter values and caches. The ANN search
-takes both as faiss ID selectors, so a request on the index path costs O(k + history + probed
-lists); only the exact path unpacks them into a bool mask over the catalog. A 1 MB mask built,
-filled and combined per request was ~0.3 ms of a 1M-item request and, with a filter, the reason
-the index was asked for 15x the candidates (bench/serve.py). Pure numpy, no I/O.
+Two parts: the codes excluded one by one (the current item of a related-items request; a user's
+history where a caller leaves it out, as bench/serve.py does), and the filter's allowed set as
+packed bits (one bit per item: 125 KB at 1M items), which serving.filters_api computes once per
+filter and filter values and caches. The ANN search takes both as faiss ID selectors, so a
+request on the index path costs O(k + excluded codes + probed lists); only the exact path unpacks
+them into a bool mask over the catalog. A 1 MB mask built, filled and combined per request was
+~0.3 ms of a 1M-item request and, with a filter, the reason the index was asked for 15x the
+candidates (bench/serve.py). Pure numpy, no I/O.
 """
 from __future__ import annotations
 

@@ -28,8 +28,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from stream.contract import EVENTS_PER_TYPE
+
 MAX_FIELDS = 5              # distinct dataset fields per filter, chained expressions included
-MAX_EVENTS_PER_TYPE = 100   # the most recent interactions Personalize considers per user and event type
+MAX_EVENTS_PER_TYPE = EVENTS_PER_TYPE  # the most recent interactions considered per user and event type
 MAX_DEPTH = 20              # nested parentheses: deeper would exhaust Python's stack (3 frames a level)
 
 _ORDER: dict[str, Callable[[object, object], object]] = {

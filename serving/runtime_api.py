@@ -2,12 +2,15 @@
 (`POST /recommendations`) and GetPersonalizedRanking (`POST /personalize-ranking`).
 
 One request: resolve the campaign to its model (cached), read the user's session state
-(one store round trip), score the catalogue, drop what the user has seen and what the
-filter excludes, take the top k. On large catalogs the ANN index answers instead, with the
-seen items and the filter's (cached) answer as ID selectors (serving.exclusions): no work
-over the whole catalogue per request. Scores are normalised over the catalogue so they sum
-to 1, like Personalize's: a softmax of the model's logits for HRNN recipes, counts or
-similarities divided by their sum for popularity and SIMS. GetPersonalizedRanking scores
+(one store round trip), score the catalogue, drop what the filter excludes (and, for related
+items, the item asked about), take the top k. Items the user interacted with are not dropped
+unless the filter says so: Amazon Personalize's campaigns recommend them too ("watch again",
+"buy again"), and leave them out only through a filter such as `EXCLUDE ItemID WHERE
+Interactions.EVENT_TYPE IN ("purchase")`. On large catalogs the ANN index answers instead,
+with the excluded items and the filter's (cached) answer as ID selectors (serving.exclusions):
+no work over the whole catalogue per request. Scores are normalised over the catalogue so
+they sum to 1, like Personalize's: a softmax of the model's logits for HRNN recipes, counts
+or similarities divided by their sum for popularity and SIMS. GetPersonalizedRanking scores
 only the input items, with the same function, and normalises over those it returns (as
 Personalize's do, they sum to 1); items the model does not know come last with score 0.
 """
@@ -261,7 +264,7 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         elif recipe_type == "USER_PERSONALIZATION":
             if req.userId is None:
                 raise InvalidInputException("userId is required for a user-personalization campaign")
-            excluded = past.codes
+            excluded = NO_PAST.codes  # what the user interacted with stays unless the filter drops it
         else:
             raise InvalidInputException(f"campaign {req.campaignArn} ranks lists: "
                                         "call GetPersonalizedRanking")

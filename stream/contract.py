@@ -33,11 +33,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 EVENT_VERSION = 1
 RECORD_VERSION = 1
 SESSION_LAYOUT_VERSION = 1
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: users' interactions by event type (role user_events); 1 readable
 TOPIC_PREFIX = "opz."
 DEFAULT_ACCOUNT = "000000000000"  # a server without access keys serves everyone as this account
 MAX_IMPRESSIONS = 25  # PutEvents' impression list; also what a recommendationId stands for
 MAX_EPOCH_SECONDS = 10**11  # larger values are milliseconds (year 5138+), a common mistake
+EVENTS_PER_TYPE = 100  # newest interactions per user and event type that filters consider (Personalize's)
 
 
 class InvalidEvent(ValueError):
@@ -174,11 +175,15 @@ class UserRow(BaseModel):
 # ---- model artifact (training writes it, stream workers and serving load it) ----
 
 class ArtifactManifest(BaseModel):
-    """`manifest.json` of an artifact directory; nothing in the directory is pickled."""
+    """`manifest.json` of an artifact directory; nothing in the directory is pickled.
+
+    Version 2 adds the `user_events` file: each user's newest EVENTS_PER_TYPE interactions of
+    every event type as of training, which Interactions filters read. A version 1 artifact has
+    none, so its filters see only the event types streamed since it was trained."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    version: Literal[1] = MANIFEST_VERSION
+    version: Literal[1, 2] = MANIFEST_VERSION
     solution_version_arn: str
     recipe: str
     created_at: float

@@ -29,6 +29,19 @@ REFRESH_S = 1.0  # how soon workers follow a newly deployed version
 
 
 @dataclass(frozen=True)
+class Kept:
+    """A user's interactions by event type as of training (the artifact's user_events), what
+    filters on Interactions read besides the events streamed since."""
+    items: np.ndarray  # int item codes, oldest first
+    types: np.ndarray  # int, index into names
+    names: Sequence[str]  # the event types, lower-cased
+
+    def typed(self) -> list[tuple[int, str]]:
+        names = self.names
+        return [(code, names[t]) for code, t in zip(self.items.tolist(), self.types.tolist(), strict=True)]
+
+
+@dataclass(frozen=True)
 class Past:
     """A user's interactions with items the model knows, oldest first: the artifact's (as of
     training) then those streamed in since. Codes and times stay arrays: a request reads up to
@@ -37,6 +50,7 @@ class Past:
     codes: np.ndarray  # int64 item codes
     times: np.ndarray  # float64 Unix seconds
     types: tuple[str, ...] = ()  # event types of the last len(types), the streamed ones
+    kept: Kept | None = None  # the artifact's interactions by event type; None: none kept for the user
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -54,9 +68,13 @@ class Past:
         return self.events(max(0, len(self.codes) - n))
 
     def typed(self) -> list[tuple[int, str]]:
-        """(code, event type), for filters on Interactions; the artifact keeps no types ("")."""
-        return list(zip(self.codes.tolist(), ("",) * (len(self.codes) - len(self.types)) + self.types,
-                        strict=True))
+        """(code, event type), oldest first, for filters on Interactions: the artifact's
+        interactions of every event type, then those streamed since. An artifact that keeps no
+        types (manifest version 1) gives its history with the type ""."""
+        streamed = list(zip(self.codes[len(self.codes) - len(self.types):].tolist(), self.types, strict=True))
+        if self.kept is not None:
+            return self.kept.typed() + streamed
+        return [(code, "") for code in self.codes[:len(self.codes) - len(self.types)].tolist()] + streamed
 
 
 NO_PAST = Past(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
@@ -64,13 +82,18 @@ NO_PAST = Past(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
 
 class UserHistory:
     """Each user's last interactions as of training (the artifact's CSR arrays), merged with
-    what streamed in since: the history serving and the workers both run the model over."""
+    what streamed in since: the history serving and the workers both run the model over, and
+    (`events`, where the artifact has them) the user's interactions by event type, which
+    filters read."""
 
     def __init__(self, item_ids: Sequence[str], user_ids: Sequence[str], csr: Mapping[str, np.ndarray],
-                 data_cut: int) -> None:
+                 data_cut: int, events: Mapping[str, np.ndarray] | None = None) -> None:
         self.item_ids, self.data_cut = item_ids, data_cut
         self.csr = {"offsets": csr["offsets"], "items": csr["items"].astype(np.int64),
                     "times": csr["times"].astype(np.float64)}
+        self.events = None if events is None else {
+            "offsets": events["offsets"], "items": events["items"], "types": events["types"],
+            "names": events["type_names"].tolist()}
         self.users = {user: code for code, user in enumerate(user_ids)}
         self.index = {item: code for code, item in enumerate(item_ids)}
 
@@ -81,20 +104,31 @@ class UserHistory:
         if user is not None:
             a, b = self.csr["offsets"][user], self.csr["offsets"][user + 1]
             codes, times = self.csr["items"][a:b], self.csr["times"][a:b]
+        kept = self.kept_of(user)
         new = [(code, i.ts, i.type) for i in streamed
                if i.ts > self.data_cut and (code := self.index.get(i.item)) is not None]
         if not new:
-            return Past(codes, times)
+            return Past(codes, times, kept=kept)
         more_codes, more_times, types = zip(*new, strict=True)
         return Past(np.concatenate([codes, np.array(more_codes, dtype=np.int64)]),
-                    np.concatenate([times, np.array(more_times, dtype=np.float64)]), types)
+                    np.concatenate([times, np.array(more_times, dtype=np.float64)]), types, kept)
+
+    def kept_of(self, user: int | None) -> Kept | None:
+        """The user's interactions by event type as of training (views, no copy)."""
+        if self.events is None or user is None:
+            return None
+        a, b = self.events["offsets"][user], self.events["offsets"][user + 1]
+        return Kept(self.events["items"][a:b], self.events["types"][a:b], self.events["names"])
 
     @classmethod
-    def load(cls, directory: Path, manifest: ArtifactManifest) -> UserHistory:
+    def load(cls, directory: Path, manifest: ArtifactManifest, by_type: bool = True) -> UserHistory:
+        """`by_type`: also the users' interactions by event type, which only filters read."""
         files = manifest.files
+        events = dict(np.load(directory / files["user_events"])) \
+            if by_type and "user_events" in files else None
         return cls(json.loads((directory / files["item_ids"]).read_text()),
                    json.loads((directory / files["user_ids"]).read_text()),
-                   dict(np.load(directory / files["user_history"])), manifest.data_cut or 0)
+                   dict(np.load(directory / files["user_history"])), manifest.data_cut or 0, events)
 
 
 class LiveModel:
@@ -104,7 +138,7 @@ class LiveModel:
         manifest = ArtifactManifest.model_validate_json((directory / "manifest.json").read_text())
         self.model = model
         self.runtime = HRNNRuntime(directory, manifest.files)
-        self.history = UserHistory.load(directory, manifest)
+        self.history = UserHistory.load(directory, manifest, by_type=False)
         assert list(self.runtime.item_ids) == list(self.history.item_ids), "HRNN vocabulary differs"
 
     def rebuild(self, user_key: str, history: Sequence[Interaction]) -> tuple[float, ...]:

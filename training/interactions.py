@@ -91,6 +91,54 @@ def with_items(table: pa.Table) -> tuple[pa.Table, int]:
     return named, table.num_rows - named.num_rows
 
 
+@dataclass(frozen=True)
+class TypedHistory:
+    """Each user's newest interactions of every event type (CSR over `user_ids`, time order)."""
+    user_ids: np.ndarray  # the trained users, then users only rows left out of training name
+    offsets: np.ndarray  # int64 [len(user_ids) + 1]
+    items: np.ndarray  # int32 codes in the trained item vocabulary
+    types: np.ndarray  # int32 index into type_names
+    type_names: np.ndarray  # str: the EVENT_TYPEs lower-cased, "" for a row without one
+
+
+def typed_history(table: pa.Table, data: Interactions, keep: int) -> TypedHistory:
+    """Each user's newest `keep` interactions of each event type, from every row of `table`, not
+    only those the solution's eventType / eventValueThreshold kept for `data`: a filter on
+    Interactions.EVENT_TYPE shows a "watched" shelf even from a model trained on clicks.
+    Event types match ignoring case, so they are kept lower-cased; items outside `data`'s
+    vocabulary are left out, as nothing could recommend them."""
+    table, _ = with_items(table)
+    table = table.filter(pc.is_valid(table["USER_ID"]))
+    users = table["USER_ID"].combine_chunks().cast(pa.string())
+    trained = pa.array(data.user_ids.tolist(), pa.string())
+    others = pc.unique(pc.filter(users, pc.is_null(pc.index_in(users, value_set=trained))))
+    user_ids = np.concatenate([data.user_ids, np.asarray(others.to_pylist(), dtype=object)])
+    user = pc.index_in(users, value_set=pa.concat_arrays([trained, others]))
+    item = pc.index_in(table["ITEM_ID"].combine_chunks().cast(pa.string()),
+                       value_set=pa.array(data.item_ids.tolist(), pa.string()))
+    types = table["EVENT_TYPE"].combine_chunks().cast(pa.string()) if "EVENT_TYPE" in table.column_names \
+        else pa.nulls(table.num_rows, pa.string())
+    kinds = pc.utf8_lower(pc.fill_null(types, "")).dictionary_encode()
+    known = np.asarray(pc.is_valid(item))
+    u = np.asarray(user.fill_null(0), dtype=np.int64)[known]
+    i = np.asarray(item.fill_null(0), dtype=np.int32)[known]
+    k = np.asarray(kinds.indices, dtype=np.int64)[known]
+    t = np.asarray(pc.cast(table["TIMESTAMP"], pa.int64()), dtype=np.int64)[known]
+    rows = newest_per_group(u * max(1, len(kinds.dictionary)) + k, t, keep)
+    rows = rows[np.lexsort((rows, t[rows], u[rows]))]
+    offsets = np.searchsorted(u[rows], np.arange(len(user_ids) + 1)).astype(np.int64)
+    return TypedHistory(user_ids, offsets, i[rows], k[rows].astype(np.int32),
+                        np.asarray(kinds.dictionary.to_pylist(), dtype=str))
+
+
+def newest_per_group(group: np.ndarray, time: np.ndarray, keep: int) -> np.ndarray:
+    """Indices of the newest `keep` rows of each group (ties: the later row is the newer)."""
+    order = np.lexsort((np.arange(len(group)), time, group))
+    grouped = group[order]
+    after_last = np.searchsorted(grouped, grouped, side="right")
+    return order[after_last - np.arange(len(grouped)) <= keep]
+
+
 def _impressions(table: pa.Table, item_ids: np.ndarray) -> np.ndarray | None:
     """IMPRESSION ("a|b|c") as item codes [N, K]. Shown items that nobody interacted with get no
     code: the model cannot recommend them, so there is nothing to push down."""

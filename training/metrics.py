@@ -85,11 +85,14 @@ def ranking_metrics(ranked: np.ndarray, held_out: list[np.ndarray], n_items: int
     return out
 
 
-def evaluate(model: Scorer, split: Split, n_items: int, batch: int = 1024) -> dict[str, float]:
-    """Score evaluated users in batches (bounded memory), rank the top 25 minus history, measure."""
+def evaluate(model: Scorer, split: Split, n_items: int, batch: int = 1024,
+             exclude_history: bool = True) -> dict[str, float]:
+    """Score evaluated users in batches (bounded memory), rank the top 25 minus history, measure.
+    `exclude_history=False` ranks what a campaign without a filter answers: history included."""
     ranked = []
     for b in range(0, len(split.users), batch):
         sl = slice(b, b + batch)
         scores = model.score(split.users[sl], split.history[sl], split.history_time[sl])
-        ranked.append(top_k(scores, split.history[sl], TOP))
+        excluded = split.history[sl] if exclude_history else [np.empty(0, np.int64)] * len(scores)
+        ranked.append(top_k(scores, excluded, TOP))
     return ranking_metrics(np.concatenate(ranked or [np.empty((0, TOP), np.int64)]), split.held_out, n_items)

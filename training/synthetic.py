@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.contract import ArtifactManifest
+from stream.contract import EVENTS_PER_TYPE, ArtifactManifest
+from training.interactions import newest_per_group
 
 T0 = 1_700_000_000
 
@@ -43,6 +44,17 @@ def histories(n_users: int, n_items: int, rng: np.random.Generator) -> dict[str,
     return {"offsets": offsets, "items": items, "times": times.astype(np.int64)}
 
 
+def clicks_by_type(history: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The artifact's user_events.npz for these histories: every event a click, the newest
+    EVENTS_PER_TYPE of each user's kept."""
+    lengths = np.diff(history["offsets"])
+    user = np.repeat(np.arange(len(lengths)), lengths)
+    rows = newest_per_group(user, history["times"], EVENTS_PER_TYPE)
+    return {"offsets": np.searchsorted(user[rows], np.arange(len(lengths) + 1)).astype(np.int64),
+            "items": history["items"][rows], "types": np.zeros(len(rows), dtype=np.int32),
+            "type_names": np.asarray(["click"])}
+
+
 def write_artifact(directory: Path, n_items: int, *, n_users: int = 10_000, hidden: int = 128,
                    clustered: bool = True, seed: int = 0) -> Path:
     """The whole artifact directory (manifest.json and all), written to a temporary name and
@@ -63,10 +75,12 @@ def write_artifact(directory: Path, n_items: int, *, n_users: int = 10_000, hidd
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     files = {"item_ids": "item_ids.json", "popularity": "popularity.npy", "user_ids": "user_ids.json",
-             "user_history": "user_history.npz", "item_created": "item_created.npy", **model.export(tmp)}
+             "user_history": "user_history.npz", "user_events": "user_events.npz",
+             "item_created": "item_created.npy", **model.export(tmp)}
     (tmp / "item_ids.json").write_text(json.dumps(item_ids.tolist()))
     (tmp / "user_ids.json").write_text(json.dumps([f"u{u}" for u in range(n_users)]))
     np.savez(tmp / "user_history.npz", **history)
+    np.savez(tmp / "user_events.npz", **clicks_by_type(history))
     np.save(tmp / "popularity.npy", np.bincount(history["items"], minlength=n_items).astype(np.float32))
     np.save(tmp / "item_created.npy", np.full(n_items, T0, dtype=np.int64))
     manifest = ArtifactManifest(solution_version_arn="", recipe="aws-hrnn", created_at=time.time(),

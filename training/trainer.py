@@ -25,11 +25,18 @@ import numpy as np
 import pyarrow as pa
 
 from stream.archive import read_events
-from stream.contract import ArtifactManifest
+from stream.contract import EVENTS_PER_TYPE, ArtifactManifest
 from stream.datasets import DatasetStore, interactions_from_events
 from stream.recipes import RECIPES
 from training import popularity, sims
-from training.interactions import Interactions, from_table, recode_items, with_items
+from training.interactions import (
+    Interactions,
+    TypedHistory,
+    from_table,
+    recode_items,
+    typed_history,
+    with_items,
+)
 from training.metrics import evaluate
 from training.split import personalize_split
 
@@ -51,6 +58,12 @@ class Trainer:
                      event_value_threshold: float | None) -> tuple[Interactions, dict[str, int]]:
         """The interactions to train on, and the rows left out that no recipe can use, counted by
         why (what the solution version's description shows; never a reason to fail)."""
+        table, skipped = self.table(dataset_group)
+        return from_table(table, event_type=event_type, event_value_threshold=event_value_threshold), skipped
+
+    def table(self, dataset_group: str) -> tuple[pa.Table, dict[str, int]]:
+        """Every interaction of the group that names an item: bulk-imported rows, then archived
+        PutEvents; and the rows left out, counted by why."""
         bulk = self.datasets.read(dataset_group, "INTERACTIONS")
         events = interactions_from_events(read_events(self.data_dir / "archive", dataset_group))
         columns = ["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE", "IMPRESSION"]
@@ -59,8 +72,7 @@ class Trainer:
             raise ValueError(f"dataset group {dataset_group} has no interactions: import an INTERACTIONS "
                              "dataset or send events with PutEvents first")
         table, without_item = with_items(pa.concat_tables(tables, promote_options="permissive"))
-        skipped = {"withoutItemId": without_item} if without_item else {}
-        return from_table(table, event_type=event_type, event_value_threshold=event_value_threshold), skipped
+        return table, {"withoutItemId": without_item} if without_item else {}
 
     def check_enough(self, data: Interactions, event_type: str | None,
                      skipped: dict[str, int] | None = None) -> None:
@@ -79,7 +91,8 @@ class Trainer:
               progress: Progress) -> dict[str, Any]:
         started = time.monotonic()
         progress(message="reading interactions")
-        data, skipped = self.interactions(dataset_group, event_type, event_value_threshold)
+        table, skipped = self.table(dataset_group)
+        data = from_table(table, event_type=event_type, event_value_threshold=event_value_threshold)
         self.check_enough(data, event_type, skipped)
         parent_dir = self.data_dir / parent if parent else None
         if parent_dir is not None:  # keep the parent's item codes; new items come after them
@@ -98,10 +111,12 @@ class Trainer:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         files = {"item_ids": "item_ids.json", "popularity": "popularity.npy", "user_ids": "user_ids.json",
-                 "user_history": "user_history.npz", "item_created": "item_created.npy",
-                 **files_of(model, tmp)}
+                 "user_history": "user_history.npz", "user_events": "user_events.npz",
+                 "item_created": "item_created.npy", **files_of(model, tmp)}
         (tmp / "item_ids.json").write_text(json.dumps(data.item_ids.tolist()))
-        write_user_history(data, tmp, MAX_HISTORY)
+        typed = typed_history(table, data, EVENTS_PER_TYPE)
+        write_user_events(typed, tmp)
+        write_user_history(data, tmp, MAX_HISTORY, typed.user_ids)
         np.save(tmp / "popularity.npy", np.bincount(data.item, minlength=data.n_items).astype(np.float32))
         np.save(tmp / "item_created.npy", item_created(data, self.datasets.read(dataset_group, "ITEMS")))
         manifest = ArtifactManifest(solution_version_arn=version_arn, recipe=recipe, created_at=time.time(),
@@ -164,15 +179,26 @@ def item_created(data: Interactions, items: pa.Table) -> np.ndarray:
     return created
 
 
-def write_user_history(data: Interactions, directory: Path, keep: int) -> None:
+def write_user_history(data: Interactions, directory: Path, keep: int,
+                       user_ids: np.ndarray | None = None) -> None:
     """Each user's newest `keep` interactions as of training (CSR: offsets, items, times), so
-    serving knows users from bulk imports, not only those it saw events of."""
+    serving knows users from bulk imports, not only those it saw events of. `user_ids`: the
+    artifact's users, `data`'s first; the others (only rows left out of training name them)
+    have no history here, yet their user_events rows share these codes."""
+    user_ids = data.user_ids if user_ids is None else user_ids
     off = data.offsets
     starts = np.maximum(off[:-1], off[1:] - keep)
     rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, off[1:], strict=True)]) \
         if len(starts) else np.zeros(0, dtype=np.int64)
     lengths = off[1:] - starts
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    offsets = np.concatenate([offsets, np.full(len(user_ids) - data.n_users, offsets[-1])])
     np.savez(directory / "user_history.npz", offsets=offsets, items=data.item[rows].astype(np.int32),
              times=data.time[rows].astype(np.int64))
-    (directory / "user_ids.json").write_text(json.dumps(data.user_ids.tolist()))
+    (directory / "user_ids.json").write_text(json.dumps(user_ids.tolist()))
+
+
+def write_user_events(typed: TypedHistory, directory: Path) -> None:
+    """The users' interactions by event type (CSR over user_ids.json), for Interactions filters."""
+    np.savez(directory / "user_events.npz", offsets=typed.offsets, items=typed.items, types=typed.types,
+             type_names=typed.type_names)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -49,22 +50,27 @@ def deployed(embedded_server: Server, tmp_path: Path) -> dict[str, Any]:
             "tracker": tracker, "group": group}
 
 
-def test_a_users_recommendations_exclude_what_they_just_clicked(deployed: dict[str, Any]) -> None:
-    runtime, events = deployed["runtime"], deployed["events"]
+def test_a_click_stays_recommendable_and_a_filter_on_clicks_leaves_it_out(deployed: dict[str, Any]) -> None:
+    control, runtime, events = deployed["control"], deployed["runtime"], deployed["events"]
     first = runtime.get_recommendations(campaignArn=deployed["pop"], userId="259", numResults=10)
     items = [i["itemId"] for i in first["itemList"]]
     assert len(items) == 10 and first["recommendationId"]
     scores = [i["score"] for i in first["itemList"]]
     assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1
+    unclicked = control.create_filter(
+        name="unclicked", datasetGroupArn=deployed["group"],
+        filterExpression='EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("click")')["filterArn"]
     events.put_events(trackingId=deployed["tracker"], userId="259", sessionId="s1", eventList=[
         {"eventType": "click", "itemId": items[0], "sentAt": time.time(),
          "recommendationId": first["recommendationId"]}])
     deadline = time.monotonic() + 5
     while items[0] in [i["itemId"] for i in runtime.get_recommendations(
-            campaignArn=deployed["pop"], userId="259", numResults=10)["itemList"]]:
-        assert time.monotonic() < deadline, "the click never reached the recommendations"
+            campaignArn=deployed["pop"], userId="259", numResults=10, filterArn=unclicked)["itemList"]]:
+        assert time.monotonic() < deadline, "the click never reached the filter"
         time.sleep(0.01)
-    assert time.monotonic() < deadline
+    # as Personalize's campaigns: what the user interacted with is dropped by a filter, never by default
+    again = runtime.get_recommendations(campaignArn=deployed["pop"], userId="259", numResults=10)
+    assert [i["itemId"] for i in again["itemList"]] == items
 
 
 def test_related_items_and_ranking(deployed: dict[str, Any]) -> None:
@@ -209,3 +215,51 @@ def test_metrics_name_the_version_each_campaign_serves(deployed: dict[str, Any],
     assert served()["shop-pop"] == version_of(deployed["pop"]) == newer.split(":solution/")[1]
     control.delete_campaign(campaignArn=deployed["sims"])
     assert set(served()) == {"shop-pop"}
+
+
+def test_interaction_filters_see_bulk_imported_event_types(embedded_server: Server, tmp_path: Path) -> None:
+    """Issue 17, 6 and 7: user 259's first six ratings are imported as watches and the solution
+    trains on ratings alone; a "watched" shelf still shows those six, as Personalize's did, and
+    a "watch again" answer (no filter) keeps what the user interacted with."""
+    control = embedded_server.client("personalize")
+    runtime = embedded_server.client("personalize-runtime")
+    lines = slice_of_ml100k(tmp_path / "ml.csv", 20_000).read_text().splitlines(keepends=True)
+    mine = [n for n, line in enumerate(lines) if line.startswith("259,")]
+    watched = {lines[n].split(",")[1] for n in mine[:6]}
+    rated = {lines[n].split(",")[1] for n in mine[6:]}
+    for n in mine[:6]:
+        lines[n] = lines[n].replace(",rating,", ",Watch,")
+    (tmp_path / "ml.csv").write_text("".join(lines))
+    group = dataset_group(control, "movies", tmp_path / "ml.csv")
+    solution = control.create_solution(name="movies-pop", datasetGroupArn=group, eventType="rating",
+                                       recipeArn=RECIPE + "aws-popularity-count")["solutionArn"]
+    version = train(control, solution)
+    assert version["status"] == "ACTIVE", version.get("failureReason")
+    campaign = control.create_campaign(name="movies", solutionVersionArn=version["solutionVersionArn"],
+                                       minProvisionedTPS=1)["campaignArn"]
+
+    def shelf(user: str, expression: str | None = None, n: int = 25) -> list[str]:
+        extra = {} if expression is None else {"filterArn": control.create_filter(
+            name=f"f{uuid.uuid4().hex[:8]}", datasetGroupArn=group, filterExpression=expression)["filterArn"]}
+        return [i["itemId"] for i in runtime.get_recommendations(
+            campaignArn=campaign, userId=user, numResults=n, **extra)["itemList"]]
+
+    assert set(shelf("259", 'INCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("watch")')) == watched
+    assert set(shelf("259", 'INCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("*")', 50)) == watched | rated
+    unwatched = shelf("259", 'EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("watch")')
+    assert len(unwatched) == 25 and not watched & set(unwatched)
+    plain = shelf("259")
+    assert plain == shelf("someone-new") and (watched | rated) & set(plain)  # nothing dropped by default
+
+    events = embedded_server.client("personalize-events")
+    tracker = control.create_event_tracker(name="movies-web", datasetGroupArn=group)["trackingId"]
+    events.put_events(trackingId=tracker, userId="259", sessionId="s", eventList=[
+        {"eventType": "watch", "itemId": plain[0], "sentAt": time.time()}])
+    include = control.create_filter(name="watched", datasetGroupArn=group, filterExpression=(
+        'INCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("watch")'))["filterArn"]
+    deadline = time.monotonic() + 5
+    while {i["itemId"] for i in runtime.get_recommendations(
+            campaignArn=campaign, userId="259", numResults=25, filterArn=include)["itemList"]} != \
+            watched | {plain[0]}:
+        assert time.monotonic() < deadline, "the streamed watch never joined the imported ones"
+        time.sleep(0.01)

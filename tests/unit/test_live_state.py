@@ -85,3 +85,16 @@ def test_a_users_past_is_the_trained_history_then_known_items_streamed_since() -
     assert past.codes.tolist() == [2, 0, 1] and past.times.tolist() == [10.0, 20.0, 40.0]
     assert past.typed() == [(2, ""), (0, ""), (1, "purchase")] and past.events(2) == [(1, 40.0)]
     assert len(history.of("stranger", [])) == 0
+
+
+def test_filters_read_every_trained_interaction_by_type_then_those_streamed_since() -> None:
+    trained = {"offsets": np.array([0, 2, 2]), "items": np.array([2, 0], dtype=np.int32),
+               "times": np.array([10, 20])}
+    by_type = {"offsets": np.array([0, 3, 4]), "items": np.array([2, 0, 2, 1], dtype=np.int32),
+               "types": np.array([0, 1, 0, 0], dtype=np.int32), "type_names": np.array(["watch", "click"])}
+    history = UserHistory(["a", "b", "c"], ["u", "watcher"], trained, data_cut=20, events=by_type)
+    past = history.of("u", [Interaction("b", "purchase", 40.0)])
+    assert past.typed() == [(2, "watch"), (0, "click"), (2, "watch"), (1, "purchase")]
+    assert past.codes.tolist() == [2, 0, 1]  # what the model runs over is unchanged
+    assert history.of("watcher", []).typed() == [(1, "watch")] and len(history.of("watcher", [])) == 0
+    assert history.of("stranger", [Interaction("a", "click", 30.0)]).typed() == [(0, "click")]
