@@ -111,6 +111,17 @@ def _stop_pid(pid: int, timeout: float = 20.0) -> None:
         pass
 
 
+def _terminate(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
+    """SIGTERM a child of ours, SIGKILL it if it outlives `timeout`."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def _is_zombie(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
@@ -288,13 +299,7 @@ class RedisServer:
         _wait_port(self.port, self.proc, time.monotonic() + timeout, "redis-server", self.log_path)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        _terminate(self.proc)
 
 
 class S3Server:
@@ -349,13 +354,7 @@ class S3Server:
         raise TimeoutError(f"versitygw never answered ListBuckets: {last!r}\n{tail(self.log_path)}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        _terminate(self.proc)
 
 
 # ---- CLI: long-lived services for `make test` and the README's distributed mode ----

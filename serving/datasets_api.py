@@ -181,6 +181,13 @@ def _allowed(ctx: Ctx, member: str, location: str) -> None:
         raise InvalidInputException(f"{member}: {exc}") from None
 
 
+def _readable_source(ctx: Ctx, location: str | None) -> None:
+    """A job's `dataSource.dataLocation`: given, and one the job may read."""
+    if not location:
+        raise InvalidInputException("dataSource.dataLocation is required")
+    _allowed(ctx, "dataSource.dataLocation", location)
+
+
 def _busy_jobs(ctx: Ctx, dataset_arn: str) -> list[Body]:
     return [j for kind in ("dataset-import-job", "dataset-export-job")
             for j in ctx.resources.list(kind, dataset_arn) if j["status"] in (PENDING, RUNNING)]
@@ -308,9 +315,7 @@ def delete_dataset(req: DatasetArn, ctx: Ctx) -> Awaitable[Body]:
 @operation("CreateDatasetImportJob", CreateDatasetImportJob)
 def create_import_job(req: CreateDatasetImportJob, ctx: Ctx) -> Body:
     require(ctx, req.datasetArn, "dataset", "dataset")
-    if not req.dataSource.dataLocation:
-        raise InvalidInputException("dataSource.dataLocation is required")
-    _allowed(ctx, "dataSource.dataLocation", req.dataSource.dataLocation)
+    _readable_source(ctx, req.dataSource.dataLocation)
     if busy := _busy_jobs(ctx, req.datasetArn):
         job = busy[0].get("datasetImportJobArn") or busy[0]["datasetExportJobArn"]
         raise ResourceInUseException(f"dataset {req.datasetArn} already has a job in progress: {job}")
@@ -374,9 +379,7 @@ def _deletion_job(body: Body) -> Body:
 @operation("CreateDataDeletionJob", CreateDataDeletionJob)
 def create_deletion_job(req: CreateDataDeletionJob, ctx: Ctx) -> Body:
     require(ctx, req.datasetGroupArn, "dataset-group", "dataset group")
-    if not req.dataSource.dataLocation:
-        raise InvalidInputException("dataSource.dataLocation is required")
-    _allowed(ctx, "dataSource.dataLocation", req.dataSource.dataLocation)
+    _readable_source(ctx, req.dataSource.dataLocation)
     jobs = ctx.resources.list("data-deletion-job", req.datasetGroupArn)
     if len(pending := [j for j in jobs if j["status"] == PENDING]) >= MAX_PENDING_DELETIONS:
         raise LimitExceededException(f"dataset group {req.datasetGroupArn} already has {len(pending)} "
