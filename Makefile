@@ -18,7 +18,7 @@ venv: $(VENV)/.installed
 demo: venv  ## embedded server + the bundled MovieLens data through boto3
 	$(PY) scripts/demo.py
 
-test:  ## unit, then integration + e2e against real Kafka and Redis (started and stopped here)
+test:  ## unit, then integration + e2e against real Kafka, Redis and PostgreSQL (started and stopped here)
 	scripts/test.sh
 
 bench: venv  ## bench/: PutEvents throughput and freshness (embedded, Kafka; 1 vs 2 workers and APIs on 3 brokers), bulk CSV import, GetRecommendations latency
@@ -29,9 +29,9 @@ bench: venv  ## bench/: PutEvents throughput and freshness (embedded, Kafka; 1 v
 	$(PY) bench/import_bench.py
 	$(PY) bench/serve.py
 
-services: venv  ## long-lived Kafka + Redis for distributed mode (addresses: scripts/services.py env)
+services: venv  ## long-lived Kafka + Redis + PostgreSQL for distributed mode (addresses: scripts/services.py env)
 	scripts/system_deps.sh
-	$(PY) scripts/services.py start --kafka-port 9092 --redis-port 6379
+	$(PY) scripts/services.py start --kafka-port 9092 --redis-port 6379 --postgres-port 5432
 
 stop-services:
 	$(PY) scripts/services.py stop

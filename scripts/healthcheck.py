@@ -10,7 +10,8 @@ as /usr/local/bin/opz-healthcheck). Exit 0 = healthy, 1 = not, with one line say
                                  OPZ_KAFKA_BOOTSTRAP_SERVERS (it consumes)
   opz-healthcheck worker --alive the worker process is alive (not a zombie, not stopped)
   opz-healthcheck trainer        a `personalize trainer` process is alive and has the shared
-                                 control database (<data dir>/control.db) open
+                                 control database open: <data dir>/control.db, or with
+                                 OPZ_DATABASE_URL an established TCP connection to its port
 
 The stream worker and the trainer serve no health endpoint (Faust's web server is off in
 stream/app.py; the worker's optional /metrics port says nothing about Kafka), so their
@@ -23,6 +24,7 @@ import argparse
 import os
 import re
 import sys
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,10 +114,23 @@ def check_worker(proc: Path, env: dict[str, str], only_alive: bool = False) -> s
     return None
 
 
-def check_trainer(proc: Path) -> str | None:
+def database_ports(url: str) -> set[int]:
+    """The ports of a postgresql:// URL's hosts (postgresql://u:p@h1:5432,h2/db); 5432 where
+    a host names none."""
+    hosts = urllib.parse.urlsplit(url).netloc.rpartition("@")[2].split(",")
+    ports = {h.rpartition(":")[2] if ":" in h else "" for h in hosts}
+    return {int(p) if p.isdigit() else 5432 for p in ports}
+
+
+def check_trainer(proc: Path, env: dict[str, str] | None = None) -> str | None:
     pids = [pid for pid in personalize_pids(proc, ["trainer"]) if alive(proc, pid)]
     if not pids:
         return "no live `personalize trainer` process"
+    if url := (env or {}).get("OPZ_DATABASE_URL"):  # the control plane in PostgreSQL
+        ports = database_ports(url)
+        if not any(established_ports(proc, pid) & ports for pid in pids):
+            return f"the trainer holds no connection to the control database (ports {sorted(ports)})"
+        return None
     if not any(t.endswith("/control.db") for pid in pids for t in open_files(proc, pid)):
         return "the trainer has no control.db open (not started, or stopping)"
     return None
@@ -140,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.check == "worker":
         problem = check_worker(args.proc, dict(os.environ), args.alive)
     else:
-        problem = check_trainer(args.proc)
+        problem = check_trainer(args.proc, dict(os.environ))
     if problem is not None:
         print(f"unhealthy: {problem}", file=sys.stderr)
         return 1

@@ -1,18 +1,23 @@
 #!/usr/bin/env python3
-"""Real Apache Kafka (KRaft, from Maven Central jars), Debian's redis-server and an
-S3-compatible object store (Versity's S3 gateway, built from the Go module proxy) on loopback.
+"""Real Apache Kafka (KRaft, from Maven Central jars), Debian's redis-server and postgresql,
+and an S3-compatible object store (Versity's S3 gateway, built from the Go module proxy) on loopback.
 
 No Docker engine runs on our machines, so the project starts the real services itself:
 
     scripts/services.py start [--nodes 3] [--kafka-port 9092] [--redis-port 6379] [--s3-port 7070]
-    scripts/services.py env      # prints OPZ_TEST_KAFKA_BOOTSTRAP=..., OPZ_TEST_REDIS_URL=..., OPZ_TEST_S3_*
+                              [--postgres-port 5432]
+    scripts/services.py env      # prints OPZ_TEST_KAFKA_BOOTSTRAP=..., OPZ_TEST_REDIS_URL=...,
+                                 # OPZ_TEST_DATABASE_URL=..., OPZ_TEST_S3_*
     scripts/services.py stop
 
-`start` returns once the broker answers metadata requests, Redis answers PING and the
-object store answers ListBuckets; the
+`start` returns once the broker answers metadata requests, Redis answers PING, PostgreSQL
+answers a query and the object store answers ListBuckets; the
 processes outlive this command (own session) and are stopped by PID, never by name.
-State (ports, PIDs, log dirs) lives under `.cache/services/` (git-ignored). Tests import
-`KafkaCluster` and `RedisServer` from here for fault tests that need their own instances.
+Started again while they run, it starts only what is missing (PostgreSQL beside services
+started before it was one of them). State (ports, PIDs, log dirs) lives under
+`.cache/services/` (git-ignored); PostgreSQL's cluster in a temporary folder of its own.
+Tests import `KafkaCluster` and `RedisServer` from here for fault tests that need their own
+instances.
 """
 from __future__ import annotations
 
@@ -91,9 +96,9 @@ def tail(path: Path, lines: int = 40) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
-def _stop_pid(pid: int, timeout: float = 20.0) -> None:
+def _stop_pid(pid: int, timeout: float = 20.0, sig: signal.Signals = signal.SIGTERM) -> None:
     try:
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, sig)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
@@ -302,6 +307,95 @@ class RedisServer:
         _terminate(self.proc)
 
 
+def postgres_binary(name: str) -> Path:
+    """initdb or postgres: on PATH, else the newest of Debian's /usr/lib/postgresql/<major>/bin."""
+    if found := shutil.which(name):
+        return Path(found)
+    debian = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
+                    key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    if not debian:
+        raise RuntimeError(f"PostgreSQL's {name} is not installed: run scripts/system_deps.sh "
+                           "(or `apt-get install -y postgresql`)")
+    return debian[-1]
+
+
+class PostgresServer:
+    """Debian's PostgreSQL: a throwaway cluster (initdb) on 127.0.0.1 only, trusting loopback
+    connections, without fsync (tests make their own databases and drop them).
+
+    PostgreSQL refuses to run as root, so under root it runs as the `postgres` user that
+    Debian's package creates, in a temporary folder that user owns (a folder under ours would
+    need every parent opened to it)."""
+
+    USER = "opz"  # the cluster's superuser
+
+    def __init__(self, *, base_dir: Path | None = None, port: int | None = None) -> None:
+        self.base = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="opz-postgres-"))
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+        self.run_as = "postgres" if os.geteuid() == 0 else None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.USER}@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def log_path(self) -> Path:
+        return self.base / "postgres.log"
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        if self.run_as:
+            shutil.chown(self.base, self.run_as, self.run_as)
+        data = self.base / "data"
+        subprocess.run([str(postgres_binary("initdb")), "-D", str(data), "-U", self.USER, "--auth=trust",
+                        "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"],
+                       check=True, stdout=subprocess.DEVNULL, cwd=self.base, **self._as_user())
+        # loopback only, and trusted only there (initdb's own file also trusts the socket)
+        (data / "pg_hba.conf").write_text("host all all 127.0.0.1/32 trust\n")
+        settings = {"listen_addresses": "127.0.0.1", "port": str(self.port), "unix_socket_directories": "",
+                    "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
+                    "max_connections": "200", "shared_buffers": "32MB"}
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [str(postgres_binary("postgres")), "-D", str(data),
+                 *(arg for k, v in settings.items() for arg in ("-c", f"{k}={v}"))],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                cwd=self.base, **self._as_user())
+        deadline = time.monotonic() + timeout
+        _wait_port(self.port, self.proc, deadline, "postgres", self.log_path)
+        self._wait_query(deadline)
+
+    def _as_user(self) -> dict:
+        """Popen's arguments that drop root: that user's uid and group, none of root's groups."""
+        return {"user": self.run_as, "group": self.run_as, "extra_groups": []} if self.run_as else {}
+
+    def _wait_query(self, deadline: float) -> None:
+        """The port opens before recovery ends ("the database system is starting up")."""
+        import psycopg
+        last: object = None
+        while time.monotonic() < deadline:
+            try:
+                with psycopg.connect(self.url, connect_timeout=2) as conn:
+                    conn.execute("SELECT 1")
+                return
+            except psycopg.OperationalError as exc:
+                last = exc
+                time.sleep(0.2)
+        raise TimeoutError(f"postgres never answered a query: {last!r}\n{tail(self.log_path)}")
+
+    def stop(self) -> None:
+        """A fast shutdown (SIGINT): SIGTERM's smart one waits for every client to leave."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
 class S3Server:
     """Versity's S3 gateway over a folder: the real S3 API (SigV4, multipart, listings) on loopback.
 
@@ -376,10 +470,44 @@ def _alive(pid: int) -> bool:
     return not _is_zombie(pid)
 
 
+def _save_state(state: dict) -> None:
+    _state_file().write_text(json.dumps(state))
+    _state_file().chmod(0o600)  # it holds the object store's root key
+
+
+def _postgres_running(state: dict) -> bool:
+    return "postgres" in state and _alive(state["postgres"]["pid"])
+
+
+def _start_postgres(port: int | None) -> dict:
+    """PostgreSQL as `state["postgres"]`: its URL, and its PID and folder for `stop`."""
+    postgres = PostgresServer(port=port)
+    try:
+        postgres.start()
+    except BaseException:
+        postgres.stop()
+        raise
+    return {"url": postgres.url, "pid": postgres.proc.pid, "dir": str(postgres.base)}  # type: ignore[union-attr]
+
+
+def _stop_postgres(state: dict) -> None:
+    if "postgres" in state:
+        _stop_pid(state["postgres"]["pid"], sig=signal.SIGINT)  # fast shutdown: no wait for clients
+        shutil.rmtree(state["postgres"]["dir"], ignore_errors=True)
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     state = _load_state()
     if state and all(_alive(p) for p in state["pids"]):
-        print(f"services already running: {state['kafka']} {state['redis']}", file=sys.stderr)
+        if not _postgres_running(state):  # started before PostgreSQL was one of them: add it alone
+            t0 = time.monotonic()
+            state["postgres"] = _start_postgres(args.postgres_port)
+            _save_state(state)
+            print(f"postgres at {state['postgres']['url']} ready in {time.monotonic() - t0:.1f}s, beside "
+                  "the services already running", file=sys.stderr)
+            return 0
+        print(f"services already running: {state['kafka']} {state['redis']} {state['postgres']['url']}",
+              file=sys.stderr)
         return 0
     if state:
         cmd_stop(args)
@@ -394,6 +522,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     try:
         kafka.start()
         s3.start()
+        postgres = _start_postgres(args.postgres_port)
     except Exception:
         redis.stop()
         kafka.stop()
@@ -401,11 +530,12 @@ def cmd_start(args: argparse.Namespace) -> int:
         raise
     state = {"kafka": kafka.bootstrap, "redis": redis.url, "run_dir": str(run_dir),
              "s3": {"endpoint": s3.endpoint, "access_key": s3.access_key, "secret_key": s3.secret_key},
+             "postgres": postgres,
              "pids": [*kafka.pids, redis.proc.pid, s3.proc.pid]}  # type: ignore[union-attr]
-    _state_file().write_text(json.dumps(state))
-    _state_file().chmod(0o600)  # it holds the object store's root key
+    _save_state(state)
     print(f"kafka {KAFKA_VERSION} ({args.nodes} node) at {kafka.bootstrap}, redis at {redis.url}, "
-          f"s3 at {s3.endpoint} ready in {time.monotonic() - t0:.1f}s", file=sys.stderr)
+          f"postgres at {postgres['url']}, s3 at {s3.endpoint} ready in {time.monotonic() - t0:.1f}s",
+          file=sys.stderr)
     return 0
 
 
@@ -416,6 +546,8 @@ def cmd_env(_: argparse.Namespace) -> int:
         return 1
     print(f"OPZ_TEST_KAFKA_BOOTSTRAP={state['kafka']}")
     print(f"OPZ_TEST_REDIS_URL={state['redis']}")
+    if "postgres" in state:
+        print(f"OPZ_TEST_DATABASE_URL={state['postgres']['url']}")
     print(f"OPZ_TEST_S3_ENDPOINT={state['s3']['endpoint']}")
     print(f"OPZ_TEST_S3_ACCESS_KEY_ID={state['s3']['access_key']}")
     print(f"OPZ_TEST_S3_SECRET_ACCESS_KEY={state['s3']['secret_key']}")
@@ -428,6 +560,7 @@ def cmd_stop(_: argparse.Namespace) -> int:
         return 0
     for pid in state["pids"]:
         _stop_pid(pid)
+    _stop_postgres(state)
     shutil.rmtree(state["run_dir"], ignore_errors=True)
     _state_file().unlink(missing_ok=True)
     print("services stopped", file=sys.stderr)
@@ -437,11 +570,12 @@ def cmd_stop(_: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    start = sub.add_parser("start", help="start Kafka (KRaft), Redis and S3, wait until ready")
+    start = sub.add_parser("start", help="start Kafka (KRaft), Redis, PostgreSQL and S3, wait until ready")
     start.add_argument("--nodes", type=int, choices=(1, 3), default=1)
     start.add_argument("--kafka-port", type=int, default=None)
     start.add_argument("--redis-port", type=int, default=None)
     start.add_argument("--s3-port", type=int, default=None)
+    start.add_argument("--postgres-port", type=int, default=None)
     start.set_defaults(fn=cmd_start)
     sub.add_parser("env", help="print the services' addresses as env lines").set_defaults(fn=cmd_env)
     sub.add_parser("stop", help="stop what `start` started").set_defaults(fn=cmd_stop)

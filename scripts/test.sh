@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command does everything: system deps, venv, Kafka jars, services, tests.
 # Unit tests first (no services); then integration and end-to-end against the real Kafka
-# broker and real Redis that scripts/services.py starts and, on exit, stops; then the JS SDK's.
+# broker, Redis and PostgreSQL that scripts/services.py starts and, on exit, stops; then the JS SDK's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/system_deps.sh

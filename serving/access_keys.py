@@ -1,7 +1,8 @@
 """Access keys: who may call the server, and for which account.
 
-Keys made by `personalize keys create` live in the control plane's database (a table of
-their own; the file is made readable by the server's user only). Deployments that keep
+Keys made by `personalize keys create` live in the control store (serving/control_store.py,
+a table of their own): control.db, made readable by the server's user only, or the
+PostgreSQL database of OPZ_DATABASE_URL, which every host shares. Deployments that keep
 secrets elsewhere (a Kubernetes Secret, a Compose secret) name a JSON file with
 `OPZ_KEYS_FILE`: a list of `{"accessKeyId", "secretAccessKey", "account"}`, what
 `keys create --json` prints. Signed calls are required as soon as one key exists.
@@ -9,17 +10,15 @@ secrets elsewhere (a Kubernetes Secret, a Compose secret) name a JSON file with
 from __future__ import annotations
 
 import logging
-import os
 import re
 import secrets
-import sqlite3
 import string
-import threading
 import time
 from pathlib import Path
 
 import orjson
 
+from serving.control_store import ControlStore
 from serving.sigv4 import Key
 
 log = logging.getLogger(__name__)
@@ -58,48 +57,30 @@ def keys_from_file(path: Path) -> dict[str, Key]:
 
 
 class AccessKeys:
-    """The keys of one data dir (and of OPZ_KEYS_FILE), as the signature check looks them up:
-    cached for `ttl_s`, so a request does not read the database and a new or deleted key
-    takes effect within that time."""
+    """The keys of one control store (and of OPZ_KEYS_FILE), as the signature check looks them
+    up: cached for `ttl_s`, so a request does not read the database and a new or deleted key
+    takes effect within that time. The store stays its opener's to close."""
 
-    def __init__(self, db_path: Path, keys_file: Path | None = None, ttl_s: float = 5.0) -> None:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS access_keys (access_key_id TEXT PRIMARY KEY,"
-                         " secret TEXT NOT NULL, account TEXT NOT NULL, created REAL NOT NULL)")
-        for suffix in ("", "-wal", "-shm"):  # secrets inside: the server's user only
-            p = db_path.with_name(db_path.name + suffix)
-            if p.exists():
-                os.chmod(p, 0o600)
-        self._lock = threading.Lock()
+    def __init__(self, store: ControlStore, keys_file: Path | None = None, ttl_s: float = 5.0) -> None:
+        self._store = store
         self._file = keys_file
         self._file_keys = keys_from_file(keys_file) if keys_file is not None else {}
         self.ttl_s = ttl_s
         self._cache: tuple[float, dict[str, Key]] = (-1e18, {})
 
-    def close(self) -> None:
-        self._db.close()
-
     def create(self, account: str) -> Key:
         key = new_key(account)
-        with self._lock:
-            self._db.execute("INSERT INTO access_keys VALUES (?, ?, ?, ?)",
-                             (key.access_key_id, key.secret, key.account, time.time()))
+        self._store.add_key(key, time.time())
         self._cache = (-1e18, {})
         return key
 
     def delete(self, access_key_id: str) -> bool:
-        with self._lock:
-            cur = self._db.execute("DELETE FROM access_keys WHERE access_key_id = ?", (access_key_id,))
+        deleted = self._store.delete_key(access_key_id)
         self._cache = (-1e18, {})
-        return cur.rowcount == 1
+        return deleted
 
     def stored(self) -> list[Key]:
-        with self._lock:
-            rows = self._db.execute("SELECT access_key_id, secret, account FROM access_keys"
-                                    " ORDER BY created").fetchall()
-        return [Key(*r) for r in rows]
+        return self._store.keys()
 
     def all(self) -> dict[str, Key]:
         """Every key, the database's and the file's, at most `ttl_s` old."""

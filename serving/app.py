@@ -28,6 +28,7 @@ from serving import (
 )
 from serving.access_keys import AccessKeys
 from serving.auth import SignedCalls
+from serving.control_store import open_control_store
 from serving.direct_routes import DirectRoutes
 from serving.errors import install_error_handlers
 from serving.hosts import ControlPlaneHosts, allowed_hosts
@@ -35,7 +36,6 @@ from serving.jobs import JobRunner, Work
 from serving.limits import BodyLimits
 from serving.models import Models
 from serving.rate_limits import rate_limit
-from serving.resources import ResourceStore
 from serving.schedule import run_scheduler
 from stream.applier import SESSION_GROUP, apply_batch, run_consumer
 from stream.archive import ARCHIVE_GROUP, Archive
@@ -154,8 +154,8 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if not settings.file_roots:
         settings.roots[0].mkdir(exist_ok=True)
-    resources = ResourceStore(settings.data_dir / "control.db")
-    keys = AccessKeys(settings.data_dir / "control.db", settings.keys_file)
+    resources = open_control_store(settings)
+    keys = AccessKeys(resources, settings.keys_file)
     event_log = open_event_log(settings, client_id="opz-api")
     store = open_session_store(settings)
     api_metrics = metrics.ApiMetrics(new_registry())
@@ -186,8 +186,9 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
         job_runner = asyncio.create_task(jobs.run(stop))
         scheduler = asyncio.create_task(run_scheduler(ctx, settings.auto_update_seconds, stop)) \
             if trainer is not None else None
-        log.info("openpersonalize ready (%s mode, data dir %s)",
-                 "embedded" if settings.embedded else "distributed", settings.data_dir)
+        log.info("openpersonalize ready (%s mode, data dir %s, control plane in %s)",
+                 "embedded" if settings.embedded else "distributed", settings.data_dir,
+                 "PostgreSQL" if settings.database_url else "control.db")
         if settings.auth == "off" or not keys.required():
             log.warning("calls are not signed: every caller is account %s (%s)", settings.account,
                         "OPZ_AUTH=off" if settings.auth == "off" else
@@ -204,7 +205,6 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
             await event_log.close()
             await store.close()
             resources.close()
-            keys.close()
 
     app = FastAPI(title="openpersonalize", version="0.1.0", lifespan=lifespan,
                   description="Amazon Personalize's API, self-hosted and real-time.")
@@ -213,8 +213,9 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
     # innermost: metrics and CORS see the hot routes' answers as any other
     app.add_middleware(DirectRoutes, routes=runtime.routes, paths=runtime_api.DIRECT_PATHS)
     trackers = events_api.Trackers(resources)
+    scrape_token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
     app.add_middleware(SignedCalls, keys=keys, open_account=settings.account, public_tracker=trackers.public,
-                       enabled=settings.auth != "off")
+                       enabled=settings.auth != "off", metrics_token=scrape_token)
     # outside all that reads a body, so it is capped (or refused) before anything reads it
     app.add_middleware(BodyLimits, control_bytes=settings.max_control_body_bytes,
                        data_bytes=settings.max_data_body_bytes)
@@ -244,7 +245,8 @@ async def run_trainer(settings: Settings, datasets: datasets_api.DatasetFiles, t
                       schedule: bool, stop: asyncio.Event) -> None:
     """`personalize trainer`: train pending solution versions (and schedule automatic ones)
     next to API processes started with OPZ_TRAIN_IN_SERVER=false, on the same data dir."""
-    resources = ResourceStore(settings.data_dir / "control.db")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # scheduler.lock, artifacts: even with PostgreSQL
+    resources = open_control_store(settings)
     ctx = control_api.Ctx(settings=settings, resources=resources, datasets=datasets)
     jobs = JobRunner(resources, {"solution-version": lambda job, progress: solutions_api.run_training(
         ctx, trainer, job, progress)}, training_slots=settings.trainings_at_once)

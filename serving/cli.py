@@ -50,6 +50,7 @@ def refusal_to_start(settings: Settings) -> str | None:
     loopback with nobody signing calls."""
     from serving.access_keys import AccessKeys, KeysFileError, keys_from_file
     from serving.auth import is_loopback
+    from serving.control_store import open_control_store
 
     if settings.keys_file is not None:
         try:
@@ -58,12 +59,12 @@ def refusal_to_start(settings: Settings) -> str | None:
             return str(exc)
     if settings.auth == "off" or is_loopback(settings.host):
         return None
-    keys = AccessKeys(settings.data_dir / "control.db", settings.keys_file)
+    store = open_control_store(settings)
     try:
-        if keys.required():
+        if AccessKeys(store, settings.keys_file).required():
             return None
     finally:
-        keys.close()
+        store.close()
     return (f"{settings.host} is not a loopback address and there are no access keys: create one with "
             f"`personalize keys create --data-dir {settings.data_dir} --account ID` (or set "
             "OPZ_KEYS_FILE), or set OPZ_AUTH=off to serve unsigned calls anyway")
@@ -210,9 +211,11 @@ def cmd_keys(args: argparse.Namespace) -> int:
     import json
 
     from serving.access_keys import AccessKeys
+    from serving.control_store import open_control_store
 
     settings = _settings(args)
-    keys = AccessKeys(settings.data_dir / "control.db")
+    store = open_control_store(settings)  # OPZ_DATABASE_URL's, where the servers share their keys
+    keys = AccessKeys(store)
     try:
         if args.keys_cmd == "create":
             try:
@@ -233,7 +236,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
             print(f"personalize keys delete: no key {args.access_key_id}", file=sys.stderr)  # noqa: T201
             return 1
     finally:
-        keys.close()
+        store.close()
     return 0
 
 

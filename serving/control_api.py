@@ -22,6 +22,7 @@ from starlette.responses import Response
 
 from serving import service_model
 from serving.accounts import caller, caller_region, region_of, visible
+from serving.control_store import AlreadyExists, Body, ControlStore
 from serving.errors import (
     InvalidInputException,
     InvalidNextTokenException,
@@ -36,7 +37,6 @@ from serving.jobs import PENDING, RUNNING
 from serving.public_trackers import PublicTrackerError, from_tags
 from serving.quotas import quota
 from serving.quotas import refusal as quota_refusal
-from serving.resources import AlreadyExists, Body, ResourceStore
 from stream.contract import dataset_group_name
 from stream.erasure import erase_group
 from stream.settings import Settings
@@ -94,7 +94,7 @@ class EventTrackerArn(Req):
 @dataclass
 class Ctx:
     settings: Settings
-    resources: ResourceStore
+    resources: ControlStore
     datasets: DatasetFiles
     models: Models | None = None  # deployed artifacts (the API process; not the trainer)
     wake_jobs: Callable[[], None] = field(default=lambda: None)

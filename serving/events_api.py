@@ -15,10 +15,10 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from serving.accounts import account_of, caller, region_of, signed_region
+from serving.control_store import ControlStore
 from serving.errors import InvalidInputException, ResourceNotFoundException, ThrottlingException
 from serving.public_trackers import PublicAccess, access
 from serving.rate_limits import NO_LIMIT, NoLimit, RateLimit
-from serving.resources import ResourceStore
 from serving.wire import PutEventsRequest, PutItemsRequest, PutUsersRequest, to_event, to_record
 from stream.contract import Event, dataset_group_name
 from stream.dataset_schema import Schema, SchemaError, parse_schema, record_fields
@@ -47,11 +47,11 @@ def elsewhere(arn_region: str, region: str | None) -> bool:
 
 
 class Trackers:
-    """trackingId -> its tracker, cached: PutEvents must not hit SQLite each call. A tracker
-    of another account than the caller's, or of another region than the one it signed for,
-    is not found."""
+    """trackingId -> its tracker, cached: PutEvents must not hit the control store each call.
+    A tracker of another account than the caller's, or of another region than the one it
+    signed for, is not found."""
 
-    def __init__(self, resources: ResourceStore, ttl_s: float = 5.0) -> None:
+    def __init__(self, resources: ControlStore, ttl_s: float = 5.0) -> None:
         self.resources, self.ttl_s = resources, ttl_s
         self._cache: dict[str, Tracker] = {}
         self._origins: tuple[float, frozenset[str]] = (-1e18, frozenset())
@@ -94,7 +94,7 @@ class Datasets:
     """datasetArn -> (dataset group name, schema), cached like Trackers (UpdateDataset shows
     after ttl_s)."""
 
-    def __init__(self, resources: ResourceStore, ttl_s: float = 5.0) -> None:
+    def __init__(self, resources: ControlStore, ttl_s: float = 5.0) -> None:
         self.resources, self.ttl_s = resources, ttl_s
         self._cache: dict[str, tuple[float, str, str, Schema]] = {}
 

@@ -1,11 +1,13 @@
 """Long-running jobs (dataset imports and exports) run off the request path.
 
 Create* stores a job as CREATE PENDING and returns at once. A `JobRunner` in every
-`personalize serve` process claims pending jobs with an atomic status transition (so of
-several processes exactly one runs a job), runs the blocking work in a thread, writes
-progress into the job's body, and ends it ACTIVE or CREATE FAILED with a failureReason.
-A job whose runner died (a process of this host that is gone, or no heartbeat for STALE_S)
-is claimed again; the work it does is idempotent (a commit names its job), so a re-run
+`personalize serve` (and `personalize trainer`) process claims pending jobs from the control
+store (serving/control_store.py: one claimer wins each job, across processes and, with
+PostgreSQL, across hosts), runs the blocking work in a thread, writes progress into the
+job's body, and ends it ACTIVE or CREATE FAILED with a failureReason. A claim is a lease of
+LEASE_S that the runner renews at every heartbeat; a job whose runner died (a process of
+this host that is gone at once, any other once its lease lapsed) is claimed again, and the
+runner that lost it stops. The work is idempotent (a commit names its job), so a re-run
 never doubles data.
 
 A process that shuts down (SIGTERM) does not wait for its jobs: `progress` raises
@@ -22,15 +24,17 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
-from serving.resources import Body, ResourceStore
+from serving.control_store import HOLDER, LEASE_UNTIL, Body, ControlStore
 
 log = logging.getLogger(__name__)
 PENDING, RUNNING, ACTIVE, FAILED = "CREATE PENDING", "CREATE IN_PROGRESS", "ACTIVE", "CREATE FAILED"
 STOPPING, STOPPED = "CREATE STOPPING", "CREATE STOPPED"
-HEARTBEAT_S, STALE_S = 0.5, 30.0  # the heartbeat also publishes progress
+# the heartbeat renews the lease and publishes progress; a lease not renewed for LEASE_S has
+# lapsed (hosts' clocks must agree to well within it)
+HEARTBEAT_S, LEASE_S = 0.5, 30.0
 Progress = Callable[..., None]  # progress(rowsDone=..., message=...): merged into the job's "progress"
 Work = Callable[[Body, Progress], Body]  # blocking; returns fields to merge into the job when done
 
@@ -56,7 +60,7 @@ class JobRunner:
     pools: an import never waits behind a training, nor one dataset group's training behind
     another's."""
 
-    def __init__(self, resources: ResourceStore, work: dict[str, Work], poll_s: float = 0.5,
+    def __init__(self, resources: ControlStore, work: dict[str, Work], poll_s: float = 0.5,
                  grace_s: float = 4.0, training_slots: int = 1) -> None:
         self.resources, self.work, self.poll_s, self.grace_s = resources, work, poll_s, grace_s
         self.slots = {"training": training_slots, "data": DATA_SLOTS}
@@ -68,17 +72,24 @@ class JobRunner:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        running: dict[asyncio.Task[None], str] = {}
+        running: dict[asyncio.Task[None], tuple[str, str]] = {}  # -> (pool, job ARN)
         while not stop.is_set():
             for task in [t for t in running if t.done()]:
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("%s: its runner failed: %r", running[task][1], task.exception())
                 del running[task]
-            busy = {pool: list(running.values()).count(pool) for pool in self.slots}
+            busy = {pool: [p for p, _ in running.values()].count(pool) for pool in self.slots}
             free = tuple(kind for kind in self.work if busy[_pool(kind)] < self.slots[_pool(kind)])
-            claimed = self._claim(free) if free else None
+            try:
+                claimed = self._claim(free, {arn for _, arn in running.values()}) if free else None
+            except Exception:  # noqa: BLE001 - the database away for a moment: the jobs wait
+                log.warning("claiming a job failed; trying again", exc_info=True)
+                claimed = None
             if claimed is not None:
-                task = asyncio.create_task(self._run(*claimed, stop))
+                kind, job = claimed
+                task = asyncio.create_task(self._run(kind, job, stop))
                 task.add_done_callback(lambda _: self.wake())
-                running[task] = _pool(claimed[0])
+                running[task] = (_pool(kind), job[f"{_camel(kind)}Arn"])
                 continue
             self._wake.clear()
             with_stop = asyncio.ensure_future(stop.wait())
@@ -89,28 +100,27 @@ class JobRunner:
         if running:
             await asyncio.gather(*running)  # each ends, or is requeued, within the grace
 
-    def _claim(self, kinds: tuple[str, ...]) -> tuple[str, Body] | None:
+    def _claim(self, kinds: tuple[str, ...], mine: Collection[str]) -> tuple[str, Body] | None:
+        """The next job for a free slot: one whose runner is gone, else the oldest pending one;
+        never one of `mine` (the ARNs this runner runs). A job of this runner's that is not one
+        of them (its end could not be written) is taken again once its lease lapses."""
         now = time.time()
-        stale = [(k, b) for k, b in self.resources.with_status(kinds, RUNNING) if self._abandoned(b, now)]
-        for kind, body in stale + self.resources.with_status(kinds, PENDING):
-            arn = body[f"{_camel(kind)}Arn"]
-            claim = {"status": RUNNING, "runner": self.owner, "heartbeat": now}
-            got = self.resources.transition(arn, body["status"], claim)
-            if got is not None:
-                if body["status"] == RUNNING:
-                    log.warning("%s: its runner %s stopped; running it again", arn, body.get("runner"))
-                elif body.get("interruptions"):
-                    log.info("%s: taken up again after %d interruption(s)", arn, body["interruptions"])
-                return kind, got
-        return None
-
-    def _abandoned(self, job: Body, now: float) -> bool:
-        """Running, but not by this process, and its runner is gone or silent."""
-        runner = job.get("runner", "")
-        return runner != self.owner and (now - job.get("heartbeat", 0) > STALE_S or self._dead(runner))
+        dead = {runner for kind, body in self.resources.with_status(kinds, RUNNING)
+                if body[f"{_camel(kind)}Arn"] not in mine and self._dead(runner := body.get(HOLDER, ""))}
+        got = self.resources.claim(kinds, waiting=PENDING, running=RUNNING, holder=self.owner,
+                                   lease_until=now + LEASE_S, now=now, dead=dead, skip=mine)
+        if got is None:
+            return None
+        arn = got.body[f"{_camel(got.kind)}Arn"]
+        if got.before["status"] == RUNNING:
+            log.warning("%s: its runner %s stopped; running it again", arn, got.before.get(HOLDER))
+        elif got.before.get("interruptions"):
+            log.info("%s: taken up again after %d interruption(s)", arn, got.before["interruptions"])
+        return got.kind, got.body
 
     def _dead(self, runner: str) -> bool:
-        """A runner on this host whose process is gone (e.g. the server was SIGKILLed)."""
+        """A runner on this host whose process is gone (the server was SIGKILLed): known at
+        once, without waiting out its lease."""
         host, _, pid = runner.rpartition(":")
         if host != socket.gethostname() or not pid.isdigit() or runner == self.owner:
             return False
@@ -125,10 +135,10 @@ class JobRunner:
     async def _run(self, kind: str, job: Body, shutdown: asyncio.Event) -> None:
         arn = job[f"{_camel(kind)}Arn"]
         done: Body = {}
-        stop = {"asked": False}
+        stop = {"asked": False, "lost": False}
 
         def progress(**fields: object) -> None:
-            if shutdown.is_set():
+            if shutdown.is_set() or stop["lost"]:
                 raise JobInterrupted(arn)
             if stop["asked"]:
                 raise JobStopped(arn)
@@ -145,8 +155,19 @@ class JobRunner:
                 given_up = given_up or time.monotonic() + self.grace_s
                 if time.monotonic() >= given_up:
                     break
-            beat = self.resources.transition(arn, RUNNING, {"heartbeat": time.time(), "progress": dict(done)})
-            stop["asked"] = beat is None and (self.resources.get(arn) or {}).get("status") == STOPPING
+            try:
+                beat = self.resources.transition(arn, RUNNING, {LEASE_UNTIL: time.time() + LEASE_S,
+                                                                "progress": dict(done)}, holder=self.owner)
+                seen = (self.resources.get(arn) or {}) if beat is None else beat
+            except Exception:  # noqa: BLE001 - the database away for a moment: renew at the next beat
+                log.warning("%s: renewing its lease failed; trying again", arn, exc_info=True)
+                continue
+            stop["asked"] = seen.get("status") == STOPPING
+            if seen.get("status") == RUNNING and seen.get(HOLDER) != self.owner:
+                stop["lost"] = True  # its lease lapsed (this process stalled) and another took it
+                log.warning("%s: %s took it over; leaving it to that runner", arn, seen.get(HOLDER))
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())  # nobody awaits it
+                return
         if not task.done() or isinstance(task.exception(), JobInterrupted):
             self._requeue(arn, job, done)
             return
@@ -159,9 +180,9 @@ class JobRunner:
         except Exception as exc:  # noqa: BLE001 - a bug must fail the job, not the runner
             log.exception("%s: crashed", arn)
             end, note = {"status": FAILED, "failureReason": f"internal error: {exc!r}"}, "crashed"
-        if self.resources.transition(arn, RUNNING, end) is None:  # asked to stop meanwhile
-            self.resources.transition(arn, STOPPING, {"status": STOPPED})
-            note = "stopped"
+        if self.resources.transition(arn, RUNNING, end, holder=self.owner) is None:  # stop asked meanwhile
+            stopped = self.resources.transition(arn, STOPPING, {"status": STOPPED}, holder=self.owner)
+            note = "stopped" if stopped is not None else "taken over by another runner: its result dropped"
         log.info("%s: %s", arn, note)
 
 
@@ -170,10 +191,10 @@ class JobRunner:
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         note = {**done, "message": f"interrupted by the shutdown of {self.owner} at {when}; "
                                    "the next process on this data dir takes it up again"}
-        back = {"status": PENDING, "runner": "", "progress": note,
+        back = {"status": PENDING, HOLDER: "", LEASE_UNTIL: 0, "progress": note,
                 "interruptions": job.get("interruptions", 0) + 1}
-        if self.resources.transition(arn, RUNNING, back) is None:  # asked to stop meanwhile
-            self.resources.transition(arn, STOPPING, {"status": STOPPED})
+        if self.resources.transition(arn, RUNNING, back, holder=self.owner) is None:  # stop asked meanwhile
+            self.resources.transition(arn, STOPPING, {"status": STOPPED}, holder=self.owner)
         log.warning("%s: interrupted by shutdown; back to %s", arn, PENDING)
 
 

@@ -302,12 +302,15 @@ class _Compiler:
         match = java_regex(shape["pattern"]).fullmatch if "pattern" in shape else None
         one_of = f"must be one of {', '.join(shape.get('enum', ()))}"
         matches = f"must match the pattern {shape.get('pattern')}"
+        stored = self.service == "personalize"  # the control plane's strings go to its database
 
         def check(value: Any) -> None:
             if not isinstance(value, str):
                 raise _wrong("a string", value)
             if not lo <= len(value) <= hi:
                 raise Refused(size(len(value)))
+            if stored and "\x00" in value:  # PostgreSQL stores no NUL in text or JSON
+                raise Refused("must not contain the character U+0000")
             if enum and value not in enum:
                 raise Refused(one_of)
             if match is not None and match(value) is None:

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, computed_field, model_validator
+from pydantic import Field, SecretStr, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream.locations import Locations, roots_of, s3_roots_of
@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     stream_dataset_groups: str = Field(".+", description="regex: dataset groups these workers follow")
     redis_url: str | None = Field(None, description="redis://host:port/db")
     redis_prefix: str = Field("opz", description="key prefix, so tests and tenants never collide")
+    # postgresql://user:password@host:5432/db: the control plane (resources, the job queue,
+    # access keys) lives there instead of <data dir>/control.db, so API processes and trainers
+    # on any hosts share it without a shared disk. A secret: it may hold the password
+    database_url: SecretStr | None = None
     # the region in the ARNs of what unsigned calls create: a signed call's comes from its
     # signing scope (the client's configured region), as an AWS endpoint's region does
     region: str = "us-east-1"
@@ -95,6 +99,10 @@ class Settings(BaseSettings):
     # checks, which `personalize serve` allows without keys only on a loopback address
     auth: Literal["auto", "off"] = "auto"
     keys_file: Path | None = None
+    # what a Prometheus scrape of the API's /metrics sends as `Authorization: Bearer ...` once
+    # calls are signed (the metrics span every account, so no account's key reads them);
+    # unset: /metrics is refused there
+    metrics_token: SecretStr | None = None
     # resource quotas per account over Personalize's defaults (serving/quotas.py), as JSON:
     # {"*": {"campaign": 20}, "<account>": {"filter": 50}}
     quotas: dict[str, dict[str, int]] = Field(default_factory=dict)

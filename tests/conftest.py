@@ -1,9 +1,10 @@
 """Fixtures shared by every test: real services, unique names, the embedded server.
 
-Kafka and Redis come from testcontainers when a Docker engine is reachable, else from
-`scripts/services.py start` (what `make test` runs; it exports OPZ_TEST_KAFKA_BOOTSTRAP,
-OPZ_TEST_REDIS_URL and OPZ_TEST_S3_*, the S3-compatible store it starts). Not available =
-the test FAILS naming the script; never a skip, never a fake.
+Kafka, Redis and PostgreSQL come from `scripts/services.py start` (what `make test` runs;
+it exports OPZ_TEST_KAFKA_BOOTSTRAP, OPZ_TEST_REDIS_URL, OPZ_TEST_DATABASE_URL and
+OPZ_TEST_S3_*, the S3-compatible store it starts), else from testcontainers when a Docker
+engine is reachable. Not available = the test FAILS naming the script; never a skip, never
+a fake.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import ROOT, S3Service, Server
+from support import ROOT, S3Service, Server, database_of_its_own
 
 sys.path.insert(0, str(ROOT / "scripts"))
 NO_SERVICE = ("{what} is not available: run `scripts/services.py start` and export "
@@ -55,6 +56,26 @@ def redis_url() -> Iterator[str]:
             yield f"redis://{r.get_container_host_ip()}:{r.get_exposed_port(6379)}/0"
     else:
         pytest.fail(NO_SERVICE.format(what="Redis"))
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """postgresql:// URL of a real PostgreSQL server, as a superuser (tests make databases)."""
+    if url := os.environ.get("OPZ_TEST_DATABASE_URL"):
+        yield url
+    elif _docker_reachable():
+        from testcontainers.community.postgres import PostgresContainer
+        with PostgresContainer("postgres:15", driver=None) as pg:
+            yield pg.get_connection_url()
+    else:
+        pytest.fail(NO_SERVICE.format(what="PostgreSQL"))
+
+
+@pytest.fixture
+def fresh_database(database_url: str, unique: str) -> Iterator[str]:
+    """The URL of an empty database of this test's own (OPZ_DATABASE_URL), dropped after it."""
+    with database_of_its_own(database_url, unique) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from serving.control_store import ControlStore, open_control_store
 from stream.contract import events_topic_pattern
 from stream.log import EventLog, KafkaEventLog, SqliteEventLog
+from stream.settings import Settings
 from stream.store import RedisSessionStore, SessionStore, SqliteSessionStore
 
 pytestmark = pytest.mark.integration
@@ -46,3 +48,18 @@ async def session_store(make_store: Callable[[], SessionStore]) -> AsyncIterator
     await store.start()
     yield store
     await store.close()
+
+
+@pytest.fixture(params=["embedded", "postgres"])
+def control_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Settings that pick each control store: control.db in the data dir, or a PostgreSQL
+    database of this test's own."""
+    url = request.getfixturevalue("fresh_database") if request.param == "postgres" else None
+    return Settings(data_dir=tmp_path / "data", database_url=url)
+
+
+@pytest.fixture
+def control_store(control_settings: Settings) -> Iterator[ControlStore]:
+    store = open_control_store(control_settings)
+    yield store
+    store.close()

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dockerfile
 import jsonschema
@@ -256,6 +257,12 @@ def test_compose_settings_are_real_documented_and_valid(compose: dict[str, Any],
         assert f"PLAINTEXT://{kafka_host}:{kafka_port}" in kafka["KAFKA_ADVERTISED_LISTENERS"]
         assert settings.redis_url.startswith("redis://redis:6379/") and "redis" in compose["services"]
         assert settings.kafka_replication_factor == 1, "one broker here"
+        db = urlsplit(settings.database_url.get_secret_value())
+        postgres = compose["services"][db.hostname]
+        assert postgres["image"].startswith("postgres:") and db.port == 5432
+        assert (db.username, db.password, db.path) == (postgres["environment"]["POSTGRES_USER"],
+                                                       postgres["environment"]["POSTGRES_PASSWORD"],
+                                                       "/" + postgres["environment"]["POSTGRES_DB"])
 
 
 def test_compose_health_checks_and_startup_order(compose: dict[str, Any]) -> None:
@@ -273,8 +280,9 @@ def test_compose_health_checks_and_startup_order(compose: dict[str, Any]) -> Non
     assert checks["trainer"] == ["opz-healthcheck", "trainer"]
     for argv in checks.values():
         healthcheck_parser_accepts(argv[1:])
-    for name in ("api", "stream-worker"):
-        assert set(services[name]["depends_on"]) == {"kafka", "redis"}
+    assert set(services["api"]["depends_on"]) == {"kafka", "redis", "postgres"}
+    assert set(services["stream-worker"]["depends_on"]) == {"kafka", "redis"}
+    assert services["postgres"]["healthcheck"]["test"][1] == "pg_isready"
 
 
 def test_compose_volumes_share_the_data_dir(compose: dict[str, Any]) -> None:
@@ -287,6 +295,7 @@ def test_compose_volumes_share_the_data_dir(compose: dict[str, Any]) -> None:
         data_dir = service["environment"]["OPZ_DATA_DIR"]
         assert f"opz-data:{data_dir}" in service["volumes"], f"{name} lacks the shared data volume"
     assert "kafka-data:/var/lib/kafka/data" in compose["services"]["kafka"]["volumes"]
+    assert "postgres-data:/var/lib/postgresql/data" in compose["services"]["postgres"]["volumes"]
 
 
 def test_compose_kafka_is_the_tested_version_in_kraft_mode(compose: dict[str, Any]) -> None:
@@ -400,8 +409,11 @@ def test_k8s_workloads_run_personalize_with_real_settings(overlay: str, rendered
     settings = settings_from(cfg, monkeypatch)
     assert not settings.embedded and settings.host == "0.0.0.0" and settings.train_in_server is False
     redis_host = settings.redis_url.split("//")[1].split(":")[0]
-    for host in (settings.kafka_bootstrap_servers.split(":")[0], redis_host):
+    database = urlsplit(settings.database_url.get_secret_value())
+    for host in (settings.kafka_bootstrap_servers.split(":")[0], redis_host, database.hostname):
         assert docs[("Service", host)]["spec"]["type"] == "ExternalName"
+    assert docs[("Service", database.hostname)]["spec"]["ports"][0]["port"] == database.port
+    assert database.password is None, "a password belongs in the Secret opz-secrets"
     expected = {"opz-api": EXPECTED["api"], "opz-stream-worker": EXPECTED["stream-worker"],
                 "opz-trainer": EXPECTED["trainer"]}
     assert set(workloads(docs)) == set(expected)
@@ -628,16 +640,18 @@ def test_the_keys_secret_is_mounted_read_only_where_calls_are_checked(overlay: s
     assert {"opz-api", "opz-api.openpersonalize.svc.cluster.local", "localhost"} <= names
 
 
-def test_kafka_and_redis_admit_only_openpersonalizes_pods(rendered: Rendered) -> None:
-    """k8s/datastores: policies in Kafka's and Redis' namespaces, admitting our pods (and their
-    own namespace's) on their ports."""
+def test_kafka_redis_and_postgres_admit_only_openpersonalizes_pods(rendered: Rendered) -> None:
+    """k8s/datastores: policies in Kafka's, Redis' and PostgreSQL's namespaces, admitting our
+    pods (and their own namespace's) on their ports."""
     docs = load_docs(K8S / "datastores/network-policies.yaml")
     base = rendered["base"]
     ours = {name: t["metadata"]["labels"] for name, t in pods(base).items()}
     namespace = base[("Namespace", "openpersonalize")]["metadata"]["name"]
+    services = {"opz-kafka": "kafka", "opz-redis": "redis", "opz-postgres": "postgres"}
+    assert sorted(doc["metadata"]["name"] for doc in docs) == sorted(services)
     for doc in docs:
         k8s_validate(doc)
-        service = {"opz-kafka": "kafka", "opz-redis": "redis"}[doc["metadata"]["name"]]
+        service = services[doc["metadata"]["name"]]
         target = base[("Service", service)]["spec"]
         assert target["externalName"].split(".")[1] == doc["metadata"]["namespace"], "where it points"
         (listener,) = target["ports"]
@@ -735,6 +749,19 @@ def test_trainer_check_wants_the_control_database_open(tmp_path: Path) -> None:
     os.symlink("/data/control.db", proc / "1/fd/4")
     assert healthcheck.check_trainer(proc) is None
     assert healthcheck.main(["--proc", str(proc), "trainer"]) == 0
+
+
+def test_trainer_check_wants_a_connection_to_the_control_database_in_postgres(tmp_path: Path) -> None:
+    """With OPZ_DATABASE_URL there is no control.db: the trainer holds a connection to the database."""
+    proc = tmp_path / "proc"
+    fake_process(proc, 1, ["/opt/venv/bin/python", "/opt/venv/bin/personalize", "trainer", "--schedule"],
+                 fds={3: "/data/control.db", 4: "socket:[400]", 5: "socket:[401]"},
+                 tcp=[(5432, "06", "400"), (5433, "01", "401"), (6543, "01", "999")])
+    env = {"OPZ_DATABASE_URL": "postgresql://opz:secret@postgres:6543/openpersonalize"}
+    assert "no connection to the control database (ports [6543])" in healthcheck.check_trainer(proc, env)
+    assert healthcheck.check_trainer(proc, {"OPZ_DATABASE_URL": "postgresql://opz@db-0,db-1:5433/x"}) is None
+    assert "ports [5432]" in healthcheck.check_trainer(proc, {"OPZ_DATABASE_URL": "postgresql://postgres/x"})
+    assert healthcheck.database_ports("postgresql://u:p@[::1]:7000,h/db") == {7000, 5432}
 
 
 @pytest.fixture

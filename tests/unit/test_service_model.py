@@ -83,6 +83,8 @@ def test_the_breaks_cover_every_kind_of_rule() -> None:
      "InvalidInputException", "solutionConfig.autoTrainingConfig.schedulingExpression: must match the"),
     ("personalize", "ListDatasetGroups", {"nextToken": "caf\u00e9"},
      "InvalidInputException", r"nextToken: must match the pattern \p{ASCII}{0,1500}"),
+    ("personalize", "CreateSolution", {"name": "s", "datasetGroupArn": ARN, "eventType": "click\x00"},
+     "InvalidInputException", "eventType: must not contain the character U+0000"),
     ("personalize", "CreateDatasetGroup", [1], "SerializationException",
      "the request body: must be an object, not an array"),
 ])

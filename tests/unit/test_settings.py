@@ -21,3 +21,12 @@ def test_several_api_processes_need_distributed_mode() -> None:
     settings = Settings(workers=2, kafka_bootstrap_servers="k:9092", redis_url="redis://r:6379/0")
     assert settings.workers == 2 and not settings.embedded
     assert Settings().workers == 1
+
+
+def test_the_database_url_is_a_secret() -> None:
+    """OPZ_DATABASE_URL may carry the database's password: printing the settings hides it."""
+    settings = Settings(database_url="postgresql://opz:s3cret@db:5432/opz")
+    assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.model_dump())
+    assert settings.database_url is not None
+    assert settings.database_url.get_secret_value() == "postgresql://opz:s3cret@db:5432/opz"
+    assert Settings().database_url is None  # the control plane in <data dir>/control.db
