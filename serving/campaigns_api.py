@@ -141,18 +141,20 @@ def delete_campaign(req: CampaignArn, ctx: Ctx) -> Body:
     return {}
 
 
-def served_versions(ctx: Ctx) -> list[tuple[str, str]]:
-    """(campaign name, the solution version it answers with now, as `solution/id`) for each
-    campaign: /metrics' `opz_api_campaign_solution_version_info`. The version names the
-    solution and its id, not its ARN (labels never hold one); a campaign whose version is
-    gone (deleted) has nothing to serve and is left out."""
+def served_versions(ctx: Ctx) -> list[tuple[str, str, str, str]]:
+    """(account, region, campaign name, the solution version it answers with now, as
+    `solution/id`) for each campaign of every account: /metrics'
+    `opz_api_campaign_solution_version_info`. The version names the solution and its id, not
+    its ARN (labels never hold one); a campaign whose version is gone (deleted) has nothing to
+    serve and is left out."""
     served = []
     for campaign in ctx.resources.list("campaign"):
         try:
             arn = serving_version(ctx, campaign)["solutionVersionArn"]
         except ResourceNotFoundException:
             continue
-        served.append((campaign["name"], arn.split(":solution/", 1)[-1]))
+        _, _, _, region, account, _ = campaign["campaignArn"].split(":", 5)
+        served.append((account, region, campaign["name"], arn.split(":solution/", 1)[-1]))
     return served
 
 

@@ -23,6 +23,9 @@ from serving.errors import translate
 from serving.service_model import Refused
 
 Endpoint = Callable[[Any], Awaitable[Response]]
+# the scope key under which a middleware outside that has read the whole body (the signature
+# check) leaves it, so that it is not read again through a replaying `receive`
+BODY = "opz.body"
 
 
 class DirectRoutes:
@@ -45,7 +48,7 @@ class DirectRoutes:
         if route is None or not is_json(scope["headers"]):
             await self.app(scope, receive, send)
             return
-        body, pending = await read_body(receive)
+        body, pending = (scope[BODY], None) if BODY in scope else await read_body(receive)
         request = None
         if pending is None and body:
             try:

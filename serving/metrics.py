@@ -85,19 +85,21 @@ class ApiMetrics:
 
 
 class ServedVersions(Collector):
-    """`opz_api_campaign_solution_version_info{campaign, solution_version} 1`: which model
-    each campaign answers with, read from the control plane at each scrape, so an
+    """`opz_api_campaign_solution_version_info{account, region, campaign, solution_version} 1`:
+    which model each campaign answers with, read from the control plane at each scrape, so an
     UpdateCampaign (or a synced campaign's new version) shows at the next one and a deleted
-    campaign's series goes. One series per campaign."""
+    campaign's series goes. One series per campaign: two accounts' campaigns of one name are
+    two series."""
 
-    def __init__(self, versions: Callable[[], Iterable[tuple[str, str]]]) -> None:
+    def __init__(self, versions: Callable[[], Iterable[tuple[str, str, str, str]]]) -> None:
         self.versions = versions
 
     def collect(self) -> Iterator[Metric]:
         family = InfoMetricFamily("opz_api_campaign_solution_version", "The solution version "
-                                  "(solution/id) each campaign answers with", labels=["campaign"])
-        for campaign, version in sorted(self.versions()):
-            family.add_metric([campaign], {"solution_version": version})
+                                  "(solution/id) each campaign answers with",
+                                  labels=["account", "region", "campaign"])
+        for account, region, campaign, version in sorted(self.versions()):
+            family.add_metric([account, region, campaign], {"solution_version": version})
         yield family
 
 

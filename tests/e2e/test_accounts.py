@@ -14,17 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import botocore.exceptions
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from support import Server, Worker
 from test_training import RECIPE, dataset_group, train
 
 A, B = "111111111111", "222222222222"
+SCRAPE_TOKEN = "operator-scrape-token"
 
 
 @pytest.fixture
 def server(tmp_path: Path, unique: str, mode_env: dict[str, str]) -> Iterator[tuple[Server, dict, dict]]:
     """A signed server (both accounts' keys made before it starts), in each mode."""
-    env = {"OPZ_MIN_TRAINING_INTERACTIONS": "50", **mode_env}
+    env = {"OPZ_MIN_TRAINING_INTERACTIONS": "50", "OPZ_METRICS_TOKEN": SCRAPE_TOKEN, **mode_env}
     if mode_env:  # distributed: this test's groups in every account, and a stream worker
         env |= {"OPZ_REDIS_PREFIX": unique, "OPZ_STREAM_APP_ID": f"{unique}-stream",
                 "OPZ_STREAM_DATASET_GROUPS": rf"(?:\d{{12}}\.)?{unique}"}
@@ -132,6 +135,16 @@ def test_two_accounts_never_meet(server: tuple[Server, dict, dict], tmp_path: Pa
     assert "i0" in b.top("visitor", filterArn=b.unclicked)
     stored = {p.name for p in (server.data_dir / "datasets").iterdir()}
     assert stored >= {f"{A}.{unique}", f"{B}.{unique}"}  # each account's rows in a folder of its own
+
+    # the operator's scrape counts both shops, one series per campaign; no account's key reads it
+    assert httpx.get(server.url + "/metrics", timeout=5).status_code == 403
+    assert httpx.get(server.url + "/metrics", timeout=5,
+                     headers={"Authorization": "Bearer not-the-token"}).status_code == 403
+    scraped = httpx.get(server.url + "/metrics", timeout=5,
+                        headers={"Authorization": f"Bearer {SCRAPE_TOKEN}"}).text
+    served = {(s.labels["account"], s.labels["campaign"]) for f in text_string_to_metric_families(scraped)
+              for s in f.samples if s.name == "opz_api_campaign_solution_version_info"}
+    assert served == {(A, unique), (B, unique)}
 
 
 def test_quotas_are_counted_per_account(tmp_path: Path) -> None:

@@ -104,6 +104,8 @@ def test_an_operator_turns_on_signed_calls(server: Server) -> None:
         r = httpx.post(server.url + path, json={})
         assert r.status_code == 403 and r.json()["__type"] == "MissingAuthenticationTokenException", path
     assert httpx.get(server.url + "/health").status_code == 200  # operations' routes stay open
+    scrape = httpx.get(server.url + "/metrics")  # every account's counts: an operator's token only
+    assert scrape.status_code == 403 and "OPZ_METRICS_TOKEN" in scrape.json()["message"]
 
     refused = server.keys("delete", key["accessKeyId"])  # the last key: the server would open up
     assert refused.returncode == 2 and "last key" in refused.stderr
