@@ -13,8 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
+
+from serving.ranking import best, best_of
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,12 @@ class Allowed:
     def contains(self, codes: np.ndarray) -> np.ndarray:
         """bool per code (codes in [0, n_items))."""
         return ((self.bits[codes >> 3] >> (codes & 7).astype(np.uint8)) & 1).astype(bool)
+
+    @cached_property
+    def codes(self) -> np.ndarray:
+        """The allowed items' codes, ascending: computed once per cached filter answer, so the
+        exact path scores only these."""
+        return np.flatnonzero(self.mask())
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,18 @@ class Exclusions:
         out = scores.copy() if self.allowed is None else np.where(self.allowed.mask(), scores, -np.inf)
         out[self.codes] = -np.inf
         return out
+
+    def top(self, scores: np.ndarray, k: int) -> np.ndarray:
+        """Codes of the k best items the request may get, best first: the exact path's answer.
+        Under a filter it ranks only the allowed items (O(allowed), however large the catalog);
+        without one, every item but the excluded codes."""
+        if self.allowed is None:
+            return best(self.masked(scores), k, self.n_allowed)
+        codes = self.allowed.codes
+        if len(self.codes):
+            codes = codes[~np.isin(codes, self.codes, assume_unique=True)]
+        k = min(k, len(codes))
+        return codes[best_of(scores[codes], k)] if k > 0 else np.zeros(0, dtype=np.int64)
 
     def mask(self) -> np.ndarray:
         """bool [n_items], True = may be recommended: what promotions and exploration rank over."""

@@ -72,6 +72,8 @@ class Model:
             return None
         window = self.runtime.max_user_history_length
         cached = self.states.get(self.arn, user_id) if self.states is not None and user_id else None
+        if cached is None and user_id:
+            cached = self.trained_state(user_id)
         done = covered(cached, history, window)
         if cached is not None and done == n:
             return cached.h_session
@@ -83,6 +85,21 @@ class Model:
         if self.states is not None and user_id:
             self.states.put(self.arn, user_id, State(n, history.event(n - 1), hs, hu))
         return hs
+
+    def trained_state(self, user_id: str) -> State | None:
+        """The state the artifact keeps for a user it knows, after its history as of training:
+        a user this process has not seen yet starts from it rather than from a rerun of up to
+        N events (~30 us each). None: no such state (an older artifact, an unknown user)."""
+        assert self.runtime is not None
+        user = self.known.users.get(user_id)
+        if self.runtime.user_states is None or user is None:
+            return None
+        csr = self.known.csr
+        a, b = int(csr["offsets"][user]), int(csr["offsets"][user + 1])
+        if a == b:
+            return None
+        return State(b - a, (int(csr["items"][b - 1]), float(csr["times"][b - 1])),
+                     *self.runtime.trained_state(user))
 
     def user_scores(self, history: Past, user_id: str | None = None,
                     live: SessionState | None = None) -> np.ndarray:

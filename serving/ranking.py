@@ -55,12 +55,22 @@ def top(scores: np.ndarray, allowed: np.ndarray, k: int) -> np.ndarray:
 
 def best(masked: np.ndarray, k: int, n_allowed: int) -> np.ndarray:
     """Codes of the k highest of `masked` (scores, -inf for the items not allowed; `n_allowed`
-    are), best first."""
+    are), best first. A selection over an array that is mostly -inf (a narrow filter) degrades
+    on the ties, ten times slower than over the allowed scores alone, so those are selected
+    from the finite ones only."""
     k = min(k, n_allowed)
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
-    idx = np.argpartition(masked, len(masked) - k)[len(masked) - k:]
-    return idx[np.argsort(-masked[idx], kind="stable")]
+    if n_allowed < len(masked) // 2:
+        finite = np.flatnonzero(masked != -np.inf)
+        return finite[best_of(masked[finite], k)]
+    return best_of(masked, k)
+
+
+def best_of(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the k highest `scores` (k <= len(scores)), best first; ties keep their order."""
+    idx = np.argpartition(scores, len(scores) - k)[len(scores) - k:]
+    return idx[np.argsort(-scores[idx], kind="stable")]
 
 
 @dataclass(frozen=True)

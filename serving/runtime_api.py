@@ -37,7 +37,6 @@ from serving.filters_api import FilterInputs
 from serving.models import Model
 from serving.ranking import (
     Exploration,
-    best,
     exploration_of,
     explore,
     normalise,
@@ -282,7 +281,7 @@ def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
         else:
             scores = model.user_scores(past, req.userId, state)
         if plain:
-            codes = best(exclusions.masked(scores), k, exclusions.n_allowed)
+            codes = exclusions.top(scores, k)
             items = scored(model, codes, probabilities(scores, codes, model.recipe))
             return await respond("itemList", deployed, items, columns)
         allowed = exclusions.mask()

@@ -14,12 +14,15 @@ import numpy as np
 FILES = {"step": "hrnn_step.onnx", "user": "hrnn_user.onnx", "item_embeddings": "item_embeddings.npy",
          "item_bias": "item_bias.npy", "initial_state": "initial_state.npy",
          "item_index": "hrnn_item_ids.npy", "weights": "hrnn_weights.npz", "config": "hrnn_config.json"}
+# optional: each artifact user's state after its history as of training (newer artifacts)
+USER_STATES = "hrnn_user_states.npy"
 
 
 class HRNNRuntime:
     def __init__(self, directory: Path, files: Mapping[str, str] | None = None) -> None:
         import onnxruntime as ort
 
+        states = (files or {}).get("user_states")
         files = {**FILES, **(files or {})}
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1  # many processes share the cores (docs/architecture.md, "Threads")
@@ -35,6 +38,15 @@ class HRNNRuntime:
         self.hidden_dimension = int(meta["hidden_dimension"])
         self.session_gap_seconds = float(meta["session_gap_seconds"])
         self.max_user_history_length = int(meta["max_user_history_length"])
+        # (users, 2H): h_session | h_user per artifact user; read on demand, never copied whole
+        self.user_states = np.load(directory / states, mmap_mode="r") if states else None
+
+    def trained_state(self, user: int) -> tuple[np.ndarray, np.ndarray]:
+        """(h_session, h_user), each (1, H), of the artifact's `user`-th user as of training."""
+        assert self.user_states is not None
+        row = np.asarray(self.user_states[user], dtype=np.float32)
+        H = self.hidden_dimension
+        return row[None, :H], row[None, H:]
 
     def new_state(self) -> tuple[np.ndarray, np.ndarray]:
         """(h_session, h_user), each (1, H), for a user the model knows nothing about."""

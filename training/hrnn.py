@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stream.hrnn_runtime import FILES
+from stream.hrnn_runtime import FILES, USER_STATES
 from training.interactions import Interactions
 
 if TYPE_CHECKING:
@@ -390,6 +390,11 @@ class HRNN:
 
     def state(self, history: list[np.ndarray], history_time: list[np.ndarray]) -> torch.Tensor:
         """Session state after each user's last N events, sessions split by the gap: (U, H)."""
+        return self.states(history, history_time)[0]
+
+    def states(self, history: list[np.ndarray],
+               history_time: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(session state, user state) after each user's last N events: (U, H) each."""
         import torch
         w, cfg, n = self.weights, self.config, self.config.max_user_history_length
         hist = [np.asarray(h, dtype=np.int64)[-n:] for h in history]
@@ -402,8 +407,26 @@ class HRNN:
             flags[i, :len(h)] = session_flags(np.zeros(len(h), np.int32), t, cfg.session_gap_seconds)
         with torch.no_grad():
             h, c = start_state(w, len(hist))
-            _, h, _ = unroll(w, torch.from_numpy(items), flags, h, c, keep=False)
-        return h
+            _, h, c = unroll(w, torch.from_numpy(items), flags, h, c, keep=False)
+        return h, c
+
+    def export_user_states(self, directory: Path, csr: Mapping[str, np.ndarray],
+                           chunk: int = 1024) -> dict[str, str]:
+        """Each artifact user's (session, user) state after its history as the artifact keeps it
+        (`csr`: user_history's offsets, items, times): serving starts from these instead of
+        rerunning up to N events per user it has not seen yet. Users without history get the
+        unknown user's start. float32 (users, 2H), memory-mapped at load."""
+        off, items, times = csr["offsets"], csr["items"], csr["times"]
+        H = int(self.weights["E"].shape[1])
+        out = np.lib.format.open_memmap(directory / USER_STATES, mode="w+", dtype=np.float32,
+                                        shape=(len(off) - 1, 2 * H))
+        for a in range(0, len(off) - 1, chunk):
+            users = range(a, min(a + chunk, len(off) - 1))
+            h, c = self.states([items[off[u]:off[u + 1]] for u in users],
+                               [times[off[u]:off[u + 1]] for u in users])
+            out[a:a + len(users)] = np.concatenate([h.numpy(), c.numpy()], axis=1)
+        out.flush()
+        return {"user_states": USER_STATES}
 
     def score(self, users: np.ndarray, history: list[np.ndarray],
               history_time: list[np.ndarray]) -> np.ndarray:

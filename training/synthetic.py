@@ -31,7 +31,7 @@ def embeddings(n_items: int, hidden: int, rng: np.random.Generator, clustered: b
     centres = rng.standard_normal((max(n_items // 100, 1), hidden), dtype=np.float32) / np.sqrt(hidden)
     out = centres[rng.integers(0, len(centres), n_items)]
     out += 0.5 * rng.standard_normal((n_items, hidden), dtype=np.float32) / np.sqrt(hidden)
-    return out
+    return out.astype(np.float32)
 
 
 def histories(n_users: int, n_items: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -76,7 +76,8 @@ def write_artifact(directory: Path, n_items: int, *, n_users: int = 10_000, hidd
     tmp.mkdir(parents=True)
     files = {"item_ids": "item_ids.json", "popularity": "popularity.npy", "user_ids": "user_ids.json",
              "user_history": "user_history.npz", "user_events": "user_events.npz",
-             "item_created": "item_created.npy", **model.export(tmp)}
+             "item_created": "item_created.npy", **model.export(tmp),
+             **model.export_user_states(tmp, history)}
     (tmp / "item_ids.json").write_text(json.dumps(item_ids.tolist()))
     (tmp / "user_ids.json").write_text(json.dumps([f"u{u}" for u in range(n_users)]))
     np.savez(tmp / "user_history.npz", **history)

@@ -110,13 +110,13 @@ class Trainer:
         final, tmp = self.data_dir / rel, self.data_dir / rel.with_name(f".{version}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        files = {"item_ids": "item_ids.json", "popularity": "popularity.npy", "user_ids": "user_ids.json",
-                 "user_history": "user_history.npz", "user_events": "user_events.npz",
-                 "item_created": "item_created.npy", **files_of(model, tmp)}
         (tmp / "item_ids.json").write_text(json.dumps(data.item_ids.tolist()))
         typed = typed_history(table, data, EVENTS_PER_TYPE)
         write_user_events(typed, tmp)
         write_user_history(data, tmp, MAX_HISTORY, typed.user_ids)
+        files = {"item_ids": "item_ids.json", "popularity": "popularity.npy", "user_ids": "user_ids.json",
+                 "user_history": "user_history.npz", "user_events": "user_events.npz",
+                 "item_created": "item_created.npy", **files_of(model, tmp)}  # after the users' history
         np.save(tmp / "popularity.npy", np.bincount(data.item, minlength=data.n_items).astype(np.float32))
         np.save(tmp / "item_created.npy", item_created(data, self.datasets.read(dataset_group, "ITEMS")))
         manifest = ArtifactManifest(solution_version_arn=version_arn, recipe=recipe, created_at=time.time(),
@@ -162,7 +162,8 @@ class Trainer:
             cut = ArtifactManifest.model_validate_json((parent / "manifest.json").read_text()).data_cut
             model = hrnn.fit(train, params, say, parent=hrnn.load_for_update(parent), since=cut,
                              checkpoint=progress)
-        return model, lambda m, d: m.export(d)
+        return model, lambda m, d: {**m.export(d), **m.export_user_states(
+            d, dict(np.load(d / "user_history.npz")))}
 
 
 def item_created(data: Interactions, items: pa.Table) -> np.ndarray:

@@ -93,6 +93,27 @@ def test_onnx_runtime_matches_torch_and_names_its_inputs(parent: hrnn.HRNN, tmp_
     assert batched.shape == (2, parent.config.hidden_dimension)
 
 
+def test_the_artifact_keeps_each_users_state_as_a_rerun_would_find_it(parent: hrnn.HRNN,
+                                                                       tmp_path: Path) -> None:
+    """Serving starts a user it has not seen from the artifact's state: the same (h_session,
+    h_user) as running the user's kept history through the ONNX graphs, session breaks included."""
+    lengths = [5, 0, 1, 230]  # the last is longer than the window: its latest N events count
+    items = np.concatenate([np.arange(n) % len(parent.item_ids) for n in lengths]).astype(np.int32)
+    times = np.concatenate([1_000 + 60 * np.arange(n) + 9_000 * (np.arange(n) // 4) for n in lengths])
+    csr = {"offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), "items": items,
+           "times": times.astype(np.int64)}
+    files = {**parent.export(tmp_path), **parent.export_user_states(tmp_path, csr, chunk=3)}
+    rt = HRNNRuntime(tmp_path, files)
+    window = rt.max_user_history_length
+    for user, n in enumerate(lengths):
+        a = int(csr["offsets"][user])
+        events = list(zip(items[a:a + n].tolist(), times[a:a + n].tolist(), strict=True))[-window:]
+        expected = rt.state_of(events)
+        for got, want in zip(rt.trained_state(user), expected, strict=True):
+            np.testing.assert_allclose(got, want, atol=1e-4)
+    assert HRNNRuntime(tmp_path, parent.export(tmp_path)).user_states is None  # an older artifact
+
+
 def test_runtime_never_imports_torch(parent: hrnn.HRNN, tmp_path: Path) -> None:
     files = parent.export(tmp_path)
     code = textwrap.dedent(f"""

@@ -74,9 +74,30 @@ def test_cached_states_resume_to_what_a_rerun_computes(artifact: Path) -> None:
     for extra in ([("i5", t + 60)], [("i6", t + 120), ("i7", t + 10_000)]):  # the second ends a session
         streamed += [Interaction(i, "click", ts) for i, ts in extra]
         past = cached.history(user, streamed)
-        assert cached.states is not None and covered(cached.states.get(cached.arn, user), past, 200) > 0
+        assert cached.states is not None
+        resumed_from = cached.states.get(cached.arn, user) or cached.trained_state(user)  # artifact first
+        assert covered(resumed_from, past, 200) > 0
         np.testing.assert_allclose(cached.user_state(past, user), fresh.user_state(past, user), atol=1e-6)
+        np.testing.assert_allclose(cached.user_state(past, user), rerun(cached, past), atol=1e-4)
     assert len(cached.states) == 1 and len(fresh.states) == 0  # type: ignore[arg-type]
+
+
+def rerun(model: Model, past: Past) -> np.ndarray:
+    """The session state from running the history's window through the ONNX graphs, from scratch."""
+    assert model.runtime is not None
+    return model.runtime.state_of(past.latest(model.runtime.max_user_history_length))[0]
+
+
+def test_a_user_not_seen_yet_starts_from_the_state_the_artifact_keeps(artifact: Path) -> None:
+    model = load("arn:v1", artifact, Settings(ann_min_items=10**9, state_cache_users=0))
+    assert model.runtime is not None and model.runtime.user_states is not None
+    for user in ("u0", "u7", "u33"):
+        past = history(model, user)
+        assert model.trained_state(user) is not None
+        np.testing.assert_allclose(model.user_state(past, user), rerun(model, past), atol=1e-4)
+        longer = model.history(user, [Interaction("i9", "click", float(model.data_cut) + 60)])
+        np.testing.assert_allclose(model.user_state(longer, user), rerun(model, longer), atol=1e-4)
+    assert model.trained_state("nobody") is None
 
 
 def test_scores_of_a_few_items_are_the_catalogs_scores_of_those_items(artifact: Path) -> None:
