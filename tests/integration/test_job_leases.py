@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from serving.control_store import HOLDER, LEASE_UNTIL, open_control_store
+from serving.control_store import HOLDER, LEASE_UNTIL, ControlStore, open_control_store
 from serving.jobs import ACTIVE, LEASE_S, PENDING, RUNNING, JobInterrupted, JobRunner, Progress
 from serving.resources import Body
 from stream.settings import Settings
@@ -60,6 +60,20 @@ async def test_runners_sharing_a_queue_run_each_job_once(control_settings: Setti
         store.close()
 
 
+async def run_until_active(store: ControlStore, name: str, result: dict[str, int]) -> JobRunner:
+    """A runner on `store` until job `name` is ACTIVE, and a moment more: what else it claims."""
+    runner = JobRunner(store, {KIND: lambda job, progress: result}, poll_s=0.02)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        await until(lambda: store.get(arn(name))["status"] == ACTIVE)
+        await asyncio.sleep(0.2)
+    finally:
+        stop.set()
+        await task
+    return runner
+
+
 async def test_a_job_whose_lease_lapsed_is_taken_over_and_a_held_one_left_alone(
         control_settings: Settings) -> None:
     store = open_control_store(control_settings)
@@ -67,15 +81,7 @@ async def test_a_job_whose_lease_lapsed_is_taken_over_and_a_held_one_left_alone(
     for name, lease in (("lapsed", now - 1), ("held", now + 600)):
         store.create(KIND, arn(name), name, {"datasetImportJobArn": arn(name), "status": RUNNING,
                                             HOLDER: "another-host:1", LEASE_UNTIL: lease})
-    runner = JobRunner(store, {KIND: lambda job, progress: {"rows": 2}}, poll_s=0.02)
-    stop = asyncio.Event()
-    task = asyncio.create_task(runner.run(stop))
-    try:
-        await until(lambda: store.get(arn("lapsed"))["status"] == ACTIVE)
-        await asyncio.sleep(0.2)
-    finally:
-        stop.set()
-        await task
+    runner = await run_until_active(store, "lapsed", {"rows": 2})
     assert store.get(arn("lapsed"))[HOLDER] == runner.owner and store.get(arn("lapsed"))["rows"] == 2
     held = store.get(arn("held"))
     assert (held["status"], held[HOLDER]) == (RUNNING, "another-host:1")
@@ -91,15 +97,7 @@ async def test_a_job_of_a_gone_process_of_this_host_is_taken_over_at_once(contro
     for name, pid in (("gone", exited.pid), ("alive", os.getppid())):
         store.create(KIND, arn(name), name, {"datasetImportJobArn": arn(name), "status": RUNNING,
                                             HOLDER: f"{host}:{pid}", LEASE_UNTIL: time.time() + 600})
-    runner = JobRunner(store, {KIND: lambda job, progress: {"rows": 3}}, poll_s=0.02)
-    stop = asyncio.Event()
-    task = asyncio.create_task(runner.run(stop))
-    try:
-        await until(lambda: store.get(arn("gone"))["status"] == ACTIVE)
-        await asyncio.sleep(0.2)
-    finally:
-        stop.set()
-        await task
+    await run_until_active(store, "gone", {"rows": 3})
     alive = store.get(arn("alive"))
     assert (alive["status"], alive[HOLDER]) == (RUNNING, f"{host}:{os.getppid()}")
     store.close()
