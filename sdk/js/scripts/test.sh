@@ -2,7 +2,8 @@
 # Every test of the JS SDK, from a fresh checkout: dependencies (npm ci when node_modules is
 # missing or older than package-lock.json; Debian's chromium via apt only if it is missing),
 # build, declaration check, unit tests, end-to-end tests against a real `personalize serve`
-# (our SDK, the AWS SDK v3, chromium on the demo page), and the bundle size.
+# (our SDK, the AWS SDK v3, chromium on the demo page), the bundle size, and the package as npm
+# would publish it (npm pack from a clean copy, checked by publint and @arethetypeswrong/cli).
 #
 # The server runs from the repo root with OPZ_PYTHON (default: ../../.venv/bin/python, the
 # repo's venv, relative to sdk/js). OPZ_CHROMIUM overrides /usr/bin/chromium.
@@ -39,4 +40,6 @@ echo "== end-to-end (real server; AWS SDK v3; chromium)"
 node --test --test-reporter=spec --test-concurrency=1 test/e2e/
 echo "== bundle size"
 node scripts/size.mjs
+echo "== package (npm pack from a clean copy; publint; @arethetypeswrong/cli)"
+node scripts/check-package.mjs
 echo "sdk/js: all green in $((SECONDS - start)) s"

@@ -1,11 +1,11 @@
-export { Tracker, init, type TrackerOptions, type TrackerStats, type RecordInput } from './tracker.js';
 export {
-  RuntimeClient, recordShown, type RuntimeOptions, type ShownOptions, type GetRecommendationsRequest,
-  type GetRecommendationsResponse, type GetPersonalizedRankingRequest, type GetPersonalizedRankingResponse,
-  type PredictedItem,
+  Tracker, init, type TrackerOptions, type TrackerStats, type RecordInput, type FlushOptions,
+} from './tracker.js';
+export {
+  RuntimeClient, recordShown, type RuntimeOptions, type RequestOptions, type ShownOptions,
+  type GetRecommendationsRequest, type GetRecommendationsResponse, type GetPersonalizedRankingRequest,
+  type GetPersonalizedRankingResponse, type PredictedItem,
 } from './runtime.js';
 export { PersonalizeError } from './errors.js';
-export { backoffDelay, parseRetryAfter, type BackoffOptions } from './backoff.js';
-export { EventQueue } from './queue.js';
-export { Session, type Identity } from './session.js';
+export type { BackoffOptions } from './backoff.js';
 export type { WireEvent, PutEventsRequest, StorageAdapter, FetchLike, ResponseLike } from './types.js';

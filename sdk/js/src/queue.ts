@@ -1,4 +1,4 @@
-import { parse, then } from './storage.js';
+import { erase, parse, then } from './storage.js';
 import type { StorageAdapter, WireEvent } from './types.js';
 import type { Identity } from './session.js';
 
@@ -16,6 +16,8 @@ export class EventQueue {
   private items: Queued[] = [];
   /** Events dropped because the queue was full (or the store refused to grow). */
   dropped = 0;
+  /** Consent withdrawn: nothing is kept, in memory or in the store. */
+  private off = false;
 
   constructor(private readonly max: number, private readonly store?: StorageAdapter,
               private readonly key = '', private readonly onDrop?: (events: Queued[]) => void) {}
@@ -28,6 +30,7 @@ export class EventQueue {
   load(): void | Promise<void> {
     if (!this.store) return;
     return then(this.store.getItem(this.key), (raw) => {
+      if (this.off) return;
       const saved = parse<Queued[]>(raw);
       if (!Array.isArray(saved) || saved.length === 0) return;
       const have = new Set(this.items.map((q) => q.event.eventId));
@@ -37,7 +40,20 @@ export class EventQueue {
     });
   }
 
+  /** Consent withdrawn: forget every queued event, here and in the store, and store nothing
+   * until `resume()`. */
+  clear(): void {
+    this.off = true;
+    this.items = [];
+    erase(this.store, this.key);
+  }
+
+  resume(): void {
+    this.off = false;
+  }
+
   push(q: Queued): void {
+    if (this.off) return;
     this.items.push(q);
     this.trim();
     this.save();
@@ -77,7 +93,7 @@ export class EventQueue {
   }
 
   private save(): void {
-    if (!this.store) return;
+    if (!this.store || this.off) return;
     for (;;) {
       try {
         const r = this.items.length ? this.store.setItem(this.key, JSON.stringify(this.items))

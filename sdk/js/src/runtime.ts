@@ -1,5 +1,5 @@
 import type { Tracker } from './tracker.js';
-import { postJson, url } from './transport.js';
+import { DEFAULT_TIMEOUT_MS, postJson, url } from './transport.js';
 import type { FetchLike } from './types.js';
 
 export interface RuntimeOptions {
@@ -7,6 +7,16 @@ export interface RuntimeOptions {
   endpoint: string;
   headers?: Record<string, string>;
   fetch?: FetchLike;
+  /** A call that has no complete answer after this many ms rejects with a `TimeoutError`
+   * (default 10000; 0: no limit). */
+  timeoutMs?: number;
+}
+
+/** Per call: an `AbortSignal` (the call rejects with an `AbortError`) and a timeout that
+ * replaces the client's. */
+export interface RequestOptions {
+  signal?: AbortSignal;
+  timeoutMs?: number;
 }
 
 interface Common {
@@ -55,21 +65,29 @@ export interface GetPersonalizedRankingResponse {
 }
 
 /** personalize-runtime over fetch. Errors reject with a PersonalizeError named as the server
- * names them (ResourceNotFoundException, InvalidInputException, ...); nothing is retried. */
+ * names them (ResourceNotFoundException, InvalidInputException, ...), `TimeoutError` after
+ * `timeoutMs` without an answer, `AbortError` when the call's signal aborts; nothing is retried. */
 export class RuntimeClient {
   constructor(private readonly o: RuntimeOptions) {
     if (typeof o?.endpoint !== 'string' || !o.endpoint) throw new TypeError('openpersonalize: endpoint is required');
   }
 
-  async getRecommendations(req: GetRecommendationsRequest): Promise<GetRecommendationsResponse> {
-    const r = await postJson<Partial<GetRecommendationsResponse>>(url(this.o.endpoint, '/recommendations'), req, this.o);
+  async getRecommendations(req: GetRecommendationsRequest, options?: RequestOptions): Promise<GetRecommendationsResponse> {
+    const r = await postJson<Partial<GetRecommendationsResponse>>(url(this.o.endpoint, '/recommendations'), req,
+      this.post(options));
     return { itemList: r.itemList ?? [], recommendationId: r.recommendationId ?? '' };
   }
 
-  async getPersonalizedRanking(req: GetPersonalizedRankingRequest): Promise<GetPersonalizedRankingResponse> {
+  async getPersonalizedRanking(req: GetPersonalizedRankingRequest, options?: RequestOptions):
+    Promise<GetPersonalizedRankingResponse> {
     const r = await postJson<Partial<GetPersonalizedRankingResponse>>(
-      url(this.o.endpoint, '/personalize-ranking'), req, this.o);
+      url(this.o.endpoint, '/personalize-ranking'), req, this.post(options));
     return { personalizedRanking: r.personalizedRanking ?? [], recommendationId: r.recommendationId ?? '' };
+  }
+
+  private post(options: RequestOptions = {}) {
+    return { fetch: this.o.fetch, headers: this.o.headers, signals: [options.signal],
+      timeoutMs: options.timeoutMs ?? this.o.timeoutMs ?? DEFAULT_TIMEOUT_MS };
   }
 }
 

@@ -1,5 +1,5 @@
 import { uuid } from './ids.js';
-import { parse, then } from './storage.js';
+import { erase, parse, then } from './storage.js';
 import type { StorageAdapter } from './types.js';
 
 /** What an event is sent as: PutEvents carries one userId and one sessionId per call. */
@@ -21,6 +21,8 @@ interface Saved extends Identity {
 export class Session {
   private s: Saved;
   private touched = false;
+  /** Consent withdrawn: the session is not stored. */
+  private off = false;
 
   constructor(private readonly store: StorageAdapter | undefined, private readonly key: string,
               private readonly timeoutMs: number, private readonly now: () => number,
@@ -34,7 +36,7 @@ export class Session {
     if (!this.store) return;
     return then(this.store.getItem(this.key), (raw) => {
       const saved = parse<Saved>(raw);
-      if (!saved || typeof saved.sessionId !== 'string' || this.touched) return;
+      if (!saved || typeof saved.sessionId !== 'string' || this.touched || this.off) return;
       const userId = this.s.userId;
       if (this.now() - saved.last > this.timeoutMs) {
         // expired: a new session, but the user is still signed in
@@ -76,8 +78,21 @@ export class Session {
     this.save();
   }
 
+  /** Consent withdrawn: remove the stored session, start a new sessionId (so events after
+   * `resume()` are not linked to those before), and store nothing until `resume()`. */
+  forget(): void {
+    this.off = true;
+    this.s.sessionId = uuid();
+    this.s.last = this.now();
+    erase(this.store, this.key);
+  }
+
+  resume(): void {
+    this.off = false;
+  }
+
   private save(): void {
-    if (!this.store) return;
+    if (!this.store || this.off) return;
     try {
       const r = this.store.setItem(this.key, JSON.stringify(this.s));
       if (r && typeof r.catch === 'function') r.catch(() => undefined);

@@ -30,3 +30,14 @@ export function parse<T>(raw: string | null): T | undefined {
     return undefined;
   }
 }
+
+/** Remove `key` from `store`, whatever the store does (sync, async, throwing). */
+export function erase(store: StorageAdapter | undefined, key: string): void {
+  if (!store) return;
+  try {
+    const r = store.removeItem(key);
+    if (r && typeof r.catch === 'function') r.catch(() => undefined);
+  } catch {
+    // blocked storage: nothing we can do, and nothing new is written
+  }
+}

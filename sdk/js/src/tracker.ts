@@ -4,7 +4,7 @@ import { uuid } from './ids.js';
 import { EventQueue, type Queued } from './queue.js';
 import { Session } from './session.js';
 import { defaultStorage } from './storage.js';
-import { beacon, postJson, url } from './transport.js';
+import { beacon, DEFAULT_TIMEOUT_MS, postJson, url } from './transport.js';
 import type { FetchLike, PutEventsRequest, StorageAdapter, WireEvent } from './types.js';
 import { checkId, type RecordInput, toWire } from './validate.js';
 
@@ -41,6 +41,12 @@ export interface TrackerOptions {
   /** Extra request headers (not sent by sendBeacon). */
   headers?: Record<string, string>;
   fetch?: FetchLike;
+  /** A PutEvents call without a complete answer after this many ms is aborted and counts as a
+   * failed try (retried with backoff, like a network error); default 10000, 0: no limit. */
+  timeoutMs?: number;
+  /** Consent: false starts the tracker disabled (nothing stored or sent, and anything an
+   * earlier page stored is removed) until `enable()`. Default true. */
+  enabled?: boolean;
   /** Called when events are given up: a non-retryable answer (400, 404...), tries exhausted,
    * or the queue overflowing (`name` "QueueOverflow"). */
   onError?: (error: PersonalizeError, events: WireEvent[]) => void;
@@ -58,6 +64,12 @@ export interface TrackerStats {
   dropped: number;
   /** Events given up after a non-retryable answer or too many tries. */
   failed: number;
+}
+
+/** `flush()` and `close()`: a signal that stops them (the request in flight is aborted, its
+ * events stay queued for a later try). */
+export interface FlushOptions {
+  signal?: AbortSignal;
 }
 
 interface Doc {
@@ -89,6 +101,9 @@ export class Tracker {
   private sent = 0;
   private failed = 0;
   private detach: (() => void) | undefined;
+  private on = true;
+  /** Aborted by `disable()`: the request in flight. */
+  private kill: AbortController | undefined;
 
   constructor(options: TrackerOptions) {
     checkId('trackingId', options.trackingId);
@@ -105,17 +120,25 @@ export class Tracker {
       this.report(new PersonalizeError('QueueOverflow', `queue full: dropped ${gone.length} oldest event(s)`, 0), gone));
     this.s = new Session(store, `${key}:session`, o.sessionTimeoutMs ?? 30 * 60_000, o.now, o.userId);
     if (o.userId !== undefined) checkId('userId', o.userId);
-    const loaded = [this.s.load(), this.q.load()].filter(Boolean);
+    this.kill = newController();
+    if (o.enabled === false) {
+      this.on = false;
+      this.q.clear();
+      this.s.forget();
+    }
+    const loaded = this.on ? [this.s.load(), this.q.load()].filter(Boolean) : [];
     this.ready = (loaded.length ? Promise.all(loaded) : Promise.resolve()).then(() => {
       if (this.q.length) this.schedule(o.flushIntervalMs);
     }, () => undefined);
     this.listen();
   }
 
-  /** Queue one interaction; returns its eventId. Throws a TypeError for an event PutEvents would refuse. */
+  /** Queue one interaction; returns its eventId ('' while disabled: nothing is kept). Throws a
+   * TypeError for an event PutEvents would refuse. */
   record(input: RecordInput): string {
     const id = uuid();
     const event = toWire(input, id, this.o.now());
+    if (!this.on) return '';
     this.q.push({ ...this.s.touch(), event });
     if (this.q.length >= this.o.batchSize) {
       if (!this.waiting) void this.flush();
@@ -137,6 +160,36 @@ export class Tracker {
     this.s.reset();
   }
 
+  /** Consent withdrawn (opt-out): drop every queued event, remove what the tracker stored (queue
+   * and session), abort the request in flight, and from now on store and send nothing:
+   * `record()` checks its event and returns '' without keeping it. The choice itself is not
+   * stored: on the next page, pass `enabled: false` again. */
+  disable(): void {
+    if (!this.on) return;
+    this.on = false;
+    this.kill?.abort();
+    this.kill = newController();
+    this.q.clear();
+    this.s.forget();
+    this.attempt = 0;
+    this.waiting = false;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Consent given: record, store and send again, in a new session. */
+  enable(): void {
+    if (this.on) return;
+    this.on = true;
+    this.q.resume();
+    this.s.resume();
+  }
+
+  /** False between `disable()` and `enable()`. */
+  get enabled(): boolean {
+    return this.on;
+  }
+
   get sessionId(): string {
     return this.s.current.sessionId;
   }
@@ -145,27 +198,30 @@ export class Tracker {
     return this.s.current.userId;
   }
 
-  /** Send everything queued now. Resolves when the queue is empty or a batch must wait for a
-   * retry (while backing off after 429/5xx, it sends nothing: the retry timer does). */
-  flush(): Promise<void> {
-    if (this.waiting) return Promise.resolve();
+  /** Send everything queued now. Resolves (never rejects) when the queue is empty, when a batch
+   * must wait for a retry (while backing off after 429/5xx/timeouts, it sends nothing: the
+   * retry timer does), or when `signal` aborts (the request in flight is aborted and its events
+   * stay queued). */
+  flush(options: FlushOptions = {}): Promise<void> {
+    if (this.waiting || !this.on) return Promise.resolve();
     if (!this.pass) {
-      this.pass = this.run().finally(() => {
+      this.pass = this.run(options.signal).finally(() => {
         this.pass = undefined;
         if (this.q.length && !this.waiting) this.schedule(this.o.flushIntervalMs);
       });
+      return this.pass;
     }
-    return this.pass;
+    return until(this.pass, options.signal);
   }
 
   /** Stop timers and page listeners after one last try (ignoring any backoff). Returns how many
    * events are left unsent (kept in storage, if any, for the next start). */
-  async close(): Promise<number> {
+  async close(options: FlushOptions = {}): Promise<number> {
     this.detach?.();
     this.detach = undefined;
-    await this.pass;
+    await until(this.pass, options.signal);
     this.waiting = false;
-    await this.flush();
+    if (!options.signal?.aborted) await this.flush(options);
     this.closed = true;
     this.waiting = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
@@ -177,27 +233,32 @@ export class Tracker {
     return { queued: this.q.length, sent: this.sent, dropped: this.q.dropped, failed: this.failed };
   }
 
-  private async run(): Promise<void> {
-    await this.ready;
+  private async run(signal?: AbortSignal): Promise<void> {
+    await until(this.ready, signal);
     this.clearTimer();
-    for (;;) {
+    while (this.on && !signal?.aborted) {
       const batch = this.q.batch(this.o.batchSize, this.busy);
-      if (!batch.length || !(await this.send(batch, false))) return;
+      if (!batch.length || !(await this.send(batch, false, signal))) return;
     }
   }
 
   /** One PutEvents call. False when the batch stays queued for a later try. */
-  private async send(batch: Queued[], keepalive: boolean): Promise<boolean> {
+  private async send(batch: Queued[], keepalive: boolean, signal?: AbortSignal): Promise<boolean> {
     batch.forEach((q) => this.busy.add(q.event.eventId));
+    const kill = this.kill;
     try {
       await postJson(url(this.o.endpoint, '/events'), this.body(batch),
-        { fetch: this.o.fetch, headers: this.o.headers, keepalive });
+        { fetch: this.o.fetch, headers: this.o.headers, keepalive, signals: [kill?.signal, signal],
+          timeoutMs: this.o.timeoutMs ?? DEFAULT_TIMEOUT_MS });
+      if (!this.on || kill !== this.kill) return false;
       this.q.remove(batch);
       this.sent += batch.length;
       if (!keepalive) this.attempt = 0;
       return true;
     } catch (e) {
       const err = e instanceof PersonalizeError ? e : new PersonalizeError('Error', String(e), 0);
+      // disabled meanwhile (the queue is gone), or the caller's signal: not a failed try
+      if (!this.on || kill !== this.kill || err.name === 'AbortError') return false;
       if (err.retryable && keepalive) {
         this.schedule(this.o.flushIntervalMs);
         return false;
@@ -234,7 +295,7 @@ export class Tracker {
 
   /** Arm the timer to fire within `ms` (an earlier one stands), or, for a retry, exactly then. */
   private schedule(ms: number, retry = false): void {
-    if (this.closed) return;
+    if (this.closed || !this.on) return;
     const at = this.o.now() + ms;
     if (this.timer !== undefined) {
       if (!retry && this.timerAt <= at) return;
@@ -257,7 +318,7 @@ export class Tracker {
 
   /** Page hide: hand every queued batch to the browser, which sends it even after unload. */
   private hide(): void {
-    for (;;) {
+    while (this.on) {
       const batch = this.q.batch(this.o.batchSize, this.busy);
       if (!batch.length) return;
       if (this.o.useBeacon && beacon(url(this.o.endpoint, '/events'), this.body(batch))) {
@@ -283,6 +344,26 @@ export class Tracker {
       win.removeEventListener?.('pagehide', onHide);
     };
   }
+}
+
+function newController(): AbortController | undefined {
+  const Ctl = (globalThis as { AbortController?: typeof AbortController }).AbortController;
+  return Ctl ? new Ctl() : undefined;
+}
+
+/** `p`, or sooner: resolved when `signal` aborts. */
+function until(p: Promise<unknown> | undefined, signal?: AbortSignal): Promise<void> {
+  const done = Promise.resolve(p).then(() => undefined, () => undefined);
+  if (!signal) return done;
+  if (signal.aborted) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    signal.addEventListener('abort', stop);
+    void done.then(() => {
+      signal.removeEventListener('abort', stop);
+      resolve();
+    });
+  });
 }
 
 /** Amplify-style: one tracker for the app. */

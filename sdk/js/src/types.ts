@@ -42,4 +42,6 @@ export type FetchLike = (url: string, init: {
   headers: Record<string, string>;
   body: string;
   keepalive?: boolean;
+  /** Aborted on timeout, on the caller's signal and on `disable()`: pass it on to the request. */
+  signal?: AbortSignal;
 }) => Promise<ResponseLike>;

@@ -143,6 +143,28 @@ describe('demo page in chromium', () => {
     await context.close();
   });
 
+  it('consent withdrawn: disable() empties localStorage, and nothing is sent, even on leaving the page', async () => {
+    const { trackingId } = await server.tracker('consent');
+    const { page, context, requests, errors } = await open({ trackingId });
+    await page.click('#items [data-item="item-10"]');
+    await page.click('#items [data-item="item-11"]');
+    const keys = () => page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('opz:')).sort());
+    assert.equal((await keys()).length, 2, 'queue and session saved');
+    await page.evaluate(() => window.tracker.disable());
+    assert.deepEqual(await keys(), []);
+    await page.click('#items [data-item="item-12"]');
+    await page.fill('#user', 'shopper-2');
+    await page.click('#signin');
+    assert.deepEqual(await keys(), [], 'nothing stored while disabled');
+    assert.deepEqual(await stats(page), { queued: 0, sent: 0, dropped: 0, failed: 0 });
+    await page.click('#away'); // pagehide: nothing to hand to sendBeacon
+    await page.waitForURL(/bye\.html$/);
+    assert.deepEqual(await server.events('consent', 0), []);
+    assert.deepEqual(requests, []);
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+
   it('without sendBeacon: fetch with keepalive delivers when leaving the page', async () => {
     const { trackingId } = await server.tracker('keepalive');
     const { page, context } = await open({ trackingId, beacon: '0' });

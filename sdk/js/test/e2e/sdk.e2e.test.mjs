@@ -103,6 +103,40 @@ describe('tracker -> PutEvents -> the event log', () => {
   });
 });
 
+describe('a hung server does not stall the queue', () => {
+  it('the first PutEvents never gets an answer: it times out, is retried, and all 25 events are stored once, in order', async () => {
+    const { trackingId } = await server.tracker('hung');
+    const seen = [];
+    // accepts every connection; never answers the first request, forwards the others
+    const proxy = createServer(async (req, res) => {
+      let body = '';
+      for await (const chunk of req) body += chunk;
+      seen.push(JSON.parse(body).eventList.map((e) => e.eventId));
+      if (seen.length === 1) return;
+      const upstream = await fetch(server.url + req.url, { method: 'POST', body, headers: { 'Content-Type': 'application/json' } });
+      res.writeHead(upstream.status);
+      res.end(await upstream.text());
+    });
+    await new Promise((r) => proxy.listen(0, '127.0.0.1', r));
+    try {
+      const t = new Tracker({ endpoint: `http://127.0.0.1:${proxy.address().port}`, trackingId, storage: null,
+        timeoutMs: 500, backoff: { baseMs: 100, maxMs: 100 } });
+      const ids = Array.from({ length: 25 }, (_, i) => t.record({ eventType: 'click', itemId: `i${i}` }));
+      const start = Date.now();
+      await t.flush();
+      assert.ok(Date.now() - start < 3000, `flush() returned after ${Date.now() - start} ms`);
+      const deadline = Date.now() + 10_000;
+      while (t.stats().queued && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.deepEqual(t.stats(), { queued: 0, sent: 25, dropped: 0, failed: 0 });
+      assert.deepEqual(seen, [ids.slice(0, 10), ids.slice(0, 10), ids.slice(10, 20), ids.slice(20)]);
+      assert.deepEqual((await server.events('hung', 25)).map((e) => e.event_id), ids);
+    } finally {
+      proxy.closeAllConnections();
+      proxy.close();
+    }
+  });
+});
+
 describe('runtime client', () => {
   let shop;
   before(async () => { shop = await popularityCampaign(server, 'shop'); });

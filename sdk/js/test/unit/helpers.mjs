@@ -2,7 +2,8 @@
 import { setImmediate as tick } from 'node:timers/promises';
 
 /** A fetch that records each call and answers from a script: a number (status), an object
- * { status, body, headers }, or 'network' (the request fails before any answer). */
+ * { status, body, headers }, 'network' (the request fails before any answer) or 'hang' (it
+ * never answers, whatever its signal says). */
 export function scriptedFetch(...script) {
   const calls = [];
   let fallback = 200;
@@ -10,6 +11,7 @@ export function scriptedFetch(...script) {
     calls.push({ url, init, body: JSON.parse(init.body), at: Date.now() });
     const step = script.length ? script.shift() : fallback;
     if (step === 'network') throw new TypeError('fetch failed');
+    if (step === 'hang') return new Promise(() => {}); // never answers, ignores the signal
     const { status = 200, body, headers = {} } = typeof step === 'number' ? { status: step } : step;
     const text = body === undefined ? (status < 300 ? '' : JSON.stringify({ __type: `Http${status}`, message: 'no' }))
       : JSON.stringify(body);

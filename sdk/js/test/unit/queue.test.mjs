@@ -1,7 +1,8 @@
 // The queue survives reloads (localStorage, AsyncStorage), is capped, and counts what it drops.
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it, mock } from 'node:test';
-import { EventQueue, Tracker } from '../../dist/esm/index.js';
+import { Tracker } from '../../dist/esm/index.js';
+import { EventQueue } from '../../dist/esm/queue.js';
 import { AsyncMemoryStorage, MemoryStorage, scriptedFetch, settle } from './helpers.mjs';
 
 const T0 = 1_700_000_000_000;

@@ -1,7 +1,8 @@
 // Backoff with jitter, Retry-After, and which answers are retried (429, 5xx, network) or not (4xx).
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it, mock } from 'node:test';
-import { backoffDelay, parseRetryAfter, PersonalizeError, Tracker } from '../../dist/esm/index.js';
+import { PersonalizeError, Tracker } from '../../dist/esm/index.js';
+import { backoffDelay, parseRetryAfter } from '../../dist/esm/backoff.js';
 import { scriptedFetch, settle } from './helpers.mjs';
 
 const T0 = 1_700_000_000_000;
