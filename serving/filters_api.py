@@ -137,7 +137,10 @@ class FilterInputs:
         return self._recent(("item-fields", group), read)
 
     def _catalog_version(self, model: Model, group: str) -> tuple[str, ...]:
-        return (model.arn, *self._version(group, "ITEMS"), "fields:", *self.item_fields(group))
+        """What the catalog of `model` over the group's items is built from, as of at most
+        ttl_s ago: one look-up per call, since a filtered request asks three times."""
+        return self._recent(("catalog", model.arn, group), lambda: (
+            model.arn, *self._version(group, "ITEMS"), "fields:", *self.item_fields(group)))
 
     def catalog_ready(self, model: Model, group: str) -> bool:
         """Whether catalog() answers from its cache; else it reads and indexes the items
@@ -178,7 +181,7 @@ class FilterInputs:
         current item is computed per request. Raises FilterError / FilterValueError."""
         catalog = self.catalog(model, group)
         per_request = f.uses_interactions or f.uses_users or f.uses_current_item
-        key = (f.expression, model.arn, *self._version(group, "ITEMS"), *sorted((values or {}).items()))
+        key = (f.expression, self._catalog_version(model, group), *sorted((values or {}).items()))
         if not per_request and (hit := self._allowed.get(key)) is not None:
             self._allowed.move_to_end(key)
             return hit
