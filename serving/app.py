@@ -39,6 +39,7 @@ from serving.rate_limits import rate_limit
 from serving.schedule import run_scheduler
 from stream.applier import SESSION_GROUP, apply_batch, run_consumer
 from stream.archive import ARCHIVE_GROUP, Archive
+from stream.artifact_store import ArtifactStore
 from stream.contract import Event, records_topic_pattern
 from stream.datasets import DATASETS_GROUP, DatasetStore
 from stream.dead_letters import Postbox, SqliteDeadLetters
@@ -64,7 +65,7 @@ async def embedded_agents(settings: Settings, event_log: EventLog, store: Sessio
     await letters.start()
     limits = limits_from(settings)
     datasets = DatasetStore(settings.data_dir / "datasets")
-    live = LiveModels(settings.data_dir, store)
+    live = LiveModels(settings.data_dir, store, ArtifactStore.of(settings))
 
     def postbox(consumer: str) -> Postbox:
         return Postbox(letters, consumer, stream_metrics.dead)

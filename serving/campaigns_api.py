@@ -24,16 +24,18 @@ from serving.control_api import (
     require,
     within_quota,
 )
+from serving.deployed import serving_version
 from serving.errors import (
     InvalidInputException,
     ResourceAlreadyExistsException,
     ResourceInUseException,
     ResourceNotFoundException,
+    ServiceUnavailableException,
 )
 from serving.jobs import ACTIVE
 from serving.ranking import parse_exploration
 from serving.resources import AlreadyExists, Body
-from serving.solutions_api import latest_active
+from stream.artifact_store import ArtifactError, ArtifactUnreachable
 
 
 class CampaignConfig(Req):
@@ -72,7 +74,12 @@ def deployable(ctx: Ctx, version_arn: str) -> Body:
     if version["status"] != ACTIVE:
         raise ResourceInUseException(f"solution version {version_arn} is {version['status']}; "
                                      "only an ACTIVE version can be deployed")
-    ctx.models.get(version_arn, version["artifact"])  # load now: the swap must not stall requests
+    try:  # load now (from the bucket: download and verify): the swap must not stall requests
+        ctx.models.get(version_arn, version["artifact"])
+    except ArtifactUnreachable as exc:  # the object store is down: nothing changed, try again
+        raise ServiceUnavailableException(f"solution version {version_arn}: {exc}") from None
+    except ArtifactError as exc:  # missing or corrupt: the version cannot be served
+        raise ResourceInUseException(f"solution version {version_arn} cannot be deployed: {exc}") from None
     return version
 
 
@@ -150,21 +157,10 @@ def served_versions(ctx: Ctx) -> list[tuple[str, str, str, str]]:
     served = []
     for campaign in ctx.resources.list("campaign"):
         try:
-            arn = serving_version(ctx, campaign)["solutionVersionArn"]
+            arn = serving_version(ctx.resources, campaign)["solutionVersionArn"]
         except ResourceNotFoundException:
             continue
         _, _, _, region, account, _ = campaign["campaignArn"].split(":", 5)
         served.append((account, region, campaign["name"], arn.split(":solution/", 1)[-1]))
     return served
 
-
-def serving_version(ctx: Ctx, campaign: Body) -> Body:
-    """The solution version a campaign answers with now."""
-    if campaign.get("campaignConfig", {}).get("syncWithLatestSolutionVersion"):
-        latest = latest_active(ctx, campaign["solutionArn"])
-        if latest is not None:
-            return latest
-    version = ctx.resources.get(campaign["solutionVersionArn"], "solution-version")  # the campaign's own
-    if version is None:
-        raise ResourceNotFoundException(f"solution version {campaign['solutionVersionArn']} does not exist")
-    return version

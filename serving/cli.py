@@ -36,11 +36,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 def api_app(settings: Settings) -> FastAPI:
     """The app of one API process; with --workers, each worker process builds its own."""
     from serving.app import create_app
+    from stream.artifact_store import ArtifactStore
     from training.importer import DatasetFiles
     from training.trainer import Trainer
 
     configure_logging(settings)  # a worker process starts with nothing configured
-    trainer = Trainer(settings.data_dir, settings.min_training_interactions) \
+    trainer = Trainer(settings.data_dir, settings.min_training_interactions, ArtifactStore.of(settings)) \
         if settings.train_in_server else None
     return create_app(settings, DatasetFiles.of(settings), trainer)
 
@@ -92,6 +93,7 @@ def cmd_trainer(args: argparse.Namespace) -> int:
     import signal
 
     from serving.app import run_trainer
+    from stream.artifact_store import ArtifactStore
     from stream.shutdown import exit_within
     from training.importer import DatasetFiles
     from training.trainer import Trainer
@@ -107,7 +109,7 @@ def cmd_trainer(args: argparse.Namespace) -> int:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stopping)
-        trainer = Trainer(settings.data_dir, settings.min_training_interactions)
+        trainer = Trainer(settings.data_dir, settings.min_training_interactions, ArtifactStore.of(settings))
         await run_trainer(settings, DatasetFiles.of(settings), trainer, args.schedule, stop)
 
     asyncio.run(main())

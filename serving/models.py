@@ -19,6 +19,7 @@ from serving import candidates
 from serving.ann import AnnIndex, load_or_build
 from serving.exclusions import Exclusions
 from serving.state_cache import State, StateCache, covered
+from stream.artifact_store import ArtifactStore
 from stream.contract import ArtifactManifest
 from stream.hrnn_runtime import HRNNRuntime, unpack
 from stream.live_state import Past, UserHistory
@@ -61,30 +62,41 @@ class Model:
     def user_state(self, history: Past, user_id: str | None = None,
                    live: SessionState | None = None) -> np.ndarray | None:
         """HRNN: the session state h (1, H) after this history; None for a user with no known
-        events. `live`: the user's session state; when the stream workers keep its recurrent
-        state under this very version, that is the answer (stream/live_state.py). Otherwise,
-        with a user id, resumed from (and kept in) this process's state cache."""
+        events. The one place that decides where it comes from, the first of:
+        - `live`, the user's session state, when the stream workers keep its recurrent state
+          under this very version (stream/live_state.py): no step of the model at all;
+        - a state of this user that the history extends, stepped over the events since: this
+          process's state cache, else the artifact's state as of training (`resumable`);
+        - a rerun of the history's latest window.
+        The last two are kept in the state cache, under the user id."""
         assert self.runtime is not None
         if live is not None and live.model == self.arn and live.h is not None:
             return unpack(live.h)[0]
         n = len(history)
         if not n:
             return None
-        window = self.runtime.max_user_history_length
-        cached = self.states.get(self.arn, user_id) if self.states is not None and user_id else None
-        if cached is None and user_id:
-            cached = self.trained_state(user_id)
-        done = covered(cached, history, window)
-        if cached is not None and done == n:
-            return cached.h_session
-        if cached is not None and done:
-            hs, hu = self.runtime.state_of(history.events(done),
-                                           (cached.h_session, cached.h_user, cached.last[1]))
+        start = self.resumable(history, user_id)
+        if start is not None and start.n == n:
+            return start.h_session
+        if start is not None:
+            hs, hu = self.runtime.state_of(history.events(start.n),
+                                           (start.h_session, start.h_user, start.last[1]))
         else:
-            hs, hu = self.runtime.state_of(history.latest(window))
+            hs, hu = self.runtime.state_of(history.latest(self.runtime.max_user_history_length))
         if self.states is not None and user_id:
             self.states.put(self.arn, user_id, State(n, history.event(n - 1), hs, hu))
         return hs
+
+    def resumable(self, history: Past, user_id: str | None) -> State | None:
+        """The user's cached state, else the artifact's, where `history` extends it within the
+        model's window (serving.state_cache.covered); None: rerun."""
+        assert self.runtime is not None
+        if not user_id:
+            return None
+        cached = self.states.get(self.arn, user_id) if self.states is not None else None
+        if cached is None:
+            cached = self.trained_state(user_id)
+        return cached if covered(cached, history, self.runtime.max_user_history_length) else None
 
     def trained_state(self, user_id: str) -> State | None:
         """The state the artifact keeps for a user it knows, after its history as of training:
@@ -192,6 +204,9 @@ class Models:
 
     def __init__(self, data_dir: Path, settings: Settings | None = None) -> None:
         self.data_dir, self.settings = data_dir, settings
+        # where a version's artifact location is: the data dir, or OPZ_S3_BUCKET via the cache
+        self.artifacts = ArtifactStore(data_dir, settings.s3_bucket, settings.s3_endpoint_url) \
+            if settings else ArtifactStore(data_dir)
         self._models: dict[str, Model] = {}
         self._lock = threading.Lock()
 
@@ -201,7 +216,7 @@ class Models:
             with self._lock:
                 model = self._models.get(arn)
                 if model is None:
-                    model = self._models[arn] = load(arn, self.data_dir / artifact, self.settings)
+                    model = self._models[arn] = load(arn, self.artifacts.local(artifact), self.settings)
                     freeze_loaded()
         return model
 

@@ -6,8 +6,7 @@ writes an artifact directory and returns the version's metrics.
 """
 from __future__ import annotations
 
-import contextlib
-import shutil
+import logging
 import uuid
 from typing import Annotated, Any, Literal, Protocol
 
@@ -35,6 +34,7 @@ from serving.errors import (
 )
 from serving.jobs import ACTIVE, PENDING, RUNNING, STOPPING, JobFailed, Progress
 from serving.resources import AlreadyExists, Body
+from stream.artifact_store import ArtifactError, ArtifactStore, artifact_location
 from stream.contract import dataset_group_name
 from stream.recipes import RECIPES, check_hyperparameters, schedule_seconds
 
@@ -44,6 +44,7 @@ EPOCH = 1_700_000_000.0  # recipes' creationDateTime: they ship with the code
 # what training measures beyond Personalize's metrics: DescribeSolutionVersion and the report
 # show them, GetSolutionMetrics answers with Personalize's names only
 REPORT_ONLY_METRICS = frozenset({"hit_rate_at_10", "coverage_at_10"})
+log = logging.getLogger(__name__)
 
 
 class Trainer(Protocol):
@@ -52,7 +53,7 @@ class Trainer(Protocol):
     def train(self, *, version_arn: str, dataset_group: str, recipe_arn: str, hyperparameters: dict[str, str],
               event_type: str | None, event_value_threshold: float | None, parent: str | None,
               progress: Progress) -> dict[str, Any]: ...
-    # returns {"artifact": <dir relative to the data dir>, "metrics": {...}, "trainingHours": h}
+    # returns {"artifact": <location: stream.artifact_store>, "metrics": {...}, "trainingHours": h}
 
 
 class AutoTrainingConfig(Req):
@@ -254,13 +255,14 @@ def delete_solution(req: SolutionArn, ctx: Ctx) -> Body:
 
 def _drop_artifact(ctx: Ctx, version: Body) -> None:
     """A deleted version's files: its model and the ids and histories of the users it was trained
-    on (the trainer's `artifacts/<solution>/<version id>`, or what a crash left of it)."""
-    solution, version_id = version["solutionVersionArn"].split(":solution/", 1)[1].rsplit("/", 1)
-    folder = ctx.settings.data_dir / "artifacts" / solution
-    for path in (folder / version_id, folder / f".{version_id}.tmp"):
-        shutil.rmtree(path, ignore_errors=True)
-    with contextlib.suppress(OSError):  # another version's, or another account's solution of this name
-        folder.rmdir()
+    on (at the trainer's location `artifacts/<solution>/<version id>`, in the data dir or the
+    bucket, its local cache, or what a crash left staged)."""
+    store = ctx.models.artifacts if ctx.models else ArtifactStore.of(ctx.settings)
+    try:
+        store.delete(artifact_location(version["solutionVersionArn"]))
+    except ArtifactError as exc:  # the store is down: the resource is gone; its objects stay behind
+        log.warning("solution version %s deleted; its artifact was not: %s",
+                    version["solutionVersionArn"], exc)
 
 
 # ---- solution versions ----
@@ -354,7 +356,7 @@ def run_training(ctx: Ctx, trainer: Trainer, job: Body, progress: Progress) -> B
             version_arn=job["solutionVersionArn"], dataset_group=dataset_group_name(job["datasetGroupArn"]),
             recipe_arn=recipe.arn, hyperparameters=params, event_type=job.get("eventType"),
             event_value_threshold=float(threshold) if threshold else None, parent=parent, progress=progress)
-    except ValueError as exc:  # too little data, nothing to train on: the user can act on it
+    except (ValueError, ArtifactError) as exc:  # too little data, a parent's artifact gone: say so
         raise JobFailed(str(exc)) from None
     return {**out, "tunedHPOParams": {"algorithmHyperParameters": params}}
 

@@ -191,6 +191,9 @@ class ArtifactManifest(BaseModel):
     data_cut: int | None = Field(None, description="newest interaction time trained on (UPDATE's start)")
     files: dict[str, str] = Field(default_factory=dict, description="role -> file name")
     metrics: dict[str, float] = Field(default_factory=dict)
+    # file name -> SHA-256 (hex) of every other file of the directory, recorded as the artifact
+    # is published (stream/artifact_store.py): what a reader checks each download against
+    checksums: dict[str, str] = Field(default_factory=dict)
 
 
 

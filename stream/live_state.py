@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from stream.artifact_store import ArtifactCorrupt, ArtifactStore
 from stream.contract import ArtifactManifest
 from stream.hrnn_runtime import HRNNRuntime, pack, unpack
 from stream.session import Interaction
@@ -26,6 +28,9 @@ from stream.store import SessionStore
 
 log = logging.getLogger(__name__)
 REFRESH_S = 1.0  # how soon workers follow a newly deployed version
+# a version whose artifact failed its checksum is downloaded again only this much later: it
+# does not heal by itself, and a 1M-item artifact is ~1.5 GB
+CORRUPT_RETRY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -159,9 +164,11 @@ class LiveModel:
 class LiveModels:
     """dataset group -> its LiveModel (the applier's `Live`), following what the API publishes."""
 
-    def __init__(self, data_dir: Path, store: SessionStore) -> None:
+    def __init__(self, data_dir: Path, store: SessionStore, artifacts: ArtifactStore | None = None) -> None:
         self.data_dir, self.store = data_dir, store
+        self.artifacts = artifacts or ArtifactStore(data_dir)  # the data dir's, or OPZ_S3_BUCKET's
         self._by_group: dict[str, LiveModel] = {}
+        self._corrupt_until: dict[str, float] = {}  # model ARN -> when to try its artifact again
 
     def __call__(self, dataset_group: str) -> LiveModel | None:
         return self._by_group.get(dataset_group)
@@ -176,12 +183,19 @@ class LiveModels:
             current = self._by_group.get(group)
             if current is not None and current.model == published["model"]:
                 continue
-            try:  # loading reads ONNX graphs and embeddings: off the event loop
-                self._by_group[group] = await asyncio.to_thread(
-                    LiveModel, published["model"], self.data_dir / published["artifact"])
+            if self._corrupt_until.get(str(published["model"]), 0.0) > time.monotonic():
+                continue
+            try:  # loading (a download, then ONNX graphs and embeddings): off the event loop
+                self._by_group[group] = await asyncio.to_thread(self._load, published)
                 log.info("dataset group %s: users' state now follows %s", group, published["model"])
+            except ArtifactCorrupt as exc:
+                self._corrupt_until[str(published["model"])] = time.monotonic() + CORRUPT_RETRY_S
+                log.error("cannot load %s for live state: %s", published["model"], exc)
             except (OSError, ValueError) as exc:  # e.g. the volume is not there yet: try again later
                 log.warning("cannot load %s for live state: %s", published["model"], exc)
+
+    def _load(self, published: Mapping[str, object]) -> LiveModel:
+        return LiveModel(str(published["model"]), self.artifacts.local(str(published["artifact"])))
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from stream.locations import Locations, roots_of, s3_roots_of
+from stream.locations import BUCKET, Locations, roots_of, s3_roots_of
 
 
 class Settings(BaseSettings):
@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     # endpoint when set (an S3-compatible store), else AWS's
     s3_roots: str = ""
     s3_endpoint_url: str | None = None
+    # the bucket that holds model artifacts (artifacts/<solution>/<version>/, at that endpoint,
+    # with the same credentials), so trainers, API processes and stream workers on any hosts
+    # share them without a shared disk; each reader keeps a verified copy under
+    # <data dir>/cache. Unset: artifacts are folders of the data dir (embedded default)
+    s3_bucket: str | None = None
     log_level: str = "info"
 
     @computed_field  # type: ignore[prop-decorator]
@@ -161,6 +166,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _s3_roots_parse(self) -> Settings:
         s3_roots_of(self.s3_roots)  # a typo fails at start, not on the first job
+        if self.s3_bucket is not None and not BUCKET.match(self.s3_bucket):
+            raise ValueError(f"OPZ_S3_BUCKET: {self.s3_bucket[:70]!r} is not an S3 bucket name")
         return self
 
     def arn(self, kind: str, name: str, account: str | None = None, region: str | None = None) -> str:

@@ -13,6 +13,7 @@ from stream.agents import TOPIC_SCAN_S, event_topics, register_agents
 from stream.app import make_faust_app
 from stream.applier import run_consumer
 from stream.archive import Archive
+from stream.artifact_store import ArtifactStore
 from stream.contract import events_topic_pattern, records_topic_pattern
 from stream.datasets import DATASETS_GROUP, DatasetStore
 from stream.dead_letters import KafkaDeadLetters, Postbox
@@ -108,7 +109,7 @@ async def _run(settings: Settings, stop: asyncio.Event, on_crash: Callable[[], N
     archive = Archive(settings.data_dir / "archive")
     await archive.start()
     app = make_faust_app(settings)
-    live = LiveModels(settings.data_dir, store)
+    live = LiveModels(settings.data_dir, store, ArtifactStore.of(settings))
     following = asyncio.create_task(live.run(stop))
     register_agents(app, topics=topics, pattern=pattern, store=store, archive=archive, letters=letters,
                     limits=limits_from(settings), bootstrap=bootstrap, metrics=metrics, live=live)

@@ -106,6 +106,26 @@ class Server(Process):
         return json.loads(done.stdout)
 
 
+@contextmanager
+def two_hosts(tmp_path: Path, env: dict[str, str],
+              second_env: dict[str, str] | None = None) -> Iterator[tuple[Server, Server]]:
+    """Two servers as on two hosts: a data dir each (under tmp_path/a and /b), sharing only
+    what `env` names (a database, a bucket)."""
+    for host in ("a", "b"):
+        (tmp_path / host).mkdir(exist_ok=True)
+    first = Server(tmp_path / "a" / "data", env=env).start()
+    try:
+        second = Server(tmp_path / "b" / "data", env=second_env or env).start()
+    except BaseException:
+        first.stop()
+        raise
+    try:
+        yield first, second
+    finally:
+        first.stop()
+        second.stop()
+
+
 class Worker(Process):
     """`personalize stream worker` as a real process."""
 

@@ -6,16 +6,16 @@ that came in through PutEvents (the archive). Metrics follow Personalize's proto
 measured on the held-out ones, and that model is the one deployed (the held-out rows are
 ~1% of the data). Popularity-Count is measured on the same split, so the lift is visible.
 
-An artifact is a directory `<data dir>/artifacts/<solution>/<version id>/` holding
+An artifact is a directory at the location `artifacts/<solution>/<version id>` holding
 `manifest.json` (stream.contract.ArtifactManifest), `item_ids.json`, `popularity.npy` and
-the recipe's files; it is written to a temporary name and renamed, so it is whole or absent.
+the recipe's files. It is written to a staging folder, then published whole by
+stream.artifact_store (renamed into the data dir, or uploaded to OPZ_S3_BUCKET with the
+manifest last), with each file's SHA-256 in the manifest: it is whole or absent.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from stream.archive import read_events
+from stream.artifact_store import ArtifactStore, artifact_location
 from stream.contract import EVENTS_PER_TYPE, ArtifactManifest
 from stream.datasets import DatasetStore, interactions_from_events
 from stream.recipes import RECIPES
@@ -49,8 +50,10 @@ Progress = Callable[..., None]
 class Trainer:
     """What the job runner calls for each solution version (the composition root builds it)."""
 
-    def __init__(self, data_dir: Path, min_interactions: int = MIN_INTERACTIONS) -> None:
+    def __init__(self, data_dir: Path, min_interactions: int = MIN_INTERACTIONS,
+                 artifacts: ArtifactStore | None = None) -> None:
         self.data_dir = data_dir
+        self.artifacts = artifacts or ArtifactStore(data_dir)  # where artifacts are written and read
         self.datasets = DatasetStore(data_dir / "datasets")
         self.min_interactions = min_interactions
 
@@ -94,7 +97,7 @@ class Trainer:
         table, skipped = self.table(dataset_group)
         data = from_table(table, event_type=event_type, event_value_threshold=event_value_threshold)
         self.check_enough(data, event_type, skipped)
-        parent_dir = self.data_dir / parent if parent else None
+        parent_dir = self.artifacts.local(parent) if parent else None
         if parent_dir is not None:  # keep the parent's item codes; new items come after them
             data = recode_items(data, np.asarray(json.loads((parent_dir / "item_ids.json").read_text()),
                                                  dtype=object))
@@ -105,11 +108,8 @@ class Trainer:
         progress(message="measuring")
         metrics = evaluate(model, split, data.n_items)
         baseline = evaluate(popularity.fit(split.train), split, data.n_items)
-        solution, version = version_arn.split(":solution/", 1)[1].rsplit("/", 1)
-        rel = Path("artifacts") / solution / version
-        final, tmp = self.data_dir / rel, self.data_dir / rel.with_name(f".{version}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        location = artifact_location(version_arn)
+        tmp = self.artifacts.staging(location)
         (tmp / "item_ids.json").write_text(json.dumps(data.item_ids.tolist()))
         typed = typed_history(table, data, EVENTS_PER_TYPE)
         write_user_events(typed, tmp)
@@ -123,10 +123,8 @@ class Trainer:
                                     hidden_dimension=int(hyperparameters.get("hidden_dimension", 0)) or None,
                                     data_cut=int(data.time.max()), files=files, metrics=metrics)
         (tmp / "manifest.json").write_text(manifest.model_dump_json(indent=2))
-        if final.exists():  # a re-run after a crash: this run's artifact replaces the old one
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        return {"artifact": str(rel), "metrics": metrics, "baselineMetrics": {"popularity": baseline},
+        self.artifacts.publish(tmp, location)  # a re-run after a crash replaces the old one
+        return {"artifact": location, "metrics": metrics, "baselineMetrics": {"popularity": baseline},
                 "trainingHours": (time.monotonic() - started) / 3600,
                 "dataCut": int(data.time.max()), "interactions": len(data),
                 "skippedInteractions": skipped}

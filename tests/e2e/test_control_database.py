@@ -9,7 +9,7 @@ from pathlib import Path
 
 import botocore.exceptions
 import pytest
-from support import Server
+from support import Server, two_hosts
 
 ACCOUNT = "222222222222"
 
@@ -17,17 +17,9 @@ ACCOUNT = "222222222222"
 @pytest.fixture
 def servers(tmp_path: Path, fresh_database: str) -> Iterator[tuple[Server, Server]]:
     env = {"OPZ_DATABASE_URL": fresh_database}
-    for host in ("a", "b", "operator"):
-        (tmp_path / host).mkdir()
-    first = Server(tmp_path / "a" / "data", env=env).start()
-    try:
-        second = Server(tmp_path / "b" / "data", env=env).start()
-    except BaseException:
-        first.stop()
-        raise
-    yield first, second
-    first.stop()
-    second.stop()
+    (tmp_path / "operator").mkdir()
+    with two_hosts(tmp_path, env) as both:
+        yield both
 
 
 def test_servers_without_a_shared_disk_share_resources_and_keys(servers: tuple[Server, Server],
