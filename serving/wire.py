@@ -1,9 +1,11 @@
-"""Wire models for the rest-json events API, with boto's camelCase member names.
+"""Wire models for the rest-json APIs (events and runtime), with boto's camelCase member names.
 
-Limits come from botocore's personalize-events service model (2018-03-22): each request
-model first checks its body against that model itself (serving.service_model, raising
-Refused), then against its own fields. `to_event` is the one place where wire becomes
-domain (stream.contract.Event).
+Limits come from botocore's personalize-events and personalize-runtime service models: each
+request model first checks its body against that model itself (serving.service_model, raising
+Refused), then against its own fields. The shapes they share (`Str256`, `Arn`, `Wire`) are
+defined here once; a minimum length the service model sets (events' ids: at least one
+character) is its check, so `Str256` bounds only the length that both APIs share. `to_event`
+is the one place where wire becomes domain (stream.contract.Event).
 """
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from serving import service_model
 from stream.contract import MAX_IMPRESSIONS, DatasetRecord, Event, sent_at_problem
 
-Str256 = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Str256 = Annotated[str, StringConstraints(max_length=256)]
+Str1000 = Annotated[str, StringConstraints(max_length=1000)]
+Arn = Annotated[str, StringConstraints(max_length=256, pattern=r"arn:([a-z\d-]+):personalize:.*:.*:.+")]
 # keys Personalize reserves and refuses inside `properties` (case-insensitive)
 RESERVED_PROPERTIES = {"userid", "sessionid", "eventtype", "timestamp", "recommendationid",
                        "impression"}
@@ -176,9 +180,6 @@ class WireUser(Wire):
     _object = field_validator("properties")(lambda v: v if v is None else _json_object(v))
 
 
-Arn = Annotated[str, StringConstraints(max_length=256, pattern=r"arn:([a-z\d-]+):personalize:.*:.*:.+")]
-
-
 class PutItemsRequest(Wire):
     datasetArn: Arn
     items: Annotated[list[WireItem], Field(min_length=1, max_length=10)]
@@ -218,3 +219,41 @@ def to_event(wire: PutEventsRequest, ev: WireEvent, *, dataset_group: str, now: 
         attribution_source=ev.metricAttribution.eventAttributionSource
         if ev.metricAttribution else None,
     )
+
+
+MAX_RESULTS = 500  # GetRecommendations' numResults and GetPersonalizedRanking's inputList
+PROMOTION_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9\-_]*$"
+
+
+class Promotion(Wire):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=PROMOTION_NAME)]
+    percentPromotedItems: Annotated[int, Field(ge=1, le=100)]
+    filterArn: Arn
+    filterValues: dict[str, Str1000] | None = None
+
+
+class GetRecommendations(Wire):
+    campaignArn: Arn | None = None
+    recommenderArn: Arn | None = None
+    itemId: Str256 | None = None
+    userId: Str256 | None = None
+    numResults: Annotated[int, Field(ge=0)] | None = None
+    context: dict[str, Str1000] | None = None
+    filterArn: Arn | None = None
+    filterValues: dict[str, Str1000] | None = None
+    promotions: Annotated[list[Promotion], Field(max_length=1)] | None = None
+    metadataColumns: dict[str, list[str]] | None = None
+    _botocore = model_validator(mode="before")(service_model.before("personalize-runtime",
+                                                                    "GetRecommendations"))
+
+
+class GetPersonalizedRanking(Wire):
+    campaignArn: Arn
+    inputList: Annotated[list[Str256], Field(min_length=1, max_length=MAX_RESULTS)]
+    userId: Str256
+    context: dict[str, Str1000] | None = None
+    filterArn: Arn | None = None
+    filterValues: dict[str, Str1000] | None = None
+    metadataColumns: dict[str, list[str]] | None = None
+    _botocore = model_validator(mode="before")(service_model.before("personalize-runtime",
+                                                                    "GetPersonalizedRanking"))

@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.direct_routes import DirectRoutes, read_body, replay
 from serving.errors import InvalidInputException, install_error_handlers
-from serving.runtime_api import GetRecommendations
+from serving.wire import GetRecommendations
 
 
 def runtime_router() -> APIRouter:

@@ -11,8 +11,8 @@ import pytest
 from model_requests import Requests
 
 from serving import coverage
-from serving.runtime_api import GetRecommendations
 from serving.service_model import EXTENSIONS, SERVICES, Refused, check, checker, java_regex, service_model
+from serving.wire import GetRecommendations
 
 ARN = "arn:aws:personalize:us-east-1:000000000000:campaign/shop"
 JOB = {"jobName": "j", "datasetArn": "arn:aws:personalize:us-east-1:000000000000:dataset/g/ITEMS"}
