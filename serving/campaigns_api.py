@@ -12,7 +12,6 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from serving.control_api import (
-    Arn,
     Ctx,
     Name,
     Page,
@@ -35,6 +34,7 @@ from serving.errors import (
 from serving.jobs import ACTIVE
 from serving.ranking import parse_exploration
 from serving.resources import AlreadyExists, Body
+from serving.wire import Arn
 from stream.artifact_store import ArtifactError, ArtifactUnreachable
 
 

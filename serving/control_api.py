@@ -37,6 +37,7 @@ from serving.jobs import PENDING, RUNNING
 from serving.public_trackers import PublicTrackerError, from_tags
 from serving.quotas import quota
 from serving.quotas import refusal as quota_refusal
+from serving.wire import Arn
 from stream.contract import dataset_group_name
 from stream.erasure import erase_group
 from stream.settings import Settings
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
 TARGET_PREFIX = "AmazonPersonalize."
 Name = Annotated[str, StringConstraints(min_length=1, max_length=63,
                                         pattern=r"^[a-zA-Z0-9][a-zA-Z0-9\-_]*$")]
-Arn = Annotated[str, StringConstraints(max_length=256, pattern=r"arn:([a-z\d-]+):personalize:.*:.*:.+")]
 
 
 class Req(BaseModel):

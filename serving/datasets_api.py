@@ -15,7 +15,6 @@ from typing import Annotated, Literal, Protocol
 from pydantic import Field, StringConstraints
 
 from serving.control_api import (
-    Arn,
     Ctx,
     ListByDatasetGroup,
     Name,
@@ -36,6 +35,7 @@ from serving.errors import (
 )
 from serving.jobs import ACTIVE, FAILED, PENDING, RUNNING, JobFailed, Progress
 from serving.resources import AlreadyExists, Body
+from serving.wire import Arn
 from stream.archive import Erased
 from stream.contract import dataset_group_name
 from stream.dataset_schema import DATASET_TYPES, Schema, SchemaError, check_dataset_type, parse_schema

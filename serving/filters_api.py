@@ -16,7 +16,6 @@ from typing import Annotated, Any
 from pydantic import Field, StringConstraints
 
 from serving.control_api import (
-    Arn,
     Ctx,
     ListByDatasetGroup,
     Name,
@@ -34,6 +33,7 @@ from serving.filters import Catalog, Filter, FilterError, parse
 from serving.filters import allowed as allowed_items
 from serving.models import Model, freeze_loaded
 from serving.resources import AlreadyExists, Body
+from serving.wire import Arn
 from stream.contract import dataset_group_name
 from stream.dataset_schema import parse_schema
 from stream.datasets import DatasetStore

@@ -13,7 +13,6 @@ from typing import Annotated, Any, Literal, Protocol
 from pydantic import Field, StringConstraints
 
 from serving.control_api import (
-    Arn,
     Ctx,
     ListByDatasetGroup,
     Name,
@@ -34,6 +33,7 @@ from serving.errors import (
 )
 from serving.jobs import ACTIVE, PENDING, RUNNING, STOPPING, JobFailed, Progress
 from serving.resources import AlreadyExists, Body
+from serving.wire import Arn
 from stream.artifact_store import ArtifactError, ArtifactStore, artifact_location
 from stream.contract import dataset_group_name
 from stream.recipes import RECIPES, check_hyperparameters, schedule_seconds
