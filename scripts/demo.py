@@ -231,7 +231,7 @@ def main() -> int:
               f"  aws --endpoint-url {url} personalize-events put-events --tracking-id {tracking_id} "
               f"--user-id {args.user} --session-id s1 "
               "--event-list eventType=click,itemId=1,sentAt=1700000000\n"
-              f"  personalize solution-version report {version} --endpoint {url}   # HTML report")
+              f"  personalize solution-version report {version} --endpoint-url {url}   # HTML report")
         if not args.no_wait:
             server.wait()
     except KeyboardInterrupt:

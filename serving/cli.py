@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -178,6 +179,13 @@ def _s3_url(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def endpoint_of(given: str | None, env: Mapping[str, str], settings: Settings) -> str:
+    """The server a client command talks to: --endpoint-url, else the AWS CLI's environment
+    (AWS_ENDPOINT_URL_PERSONALIZE, then AWS_ENDPOINT_URL), else this machine's OPZ_HOST:OPZ_PORT."""
+    return (given or env.get("AWS_ENDPOINT_URL_PERSONALIZE") or env.get("AWS_ENDPOINT_URL")
+            or f"http://{settings.host}:{settings.port}")
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from training.import_client import run
 
@@ -188,7 +196,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         print("personalize import: give at least one of --interactions, --items, --users",  # noqa: T201
               file=sys.stderr)
         return 2
-    return run(args.endpoint or f"http://{settings.host}:{settings.port}", args.dataset_group, files,
+    return run(endpoint_of(args.endpoint, os.environ, settings), args.dataset_group, files,
                args.mode, upload_to=args.upload_to)
 
 
@@ -196,16 +204,20 @@ def cmd_version_report(args: argparse.Namespace) -> int:
     from training.report import run
 
     settings = _settings(args)
-    out = args.out or Path(f"{args.solution_version_arn.rsplit('/', 2)[-2]}-"
-                           f"{args.solution_version_arn.rsplit('/', 1)[-1]}.html")
-    return run(args.endpoint or f"http://{settings.host}:{settings.port}", args.solution_version_arn, out)
+    parts = args.solution_version_arn.split(":solution/", 1)[-1].split("/")
+    if ":solution/" not in args.solution_version_arn or len(parts) != 2 or not all(parts):
+        print(f"personalize solution-version report: {args.solution_version_arn!r} is not a solution "  # noqa: T201
+              "version ARN (arn:aws:personalize:REGION:ACCOUNT:solution/NAME/ID)", file=sys.stderr)
+        return 2
+    out = args.out or Path(f"{parts[0]}-{parts[1]}.html")
+    return run(endpoint_of(args.endpoint, os.environ, settings), args.solution_version_arn, out)
 
 
 def cmd_version_wait(args: argparse.Namespace) -> int:
     from training.report import watch
 
     settings = _settings(args)
-    return watch(args.endpoint or f"http://{settings.host}:{settings.port}", args.solution_version_arn)
+    return watch(endpoint_of(args.endpoint, os.environ, settings), args.solution_version_arn)
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -252,10 +264,24 @@ def cmd_api_coverage(args: argparse.Namespace) -> int:
     return 0
 
 
+ENDPOINT_HELP = ("server URL (default: AWS_ENDPOINT_URL_PERSONALIZE, AWS_ENDPOINT_URL, else "
+                 "http://OPZ_HOST:OPZ_PORT)")
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("openpersonalize")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `personalize` command line (also what the deployment tests parse commands with)."""
     ap = argparse.ArgumentParser(prog="personalize",
                                  description="openpersonalize: Amazon Personalize's API, self-hosted.")
+    ap.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="<command>")
     serve = sub.add_parser("serve", help="run the API server (embedded unless Kafka/Redis are set)")
     serve.add_argument("--data-dir", type=Path, help="data directory (OPZ_DATA_DIR)")
@@ -299,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--users", type=Path, help="USERS CSV file or folder")
     imp.add_argument("--mode", choices=("FULL", "INCREMENTAL"), default="FULL",
                      help="FULL replaces the dataset's rows, INCREMENTAL adds to them (default FULL)")
-    imp.add_argument("--endpoint", help="server URL (default http://OPZ_HOST:OPZ_PORT)")
+    imp.add_argument("--endpoint-url", "--endpoint", dest="endpoint", help=ENDPOINT_HELP)
     imp.add_argument("--upload-to", metavar="S3_URL", type=_s3_url,
                      help="upload the files to s3://bucket/prefix first and import them from there "
                      "(needed for a server on another machine; AWS_ENDPOINT_URL_S3 names an "
@@ -311,12 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
                                     "Popularity-Count and with its parent")
     report.add_argument("solution_version_arn", metavar="ARN")
     report.add_argument("--out", type=Path, help="HTML file to write (default <solution>-<version>.html)")
-    report.add_argument("--endpoint", help="server URL (default http://OPZ_HOST:OPZ_PORT)")
+    report.add_argument("--endpoint-url", "--endpoint", dest="endpoint", help=ENDPOINT_HELP)
     report.set_defaults(fn=cmd_version_report)
     wait = version_sub.add_parser("wait", help="print a version's training progress (epochs, loss, ETA) "
                                   "until it is ACTIVE or failed")
     wait.add_argument("solution_version_arn", metavar="ARN")
-    wait.add_argument("--endpoint", help="server URL (default http://OPZ_HOST:OPZ_PORT)")
+    wait.add_argument("--endpoint-url", "--endpoint", dest="endpoint", help=ENDPOINT_HELP)
     wait.set_defaults(fn=cmd_version_wait)
     keys = sub.add_parser("keys", help="access keys: once one exists, every call must be signed with one")
     keys_sub = keys.add_subparsers(dest="keys_cmd", required=True, metavar="<command>")

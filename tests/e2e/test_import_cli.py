@@ -16,7 +16,7 @@ def personalize(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_import_creates_what_is_missing_and_shows_progress(embedded_server: Server) -> None:
-    run = personalize("import", "ml100k", "--endpoint", embedded_server.url,
+    run = personalize("import", "ml100k", "--endpoint-url", embedded_server.url,
                       "--interactions", str(ML100K / "interactions.csv"),
                       "--items", str(ML100K / "items.csv"), "--users", str(ML100K / "users.csv"))
     assert run.returncode == 0, run.stderr
