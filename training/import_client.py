@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import ipaddress
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -186,6 +187,9 @@ def run(endpoint: str, dataset_group: str, files: dict[str, Path], mode: str,
         out.write(f"error: the server at {endpoint} cannot read this machine's files: upload them "
                   "with --upload-to s3://bucket/prefix (under the server's OPZ_S3_ROOTS)\n")
         return 2
+    if unreadable := next((p for p in files.values() if not p.is_file() or not os.access(p, os.R_OK)), None):
+        out.write(f"error: cannot read {unreadable}: no such file, or not readable\n")
+        return 2
     control = Control(endpoint)
     try:
         group_arn = find_group(control, dataset_group)
@@ -208,6 +212,11 @@ def run(endpoint: str, dataset_group: str, files: dict[str, Path], mode: str,
         out.write(f"error: {exc}\n")
         return 1
     except urllib.error.URLError as exc:
-        out.write(f"error: no server at {endpoint} ({exc.reason}); start one with `personalize serve`\n")
+        out.write(no_server(endpoint, exc))
         return 1
     return 0
+
+
+def no_server(endpoint: str, exc: urllib.error.URLError) -> str:
+    """The one line a client command prints when nothing answers at `endpoint`."""
+    return f"error: no server at {endpoint} ({exc.reason}); start one with `personalize serve`\n"

@@ -8,11 +8,13 @@ fetches the versions through the control plane, as any client would.
 from __future__ import annotations
 
 import html
+import sys
 import time
+import urllib.error
 from pathlib import Path
 from typing import Any
 
-from training.import_client import ApiError, Control
+from training.import_client import ApiError, Control, no_server
 
 SHOWN = ("normalized_discounted_cumulative_gain_at_10", "normalized_discounted_cumulative_gain_at_25",
          "mean_reciprocal_rank_at_25", "precision_at_10", "precision_at_25", "coverage")
@@ -71,6 +73,14 @@ def render(version: dict[str, Any], parent: dict[str, Any] | None) -> str:
             "</body></html>")
 
 
+def not_reportable(version: dict[str, Any]) -> str | None:
+    """Why a version has no report (its metrics do not exist yet, or never will); None: it has."""
+    if version["status"] == "ACTIVE":
+        return None
+    return (f"{version['solutionVersionArn']} is {version['status']}: a report needs an ACTIVE version "
+            "(`personalize solution-version wait ARN` follows a training)")
+
+
 def run(endpoint: str, version_arn: str, out: Path) -> int:
     control = Control(endpoint)
     try:
@@ -79,7 +89,13 @@ def run(endpoint: str, version_arn: str, out: Path) -> int:
         if parent_arn := version.get("parentSolutionVersionArn"):
             parent = control("DescribeSolutionVersion", solutionVersionArn=parent_arn)["solutionVersion"]
     except ApiError as exc:
-        print(f"error: {exc}")  # noqa: T201 - CLI output
+        print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - CLI output
+        return 1
+    except urllib.error.URLError as exc:
+        print(no_server(endpoint, exc), end="", file=sys.stderr)  # noqa: T201
+        return 1
+    if (why := not_reportable(version)) is not None:
+        print(f"error: {why}", file=sys.stderr)  # noqa: T201
         return 1
     out.write_text(render(version, parent))
     print(f"wrote {out}")  # noqa: T201
@@ -93,7 +109,10 @@ def watch(endpoint: str, version_arn: str, poll_s: float = 0.5) -> int:
         try:
             version = control("DescribeSolutionVersion", solutionVersionArn=version_arn)["solutionVersion"]
         except ApiError as exc:
-            print(f"error: {exc}")  # noqa: T201 - CLI output
+            print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - CLI output
+            return 1
+        except urllib.error.URLError as exc:
+            print(no_server(endpoint, exc), end="", file=sys.stderr)  # noqa: T201
             return 1
         line = f"{version['status']}: {version.get('progress', {}).get('message', '')}".rstrip(": ")
         if line != last:

@@ -50,6 +50,15 @@ def test_import_reports_a_failed_job_and_a_missing_server(embedded_server: Serve
     nobody = personalize("import", "shop", "--endpoint", "http://127.0.0.1:9", "--interactions", str(good))
     assert nobody.returncode == 1 and "no server at http://127.0.0.1:9" in nobody.stderr
     assert personalize("import", "shop").returncode == 2
+    missing = personalize("import", "never-made", "--endpoint-url", embedded_server.url,
+                          "--interactions", "/nope/x.csv")
+    assert missing.returncode == 2 and "cannot read /nope/x.csv" in missing.stderr
+    groups = embedded_server.client("personalize").list_dataset_groups()["datasetGroups"]
+    assert "never-made" not in {g["name"] for g in groups}  # nothing made before the files were checked
+    for command in (("solution-version", "wait"), ("solution-version", "report")):
+        gone = personalize(*command, "arn:aws:personalize:us-east-1:000000000000:solution/s/1",
+                           "--endpoint-url", "http://127.0.0.1:9")
+        assert gone.returncode == 1 and "no server at http://127.0.0.1:9" in gone.stderr, command
 
 
 def test_import_signs_with_the_users_aws_credentials(tmp_path: Path) -> None:
