@@ -22,7 +22,6 @@ Goal (issue): signed calls cost <= 10% of the unsigned figures.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
 from ingest import UNTHROTTLED, aligned, write_report  # noqa: E402
-from serve import ROLE, drive  # noqa: E402
+from serve import INTERACTIONS, drive, import_csv, wait  # noqa: E402
 from support import DATASETS, Server  # noqa: E402
 
 from serving.sigv4 import Key, Request, verify  # noqa: E402
@@ -45,10 +44,6 @@ from serving.sigv4 import Key, Request, verify  # noqa: E402
 GOAL_LOSS = 0.10
 SCRAPE = {"Authorization": "Bearer bench-scrape"}  # /metrics of a signed server takes a token
 RECIPE = "arn:aws:personalize:::recipe/aws-popularity-count"
-INTERACTIONS = json.dumps({"type": "record", "name": "Interactions", "fields": [
-    {"name": "USER_ID", "type": "string"}, {"name": "ITEM_ID", "type": "string"},
-    {"name": "TIMESTAMP", "type": "long"}, {"name": "EVENT_TYPE", "type": "string"},
-    {"name": "EVENT_VALUE", "type": ["null", "float"]}]})
 
 
 def verify_cost(n: int = 20_000) -> float:
@@ -74,24 +69,13 @@ def deploy(server: Server, csv: Path) -> tuple[str, str]:
     """A Popularity-Count campaign and an event tracker on ml-100k's ratings."""
     control = server.client("personalize")
     group = control.create_dataset_group(name="bench")["datasetGroupArn"]
-    schema = control.create_schema(name="bench", schema=INTERACTIONS)["schemaArn"]
-    dataset = control.create_dataset(name="bench", schemaArn=schema, datasetGroupArn=group,
-                                     datasetType="INTERACTIONS")["datasetArn"]
-    job = control.create_dataset_import_job(jobName="bench", datasetArn=dataset, roleArn=ROLE,
-                                            dataSource={"dataLocation": str(csv)})["datasetImportJobArn"]
-    wait(lambda: control.describe_dataset_import_job(datasetImportJobArn=job)["datasetImportJob"])
+    import_csv(control, group, "INTERACTIONS", INTERACTIONS, csv)
     solution = control.create_solution(name="bench", datasetGroupArn=group, recipeArn=RECIPE)["solutionArn"]
     version = control.create_solution_version(solutionArn=solution)["solutionVersionArn"]
     wait(lambda: control.describe_solution_version(solutionVersionArn=version)["solutionVersion"])
     campaign = control.create_campaign(name="bench", solutionVersionArn=version)["campaignArn"]
     tracker = control.create_event_tracker(name="bench", datasetGroupArn=group)["trackingId"]
     return campaign, tracker
-
-
-def wait(describe: Any) -> None:
-    while (body := describe())["status"] not in ("ACTIVE", "CREATE FAILED"):
-        time.sleep(0.2)
-    assert body["status"] == "ACTIVE", body
 
 
 def drained(server: Server, timeout_s: float = 120.0) -> None:
