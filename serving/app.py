@@ -64,7 +64,7 @@ async def embedded_agents(settings: Settings, event_log: EventLog, store: Sessio
     letters = SqliteDeadLetters(settings.data_dir / "events.db")
     await letters.start()
     limits = limits_from(settings)
-    datasets = DatasetStore(settings.data_dir / "datasets")
+    datasets = DatasetStore.of(settings)
     live = LiveModels(settings.data_dir, store, ArtifactStore.of(settings))
 
     def postbox(consumer: str) -> Postbox:

@@ -37,12 +37,11 @@ def _settings(args: argparse.Namespace) -> Settings:
 def api_app(settings: Settings) -> FastAPI:
     """The app of one API process; with --workers, each worker process builds its own."""
     from serving.app import create_app
-    from stream.artifact_store import ArtifactStore
     from training.importer import DatasetFiles
     from training.trainer import Trainer
 
     configure_logging(settings)  # a worker process starts with nothing configured
-    trainer = Trainer(settings.data_dir, settings.min_training_interactions, ArtifactStore.of(settings)) \
+    trainer = Trainer.of(settings) \
         if settings.train_in_server else None
     return create_app(settings, DatasetFiles.of(settings), trainer)
 
@@ -94,7 +93,6 @@ def cmd_trainer(args: argparse.Namespace) -> int:
     import signal
 
     from serving.app import run_trainer
-    from stream.artifact_store import ArtifactStore
     from stream.shutdown import exit_within
     from training.importer import DatasetFiles
     from training.trainer import Trainer
@@ -110,7 +108,7 @@ def cmd_trainer(args: argparse.Namespace) -> int:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stopping)
-        trainer = Trainer(settings.data_dir, settings.min_training_interactions, ArtifactStore.of(settings))
+        trainer = Trainer.of(settings)
         await run_trainer(settings, DatasetFiles.of(settings), trainer, args.schedule, stop)
 
     asyncio.run(main())

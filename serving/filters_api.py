@@ -97,7 +97,7 @@ class FilterInputs:
 
     def __init__(self, ctx: Ctx, ttl_s: float = 1.0) -> None:
         self.ctx, self.ttl_s = ctx, ttl_s
-        self.datasets = DatasetStore(ctx.settings.data_dir / "datasets")
+        self.datasets = DatasetStore.of(ctx.settings)
         self._reads: dict[tuple[str, ...], tuple[float, Any]] = {}
         self._filters: dict[str, tuple[str, Filter]] = {}
         self._catalogs: dict[str, tuple[tuple[str, ...], Catalog]] = {}

@@ -41,6 +41,8 @@ MIGRATIONS: list[tuple[str, ...]] = [
      "CREATE TABLE access_keys (access_key_id TEXT PRIMARY KEY, secret TEXT NOT NULL, account TEXT NOT NULL,"
      " created DOUBLE PRECISION NOT NULL)"),
 ]
+# pg_try_advisory_lock's key of the one process that schedules automatic training (serving/schedule.py)
+SCHEDULER_LOCK = 0x6F707A_73636864  # "opz" "schd"
 # byte order, as SQLite compares: the same listing order whatever the database's locale
 BY_AGE = ' ORDER BY created, arn COLLATE "C"'
 
@@ -222,3 +224,36 @@ def _one(cursor: psycopg.Cursor[Any]) -> Any:
     row = cursor.fetchone()
     assert row is not None, "an aggregate or RETURNING of a row just locked"
     return row[0]
+
+
+class AdvisoryLeader:
+    """The scheduler's leader among processes on any hosts: the one holding a session-level
+    advisory lock, on a connection of its own. PostgreSQL drops the lock with the connection,
+    however its holder ends (a kill -9 included, once the server notices the dead socket), and
+    the next process to ask takes it."""
+
+    def __init__(self, url: str, key: int = SCHEDULER_LOCK, connect_timeout_s: int = 10) -> None:
+        self._url, self._key, self._timeout = url, key, connect_timeout_s
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def held(self) -> bool:
+        try:
+            if self._conn is not None:
+                self._conn.execute("SELECT 1")  # still connected: still the leader
+                return True
+            conn = psycopg.connect(self._url, autocommit=True, connect_timeout=self._timeout)
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
+            if row and row[0]:
+                self._conn = conn
+                return True
+            conn.close()
+            return False
+        except psycopg.Error:
+            self.release()  # the connection (and so the lock) is gone: ask again next tick
+            return False
+
+    def release(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+            self._conn = None

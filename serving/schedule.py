@@ -2,8 +2,10 @@
 
 `due` is the pure decision (unit-tested); `run_scheduler` applies it every few seconds by
 creating solution versions the way CreateSolutionVersion does (trainingType AUTOMATIC),
-so the job runner trains them like any other. Of the processes sharing a data dir, one
-schedules (`Leader`).
+so the job runner trains them like any other. Of the processes sharing a control plane, one
+schedules: the holder of a file lock in the data dir (`Leader`), or, with PostgreSQL, of an
+advisory lock in the database (serving.postgres_store.AdvisoryLeader), so that processes on
+different hosts agree too.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Protocol
 
 from serving.control_api import Ctx
 from serving.jobs import ACTIVE, PENDING, RUNNING, STOPPING
@@ -40,6 +43,19 @@ def due(solution: Body, versions: list[Body], now: float, update_every_s: float)
             now - max(v["creationDateTime"] for v in versions) >= update_every_s:
         return "UPDATE"
     return None
+
+
+class Leadership(Protocol):
+    def held(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+def leadership(ctx: Ctx) -> Leadership:
+    if url := ctx.settings.database_url:
+        from serving.postgres_store import AdvisoryLeader
+        return AdvisoryLeader(url)
+    return Leader(ctx.settings.data_dir / "scheduler.lock")
 
 
 class Leader:
@@ -70,7 +86,7 @@ class Leader:
 
 
 async def run_scheduler(ctx: Ctx, update_every_s: float, stop: asyncio.Event, tick_s: float = 5.0) -> None:
-    leader = Leader(ctx.settings.data_dir / "scheduler.lock")
+    leader = leadership(ctx)
     try:
         while not stop.is_set():
             if leader.held():

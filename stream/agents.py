@@ -46,9 +46,10 @@ async def event_topics(bootstrap: str, pattern: str) -> set[str] | None:
 
 
 def register_agents(app: faust.App, *, topics: set[str], pattern: str, store: SessionStore,
-                    archive: Archive, letters: DeadLetters, limits: Limits, bootstrap: str,
+                    archive: Archive | None, letters: DeadLetters, limits: Limits, bootstrap: str,
                     metrics: StreamMetrics, live: Live | None = None) -> None:
-    """Session and archive agents over every dataset group's events topic, new ones included.
+    """Session and archive agents over every dataset group's events topic, new ones included
+    (no archive agent where the archive is in the bucket: stream.archive_writer writes it).
     A record either cannot handle is a dead letter (stream.dead_letters); a store that is down
     holds the partition until it is back."""
     # Faust cannot subscribe by pattern ("XXX pattern does not work" in its aiokafka driver),
@@ -93,12 +94,11 @@ def register_agents(app: faust.App, *, topics: set[str], pattern: str, store: Se
             await retrying(inapplicable.send, failed, transient=STORE_DOWN)
 
     async def add_to_archive(events: list[Event]) -> None:
+        assert archive is not None
         done = await archive.add(events)
         metrics.archive_batch(len(events), done.new, len(done.refused))
         await unarchivable.send([(x.event, x) for x in done.refused])
 
-    @app.agent(events, name="archive")
-    @counted_restarts("archive", metrics)
     async def archiver(stream):  # type: ignore[no-untyped-def]
         async for batch in stream.take_events(BATCH, within=0.05):
             records = [decode_or_undecodable(ev.message.topic, ev.message.value) for ev in batch]
@@ -108,6 +108,9 @@ def register_agents(app: faust.App, *, topics: set[str], pattern: str, store: Se
                 failed += await retrying(handle_or_set_aside, good, add_to_archive, STORE_DOWN,
                                          transient=STORE_DOWN)
             await retrying(unarchivable.send, failed, transient=STORE_DOWN)
+
+    if archive is not None:
+        app.agent(events, name="archive")(counted_restarts("archive", metrics)(archiver))
 
     @app.timer(TOPIC_SCAN_S)
     async def follow_new_dataset_groups() -> None:

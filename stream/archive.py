@@ -148,6 +148,22 @@ def _select(db: sqlite3.Connection, since_day: str | None) -> list[Event]:
     return [decode_event(r[0]) for r in db.execute(q, (since_day,) if since_day else ()).fetchall()]
 
 
+class ArchiveFiles:
+    """The SQLite archive as training, exports and erasure see it, from any process on its host."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def read(self, dataset_group: str) -> list[Event]:
+        return read_events(self.root, dataset_group)
+
+    def erase(self, dataset_group: str, users: Collection[str] | None = None) -> Erased:
+        return erase_events(self.root, dataset_group, users)
+
+    def drop(self, dataset_group: str) -> None:
+        erase_events(self.root, dataset_group)
+
+
 class Erased(NamedTuple):
     users: set[str]  # of the users asked for, those that had events here
     sessions: set[str]  # the sessions their events came in

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stream.contract import ArtifactManifest
+from stream.object_store import MISSING, error_code, s3_client
 
 if TYPE_CHECKING:
     from stream.settings import Settings
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 MANIFEST = "manifest.json"
 CACHE = "cache"  # <data dir>/cache/<location>: downloaded, verified artifacts
 CHUNK = 1 << 20  # bytes hashed at a time: a 1.5 GB embedding file never sits in memory
-MISSING = ("404", "NoSuchKey", "NotFound")  # what S3 answers for a key it does not hold
 
 
 class ArtifactError(Exception):
@@ -172,7 +172,7 @@ class ArtifactStore:
             self.client.head_object(Bucket=self.bucket, Key=object_key(location, MANIFEST))
             return True
         except Exception as exc:  # noqa: BLE001 - ClientError and connection errors alike
-            if _code(exc) in MISSING:
+            if error_code(exc) in MISSING:
                 return False
             raise _unreachable("read", MANIFEST, location, exc) from None
 
@@ -222,11 +222,7 @@ class ArtifactStore:
     def client(self) -> Any:
         with self._client_lock:  # trainings run in threads: build one client, not several
             if self._client is None:
-                import boto3
-                from botocore.config import Config
-
-                self._client = boto3.client("s3", endpoint_url=self.endpoint_url, config=Config(
-                    retries={"mode": "standard", "max_attempts": 5}, connect_timeout=10, read_timeout=60))
+                self._client = s3_client(self.endpoint_url)
             return self._client
 
     def _keys(self, prefix: str) -> list[str]:
@@ -238,7 +234,7 @@ class ArtifactStore:
             response = self.client.get_object(Bucket=self.bucket, Key=object_key(location, MANIFEST))
             return response["Body"].read().decode()
         except Exception as exc:  # noqa: BLE001 - ClientError and connection errors alike
-            if _code(exc) in MISSING:
+            if error_code(exc) in MISSING:
                 raise ArtifactMissing(f"artifact {location}: not in bucket {self.bucket} "
                                       "(no manifest: not trained yet, or deleted)") from None
             raise _unreachable("read", MANIFEST, location, exc) from None
@@ -257,7 +253,7 @@ class ArtifactStore:
             try:
                 self.client.download_file(self.bucket, object_key(location, name), str(part))
             except Exception as exc:  # noqa: BLE001 - ClientError and connection errors alike
-                if _code(exc) in MISSING:
+                if error_code(exc) in MISSING:
                     raise ArtifactCorrupt(f"artifact {location}: its manifest names {name}, which the "
                                           "bucket does not hold") from None
                 raise _unreachable("read", name, location, exc) from None
@@ -285,13 +281,8 @@ def _rename_in(target: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _code(exc: Exception) -> str | None:
-    response = getattr(exc, "response", None)
-    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
-
-
 def _unreachable(verb: str, name: str, location: str, exc: Exception) -> ArtifactUnreachable:
     """The S3 error code (AccessDenied, NoSuchBucket, ...) or the kind of failure; never the
     exception's text, which can carry the endpoint or a request id's details."""
     what = f"artifact {location}" + (f" {name}" if name else "")
-    return ArtifactUnreachable(f"could not {verb} {what}: {_code(exc) or type(exc).__name__}")
+    return ArtifactUnreachable(f"could not {verb} {what}: {error_code(exc) or type(exc).__name__}")

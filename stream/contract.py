@@ -68,6 +68,11 @@ def events_topic(dataset_group_name: str) -> str:
     return f"{TOPIC_PREFIX}{dataset_group_name}.events"
 
 
+def events_topic_group(topic: str) -> str:
+    """The dataset group name of an events topic (the inverse of `events_topic`)."""
+    return topic.removeprefix(TOPIC_PREFIX).removesuffix(".events")
+
+
 def events_topic_pattern(dataset_groups: str = ".+") -> str:
     """Regex of the events topics of the dataset groups whose names match `dataset_groups`."""
     return rf"^{re.escape(TOPIC_PREFIX)}(?:{dataset_groups})\.events$"

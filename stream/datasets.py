@@ -1,10 +1,9 @@
-"""Dataset rows on disk: Parquet part files per dataset, committed through a manifest.
+"""Dataset rows: Parquet parts per dataset, committed through a manifest (stream.parts).
 
-`<data dir>/datasets/<dataset group>/<TYPE>/` holds `part-*.parquet` files (one per
-import job: bulk data) and `put-*.parquet` files (PutItems/PutUsers records, written by
-the dataset writer), and `manifest.json`, the list of parts a reader sees. A writer adds
-its file first and then replaces the manifest in one `os.replace`, so a crash leaves
-either the old dataset or the new one, never half. FULL imports replace the bulk parts
+`<group>/<TYPE>/` of the datasets' object store (`<data dir>/datasets/` by default, the
+bucket's `datasets/` prefix with OPZ_S3_BUCKET) holds `part-*.parquet` files (one per import
+job: bulk data), `put-*.parquet` files (PutItems/PutUsers records, written by the dataset
+writer) and the manifest that lists what a reader sees. FULL imports replace the bulk parts
 (records put individually stay, as in Personalize); INCREMENTAL ones add a part.
 Items and users are upserted by id: of the rows of one id, the newest write wins (a bulk
 row is as new as its import's commit, a put row as its record).
@@ -12,107 +11,70 @@ row is as new as its import's commit, a put row as its record).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
-import os
-import shutil
 import time
-import uuid
-from collections.abc import Collection, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from stream.contract import DatasetRecord, Event
+from stream.object_store import Folder, ObjectStore, objects_of
+from stream.parts import Manifest, Part, Parts
+
+if TYPE_CHECKING:
+    from stream.settings import Settings
 
 DATASETS_GROUP = "opz-datasets"  # consumer group that writes PutItems/PutUsers into the datasets
 ID_COLUMN = {"ITEMS": "ITEM_ID", "USERS": "USER_ID"}  # upsert keys; interactions only append
 AT = "__written_at"  # per-row write time of put parts
 MAX_PUT_PARTS = 16  # more are merged into one, so a stream of small writes stays cheap to read
-ORPHAN_AGE_S = 600  # a part file no manifest lists, this old, was left by a crashed writer
 
 
-@dataclass
-class Part:
-    name: str
-    rows: int
-    at: float  # commit time
-
-
-@dataclass
-class Manifest:
-    parts: list[Part] = field(default_factory=list)
-    jobs: list[str] = field(default_factory=list)  # committed import jobs: a re-run commits nothing
-
-    @property
-    def rows(self) -> int:
-        return sum(p.rows for p in self.parts)
-
-
-@contextlib.contextmanager
-def _locked(d: Path) -> Iterator[None]:
-    """One manifest writer at a time, across processes (an import in the API process, puts
-    in a stream worker) and threads alike: flock holds per open file."""
-    d.mkdir(parents=True, exist_ok=True)
-    with open(d / ".lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+def _is_put(part: Part) -> bool:
+    return part.name.startswith("put-")
 
 
 class DatasetStore:
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, objects: ObjectStore | Path) -> None:
+        self.objects = Folder(objects) if isinstance(objects, Path) else objects
 
-    def path(self, dataset_group: str, dataset_type: str) -> Path:
-        return self.root / dataset_group / dataset_type
+    @classmethod
+    def of(cls, settings: Settings) -> DatasetStore:
+        return cls(objects_of(settings, "datasets"))
+
+    def parts(self, dataset_group: str, dataset_type: str) -> Parts:
+        return Parts(self.objects, f"{dataset_group}/{dataset_type}/")
 
     def manifest(self, dataset_group: str, dataset_type: str) -> Manifest:
-        f = self.path(dataset_group, dataset_type) / "manifest.json"
-        if not f.exists():
-            return Manifest()
-        doc = orjson.loads(f.read_bytes())
-        return Manifest([Part(**p) for p in doc["parts"]], doc["jobs"])
+        return self.parts(dataset_group, dataset_type).manifest()
 
-    def new_part(self, dataset_group: str, dataset_type: str, prefix: str = "part") -> Path:
-        """A fresh part file name; it is invisible to readers until a commit lists it."""
-        d = self.path(dataset_group, dataset_type)
-        d.mkdir(parents=True, exist_ok=True)
-        return d / f"{prefix}-{uuid.uuid4().hex}.parquet"
+    def new_part(self, dataset_group: str, dataset_type: str) -> Path:
+        """A local file for an import to write its part into; `commit` stores and lists it."""
+        return self.parts(dataset_group, dataset_type).staged()
 
-    def _write_manifest(self, d: Path, manifest: Manifest, old: Manifest) -> None:
-        tmp = d / f".manifest-{uuid.uuid4().hex}.json"
-        with open(tmp, "wb") as f:
-            f.write(orjson.dumps(asdict(manifest)))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, d / "manifest.json")
-        listed = {p.name for p in manifest.parts}
-        for gone in {p.name for p in old.parts} - listed:
-            (d / gone).unlink(missing_ok=True)
-        for f in d.glob("*.parquet"):  # parts of writers that crashed before their commit
-            with contextlib.suppress(FileNotFoundError):
-                if f.name not in listed and time.time() - f.stat().st_mtime > ORPHAN_AGE_S:
-                    f.unlink()
+    @staticmethod
+    def discard(part: Path) -> None:
+        """A part `new_part` gave that will not be committed."""
+        Parts.discard(part)
 
     def commit(self, dataset_group: str, dataset_type: str, job_id: str, part: Path, rows: int, *,
                replace: bool) -> bool:
         """Make an import's part visible (after the others, or instead of the bulk ones).
         False if that job had committed already."""
-        d = self.path(dataset_group, dataset_type)
-        with _locked(d):
-            old = self.manifest(dataset_group, dataset_type)
+        parts = self.parts(dataset_group, dataset_type)
+        name = parts.upload(part)
+
+        def add(old: Manifest) -> Manifest | None:
             if job_id in old.jobs:
-                return False
-            kept = [p for p in old.parts if p.name.startswith("put-")] if replace else old.parts
-            new = Manifest([*kept, Part(part.name, rows, time.time())], [*old.jobs, job_id])
-            self._write_manifest(d, new, old)
+                return None
+            kept = [p for p in old.parts if _is_put(p)] if replace else old.parts
+            return Manifest([*kept, Part(name, rows, time.time())], [*old.jobs, job_id], old.offsets)
+
+        if parts.swap(add) is None:
+            parts.objects.delete(parts.prefix + name)
+            return False
         return True
 
     async def put_async(self, records: Sequence[DatasetRecord]) -> int:
@@ -129,40 +91,43 @@ class DatasetStore:
             table = pa.table({ID_COLUMN[kind]: [r.id for r in recs],      # only the first row's keys
                               **{c: [r.fields.get(c) for r in recs] for c in columns},
                               AT: pa.array([r.received_at for r in recs], pa.float64())})
-            part = self.new_part(group, kind, "put")
-            pq.write_table(table, part)
-            with _locked(part.parent):
-                old = self.manifest(group, kind)
-                new = Manifest([*old.parts, Part(part.name, len(recs), time.time())], old.jobs)
-                self._write_manifest(part.parent, new, old)
-            if sum(p.name.startswith("put-") for p in new.parts) > MAX_PUT_PARTS:
-                self._merge_puts(group, kind)
+            parts = self.parts(group, kind)
+            added = Part(parts.write(table, "put"), len(recs), 0.0)
+            new = parts.swap(lambda old, added=added: Manifest(
+                [*old.parts, Part(added.name, added.rows, time.time())], old.jobs, old.offsets))
+            if new is not None and sum(map(_is_put, new.parts)) > MAX_PUT_PARTS:
+                self._merge_puts(parts, ID_COLUMN[kind])
         return len(records)
 
-    def _merge_puts(self, dataset_group: str, dataset_type: str) -> None:
-        d = self.path(dataset_group, dataset_type)
-        with _locked(d):
-            old = self.manifest(dataset_group, dataset_type)
-            puts = [p for p in old.parts if p.name.startswith("put-")]
-            table = newest(_concat([pq.read_table(d / p.name) for p in puts]), ID_COLUMN[dataset_type])
-            part = self.new_part(dataset_group, dataset_type, "put")
-            pq.write_table(table, part)
-            merged = Part(part.name, table.num_rows, max(p.at for p in puts))
-            bulk = [p for p in old.parts if not p.name.startswith("put-")]
-            self._write_manifest(d, Manifest([*bulk, merged], old.jobs), old)
+    @staticmethod
+    def _merge_puts(parts: Parts, key: str) -> None:
+        def merged(old: Manifest) -> Manifest | None:
+            puts = [p for p in old.parts if _is_put(p)]
+            if len(puts) <= MAX_PUT_PARTS:  # another writer merged them first
+                return None
+            table = newest(_concat([parts.read(p.name) for p in puts]), key)
+            one = Part(parts.write(table, "put"), table.num_rows, max(p.at for p in puts))
+            return Manifest([*(p for p in old.parts if not _is_put(p)), one], old.jobs, old.offsets)
+
+        parts.swap(merged)
 
     def read(self, dataset_group: str, dataset_type: str, source: str = "ALL") -> pa.Table:
         """The dataset as one table; for items and users, the newest row per id. `source`
         is an export job's ingestionMode: BULK (imports), PUT (PutItems/PutUsers) or ALL."""
-        d = self.path(dataset_group, dataset_type)
-        tables = []
-        for p in self.manifest(dataset_group, dataset_type).parts:
-            if source != "ALL" and p.name.startswith("put-") != (source == "PUT"):
-                continue
-            t = pq.read_table(d / p.name)
-            if AT not in t.column_names:
-                t = t.append_column(AT, pa.array([p.at] * t.num_rows, pa.float64()))
-            tables.append(t)
+        parts = self.parts(dataset_group, dataset_type)
+
+        def tables_of(manifest: Manifest) -> list[pa.Table]:
+            tables = []
+            for p in manifest.parts:
+                if source != "ALL" and _is_put(p) != (source == "PUT"):
+                    continue
+                t = parts.read(p.name)
+                if AT not in t.column_names:
+                    t = t.append_column(AT, pa.array([p.at] * t.num_rows, pa.float64()))
+                tables.append(t)
+            return tables
+
+        tables = parts.snapshot(tables_of)  # of one commit, though a merge deletes parts meanwhile
         if not tables:
             return pa.table({})
         table = _concat(tables)
@@ -170,38 +135,38 @@ class DatasetStore:
         return (newest(table, key) if key else table).drop_columns([AT])
 
     def drop(self, dataset_group: str, dataset_type: str) -> None:
-        shutil.rmtree(self.path(dataset_group, dataset_type), ignore_errors=True)
+        self.parts(dataset_group, dataset_type).drop()
 
     def drop_group(self, dataset_group: str) -> None:
-        shutil.rmtree(self.root / dataset_group, ignore_errors=True)
+        Parts(self.objects, f"{dataset_group}/").drop()
 
     def erase(self, dataset_group: str, dataset_type: str, column: str, values: Collection[str]) -> set[str]:
         """Rewrite each part holding rows whose `column` is one of `values` without those rows,
         and commit the rewritten parts in their places (same kind, same time: an upsert's
         newest row stays the newest); returns the values found."""
-        d = self.path(dataset_group, dataset_type)
-        if not (d / "manifest.json").exists() or not values:
+        if not values:
             return set()
+        parts = self.parts(dataset_group, dataset_type)
         wanted = pa.array(list(values), pa.string())
         found: set[str] = set()
-        with _locked(d):
-            old = self.manifest(dataset_group, dataset_type)
-            parts = []
+
+        def without(old: Manifest) -> Manifest | None:
+            found.clear()
+            kept = []
             for p in old.parts:
-                table = pq.read_table(d / p.name)
+                table = parts.read(p.name)
                 hit = pc.fill_null(pc.is_in(table[column], value_set=wanted), False) \
                     if column in table.column_names else None
                 if hit is None or not pc.any(hit).as_py():
-                    parts.append(p)
+                    kept.append(p)
                     continue
                 found.update(pc.unique(table.filter(hit)[column]).to_pylist())
-                kept = table.filter(pc.invert(hit))
-                if kept.num_rows:
-                    part = self.new_part(dataset_group, dataset_type, p.name.split("-", 1)[0])
-                    pq.write_table(kept, part, compression="zstd")
-                    parts.append(Part(part.name, kept.num_rows, p.at))
-            if found:
-                self._write_manifest(d, Manifest(parts, old.jobs), old)
+                rest = table.filter(pc.invert(hit))
+                if rest.num_rows:
+                    kept.append(Part(parts.write(rest, p.name.split("-", 1)[0]), rest.num_rows, p.at))
+            return Manifest(kept, old.jobs, old.offsets) if found else None
+
+        parts.swap(without)
         return found
 
 

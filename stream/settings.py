@@ -120,6 +120,10 @@ class Settings(BaseSettings):
     # share them without a shared disk; each reader keeps a verified copy under
     # <data dir>/cache. Unset: artifacts are folders of the data dir (embedded default)
     s3_bucket: str | None = None
+    # with OPZ_S3_BUCKET in distributed mode the datasets and the events archive live in the
+    # bucket too; the stream workers store each partition's events there once per this window
+    # (seconds): shorter makes PutEvents reach training sooner, longer makes fewer, larger parts
+    archive_window_s: float = Field(5.0, gt=0, le=3600)
     log_level: str = "info"
 
     @computed_field  # type: ignore[prop-decorator]

@@ -13,6 +13,8 @@ from stream.agents import TOPIC_SCAN_S, event_topics, register_agents
 from stream.app import make_faust_app
 from stream.applier import run_consumer
 from stream.archive import Archive
+from stream.archive_parts import PartsArchive, in_bucket
+from stream.archive_writer import write_archive
 from stream.artifact_store import ArtifactStore
 from stream.contract import events_topic_pattern, records_topic_pattern
 from stream.datasets import DATASETS_GROUP, DatasetStore
@@ -32,7 +34,7 @@ async def write_datasets(settings: Settings, stop: asyncio.Event, postbox: Postb
     """PutItems/PutUsers records -> the items/users datasets under the data dir. A plain
     consumer group next to the Faust app: compacted topics need no per-key state here."""
     assert settings.kafka_bootstrap_servers
-    datasets = DatasetStore(settings.data_dir / "datasets")
+    datasets = DatasetStore.of(settings)
     while not stop.is_set():
         records = KafkaEventLog(settings.kafka_bootstrap_servers, client_id="opz-datasets")
         try:
@@ -106,8 +108,12 @@ async def _run(settings: Settings, stop: asyncio.Event, on_crash: Callable[[], N
             return True
         except TimeoutError:
             pass
-    archive = Archive(settings.data_dir / "archive")
-    await archive.start()
+    archive = None if in_bucket(settings) else Archive(settings.data_dir / "archive")
+    archived = asyncio.create_task(write_archive(
+        bootstrap, pattern, PartsArchive.of(settings), Postbox(letters, "archive", metrics.dead), metrics,
+        settings.archive_window_s, stop)) if archive is None else None
+    if archive is not None:
+        await archive.start()
     app = make_faust_app(settings)
     live = LiveModels(settings.data_dir, store, ArtifactStore.of(settings))
     following = asyncio.create_task(live.run(stop))
@@ -131,6 +137,9 @@ async def _run(settings: Settings, stop: asyncio.Event, on_crash: Callable[[], N
         stop.set()
         await asyncio.wait({asyncio.ensure_future(app.stop())}, timeout=5.0)
         await following
-        await archive.close()
+        if archive is not None:
+            await archive.close()
+        if archived is not None:
+            await asyncio.wait({archived}, timeout=STOP_DEADLINE_S / 2)
         await store.close()
         await asyncio.wait({records}, timeout=5.0)

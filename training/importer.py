@@ -29,7 +29,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from stream.archive import Erased, erase_events, read_events
+from stream.archive import ArchiveFiles, Erased
+from stream.archive_parts import ArchiveReader, archive_of
 from stream.contract import MAX_EPOCH_SECONDS
 from stream.dataset_schema import Column, Schema, parse_schema
 from stream.datasets import DatasetStore, interactions_from_events
@@ -224,7 +225,7 @@ def import_csv(store: DatasetStore, files: list[Path], *, job_id: str, location:
             raise ImportFailed(f"dataLocation {location!r} has a header but no rows")
         check_invalid_share(bad, total)
     except BaseException:
-        part.unlink(missing_ok=True)
+        store.discard(part)
         raise
     rows = total - bad.count
     store.commit(dataset_group, dataset_type, job_id, part, rows, replace=replace)
@@ -347,16 +348,18 @@ class DatasetFiles:
     """The dataset jobs the control plane runs (it gets this from the composition root):
     imports into, exports from and deletion of `<data dir>/datasets`."""
 
-    def __init__(self, data_dir: Path, locations: Locations, s3_endpoint_url: str | None = None) -> None:
-        self.store = DatasetStore(data_dir / "datasets")
-        self.archive = data_dir / "archive"  # PutEvents records, written by the archive agent
+    def __init__(self, data_dir: Path, locations: Locations, s3_endpoint_url: str | None = None, *,
+                 store: DatasetStore | None = None, archive: ArchiveReader | None = None) -> None:
+        self.store = store or DatasetStore(data_dir / "datasets")
+        self.archive = archive or ArchiveFiles(data_dir / "archive")  # PutEvents records
         self.spool = data_dir / "spool"  # S3 objects a job is reading or writing, while it runs
         self.locations = locations  # where jobs may read and write (stream.locations)
         self.s3 = S3Files(s3_endpoint_url)
 
     @classmethod
     def of(cls, settings: Settings) -> DatasetFiles:
-        return cls(settings.data_dir, settings.locations, settings.s3_endpoint_url)
+        return cls(settings.data_dir, settings.locations, settings.s3_endpoint_url,
+                   store=DatasetStore.of(settings), archive=archive_of(settings))
 
     def import_csv(self, *, location: str, **job: Any) -> Imported:
         with self._readable(location) as files:
@@ -408,7 +411,7 @@ class DatasetFiles:
         """BULK: imported rows; PUT: rows that came through PutEvents; ALL: both."""
         tables = [self.store.read(dataset_group, dataset_type, ingestion_mode)]
         if ingestion_mode in ("PUT", "ALL") and dataset_type == "INTERACTIONS":
-            tables.append(interactions_from_events(read_events(self.archive, dataset_group)))
+            tables.append(interactions_from_events(self.archive.read(dataset_group)))
         empty = arrow_schema(schema).empty_table()
         table = pa.concat_tables([empty] + [t.select([c for c in schema.names if c in t.column_names])
                                             for t in tables], promote_options="permissive")
@@ -420,12 +423,12 @@ class DatasetFiles:
         """A dataset's rows; for INTERACTIONS, the events PutEvents archived too (they are its PUT part)."""
         self.store.drop(dataset_group, dataset_type)
         if dataset_type == "INTERACTIONS":
-            erase_events(self.archive, dataset_group)
+            self.archive.erase(dataset_group)
 
     def drop_group(self, dataset_group: str) -> None:
         """Whatever a dataset group's datasets and archive still hold."""
         self.store.drop_group(dataset_group)
-        erase_events(self.archive, dataset_group)
+        self.archive.drop(dataset_group)
 
     def user_ids(self, location: str) -> list[str]:
         with self._readable(location) as files:
@@ -437,5 +440,5 @@ class DatasetFiles:
         found = set()
         for dataset_type in ("INTERACTIONS", "USERS"):
             found |= self.store.erase(dataset_group, dataset_type, "USER_ID", users)
-        archived = erase_events(self.archive, dataset_group, users)
+        archived = self.archive.erase(dataset_group, users)
         return Erased(found | archived.users, archived.sessions)

@@ -19,12 +19,13 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
-from stream.archive import read_events
+from stream.archive import ArchiveFiles
+from stream.archive_parts import ArchiveReader, archive_of
 from stream.artifact_store import ArtifactStore, artifact_location
 from stream.contract import EVENTS_PER_TYPE, ArtifactManifest
 from stream.datasets import DatasetStore, interactions_from_events
@@ -41,6 +42,9 @@ from training.interactions import (
 from training.metrics import evaluate
 from training.split import personalize_split
 
+if TYPE_CHECKING:
+    from stream.settings import Settings
+
 MIN_INTERACTIONS = 1000  # Personalize's minimum for training
 MIN_USERS = 25  # ... with at least two interactions each
 MAX_HISTORY = 200  # newest interactions per user kept in the artifact (serving's starting point)
@@ -51,11 +55,19 @@ class Trainer:
     """What the job runner calls for each solution version (the composition root builds it)."""
 
     def __init__(self, data_dir: Path, min_interactions: int = MIN_INTERACTIONS,
-                 artifacts: ArtifactStore | None = None) -> None:
+                 artifacts: ArtifactStore | None = None, datasets: DatasetStore | None = None,
+                 archive: ArchiveReader | None = None) -> None:
         self.data_dir = data_dir
         self.artifacts = artifacts or ArtifactStore(data_dir)  # where artifacts are written and read
-        self.datasets = DatasetStore(data_dir / "datasets")
+        self.datasets = datasets or DatasetStore(data_dir / "datasets")
+        self.archive = archive or ArchiveFiles(data_dir / "archive")
         self.min_interactions = min_interactions
+
+    @classmethod
+    def of(cls, settings: Settings) -> Trainer:
+        """Reading the datasets and the archive, writing artifacts, where the settings say."""
+        return cls(settings.data_dir, settings.min_training_interactions, ArtifactStore.of(settings),
+                   DatasetStore.of(settings), archive_of(settings))
 
     def interactions(self, dataset_group: str, event_type: str | None,
                      event_value_threshold: float | None) -> tuple[Interactions, dict[str, int]]:
@@ -68,7 +80,7 @@ class Trainer:
         """Every interaction of the group that names an item: bulk-imported rows, then archived
         PutEvents; and the rows left out, counted by why."""
         bulk = self.datasets.read(dataset_group, "INTERACTIONS")
-        events = interactions_from_events(read_events(self.data_dir / "archive", dataset_group))
+        events = interactions_from_events(self.archive.read(dataset_group))
         columns = ["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE", "IMPRESSION"]
         tables = [t.select([c for c in columns if c in t.column_names]) for t in (bulk, events) if t.num_rows]
         if not tables:

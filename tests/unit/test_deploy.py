@@ -2,7 +2,8 @@
 
 - docker-compose.yml against the Compose Specification's JSON schema (the copy vendored in
   check-jsonschema), then what a schema cannot know: every command is a real `personalize`
-  command, every OPZ_* variable a Settings field with a valid value, health checks and volumes.
+  command, every OPZ_* variable a Settings field with a valid value, health checks, the object
+  store and its bucket, and that the openpersonalize services share no volume.
 - every Kubernetes manifest, and what k8s/base and k8s/overlays/small render to
   (tests/kustomize_lite.py), against the Kubernetes API's schemas (kubernetes-validate,
   strict: unknown fields fail), then references between objects, probes and resources.
@@ -65,7 +66,7 @@ def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Setti
 
 def documented_settings() -> set[str]:
     """The settings docs/settings.md documents (the README links to it)."""
-    return set(re.findall(r"`(OPZ_[A-Z_]+)`", (ROOT / "docs" / "settings.md").read_text()))
+    return set(re.findall(r"`(OPZ_[A-Z0-9_]+)`", (ROOT / "docs" / "settings.md").read_text()))
 
 
 # ---------------------------------------------------------------------------- Dockerfile
@@ -207,8 +208,14 @@ def compose() -> dict[str, Any]:
 
 
 def opz_services(compose: dict[str, Any]) -> dict[str, Doc]:
+    """The long-running openpersonalize services (not the one-shot that runs python -c)."""
     return {name: s for name, s in compose["services"].items()
-            if s.get("image", "").startswith("openpersonalize")}
+            if s.get("image", "").startswith("openpersonalize") and "entrypoint" not in s}
+
+
+def one_shot(service: Doc) -> bool:
+    """A job that runs once and exits: never restarted, no health check."""
+    return service.get("restart") == "no" and "healthcheck" not in service
 
 
 def test_compose_validates_against_the_compose_specification(compose: dict[str, Any]) -> None:
@@ -267,11 +274,15 @@ def test_compose_settings_are_real_documented_and_valid(compose: dict[str, Any],
 
 def test_compose_health_checks_and_startup_order(compose: dict[str, Any]) -> None:
     services = compose["services"]
+    assert [name for name, s in services.items() if one_shot(s)] == ["s3-bucket"]
     for name, service in services.items():
         test = service.get("healthcheck", {}).get("test")
-        assert test and test[0] in ("CMD", "CMD-SHELL"), f"{name} has no health check"
+        assert one_shot(service) or (test and test[0] in ("CMD", "CMD-SHELL")), f"{name} has no health check"
         for dep, how in service.get("depends_on", {}).items():
-            assert how["condition"] == "service_healthy" and "healthcheck" in services[dep]
+            if one_shot(services[dep]):
+                assert how["condition"] == "service_completed_successfully", (name, dep)
+            else:
+                assert how["condition"] == "service_healthy" and "healthcheck" in services[dep], (name, dep)
     assert "kafka-topics.sh --bootstrap-server" in services["kafka"]["healthcheck"]["test"][1]
     assert services["redis"]["healthcheck"]["test"][1:] == ["redis-cli", "ping"]
     checks = {name: s["healthcheck"]["test"][1:] for name, s in opz_services(compose).items()}
@@ -280,22 +291,124 @@ def test_compose_health_checks_and_startup_order(compose: dict[str, Any]) -> Non
     assert checks["trainer"] == ["opz-healthcheck", "trainer"]
     for argv in checks.values():
         healthcheck_parser_accepts(argv[1:])
-    assert set(services["api"]["depends_on"]) == {"kafka", "redis", "postgres"}
-    assert set(services["stream-worker"]["depends_on"]) == {"kafka", "redis"}
+    assert set(services["api"]["depends_on"]) == {"kafka", "redis", "postgres", "s3-bucket"}
+    assert set(services["stream-worker"]["depends_on"]) == {"kafka", "redis", "s3-bucket"}
+    for name in EXPECTED:
+        assert "s3-bucket" in services[name]["depends_on"], f"{name} may start before the bucket exists"
+    assert set(services["s3-bucket"]["depends_on"]) == {"s3"}
     assert services["postgres"]["healthcheck"]["test"][1] == "pg_isready"
+    command = services["s3"]["command"]
+    health = command[command.index("--health") + 1]
+    port = command[command.index("--port") + 1].rsplit(":", 1)[1]
+    assert command.index("--health") < command.index("posix"), "a global flag: before the backend"
+    assert services["s3"]["healthcheck"]["test"][1:] == [
+        "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{port}{health}"]
 
 
-def test_compose_volumes_share_the_data_dir(compose: dict[str, Any]) -> None:
+def volume_source(mount: str | Doc) -> str | None:
+    """The named volume (or host path) a mount takes, None for an anonymous volume."""
+    if isinstance(mount, dict):
+        return mount.get("source")
+    return mount.split(":", 1)[0] if ":" in mount else None
+
+
+def test_compose_shares_no_volume_between_the_openpersonalize_services(compose: dict[str, Any]) -> None:
+    """Distributed mode without a shared disk: /data of the API, each worker and the trainer is
+    its own (anonymous) cache; no named volume is mounted by two services."""
     declared = set(compose["volumes"])
+    users: dict[str, list[str]] = {}
     for name, service in compose["services"].items():
         for mount in service.get("volumes", []):
-            source = mount.split(":", 1)[0] if isinstance(mount, str) else mount["source"]
-            assert source in declared, f"{name} mounts undeclared volume {source}"
+            source = volume_source(mount)
+            if source is not None:
+                assert source in declared, f"{name} mounts undeclared volume (or host path) {source}"
+                users.setdefault(source, []).append(name)
+    assert {volume: names for volume, names in users.items() if len(names) > 1} == {}, "a shared volume"
+    assert set(users) == declared, "a declared volume nobody mounts"
     for name, service in opz_services(compose).items():
         data_dir = service["environment"]["OPZ_DATA_DIR"]
-        assert f"opz-data:{data_dir}" in service["volumes"], f"{name} lacks the shared data volume"
-    assert "kafka-data:/var/lib/kafka/data" in compose["services"]["kafka"]["volumes"]
-    assert "postgres-data:/var/lib/postgresql/data" in compose["services"]["postgres"]["volumes"]
+        assert [volume_source(m) for m in service.get("volumes", [])] in ([], [None]), name
+        assert service.get("volumes", [data_dir]) == [data_dir], f"{name}: /data is an anonymous cache"
+    assert users["kafka-data"] == ["kafka"] and users["postgres-data"] == ["postgres"]
+    assert users["s3-data"] == ["s3"]
+
+
+def test_compose_points_every_service_at_the_bucket(compose: dict[str, Any],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API, the workers, the trainer and the bucket job: one bucket on the `s3` service,
+    signed with its root credentials (compose's OPZ_S3_ACCESS_KEY / OPZ_S3_SECRET_KEY)."""
+    store = compose["services"]["s3"]
+    assert store["image"] == "versity/versitygw:v1.8.0"
+    command = store["command"]
+    backend = command.index("posix")
+    (data_mount,) = store["volumes"]
+    assert data_mount.split(":") == ["s3-data", command[backend + 1]], "the posix root is the volume"
+    port = int(command[command.index("--port") + 1].rsplit(":", 1)[1])
+    region = command[command.index("--region") + 1]
+    root = store["environment"]
+    assert "ports" not in store, "reachable on the compose network only"
+    bucket_job = compose["services"]["s3-bucket"]
+    for name, service in {**opz_services(compose), "s3-bucket": bucket_job}.items():
+        env = {k: str(v) for k, v in service["environment"].items()}
+        settings = settings_from(env, monkeypatch)
+        assert settings.s3_bucket == "openpersonalize", name
+        endpoint = urlsplit(settings.s3_endpoint_url or "")
+        assert (endpoint.scheme, endpoint.hostname, endpoint.port) == ("http", "s3", port), name
+        assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == (
+            root["ROOT_ACCESS_KEY_ID"], root["ROOT_SECRET_ACCESS_KEY"]), name
+        assert env["AWS_REGION"] == region, name
+    raw = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    moved = interpolate(raw, {"OPZ_S3_ACCESS_KEY": "AK", "OPZ_S3_SECRET_KEY": "SK"})
+    assert moved["services"]["s3"]["environment"] == {"ROOT_ACCESS_KEY_ID": "AK",
+                                                      "ROOT_SECRET_ACCESS_KEY": "SK"}
+    for name in EXPECTED:
+        env = moved["services"][name]["environment"]
+        assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == ("AK", "SK"), name
+
+
+class FakeS3:
+    """What the bucket job calls on boto3's S3 client."""
+
+    def __init__(self, head_error: str | None) -> None:
+        self.head_error, self.created = head_error, []
+
+    def head_bucket(self, Bucket: str) -> None:  # noqa: N803 (boto3's argument names)
+        from botocore.exceptions import ClientError
+        if self.head_error:
+            raise ClientError({"Error": {"Code": self.head_error}}, "HeadBucket")
+
+    def create_bucket(self, Bucket: str) -> None:  # noqa: N803
+        self.created.append(Bucket)
+
+
+@pytest.mark.parametrize("head_error, created", [("404", ["openpersonalize"]), (None, []), ("403", None)])
+def test_compose_bucket_job_creates_the_bucket_once(compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                                                    head_error: str | None,
+                                                    created: list[str] | None) -> None:
+    """The `s3-bucket` job's script, run here with a fake boto3: creates a missing bucket, leaves
+    an existing one, and fails (so nothing starts) on any other error, e.g. wrong credentials."""
+    import types
+
+    from botocore.exceptions import ClientError
+    job = compose["services"]["s3-bucket"]
+    assert job["image"] == opz_services(compose)["api"]["image"] and job["build"]["target"] == "serving"
+    python, flag, script = job["entrypoint"]
+    assert (python, flag) == ("python", "-c") and "command" not in job
+    fake = FakeS3(head_error)
+    endpoints: list[str] = []
+    boto3 = types.ModuleType("boto3")
+    boto3.client = lambda service, endpoint_url: endpoints.append(endpoint_url) or fake  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "boto3", boto3)
+    for var, value in job["environment"].items():
+        monkeypatch.setenv(var, str(value))
+    code = compile(script, "s3-bucket", "exec")
+    if created is None:
+        with pytest.raises(ClientError):
+            exec(code, {})
+    else:
+        exec(code, {})
+        assert fake.created == created
+    assert endpoints == [job["environment"]["OPZ_S3_ENDPOINT_URL"]]
 
 
 def test_compose_kafka_is_the_tested_version_in_kraft_mode(compose: dict[str, Any]) -> None:
@@ -367,7 +480,7 @@ def test_k8s_manifest_validates(path: Path) -> None:
 def test_k8s_rendering_validates(overlay: str, rendered: Rendered) -> None:
     docs = rendered[overlay]
     kinds = {kind for kind, _ in docs}
-    assert {"Deployment", "Service", "ConfigMap", "PersistentVolumeClaim", "HorizontalPodAutoscaler",
+    assert {"Deployment", "Service", "ConfigMap", "HorizontalPodAutoscaler",
             "PodDisruptionBudget", "Namespace", "NetworkPolicy", "Ingress"} <= kinds
     for doc in docs.values():
         k8s_validate(doc)
@@ -405,14 +518,19 @@ def test_k8s_workloads_run_personalize_with_real_settings(overlay: str, rendered
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     docs = rendered[overlay]
     cfg = config(docs)
-    assert set(cfg) <= SETTINGS_VARS and set(cfg) <= documented_settings()
+    opz = {k for k in cfg if k.startswith("OPZ_")}
+    assert set(cfg) - opz == {"AWS_REGION"}, "besides OPZ_ settings, boto3's region only"
+    assert opz <= SETTINGS_VARS and opz <= documented_settings()
     settings = settings_from(cfg, monkeypatch)
     assert not settings.embedded and settings.host == "0.0.0.0" and settings.train_in_server is False
     redis_host = settings.redis_url.split("//")[1].split(":")[0]
     database = urlsplit(settings.database_url.get_secret_value())
-    for host in (settings.kafka_bootstrap_servers.split(":")[0], redis_host, database.hostname):
+    store = urlsplit(settings.s3_endpoint_url or "")
+    kafka_host = settings.kafka_bootstrap_servers.split(":")[0]
+    for host in (kafka_host, redis_host, database.hostname, store.hostname):
         assert docs[("Service", host)]["spec"]["type"] == "ExternalName"
     assert docs[("Service", database.hostname)]["spec"]["ports"][0]["port"] == database.port
+    assert docs[("Service", store.hostname)]["spec"]["ports"][0]["port"] == store.port
     assert database.password is None, "a password belongs in the Secret opz-secrets"
     expected = {"opz-api": EXPECTED["api"], "opz-stream-worker": EXPECTED["stream-worker"],
                 "opz-trainer": EXPECTED["trainer"]}
@@ -426,13 +544,51 @@ def test_k8s_workloads_run_personalize_with_real_settings(overlay: str, rendered
         assert refs[0]["configMapRef"]["name"] == "opz-settings"
         assert refs[1]["secretRef"] == {"name": "opz-secrets", "optional": True}
         pod = doc["spec"]["template"]["spec"]
-        claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]
-                  if "persistentVolumeClaim" in v}
-        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-        assert claims.get(mounts.get(str(settings.data_dir))) == "opz-data", f"{name}: no shared data dir"
         assert pod["securityContext"]["runAsNonRoot"] is True
-    pvc = docs[("PersistentVolumeClaim", "opz-data")]
-    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def example_secret() -> dict[str, str]:
+    (secret,) = load_docs(K8S / "base/secret.example.yaml")
+    assert secret["metadata"]["name"] == "opz-secrets"
+    return secret["stringData"]
+
+
+def container_env(docs: dict[tuple[str, str], Doc], container: Doc) -> dict[str, str]:
+    """What a container's environment holds: its envFrom (the rendered ConfigMaps, and the
+    example Secret for opz-secrets, which the kustomization does not apply), then its env."""
+    env: dict[str, str] = {}
+    for ref in container.get("envFrom", []):
+        if "configMapRef" in ref:
+            env.update(docs[("ConfigMap", ref["configMapRef"]["name"])]["data"])
+        elif ref["secretRef"]["name"] == "opz-secrets":
+            env.update(example_secret())
+    env.update({e["name"]: e.get("value", "<from a reference>") for e in container.get("env", [])})
+    return env
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/small"])
+def test_k8s_pods_share_no_volume_and_all_reach_the_bucket(overlay: str, rendered: Rendered,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """No PersistentVolumeClaim: each pod's /data (OPZ_DATA_DIR) is its own emptyDir, a cache;
+    every workload gets the bucket, its endpoint, boto3's region and the S3 credentials."""
+    docs = rendered[overlay]
+    assert [key for key in docs if key[0] in ("PersistentVolumeClaim", "PersistentVolume")] == []
+    assert not (K8S / "base/data-pvc.yaml").exists()
+    assert set(workloads(docs)) == {"opz-api", "opz-stream-worker", "opz-trainer"}
+    for name, doc in workloads(docs).items():
+        pod = doc["spec"]["template"]["spec"]
+        assert all(set(v) & {"persistentVolumeClaim", "nfs", "hostPath", "ephemeral"} == set()
+                   for v in pod["volumes"]), f"{name}: a volume that outlives the pod or is shared"
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        (container,) = containers(doc)
+        env = container_env(docs, container)
+        settings = settings_from({k: v for k, v in env.items() if k.startswith("OPZ_")}, monkeypatch)
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        data = mounts[str(settings.data_dir)]
+        assert volumes[data] == {"name": data, "emptyDir": {}}, f"{name}: /data is not an emptyDir"
+        assert settings.s3_bucket == "openpersonalize" and settings.s3_endpoint_url == "http://s3:7070", name
+        assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"} <= set(env), name
+    assert set(example_secret()) >= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 
 
 def quantity(value: str | int) -> float:
@@ -640,14 +796,14 @@ def test_the_keys_secret_is_mounted_read_only_where_calls_are_checked(overlay: s
     assert {"opz-api", "opz-api.openpersonalize.svc.cluster.local", "localhost"} <= names
 
 
-def test_kafka_redis_and_postgres_admit_only_openpersonalizes_pods(rendered: Rendered) -> None:
-    """k8s/datastores: policies in Kafka's, Redis' and PostgreSQL's namespaces, admitting our
-    pods (and their own namespace's) on their ports."""
+def test_the_datastores_and_the_object_store_admit_only_openpersonalizes_pods(rendered: Rendered) -> None:
+    """k8s/datastores: policies in Kafka's, Redis', PostgreSQL's and the object store's
+    namespaces, admitting our pods (and their own namespace's) on their ports."""
     docs = load_docs(K8S / "datastores/network-policies.yaml")
     base = rendered["base"]
     ours = {name: t["metadata"]["labels"] for name, t in pods(base).items()}
     namespace = base[("Namespace", "openpersonalize")]["metadata"]["name"]
-    services = {"opz-kafka": "kafka", "opz-redis": "redis", "opz-postgres": "postgres"}
+    services = {"opz-kafka": "kafka", "opz-redis": "redis", "opz-postgres": "postgres", "opz-s3": "s3"}
     assert sorted(doc["metadata"]["name"] for doc in docs) == sorted(services)
     for doc in docs:
         k8s_validate(doc)
