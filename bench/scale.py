@@ -180,7 +180,8 @@ class SharedNothing:
     """PostgreSQL and the S3-compatible store, for the mode where processes share no disk."""
 
     def __init__(self, tmp: Path) -> None:
-        self.postgres, self.s3 = PostgresServer(base_dir=tmp / "postgres"), S3Server(base_dir=tmp / "s3")
+        # PostgreSQL in a temporary folder its own user owns (it refuses to run as root)
+        self.postgres, self.s3 = PostgresServer(), S3Server(base_dir=tmp / "s3")
         self.postgres.start()
         self.s3.start()
         self.bucket_name = f"opz-{uuid.uuid4().hex[:12]}"
