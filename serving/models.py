@@ -205,8 +205,7 @@ class Models:
     def __init__(self, data_dir: Path, settings: Settings | None = None) -> None:
         self.data_dir, self.settings = data_dir, settings
         # where a version's artifact location is: the data dir, or OPZ_S3_BUCKET via the cache
-        self.artifacts = ArtifactStore(data_dir, settings.s3_bucket, settings.s3_endpoint_url) \
-            if settings else ArtifactStore(data_dir)
+        self.artifacts = ArtifactStore.of(settings) if settings else ArtifactStore(data_dir)
         self._models: dict[str, Model] = {}
         self._lock = threading.Lock()
 

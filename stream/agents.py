@@ -16,7 +16,6 @@ from faust.exceptions import ConsumerNotStarted
 from redis.exceptions import RedisError
 
 from stream.applier import Live, Replay, apply_partition, position_name
-from stream.archive import Archive
 from stream.contract import Event, Undecodable, decode_event, decode_or_undecodable
 from stream.dead_letters import DeadLetters, Failed, Postbox, handle_or_set_aside
 from stream.metrics import StreamMetrics, partition_lag
@@ -46,10 +45,10 @@ async def event_topics(bootstrap: str, pattern: str) -> set[str] | None:
 
 
 def register_agents(app: faust.App, *, topics: set[str], pattern: str, store: SessionStore,
-                    archive: Archive | None, letters: DeadLetters, limits: Limits, bootstrap: str,
+                    letters: DeadLetters, limits: Limits, bootstrap: str,
                     metrics: StreamMetrics, live: Live | None = None) -> None:
-    """Session and archive agents over every dataset group's events topic, new ones included
-    (no archive agent where the archive is in the bucket: stream.archive_writer writes it).
+    """The session agent over every dataset group's events topic, new ones included (the
+    archive is stream.archive_writer's).
     A record either cannot handle is a dead letter (stream.dead_letters); a store that is down
     holds the partition until it is back."""
     # Faust cannot subscribe by pattern ("XXX pattern does not work" in its aiokafka driver),
@@ -59,7 +58,6 @@ def register_agents(app: faust.App, *, topics: set[str], pattern: str, store: Se
     app.topics._resubscribe_sleep_lock_seconds = 1.0
 
     inapplicable = Postbox(letters, "sessions", metrics.dead)
-    unarchivable = Postbox(letters, "archive", metrics.dead)
 
     async def apply(topic: str, partition: int, records: list[tuple[int, Event]]) -> Failed:
         """One partition's records; on a failure no single event explains, each on its own
@@ -92,25 +90,6 @@ def register_agents(app: faust.App, *, topics: set[str], pattern: str, store: Se
             for (topic, partition), records in by_tp.items():
                 failed += await apply(topic, partition, records)
             await retrying(inapplicable.send, failed, transient=STORE_DOWN)
-
-    async def add_to_archive(events: list[Event]) -> None:
-        assert archive is not None
-        done = await archive.add(events)
-        metrics.archive_batch(len(events), done.new, len(done.refused))
-        await unarchivable.send([(x.event, x) for x in done.refused])
-
-    async def archiver(stream):  # type: ignore[no-untyped-def]
-        async for batch in stream.take_events(BATCH, within=0.05):
-            records = [decode_or_undecodable(ev.message.topic, ev.message.value) for ev in batch]
-            good = [r for r in records if not isinstance(r, Undecodable)]
-            failed: Failed = [(r, r.error) for r in records if isinstance(r, Undecodable)]
-            if good:
-                failed += await retrying(handle_or_set_aside, good, add_to_archive, STORE_DOWN,
-                                         transient=STORE_DOWN)
-            await retrying(unarchivable.send, failed, transient=STORE_DOWN)
-
-    if archive is not None:
-        app.agent(events, name="archive")(counted_restarts("archive", metrics)(archiver))
 
     @app.timer(TOPIC_SCAN_S)
     async def follow_new_dataset_groups() -> None:

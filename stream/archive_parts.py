@@ -1,7 +1,8 @@
-"""The events archive as Parquet parts in the bucket: distributed mode's archive, no shared disk.
+"""The events archive as Parquet parts: distributed mode's archive, in the bucket or the data dir.
 
 Each dataset group's archive is a table of parts (stream.parts) under `archive/<group>/` of
-the bucket. The stream workers' archive writer (stream.archive_writer) stores one part per
+the bucket (OPZ_S3_BUCKET) or of the data dir. The stream workers' archive writer
+(stream.archive_writer) stores one part per
 Kafka partition and time window, and the same manifest swap that lists the part records the
 partition's next offset: the archive holds exactly the events before that offset, so a writer
 that crashes before the swap re-reads them, one that crashes after it resumes past them, and
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 SCHEMA = pa.schema([("event_id", pa.string()), ("day", pa.string()), ("user_id", pa.string()),
                     ("session_id", pa.string()), ("record", pa.binary())])
 MERGE_AT = 32  # parts; more small ones are merged into one, so reading stays a few large reads
-SMALL_ROWS = 1_000_000  # a part this large is left as it is by merges
+SMALL_ROWS = 100_000  # a part this large is left as it is by merges (each merge rewrites the small)
 
 
 class ArchiveReader(Protocol):
@@ -41,14 +42,12 @@ class ArchiveReader(Protocol):
     def drop(self, dataset_group: str) -> None: ...
 
 
-def in_bucket(settings: Settings) -> bool:
-    """Whether the archive is in the bucket: the stream workers write it there, from Kafka. The
-    embedded server keeps it beside its log in the data dir, bucket or not."""
-    return bool(settings.s3_bucket) and not settings.embedded
-
-
 def archive_of(settings: Settings) -> ArchiveReader:
-    return PartsArchive.of(settings) if in_bucket(settings) else ArchiveFiles(settings.data_dir / "archive")
+    """Distributed mode's parts (the stream workers write them from Kafka), or the embedded
+    server's SQLite archive beside its log, bucket or not."""
+    if settings.embedded:
+        return ArchiveFiles(settings.data_dir / "archive")
+    return PartsArchive.of(settings)
 
 
 def offset_key(topic: str, partition: int) -> str:
@@ -69,12 +68,15 @@ def rows_of(events: Sequence[Event]) -> tuple[pa.Table, list[Unarchivable]]:
 
 
 class PartsArchive:
-    def __init__(self, objects: ObjectStore) -> None:
-        self.objects = objects
+    """`legacy`: the SQLite archive a worker of an earlier release wrote in the data dir (before
+    the archive became parts): read and erased with the parts, so an upgrade loses nothing."""
+
+    def __init__(self, objects: ObjectStore, legacy: ArchiveFiles | None = None) -> None:
+        self.objects, self.legacy = objects, legacy
 
     @classmethod
     def of(cls, settings: Settings) -> PartsArchive:
-        return cls(objects_of(settings, "archive"))
+        return cls(objects_of(settings, "archive"), ArchiveFiles(settings.data_dir / "archive"))
 
     def parts(self, dataset_group: str) -> Parts:
         return Parts(self.objects, f"{dataset_group}/")
@@ -134,14 +136,20 @@ class PartsArchive:
         return table.take(pc.take(first, pc.sort_indices(first))).drop_columns(["__row"])  # rows, in order
 
     def read(self, dataset_group: str) -> list[Event]:
-        """A dataset group's events in the order they were stored."""
-        return [decode_event(r) for r in self.table(dataset_group)["record"].to_pylist()]
+        """A dataset group's events in the order they were stored (the legacy archive's first),
+        each event id once."""
+        events = [decode_event(r) for r in self.table(dataset_group)["record"].to_pylist()]
+        if self.legacy is None or not (old := self.legacy.read(dataset_group)):
+            return events
+        seen = {e.event_id for e in old}
+        return [*old, *(e for e in events if e.event_id not in seen)]
 
     def erase(self, dataset_group: str, users: Collection[str] | None = None) -> Erased:
         """As stream.archive.erase_events: every event, or the users' own and the anonymous ones
         of their sessions (and of a user id that is a sessionId); the offsets stay, so the
         erased events are not archived again."""
         parts = self.parts(dataset_group)
+        before = self.legacy.erase(dataset_group, users) if self.legacy else Erased(set(), set())
         if users is None:
             parts.swap(lambda old: Manifest([], old.jobs, old.offsets) if old.parts else None)
             return Erased(set(), set())
@@ -176,11 +184,13 @@ class PartsArchive:
             return Manifest(kept, old.jobs, old.offsets) if found else None
 
         parts.swap(without)
-        return result
+        return Erased(result.users | before.users, result.sessions | before.sessions)
 
     def drop(self, dataset_group: str) -> None:
         """The dataset group's archive, offsets and all (its topic is gone with it)."""
         self.parts(dataset_group).drop()
+        if self.legacy is not None:
+            self.legacy.drop(dataset_group)
 
 
 class _Moved(Exception):

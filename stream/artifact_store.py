@@ -16,12 +16,13 @@ cache holding it is complete and a restart or another process on the data dir re
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,6 +108,20 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def evictable(cached: Sequence[tuple[str, float, int]], budget: int, keep: str) -> list[str]:
+    """Of the cached artifacts (location, last used, bytes), the least recently used to delete
+    so that the rest fit in `budget` bytes; never `keep`, the one being loaded."""
+    total = sum(size for _, _, size in cached)
+    gone = []
+    for location, _, size in sorted(cached, key=lambda c: c[1]):
+        if total <= budget:
+            break
+        if location != keep:
+            gone.append(location)
+            total -= size
+    return gone
+
+
 def files_of(directory: Path) -> Iterator[str]:
     """Every file of an artifact directory but its manifest, as POSIX names relative to it."""
     for path in sorted(directory.rglob("*")):
@@ -119,14 +134,17 @@ def files_of(directory: Path) -> Iterator[str]:
 class ArtifactStore:
     """Writes (`staging`, `publish`), reads (`local`) and deletes artifacts by location."""
 
-    def __init__(self, data_dir: Path, bucket: str | None = None, endpoint_url: str | None = None) -> None:
+    def __init__(self, data_dir: Path, bucket: str | None = None, endpoint_url: str | None = None,
+                 cache_bytes: int | None = None) -> None:
         self.data_dir, self.bucket, self.endpoint_url = data_dir, bucket, endpoint_url
+        self.cache_bytes = cache_bytes  # the cache's budget; None: unbounded
         self._client: Any = None
         self._client_lock = threading.Lock()
 
     @classmethod
     def of(cls, settings: Settings) -> ArtifactStore:
-        return cls(settings.data_dir, settings.s3_bucket, settings.s3_endpoint_url)
+        return cls(settings.data_dir, settings.s3_bucket, settings.s3_endpoint_url,
+                   int(settings.artifact_cache_gb * 2**30))
 
     @property
     def in_bucket(self) -> bool:
@@ -186,6 +204,8 @@ class ArtifactStore:
             return directory
         cache = self.cache_dir(location)
         if (cache / MANIFEST).is_file():
+            with contextlib.suppress(FileNotFoundError):  # its last use, for eviction
+                os.utime(cache / MANIFEST)
             return cache
         body = self._manifest(location)
         try:
@@ -196,7 +216,26 @@ class ArtifactStore:
         for name, digest in checksums_of(manifest, location).items():
             self._fetch(location, name, digest, cache / name)
         _rename_in(cache / MANIFEST, body)
+        self.evict(keep=location)
         return cache
+
+    def evict(self, keep: str) -> list[str]:
+        """Delete the least recently used cached artifacts beyond the cache's budget (manifest
+        first: no reader takes a half-deleted one for whole); a process that has one loaded keeps
+        its open files, and the next load downloads it again. Returns the locations deleted."""
+        if self.cache_bytes is None:
+            return []
+        root = self.data_dir / CACHE
+        cached = []
+        for manifest in root.glob("artifacts/*/*/" + MANIFEST):
+            with contextlib.suppress(FileNotFoundError):
+                size = sum(f.stat().st_size for f in manifest.parent.rglob("*") if f.is_file())
+                cached.append((manifest.parent.relative_to(root).as_posix(), manifest.stat().st_mtime, size))
+        gone = evictable(cached, self.cache_bytes, keep)
+        for location in gone:
+            (root / location / MANIFEST).unlink(missing_ok=True)
+            shutil.rmtree(root / location, ignore_errors=True)
+        return gone
 
     def delete(self, location: str) -> None:
         """The artifact wherever it is (manifest first, so no reader takes a half-deleted one

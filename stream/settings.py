@@ -120,9 +120,12 @@ class Settings(BaseSettings):
     # share them without a shared disk; each reader keeps a verified copy under
     # <data dir>/cache. Unset: artifacts are folders of the data dir (embedded default)
     s3_bucket: str | None = None
-    # with OPZ_S3_BUCKET in distributed mode the datasets and the events archive live in the
-    # bucket too; the stream workers store each partition's events there once per this window
-    # (seconds): shorter makes PutEvents reach training sooner, longer makes fewer, larger parts
+    # with OPZ_S3_BUCKET: the disk the verified artifact cache under <data dir>/cache may take
+    # (GiB); beyond it the least recently used artifacts are deleted, never the one being loaded
+    artifact_cache_gb: float = Field(20.0, gt=0)
+    # distributed mode: the stream workers store each partition's events in the archive (the
+    # bucket's with OPZ_S3_BUCKET, else the data dir's) once per this window (seconds): shorter
+    # makes PutEvents reach training sooner, longer makes fewer, larger parts
     archive_window_s: float = Field(5.0, gt=0, le=3600)
     log_level: str = "info"
 

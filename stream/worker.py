@@ -12,9 +12,8 @@ from aiokafka.errors import KafkaError
 from stream.agents import TOPIC_SCAN_S, event_topics, register_agents
 from stream.app import make_faust_app
 from stream.applier import run_consumer
-from stream.archive import Archive
-from stream.archive_parts import PartsArchive, in_bucket
-from stream.archive_writer import write_archive
+from stream.archive_parts import PartsArchive
+from stream.archive_writer import archive_group, write_archive
 from stream.artifact_store import ArtifactStore
 from stream.contract import events_topic_pattern, records_topic_pattern
 from stream.datasets import DATASETS_GROUP, DatasetStore
@@ -108,16 +107,13 @@ async def _run(settings: Settings, stop: asyncio.Event, on_crash: Callable[[], N
             return True
         except TimeoutError:
             pass
-    archive = None if in_bucket(settings) else Archive(settings.data_dir / "archive")
     archived = asyncio.create_task(write_archive(
-        bootstrap, pattern, PartsArchive.of(settings), Postbox(letters, "archive", metrics.dead), metrics,
-        settings.archive_window_s, stop)) if archive is None else None
-    if archive is not None:
-        await archive.start()
+        bootstrap, archive_group(settings.stream_app_id), pattern, PartsArchive.of(settings),
+        Postbox(letters, "archive", metrics.dead), metrics, settings.archive_window_s, stop))
     app = make_faust_app(settings)
     live = LiveModels(settings.data_dir, store, ArtifactStore.of(settings))
     following = asyncio.create_task(live.run(stop))
-    register_agents(app, topics=topics, pattern=pattern, store=store, archive=archive, letters=letters,
+    register_agents(app, topics=topics, pattern=pattern, store=store, letters=letters,
                     limits=limits_from(settings), bootstrap=bootstrap, metrics=metrics, live=live)
     await app.start()
     log.info("stream worker started (app %s, brokers %s)", settings.stream_app_id,
@@ -137,9 +133,6 @@ async def _run(settings: Settings, stop: asyncio.Event, on_crash: Callable[[], N
         stop.set()
         await asyncio.wait({asyncio.ensure_future(app.stop())}, timeout=5.0)
         await following
-        if archive is not None:
-            await archive.close()
-        if archived is not None:
-            await asyncio.wait({archived}, timeout=STOP_DEADLINE_S / 2)
+        await asyncio.wait({archived}, timeout=STOP_DEADLINE_S / 2)
         await store.close()
         await asyncio.wait({records}, timeout=5.0)

@@ -17,6 +17,10 @@ from pathlib import Path
 import pytest
 from support import ROOT, S3Service, Server, database_of_its_own
 
+# The stream workers store the archive once per window (5 s by default); the tests read it, or
+# train on it, right after sending, so their workers store it every 0.2 s.
+os.environ.setdefault("OPZ_ARCHIVE_WINDOW_S", "0.2")
+
 sys.path.insert(0, str(ROOT / "scripts"))
 NO_SERVICE = ("{what} is not available: run `scripts/services.py start` and export "
               "`scripts/services.py env` (or `make test`, which does both), or make a Docker "

@@ -23,9 +23,11 @@ from support import Server, Worker, free_port
 from test_datasets import INTERACTIONS, Dataset, read_csv
 from test_training import RECIPE, wait
 
-from stream.archive import read_events
+from stream.archive import ArchiveFiles
+from stream.archive_parts import PartsArchive
 from stream.contract import Event
 from stream.log import KafkaEventLog, SqliteEventLog
+from stream.object_store import Folder
 from training.import_client import Control
 
 
@@ -111,8 +113,11 @@ class Stack:
         return [json.loads(line) for line in done.stdout.splitlines()]
 
     def archived(self, count: int, timeout: float = 90.0) -> list[Event]:
+        """The archive training reads: the stream worker's parts (Kafka), or the embedded SQLite."""
+        root = self.server.data_dir / "archive"
+        archive = PartsArchive(Folder(root)) if self.kafka else ArchiveFiles(root)
         deadline = time.monotonic() + timeout
-        while len(got := read_events(self.server.data_dir / "archive", self.group)) < count:
+        while len(got := archive.read(self.group)) < count:
             assert time.monotonic() < deadline, f"{len(got)} of {count} events archived:\n{self.output()}"
             time.sleep(0.2)
         return got

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -176,6 +177,26 @@ def test_two_processes_filling_one_cache_at_once_both_get_whole_files(
     for name, digest in manifest.checksums.items():
         assert hashlib.sha256((cached / name).read_bytes()).hexdigest() == digest
     assert not list(cached.glob(".*.part"))
+
+
+def test_a_full_cache_lets_the_least_recently_used_artifact_go(
+        tmp_path: Path, s3_service: S3Service, bucket: str, unique: str) -> None:
+    """A long-lived API process deploys version after version: its cache keeps to its budget
+    (OPZ_ARTIFACT_CACHE_GB), dropping what it used longest ago, and loads that one again if asked."""
+    trainer = ArtifactStore.of(settings_of(tmp_path / "t", s3_service, bucket))
+    first, second, third = (published_hrnn(tmp_path, trainer, arn(unique)) for _ in range(3))
+    reader = tmp_path / "reader"
+    one = ArtifactStore.of(settings_of(reader, s3_service, bucket))
+    size = sum(f.stat().st_size for f in one.local(first).rglob("*") if f.is_file())
+    one.cache_bytes = int(size * 2.5)  # room for two
+    one.local(second)
+    os.utime(one.cache_dir(first) / "manifest.json", (1, 1))  # the first is the least recently used
+    one.local(third)
+    assert not one.cache_dir(first).exists(), "evicted: over the budget, and used longest ago"
+    assert all((one.cache_dir(kept) / "manifest.json").is_file() for kept in (second, third))
+    again = one.local(first)  # asked for again: downloaded and verified again, another one goes
+    assert (again / "manifest.json").is_file()
+    assert sum((one.cache_dir(loc) / "manifest.json").is_file() for loc in (first, second, third)) == 2
 
 
 async def test_a_trained_version_is_in_the_bucket_and_another_process_serves_it(

@@ -21,6 +21,7 @@ from stream.artifact_store import (
     check_digest,
     checked_name,
     checksums_of,
+    evictable,
     object_key,
     with_checksums,
 )
@@ -93,3 +94,13 @@ def test_embedded_mode_publishes_into_the_data_dir_with_checksums(tmp_path: Path
     assert not staged.exists()
     store.delete(location)
     assert not store.exists(location) and not (tmp_path / "artifacts" / "movies").exists()
+
+
+def test_the_least_recently_used_artifacts_go_until_the_rest_fit_never_the_one_loading() -> None:
+    cached = [("artifacts/s/new", 30.0, 400), ("artifacts/s/old", 10.0, 300), ("artifacts/s/mid", 20.0, 300)]
+    assert evictable(cached, budget=1_000, keep="artifacts/s/new") == []
+    assert evictable(cached, budget=700, keep="artifacts/s/new") == ["artifacts/s/old"]
+    assert evictable(cached, budget=400, keep="artifacts/s/new") == ["artifacts/s/old", "artifacts/s/mid"]
+    # the one loading stays even when it alone is over the budget
+    assert evictable(cached, budget=100, keep="artifacts/s/new") == ["artifacts/s/old", "artifacts/s/mid"]
+    assert evictable(cached, budget=600, keep="artifacts/s/old") == ["artifacts/s/mid", "artifacts/s/new"]
