@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 scripts/system_deps.sh
 make -s venv
 scripts/kafka_jars.sh >/dev/null
+# the real tools the deploy checks run (built once from the Go module proxy into .cache/)
+scripts/kustomize.sh >/dev/null && scripts/helm.sh >/dev/null && scripts/promtool.sh >/dev/null
 PY=.venv/bin/python
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 $PY -m pytest tests/unit -q "$@"

@@ -4,15 +4,20 @@
   check-jsonschema), then what a schema cannot know: every command is a real `personalize`
   command, every OPZ_* variable a Settings field with a valid value, health checks, the object
   store and its bucket, and that the openpersonalize services share no volume.
-- every Kubernetes manifest, and what k8s/base and k8s/overlays/small render to
-  (tests/kustomize_lite.py), against the Kubernetes API's schemas (kubernetes-validate,
-  strict: unknown fields fail), then references between objects, probes and resources.
+- every Kubernetes manifest, what k8s/base and k8s/overlays/small render to (the real
+  `kustomize build`, scripts/kustomize.sh) and what the Helm chart deploy/helm/openpersonalize
+  renders to (the real `helm template`, scripts/helm.sh; `helm lint` too), against the
+  Kubernetes API's schemas (kubernetes-validate, strict: unknown fields fail), then references
+  between objects, probes and resources, and that the chart renders what the kustomizations do.
+  Both tools are built once from the Go module proxy into .cache/; where they cannot be, these
+  tests fail (they do not skip).
 - the Dockerfile, parsed by BuildKit's own parser (the `dockerfile` package): entry points
   are `personalize` commands, the serving image has no torch, the trainer image has.
 """
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import re
@@ -31,7 +36,6 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from kustomize_lite import build, load_docs, pod_templates
 
 from serving.cli import build_parser
 from serving.hosts import allowed_hosts
@@ -40,6 +44,7 @@ from stream.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
+CHART = ROOT / "deploy/helm/openpersonalize"
 sys.path.insert(0, str(ROOT / "scripts"))
 import healthcheck  # noqa: E402
 
@@ -49,6 +54,9 @@ SETTINGS_VARS = {f"OPZ_{name.upper()}" for name in Settings.model_fields}
 # what each openpersonalize process runs (the images' entry point is `personalize`)
 EXPECTED = {"api": ["serve"], "stream-worker": ["stream", "worker"], "trainer": ["trainer", "--schedule"]}
 K8S_VERSIONS = ["1.30", kubernetes_validate.utils.latest_version()]
+# the first run builds kustomize and helm (scripts/kustomize.sh, scripts/helm.sh): minutes on
+# 2 cores, within one test's setup (pytest's default timeout: 600 s)
+pytestmark = pytest.mark.timeout(2400)
 
 
 def parse_personalize(argv: list[str]) -> Any:
@@ -456,10 +464,73 @@ def k8s_validate(doc: Doc) -> None:
         kubernetes_validate.validate(doc, version, strict=True)
 
 
+def load_docs(path: Path) -> list[Doc]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
+
+
+def pod_templates(doc: Doc) -> list[Doc]:
+    if doc["kind"] in WORKLOADS:
+        return [doc["spec"]["template"]]
+    if doc["kind"] == "CronJob":
+        return [doc["spec"]["jobTemplate"]["spec"]["template"]]
+    return []
+
+
+@functools.cache
+def tool(script: str) -> str:
+    """The real kustomize or helm: scripts/<script> builds it once from the Go module proxy into
+    .cache/ and prints its path. Without Go or the proxy these tests fail, saying so."""
+    try:
+        built = subprocess.run([str(ROOT / "scripts" / script)], capture_output=True, text=True,
+                               timeout=1100)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"scripts/{script} did not build its tool within 1100 s", pytrace=False)
+    if built.returncode != 0:
+        pytest.fail(f"scripts/{script} could not build its tool (it needs Go 1.26 and the Go module "
+                    f"proxy, once; the binary is kept in .cache/):\n{built.stderr[-4000:]}", pytrace=False)
+    return built.stdout.strip().splitlines()[-1]
+
+
+def run_tool(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The tool, with Helm's config, cache and data folders in a throwaway place (nothing is
+    fetched: the chart has no dependencies)."""
+    home = ROOT / ".cache/helm-home"
+    env = os.environ | {f"HELM_{what}_HOME": str(home / what.lower()) for what in ("CACHE", "CONFIG", "DATA")}
+    return subprocess.run([tool(script), *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+def render(script: str, *args: str) -> list[Doc]:
+    out = run_tool(script, *args)
+    assert out.returncode == 0, f"{script} {' '.join(args)}:\n{out.stderr}"
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def helm_template(*args: str) -> list[Doc]:
+    """`helm template` of the chart as release `opz` in namespace openpersonalize: the names and
+    the namespace k8s/base uses."""
+    return render("helm.sh", "template", "opz", str(CHART), "--namespace", "openpersonalize", *args)
+
+
+KUSTOMIZATIONS = ["base", "overlays/small"]
+# the chart with its default values, and with values-small.yaml (k8s/overlays/small's sizes)
+# plus its optional Ingress, which is off by default
+HELM = {"helm": [], "helm-small": ["-f", str(CHART / "values-small.yaml"), "--set", "ingress.enabled=true"]}
+RENDERINGS = KUSTOMIZATIONS + list(HELM)
+
+
+def by_key(docs: list[Doc]) -> dict[tuple[str, str], Doc]:
+    keyed = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    assert len(keyed) == len(docs), "an object appears twice"
+    return keyed
+
+
 @pytest.fixture(scope="module")
 def rendered() -> Rendered:
-    return {name: {(d["kind"], d["metadata"]["name"]): d for d in build(K8S / name)}
-            for name in ("base", "overlays/small")}
+    out = {name: by_key(render("kustomize.sh", "build", str(K8S / name))) for name in KUSTOMIZATIONS}
+    return out | {name: by_key(helm_template(*args)) for name, args in HELM.items()}
 
 
 def base_resource_files() -> list[Path]:
@@ -476,12 +547,18 @@ def test_k8s_manifest_validates(path: Path) -> None:
         k8s_validate(doc)
 
 
-@pytest.mark.parametrize("overlay", ["base", "overlays/small"])
+@pytest.mark.parametrize("overlay", RENDERINGS)
 def test_k8s_rendering_validates(overlay: str, rendered: Rendered) -> None:
     docs = rendered[overlay]
     kinds = {kind for kind, _ in docs}
     assert {"Deployment", "Service", "ConfigMap", "HorizontalPodAutoscaler",
-            "PodDisruptionBudget", "Namespace", "NetworkPolicy", "Ingress"} <= kinds
+            "PodDisruptionBudget", "NetworkPolicy"} <= kinds
+    if overlay in HELM:
+        # `helm install --create-namespace` makes the namespace; the Ingress is optional
+        assert "Namespace" not in kinds
+        assert ("Ingress" in kinds) is ("ingress.enabled=true" in HELM[overlay])
+    else:
+        assert {"Namespace", "Ingress"} <= kinds
     for doc in docs.values():
         k8s_validate(doc)
         if doc["kind"] != "Namespace":
@@ -513,7 +590,7 @@ def config(docs: dict[tuple[str, str], Doc]) -> dict[str, str]:
     return docs[("ConfigMap", "opz-settings")]["data"]
 
 
-@pytest.mark.parametrize("overlay", ["base", "overlays/small"])
+@pytest.mark.parametrize("overlay", RENDERINGS)
 def test_k8s_workloads_run_personalize_with_real_settings(overlay: str, rendered: Rendered,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     docs = rendered[overlay]
@@ -566,7 +643,7 @@ def container_env(docs: dict[tuple[str, str], Doc], container: Doc) -> dict[str,
     return env
 
 
-@pytest.mark.parametrize("overlay", ["base", "overlays/small"])
+@pytest.mark.parametrize("overlay", RENDERINGS)
 def test_k8s_pods_share_no_volume_and_all_reach_the_bucket(overlay: str, rendered: Rendered,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """No PersistentVolumeClaim: each pod's /data (OPZ_DATA_DIR) is its own emptyDir, a cache;
@@ -598,7 +675,7 @@ def quantity(value: str | int) -> float:
     return float(match.group(1)) * units.get(match.group(2), 1)
 
 
-@pytest.mark.parametrize("overlay", ["base", "overlays/small"])
+@pytest.mark.parametrize("overlay", RENDERINGS)
 def test_k8s_resources_probes_and_references(overlay: str,
                                              rendered: Rendered) -> None:
     docs = rendered[overlay]
@@ -707,8 +784,10 @@ def test_prometheus_finds_every_metrics_endpoint(compose: dict[str, Any], render
             int(cfg["OPZ_METRICS_PORT"]) > 0
         for notes, port in ((deployment["spec"]["template"]["metadata"]["annotations"], "OPZ_METRICS_PORT"),
                             (docs[("Service", "opz-api")]["metadata"]["annotations"], "OPZ_PORT")):
-            assert notes == {"prometheus.io/scrape": "true", "prometheus.io/port": cfg[port],
-                             "prometheus.io/path": "/metrics"}
+            prometheus = {k: v for k, v in notes.items() if k.startswith("prometheus.io/")}
+            assert prometheus == {"prometheus.io/scrape": "true", "prometheus.io/port": cfg[port],
+                                  "prometheus.io/path": "/metrics"}
+            assert set(notes) - set(prometheus) <= {"checksum/settings"}, "the chart's: a new one rolls pods"
 
 
 def pods(docs: dict[tuple[str, str], Doc]) -> dict[str, Doc]:
@@ -716,7 +795,7 @@ def pods(docs: dict[tuple[str, str], Doc]) -> dict[str, Doc]:
     return {name: t for (kind, name), d in docs.items() for t in pod_templates(d)}
 
 
-@pytest.mark.parametrize("overlay", ["base", "overlays/small"])
+@pytest.mark.parametrize("overlay", RENDERINGS)
 def test_every_pod_runs_under_the_runtime_default_seccomp_profile(overlay: str, rendered: Rendered) -> None:
     templates = pods(rendered[overlay])
     assert set(templates) == {"opz-api", "opz-stream-worker", "opz-trainer"}
@@ -731,7 +810,7 @@ def selects(selector: Doc, labels: dict[str, str]) -> bool:
     return selector.get("matchLabels", {}).items() <= labels.items()
 
 
-@pytest.mark.parametrize("overlay", ["base", "overlays/small"])
+@pytest.mark.parametrize("overlay", RENDERINGS)
 def test_network_policies_let_only_the_ingress_reach_the_api(overlay: str, rendered: Rendered) -> None:
     docs = rendered[overlay]
     policies = {name: d for (kind, name), d in docs.items() if kind == "NetworkPolicy"}
@@ -754,7 +833,7 @@ def test_network_policies_let_only_the_ingress_reach_the_api(overlay: str, rende
     assert reachable["opz-trainer"] == [], "the trainer: nothing"
 
 
-@pytest.mark.parametrize("overlay", ["base", "overlays/small"])
+@pytest.mark.parametrize("overlay", ["base", "overlays/small", "helm-small"])
 def test_the_example_ingress_exposes_only_events_and_the_runtime(overlay: str, rendered: Rendered) -> None:
     docs = rendered[overlay]
     ingress = docs[("Ingress", "opz-api")]
@@ -771,7 +850,7 @@ def test_the_example_ingress_exposes_only_events_and_the_runtime(overlay: str, r
     assert quantity(cap.replace("m", "Mi")) == Settings.model_fields["max_data_body_bytes"].default
 
 
-@pytest.mark.parametrize("overlay", ["base", "overlays/small"])
+@pytest.mark.parametrize("overlay", RENDERINGS)
 def test_the_keys_secret_is_mounted_read_only_where_calls_are_checked(overlay: str, rendered: Rendered,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     docs = rendered[overlay]
@@ -796,13 +875,17 @@ def test_the_keys_secret_is_mounted_read_only_where_calls_are_checked(overlay: s
     assert {"opz-api", "opz-api.openpersonalize.svc.cluster.local", "localhost"} <= names
 
 
-def test_the_datastores_and_the_object_store_admit_only_openpersonalizes_pods(rendered: Rendered) -> None:
+@pytest.mark.parametrize("overlay", ["base", "helm"])
+def test_the_datastores_and_the_object_store_admit_only_openpersonalizes_pods(overlay: str,
+                                                                              rendered: Rendered) -> None:
     """k8s/datastores: policies in Kafka's, Redis', PostgreSQL's and the object store's
     namespaces, admitting our pods (and their own namespace's) on their ports."""
     docs = load_docs(K8S / "datastores/network-policies.yaml")
-    base = rendered["base"]
+    base = rendered[overlay]
     ours = {name: t["metadata"]["labels"] for name, t in pods(base).items()}
-    namespace = base[("Namespace", "openpersonalize")]["metadata"]["name"]
+    namespace = base[("Deployment", "opz-api")]["metadata"]["namespace"]
+    if overlay == "base":
+        assert base[("Namespace", namespace)]
     services = {"opz-kafka": "kafka", "opz-redis": "redis", "opz-postgres": "postgres", "opz-s3": "s3"}
     assert sorted(doc["metadata"]["name"] for doc in docs) == sorted(services)
     for doc in docs:
@@ -820,32 +903,99 @@ def test_the_datastores_and_the_object_store_admit_only_openpersonalizes_pods(re
         assert doc["spec"]["policyTypes"] == ["Ingress"]
 
 
-# ---------------------------------------------------------------------------- the renderer
+# ---------------------------------------------------------------------------- the Helm chart
 
-def test_kustomize_lite_merges_like_kustomize(tmp_path: Path) -> None:
-    (tmp_path / "base").mkdir()
-    (tmp_path / "over").mkdir()
-    (tmp_path / "base/kustomization.yaml").write_text("resources: [d.yaml]\nnamespace: ns\n")
-    (tmp_path / "base/d.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
-        "spec": {"replicas": 3, "template": {"spec": {"containers": [
-            {"name": "a", "image": "img/a:1", "args": ["x"]}, {"name": "b", "image": "img/b"}]}}}}))
-    (tmp_path / "over/kustomization.yaml").write_text(
-        "resources: [../base]\npatches: [{path: p.yaml}]\nreplicas: [{name: d, count: 1}]\n"
-        "images: [{name: img/a, newName: reg/a, newTag: '2'}]\n"
-        "labels: [{pairs: {team: x}, includeTemplates: true}]\n")
-    (tmp_path / "over/p.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
-        "spec": {"template": {"spec": {"containers": [{"name": "b", "args": ["y"]}]}}}}))
-    (doc,) = build(tmp_path / "over")
-    a, b = doc["spec"]["template"]["spec"]["containers"]
-    assert a == {"name": "a", "image": "reg/a:2", "args": ["x"]} and b == {"name": "b", "image": "img/b",
-                                                                          "args": ["y"]}
-    assert doc["spec"]["replicas"] == 1 and doc["metadata"]["namespace"] == "ns"
-    assert doc["metadata"]["labels"] == {"team": "x"} == doc["spec"]["template"]["metadata"]["labels"]
-    (tmp_path / "over/kustomization.yaml").write_text("resources: [../base]\nnamePrefix: x-\n")
-    with pytest.raises(Exception, match="does not implement"):
-        build(tmp_path / "over")
+def test_helm_lint_passes() -> None:
+    for args in ([], ["-f", str(CHART / "values-small.yaml")]):
+        out = run_tool("helm.sh", "lint", "--strict", str(CHART), *args)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "1 chart(s) linted, 0 chart(s) failed" in out.stdout
+
+
+def selector(doc: Doc) -> dict[str, str]:
+    """What a Deployment, PDB, Service or NetworkPolicy selects pods by."""
+    spec = doc.get("spec", {})
+    if doc["kind"] == "Service":
+        return spec.get("selector", {})
+    return (spec.get("selector") or spec.get("podSelector") or {}).get("matchLabels", {})
+
+
+def comparable(doc: Doc) -> Doc:
+    """An object less what the chart adds: labels and selectors (they name the release too:
+    app.kubernetes.io/instance), the settings' checksum on pod templates, imagePullPolicy."""
+    doc = json.loads(json.dumps(doc))
+    meta = doc.pop("metadata")
+    doc["annotations"] = meta.get("annotations", {})
+    spec = doc.get("spec", {})
+    for field in ("selector", "podSelector"):
+        spec.pop(field, None)
+    for template in pod_templates(doc):
+        template["metadata"].pop("labels")
+        notes = template["metadata"].pop("annotations", {})
+        notes.pop("checksum/settings", None)
+        if notes:
+            template["metadata"]["annotations"] = notes
+        for container in template["spec"]["containers"]:
+            container.pop("imagePullPolicy", None)
+    return doc
+
+
+@pytest.mark.parametrize("kustomized, charted", [("base", "helm"), ("overlays/small", "helm-small")])
+def test_the_chart_renders_what_the_kustomization_does(kustomized: str, charted: str,
+                                                       rendered: Rendered) -> None:
+    """The chart's defaults are k8s/base, values-small.yaml is k8s/overlays/small: the same objects
+    with the same settings, pods, probes, resources, Services, HPA, PDBs and policies."""
+    ours, theirs = rendered[charted], rendered[kustomized]
+    with_ingress = "ingress.enabled=true" in HELM[charted]
+    assert set(ours) == {key for key in theirs
+                         if key[0] != "Namespace" and (key[0] != "Ingress" or with_ingress)}
+    for key, doc in ours.items():
+        assert doc["metadata"]["namespace"] == theirs[key]["metadata"]["namespace"]
+        assert selector(theirs[key]).items() <= selector(doc).items(), key
+        mine, base = comparable(doc), comparable(theirs[key])
+        if key == ("Deployment", "opz-api"):
+            # the HPA owns the count: an upgrade must not reset it
+            assert "replicas" not in mine["spec"]
+            assert base["spec"].pop("replicas") == theirs[("HorizontalPodAutoscaler", "opz-api")]["spec"][
+                "minReplicas"]
+        assert mine == base, key
+
+
+def test_helm_values_name_real_settings_and_do_what_they_say(monkeypatch: pytest.MonkeyPatch) -> None:
+    for values in ("values.yaml", "values-small.yaml"):
+        names = {f"OPZ_{name.upper()}" for name in yaml.safe_load((CHART / values).read_text())["settings"]}
+        assert names <= SETTINGS_VARS and names <= documented_settings(), values
+    docs = by_key(helm_template(
+        "--set", "fullnameOverride=shop,existingSecret=,networkPolicy.enabled=false",
+        "--set", "api.autoscaling.enabled=false",
+        "--set", "externalServices.s3=null,settings.s3_endpoint_url=null,settings.log_level=debug",
+        "--set", "settings.allowed_hosts=shop.example.com"))
+    for doc in docs.values():
+        k8s_validate(doc)
+    assert {name for kind, name in docs if kind == "Deployment"} == {"shop-api", "shop-stream-worker",
+                                                                     "shop-trainer"}
+    assert not {kind for kind, _ in docs} & {"NetworkPolicy", "HorizontalPodAutoscaler", "Ingress"}
+    assert {name for kind, name in docs if kind == "Service"} == {"shop-api", "kafka", "redis", "postgres"}
+    cfg = docs[("ConfigMap", "shop-settings")]["data"]
+    settings = settings_from(cfg, monkeypatch)
+    assert settings.s3_endpoint_url is None and settings.log_level == "debug"
+    assert cfg["OPZ_ALLOWED_HOSTS"] == "shop.example.com"
+    api = docs[("Deployment", "shop-api")]
+    assert api["spec"]["replicas"] == 2
+    assert containers(api)[0]["envFrom"] == [{"configMapRef": {"name": "shop-settings"}}]
+    wrong = run_tool("helm.sh", "template", "opz", str(CHART), "--set", "settings.kafkaPartitions=4")
+    assert wrong.returncode != 0 and "settings.kafkaPartitions: name a Settings field" in wrong.stderr
+
+
+def test_the_tool_scripts_say_when_go_is_missing(tmp_path: Path) -> None:
+    """Where the tools are not built yet and Go is absent: a one-line reason, exit 1."""
+    for program in ("bash", "dirname"):
+        os.symlink(subprocess.run(["bash", "-c", f"command -v {program}"], capture_output=True,
+                                  text=True, check=True).stdout.strip(), tmp_path / program)
+    for script, variable in (("kustomize.sh", "KUSTOMIZE_VERSION"), ("helm.sh", "HELM_VERSION")):
+        out = subprocess.run([str(ROOT / "scripts" / script)], capture_output=True, text=True,
+                             env={"PATH": str(tmp_path), variable: "v0.0.0-never-built"})
+        assert (out.returncode, out.stderr) == (1, "missing go: install Go 1.26 or newer\n"), script
 
 
 # ---------------------------------------------------------------------------- health checks
