@@ -91,6 +91,14 @@ def s3_service() -> S3Service:
     pytest.fail(NO_SERVICE.format(what="The S3-compatible store"))
 
 
+@pytest.fixture(scope="module")
+def bucket(s3_service: S3Service) -> str:
+    """A new bucket of the S3-compatible store, one per test module."""
+    name = f"opz-{uuid.uuid4().hex[:12]}"
+    s3_service.client().create_bucket(Bucket=name)
+    return name
+
+
 @pytest.fixture
 def unique() -> str:
     """A fresh name per test: topics, consumer groups, dataset groups and key prefixes."""

@@ -24,7 +24,7 @@ from stream.archive import Archive
 from stream.archive_parts import PartsArchive
 from stream.contract import events_topic_pattern
 from stream.log import EventLog, KafkaEventLog, SqliteEventLog
-from stream.object_store import Folder
+from stream.object_store import Bucket, Folder
 from stream.store import RedisSessionStore, SessionStore, SqliteSessionStore
 
 SETTLE_TIMEOUT_S = 120  # until state and archive have caught up with every accepted event
@@ -57,6 +57,8 @@ class Deployment:
     apis: int = 1
     workers: int = 1
     env: dict[str, str] = field(default_factory=dict)  # more settings for every process
+    # with OPZ_DATABASE_URL and OPZ_S3_BUCKET in `env`: a data dir per process, the archive in the bucket
+    shared_nothing: bool = False
     servers: list[Server] = field(default_factory=list)
     started: list[Worker] = field(default_factory=list)  # killed ones stay listed
     tracking_id: str = ""
@@ -76,8 +78,8 @@ class Deployment:
             self.env = {"OPZ_KAFKA_BOOTSTRAP_SERVERS": self.kafka, "OPZ_REDIS_URL": self.redis,
                         "OPZ_REDIS_PREFIX": self.name, "OPZ_STREAM_APP_ID": f"{self.name}-stream",
                         "OPZ_STREAM_DATASET_GROUPS": self.name, **self.env}
-        for _ in range(self.apis):  # one after another: the first creates control.db
-            self.servers.append(Server(self.tmp / "api", env=self.env).start())
+        for n in range(self.apis):  # one after another: the first creates control.db
+            self.servers.append(Server(self.tmp / self._own("api", n), env=self.env).start())
         control = self.server.client("personalize")
         dsg = control.create_dataset_group(name=self.name)["datasetGroupArn"]
         self.tracking_id = control.create_event_tracker(name=f"{self.name}-t",
@@ -87,8 +89,13 @@ class Deployment:
                 self.start_worker()
         return self
 
+    def _own(self, kind: str, n: int) -> str:
+        """The data dir of the n-th process of a kind: shared by its kind, or its own."""
+        return f"{kind}{n}" if self.shared_nothing else kind
+
     def start_worker(self) -> Worker:
-        worker = Worker(self.tmp, {**self.env, "OPZ_DATA_DIR": str(self.tmp / "worker"),
+        data_dir = self.tmp / self._own("worker", len(self.started))
+        worker = Worker(self.tmp, {**self.env, "OPZ_DATA_DIR": str(data_dir),
                                    "OPZ_METRICS_PORT": str(free_port())}).start()
         self.started.append(worker)
         return worker
@@ -135,7 +142,9 @@ class Deployment:
         """Every event id the archive holds, with any repeats: Kafka mode's parts (the stream
         workers' data dir), or the embedded SQLite archive."""
         if self.mode == "kafka":
-            parts = PartsArchive(Folder(self.tmp / "worker" / "archive")).parts(self.name)
+            where = Bucket(self.env["OPZ_S3_BUCKET"], "archive/", self.env["OPZ_S3_ENDPOINT_URL"]) \
+                if self.shared_nothing else Folder(self.tmp / "worker" / "archive")
+            parts = PartsArchive(where).parts(self.name)
 
             def raw() -> list[str]:
                 return [i for p in parts.manifest().parts for i in parts.read(p.name)["event_id"].to_pylist()]

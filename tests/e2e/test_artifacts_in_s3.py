@@ -4,7 +4,6 @@ other, through boto3 only, against the real S3-compatible store."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,13 +11,6 @@ from typing import Any
 import pytest
 from support import S3Service, Server, two_hosts
 from test_training import RECIPE, dataset_group, slice_of_ml100k, train
-
-
-@pytest.fixture
-def bucket(s3_service: S3Service) -> str:
-    name = f"opz-{uuid.uuid4().hex[:12]}"
-    s3_service.client().create_bucket(Bucket=name)
-    return name
 
 
 @pytest.fixture

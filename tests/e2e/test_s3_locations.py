@@ -11,7 +11,6 @@ import json
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,13 +23,6 @@ ITEMS = json.dumps({"type": "record", "name": "Items", "namespace": "com.amazona
                     "fields": [{"name": "ITEM_ID", "type": "string"},
                                {"name": "GENRE", "type": "string", "categorical": True}],
                     "version": "1.0"})
-
-
-@pytest.fixture(scope="module")
-def bucket(s3_service: S3Service) -> str:
-    name = f"opz-{uuid.uuid4().hex[:12]}"
-    s3_service.client().create_bucket(Bucket=name)
-    return name
 
 
 @pytest.fixture(scope="module")

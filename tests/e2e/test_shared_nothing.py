@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,13 +23,6 @@ from stream.archive_parts import PartsArchive
 from stream.object_store import Bucket
 
 WINDOW_S = "0.5"  # the archive writer's window: events reach training within about this
-
-
-@pytest.fixture
-def bucket(s3_service: S3Service) -> str:
-    name = f"opz-{uuid.uuid4().hex[:12]}"
-    s3_service.client().create_bucket(Bucket=name)
-    return name
 
 
 @pytest.fixture

@@ -41,13 +41,6 @@ pytestmark = pytest.mark.integration
 POPULARITY = "arn:aws:personalize:::recipe/aws-popularity-count"
 
 
-@pytest.fixture(scope="module")
-def bucket(s3_service: S3Service) -> str:
-    name = f"opz-{uuid.uuid4().hex[:12]}"
-    s3_service.client().create_bucket(Bucket=name)
-    return name
-
-
 @pytest.fixture(autouse=True)
 def credentials(s3_service: S3Service, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The store's root key through the standard AWS chain (what a deployment's environment has)."""

@@ -1,5 +1,6 @@
 """Scale-out on one machine: 2 API processes and 2 stream workers (one consumer group) on a
-3-broker KRaft cluster (replication 3, min.insync.replicas 2) and Redis.
+3-broker KRaft cluster (replication 3, min.insync.replicas 2) and Redis; and the same sharing
+no disk (a data dir per process, the control plane in PostgreSQL, the archive in a bucket).
 
 Each user's calls alternate between the two APIs, one after another, so every user's
 history must come out in the order sent whichever process took which call. A worker
@@ -20,7 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from deployment import Deployment, dedicated_services
 from services import KafkaCluster, RedisServer
-from support import Worker, consumer_lag
+from support import S3Service, Worker, consumer_lag
 
 from stream.contract import events_topic
 
@@ -110,3 +111,26 @@ def test_ingestion_goes_on_with_a_broker_down(scaled: ScaledOut) -> None:
     finally:
         kafka.start_node(1)
         kafka.wait_ready()
+
+
+def test_sharing_no_disk_a_killed_worker_loses_nothing_and_stores_nothing_twice(
+        cluster: tuple[KafkaCluster, RedisServer], tmp_path: Path, unique: str, fresh_database: str,
+        s3_service: S3Service, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    kafka, redis = cluster
+    for name, value in s3_service.env.items():  # this test reads the bucket too
+        monkeypatch.setenv(name, value)
+    env = {**SETTINGS, **s3_service.env, "OPZ_DATABASE_URL": fresh_database, "OPZ_S3_BUCKET": bucket,
+           "OPZ_S3_ENDPOINT_URL": s3_service.endpoint}
+    d = Deployment("kafka", tmp_path, unique, kafka=kafka.bootstrap, redis=redis.url, apis=2, workers=2,
+                   env=env, shared_nothing=True).start()
+    try:
+        warm = d.send(users=4, per_user=10, prefix="w")
+        wait_for_owners(d.started, events_topic(unique),
+                        lambda o: all(o) and sorted(p for x in o for p in x) == list(range(PARTITIONS)))
+        victim, _ = d.started
+        accepted = d.send_during(victim.kill)
+        d.check(warm + accepted)  # the archive read from the bucket: each event exactly once
+        assert not (tmp_path / "api0" / "control.db").exists()  # in PostgreSQL
+        assert not (tmp_path / "worker1" / "archive").exists()  # in the bucket
+    finally:
+        d.stop()
