@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving import (
@@ -100,6 +101,23 @@ async def embedded_agents(settings: Settings, event_log: EventLog, store: Sessio
     finally:
         await archive.close()
         await letters.close()
+
+
+READY_TIMEOUT_S = 2.0
+
+
+async def unavailable(checks: Mapping[str, Callable[[], Awaitable[object]]],
+                      timeout_s: float = READY_TIMEOUT_S) -> list[str]:
+    """The names of the dependencies whose check failed or took longer than `timeout_s`."""
+    async def failed(name: str, check: Callable[[], Awaitable[object]]) -> str | None:
+        try:
+            async with asyncio.timeout(timeout_s):
+                await check()
+            return None
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            log.warning("readiness: %s unavailable (%s)", name, type(exc).__name__)
+            return name
+    return [name for name in await asyncio.gather(*(failed(n, c) for n, c in checks.items())) if name]
 
 
 def origin_allowed(origin: str, allowed: Collection[str], extra: Collection[str] = ()) -> bool:
@@ -225,6 +243,14 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
     app.add_middleware(BrowserAccess, origins=origins, public_origins=trackers.public_origins)
     # added last = outermost: counts every answer, CORS preflights and errors included
     app.add_middleware(metrics.RequestMetrics, metrics=api_metrics, known=control_api.OPERATIONS)
+
+    @app.get("/ready", tags=["ops"], summary="Readiness: the log, session store and control plane answer")
+    async def ready() -> JSONResponse:
+        """503 naming what did not answer within READY_TIMEOUT_S (never how: no address or
+        error text): a load balancer sends PutEvents only where it can be stored."""
+        down = await unavailable({"event log": event_log.ready, "session store": store.ready,
+                                  "control plane": lambda: asyncio.to_thread(resources.schema_version)})
+        return JSONResponse({"ready": not down, "unavailable": down}, status_code=503 if down else 200)
 
     @app.get("/health", tags=["ops"], summary="Liveness, mode, and the consumers' failures")
     async def health_of() -> dict[str, Any]:

@@ -22,12 +22,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serving.control_api import TARGET_PREFIX
 from stream.contract import DatasetRecord, Event
 from stream.log import EventLog
+from stream.metrics import BUILD_INFO
 
 # the rest-json routes (personalize-events, personalize-runtime), all POST
 REST_OPERATIONS = {"/events": "PutEvents", "/items": "PutItems", "/users": "PutUsers",
                    "/recommendations": "GetRecommendations",
                    "/personalize-ranking": "GetPersonalizedRanking"}
-OPS_ROUTES = {"/health": "health", "/metrics": "metrics"}  # GET
+OPS_ROUTES = {"/health": "health", "/ready": "ready", "/metrics": "metrics"}  # GET
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 APPEND_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
@@ -181,6 +182,7 @@ def scraped(registry: CollectorRegistry, served: Collector, processes: int) -> C
     every = CollectorRegistry()
     MultiProcessCollector(every)
     every.register(served)
+    every.register(BUILD_INFO)
     return every
 
 

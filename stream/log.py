@@ -64,6 +64,9 @@ class EventLog(Protocol):
     async def commit(self, group: str) -> None:
         """Mark everything `read` has returned to `group` as processed."""
 
+    async def ready(self) -> None:
+        """Raise LogUnavailable unless an append could be made now (readiness checks)."""
+
 
 def open_event_log(settings: Settings, *, client_id: str = "opz",
                    dataset_groups: str = ".+") -> EventLog:
@@ -100,6 +103,10 @@ class SqliteEventLog:
             self._head = await self._run(self._open)
         except (OSError, sqlite3.Error) as exc:
             raise LogUnavailable(f"cannot open the event log at {self.path}: {exc}") from exc
+
+    async def ready(self) -> None:
+        if self._db is None:
+            raise LogUnavailable("the event log is not open")
 
     def _open(self) -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -240,6 +247,18 @@ class KafkaEventLog:
 
     async def start(self) -> None:
         await self._ready_producer()
+
+    async def ready(self) -> None:
+        """A metadata round trip to the cluster, within the append timeout."""
+        from aiokafka.errors import KafkaError
+
+        producer = await self._ready_producer()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                if not await producer.client.fetch_all_metadata():
+                    raise LogUnavailable("Kafka answered no metadata")
+        except (KafkaError, TimeoutError, OSError) as exc:
+            raise LogUnavailable(f"Kafka is unreachable ({type(exc).__name__})") from None
 
     async def _ready_producer(self):  # type: ignore[no-untyped-def]
         """The producer, started anew if the last one was retired."""

@@ -52,6 +52,9 @@ class SessionStore(Protocol):
     async def close(self) -> None:
         """Release connections."""
 
+    async def ready(self) -> None:
+        """Raise unless the store answers now (readiness checks)."""
+
     async def load(self, keys: Sequence[Key], positions: Sequence[str] = ()
                    ) -> tuple[list[SessionState | None], list[int | None]]:
         """States for `keys` and the named positions, in one round trip; None where absent."""
@@ -137,6 +140,10 @@ class SqliteSessionStore:
 
     async def start(self) -> None:
         await self._run(self._open)
+
+    async def ready(self) -> None:
+        if self._db is None:
+            raise ConnectionError("the session store is not open")
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -378,6 +385,10 @@ class RedisSessionStore:
         await self._redis.ping()
         self._save_script = self._redis.register_script(_SAVE)
         self._small = Coalescer(self._redis)
+
+    async def ready(self) -> None:
+        assert self._redis is not None, "start() first"
+        await self._redis.ping()
 
     async def close(self) -> None:
         if self._redis is not None:

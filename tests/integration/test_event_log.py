@@ -83,3 +83,7 @@ async def test_an_unreachable_log_refuses_to_start(backend: str, tmp_path, uniqu
            else KafkaEventLog("127.0.0.1:1", client_id=unique, timeout_s=2))
     with pytest.raises(LogUnavailable):
         await log.start()
+
+
+async def test_a_started_log_is_ready(event_log: EventLog) -> None:
+    await event_log.ready()  # what GET /ready asks (Kafka: a metadata round trip)

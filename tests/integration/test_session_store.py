@@ -178,3 +178,7 @@ async def test_an_error_reply_fails_only_the_request_it_belongs_to(redis_url: st
         assert isinstance(broken, ResponseError) and "WRONGTYPE" in str(broken)
     finally:
         await store.close()
+
+
+async def test_a_started_store_is_ready(session_store: SessionStore) -> None:
+    await session_store.ready()  # what GET /ready asks (a Redis PING; SQLite: its file is open)

@@ -692,9 +692,11 @@ def test_k8s_resources_probes_and_references(overlay: str,
             assert "livenessProbe" in container, f"{name} has no liveness probe"
     (api,) = containers(deployments["opz-api"])
     ports = {p["name"]: p["containerPort"] for p in api["ports"]}
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+    # alive while the process serves; ready only while Kafka, Redis and PostgreSQL answer
+    probes = {"startupProbe": "/health", "readinessProbe": "/ready", "livenessProbe": "/health"}
+    for probe, path in probes.items():
         get = api[probe]["httpGet"]
-        assert get["path"] == "/health" and ports[get["port"]] == port
+        assert get["path"] == path and ports[get["port"]] == port, probe
     (worker,) = containers(deployments["opz-stream-worker"])
     assert worker["readinessProbe"]["exec"]["command"] == ["opz-healthcheck", "worker"]
     assert worker["livenessProbe"]["exec"]["command"] == ["opz-healthcheck", "worker", "--alive"]

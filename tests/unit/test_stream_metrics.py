@@ -1,11 +1,13 @@
 """Stream metrics: what one apply batch and one archive batch count, freshness."""
 from __future__ import annotations
 
+import re
+
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from stream.contract import Event
-from stream.metrics import StreamMetrics, freshness, partition_lag
+from stream.metrics import StreamMetrics, freshness, new_registry, partition_lag
 
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
@@ -65,3 +67,11 @@ def test_lag_series_are_the_partitions_owned_now() -> None:
     metrics.lag.set({("opz.g.events", 1): 3})  # partition 0 moved to another worker
     assert r.get_sample_value("opz_stream_consumer_lag", {"topic": "opz.g.events", "partition": "0"}) is None
     assert value(r, "opz_stream_consumer_lag", topic="opz.g.events", partition="1") == 3
+
+
+def test_every_registry_says_which_release_runs_and_carries_no_created_series() -> None:
+    registry = new_registry()
+    StreamMetrics(registry).archive_batch(3, 3)
+    text = generate_latest(registry).decode()
+    assert re.search(r'^opz_build_info\{python="3\.\d+\.\d+",version="[^"]+"\} 1\.0$', text, re.M), text
+    assert "_created" not in text
