@@ -242,7 +242,8 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     app.add_middleware(BrowserAccess, origins=origins, public_origins=trackers.public_origins)
     # added last = outermost: counts every answer, CORS preflights and errors included
-    app.add_middleware(metrics.RequestMetrics, metrics=api_metrics, known=control_api.OPERATIONS)
+    app.add_middleware(metrics.RequestMetrics, metrics=api_metrics, known=control_api.OPERATIONS,
+                       access_log=settings.access_log)
 
     @app.get("/ready", tags=["ops"], summary="Readiness: the log, session store and control plane answer")
     async def ready() -> JSONResponse:

@@ -7,6 +7,7 @@ targets or paths cannot add series, and no label ever holds an ARN or a user.
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from typing import Any
@@ -20,6 +21,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.control_api import TARGET_PREFIX
+from serving.log_format import ACCESS
 from stream.contract import DatasetRecord, Event
 from stream.log import EventLog
 from stream.metrics import BUILD_INFO
@@ -108,8 +110,9 @@ class RequestMetrics:
     """ASGI middleware: one count and one latency observation per request. Outermost, so it
     sees every answer; a handler that raised is answered 500 outside it, and counted so."""
 
-    def __init__(self, app: ASGIApp, metrics: ApiMetrics, known: Container[str]) -> None:
-        self.app, self.metrics, self.known = app, metrics, known
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics, known: Container[str],
+                 access_log: bool = False) -> None:
+        self.app, self.metrics, self.known, self.access_log = app, metrics, known, access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -129,7 +132,19 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_and_see)
         finally:
-            self.metrics.request(operation, status, time.perf_counter() - start)
+            took = time.perf_counter() - start
+            self.metrics.request(operation, status, took)
+            if self.access_log:
+                access(scope, operation, status, took)
+
+
+def access(scope: Scope, operation: str, status: int, took_s: float) -> None:
+    """One access log line: the route, never its query string or body (they can carry user ids)."""
+    client = scope.get("client") or ("", 0)
+    logging.getLogger(ACCESS).info(
+        "%s %s %s %d %.1f ms", client[0], scope["method"], scope["path"], status, took_s * 1000,
+        extra={"client": client[0], "method": scope["method"], "path": scope["path"], "operation": operation,
+               "status": status, "duration_ms": round(took_s * 1000, 3)})
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

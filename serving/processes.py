@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from serving import log_format
 from stream.settings import Settings
 from stream.shutdown import STOP_DEADLINE_S, exit_within
 
@@ -29,8 +30,7 @@ SHUTDOWN_DRAIN_S = 4.0  # + the jobs' grace (serving/jobs.py, 4 s) + closing: un
 
 
 def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_format.configure(settings.log_level, settings.log_format)
 
 
 def server(settings: Settings, app: AppFactory) -> uvicorn.Server:
@@ -52,7 +52,9 @@ def server(settings: Settings, app: AppFactory) -> uvicorn.Server:
 
     return BoundedStop(uvicorn.Config(
         functools.partial(app, settings), factory=True, host=settings.host, port=settings.port,
-        log_level=settings.log_level, loop="uvloop", access_log=False,
+        log_level=settings.log_level, loop="uvloop", access_log=False,  # ours: OPZ_ACCESS_LOG
+        # JSON: uvicorn's loggers propagate to our handler instead of its own text ones
+        **({"log_config": None} if settings.log_format == "json" else {}),
         http=slow_clients(settings.read_timeout_s, settings.max_header_bytes),
         limit_concurrency=settings.max_connections, timeout_graceful_shutdown=SHUTDOWN_DRAIN_S))
 

@@ -1,9 +1,10 @@
-"""The interactions archive training reads: every accepted event once, per dataset group.
+"""The embedded server's interactions archive: every accepted event once, per dataset group.
 
 One SQLite file per dataset group under `<data dir>/archive/`, keyed by event id, so a
 redelivered event is ignored, as Personalize ignores "any subsequent events after the
 first with the same event ID" in training. Rows carry their UTC day for day-range reads.
-Several worker processes on one host may write the same file (WAL, busy timeout).
+Distributed mode's archive is Parquet parts (stream.archive_parts), which still read a file
+of this kind that a stream worker of an earlier release left in the data dir.
 """
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from stream.archive import Unarchivable
+from stream.archive import Unarchivable, archive_row
 from stream.archive_parts import PartsArchive, offset_key
 from stream.contract import Event, Undecodable, decode_or_undecodable, events_topic_group
 from stream.dead_letters import Failed, Postbox
@@ -102,11 +102,12 @@ class ArchiveWriter(ConsumerRebalanceListener):  # type: ignore[misc]
         if not in_turn:
             return
         events, failed, repeats = self._decoded(tp, group, [in_turn[o] for o in sorted(in_turn)])
+        # dead letters first: a crash between the two sends one again, rather than losing it
+        await retrying(self.postbox.send, failed)
         done = await retrying(asyncio.to_thread, self.archive.store, group, tp.topic, tp.partition,
                               events, end)
         self._remember(tp, events)
-        self.metrics.archive_batch(len(events) + repeats, done.new, len(done.refused))
-        await retrying(self.postbox.send, [*failed, *((x.event, x) for x in done.refused)])
+        self.metrics.archive_batch(len(events) + repeats, done.new)
         with contextlib.suppress(CommitFailedError):  # rebalanced meanwhile: the archive has the offset
             await self.consumer.commit({tp: end})
 
@@ -131,8 +132,8 @@ class ArchiveWriter(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def _decoded(self, tp: TopicPartition, group: str,
                  batch: list[Any]) -> tuple[list[tuple[int, Event]], Failed, int]:
-        """The batch's events not stored recently (by event id), the records it cannot use, and
-        how many repeated an event id stored recently (a client's retry)."""
+        """The batch's events not stored recently (by event id), the records it cannot use (dead
+        letters), and how many repeated an event id stored recently (a client's retry)."""
         events: list[tuple[int, Event]] = []
         failed: Failed = []
         seen, repeats = set(self.recent[tp]), 0
@@ -145,6 +146,8 @@ class ArchiveWriter(ConsumerRebalanceListener):  # type: ignore[misc]
                                                             f"on the events topic of {group!r}")))
             elif record.event_id in seen:
                 repeats += 1
+            elif problem := unarchivable(record):
+                failed.append((record, problem))
             else:
                 seen.add(record.event_id)
                 events.append((m.offset, record))
@@ -156,6 +159,15 @@ class ArchiveWriter(ConsumerRebalanceListener):  # type: ignore[misc]
             recent[event.event_id] = None
         for old in list(recent)[:max(0, len(recent) - RECENT_IDS)]:
             del recent[old]
+
+
+def unarchivable(event: Event) -> Unarchivable | None:
+    """Why the archive has no row for `event` (stream.archive.archive_row), or None."""
+    try:
+        archive_row(event)
+    except Unarchivable as exc:
+        return exc
+    return None
 
 
 def archive_group(stream_app_id: str) -> str:

@@ -128,6 +128,11 @@ class Settings(BaseSettings):
     # makes PutEvents reach training sooner, longer makes fewer, larger parts
     archive_window_s: float = Field(5.0, gt=0, le=3600)
     log_level: str = "info"
+    # text (for a terminal) or json: one object per line, the access log's fields as keys
+    log_format: Literal["text", "json"] = "text"
+    # one line per answered request (logger opz.access): client, method, path, operation,
+    # status, duration; never a query string or a body
+    access_log: bool = False
 
     @computed_field  # type: ignore[prop-decorator]
     @property
