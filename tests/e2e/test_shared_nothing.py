@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from support import S3Service, Server, Trainer, Worker, free_port, send_events, sent_item
-from test_training import INTERACTIONS, RECIPE, ROLE, slice_of_ml100k, train
+from test_training import INTERACTIONS, RECIPE, ROLE, slice_of_ml100k, train, wait
 
 from stream.archive_parts import PartsArchive
 from stream.object_store import Bucket
@@ -79,14 +79,6 @@ def hosts(tmp_path: Path, env: dict[str, str]) -> Iterator[Hosts]:
         yield h
     finally:
         h.stop()
-
-
-def wait(fn: Any, timeout: float = 300) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while (got := fn())["status"] not in ("ACTIVE", "CREATE FAILED"):
-        assert time.monotonic() < deadline, got
-        time.sleep(0.5)
-    return got
 
 
 def archived_ids(bucket: str, endpoint: str, group: str) -> list[str]:
