@@ -17,6 +17,45 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 
+class UserError(Exception):
+    """A mistake of the person at the keyboard: `main` prints it as one line and exits 1."""
+
+
+EXAMPLES = {
+    "serve": ["personalize serve", "personalize serve --data-dir /var/lib/opz --port 8080",
+              "OPZ_KAFKA_BOOTSTRAP_SERVERS=kafka:9092 OPZ_REDIS_URL=redis://redis:6379 personalize serve"],
+    "trainer": ["personalize trainer --schedule"],
+    "stream worker": ["personalize stream worker --data-dir /var/lib/opz-worker"],
+    "stream tail": ["personalize stream tail --dataset-group movies --max-events 10",
+                    "personalize stream tail --dataset-group 123456789012.shop --group analytics"],
+    "stream dead-letters": ["personalize stream dead-letters --dataset-group movies --limit 20"],
+    "import": ["personalize import movies --interactions ratings.csv --items movies.csv",
+               "personalize import shop --interactions clicks/ --mode INCREMENTAL "
+               "--endpoint-url http://opz:8080",
+               "personalize import shop --interactions clicks.csv --upload-to s3://bucket/imports"],
+    "solution-version report": ["personalize solution-version report "
+                                "arn:aws:personalize:us-east-1:000000000000:solution/movies/1a2b3c4d "
+                                "--out report.html"],
+    "solution-version wait": ["personalize solution-version wait "
+                              "arn:aws:personalize:us-east-1:000000000000:solution/movies/1a2b3c4d"],
+    "keys create": ["personalize keys create --account 123456789012",
+                    "personalize keys create --account 123456789012 --json >> keys.json"],
+    "keys list": ["personalize keys list"],
+    "keys delete": ["personalize keys delete AKIA...", "personalize keys delete AKIA... --last"],
+    "api coverage": ["personalize api coverage", "personalize api coverage --json"],
+}
+
+
+def leaf_commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+                  ) -> dict[str, argparse.ArgumentParser]:
+    """Every runnable command of `parser` by its words after `personalize` ("keys create")."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return {" ".join(path): parser}
+    return {k: v for sub in subs for name, child in sub.choices.items()
+            for k, v in leaf_commands(child, (*path, name)).items()}
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     from pydantic import ValidationError
 
@@ -139,12 +178,33 @@ def cmd_stream_worker(args: argparse.Namespace) -> int:
     os._exit(0)
 
 
+def unknown_dataset_group(settings: Settings, name: str) -> str | None:
+    """Why `name` names no dataset group of this deployment's control plane (None: it does).
+    Names are as topics and dead letters know them: `<name>`, or `<account>.<name>` outside the
+    open server's account."""
+    from serving.control_store import open_control_store
+    from stream.contract import dataset_group_name
+
+    store = open_control_store(settings)
+    try:
+        known = sorted(dataset_group_name(g["datasetGroupArn"]) for g in store.list("dataset-group"))
+    finally:
+        store.close()
+    if name in known:
+        return None
+    shown = ", ".join(known[:10]) + (", ..." if len(known) > 10 else "")
+    return f"no dataset group named {name!r} (there are: {shown or 'none'})"
+
+
 def cmd_stream_tail(args: argparse.Namespace) -> int:
     import asyncio
 
     from stream.tail import tail
 
-    asyncio.run(tail(_settings(args), dataset_group=args.dataset_group, group=args.group,
+    settings = _settings(args)
+    if (why := unknown_dataset_group(settings, args.dataset_group)) is not None:
+        raise UserError(why)
+    asyncio.run(tail(settings, dataset_group=args.dataset_group, group=args.group,
                      max_events=args.max_events, idle_timeout_s=args.idle_timeout))
     return 0
 
@@ -154,8 +214,12 @@ def cmd_stream_dead_letters(args: argparse.Namespace) -> int:
 
     from stream.dead_letters import open_dead_letters
 
+    settings = _settings(args)
+    if (why := unknown_dataset_group(settings, args.dataset_group)) is not None:
+        raise UserError(why)
+
     async def listed() -> list[str]:
-        letters = open_dead_letters(_settings(args))
+        letters = open_dead_letters(settings)
         await letters.start()
         try:
             return [x.model_dump_json() for x in await letters.list(args.dataset_group, args.limit)]
@@ -280,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="personalize",
                                  description="openpersonalize: Amazon Personalize's API, self-hosted.")
     ap.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="<command>")
     serve = sub.add_parser("serve", help="run the API server (embedded unless Kafka/Redis are set)")
     serve.add_argument("--data-dir", type=Path, help="data directory (OPZ_DATA_DIR)")
@@ -361,7 +426,17 @@ def build_parser() -> argparse.ArgumentParser:
                              "personalize, personalize-events and personalize-runtime")
     cov.add_argument("--json", action="store_true", help="machine-readable output")
     cov.set_defaults(fn=cmd_api_coverage)
+    for name, command in leaf_commands(ap).items():
+        if name in EXAMPLES:
+            command.formatter_class = argparse.RawDescriptionHelpFormatter
+            command.epilog = "examples:\n" + "\n".join(f"  {e}" for e in EXAMPLES[name])
     return ap
+
+
+def command_words(args: argparse.Namespace) -> str:
+    """"personalize stream tail": how an error names the command that failed."""
+    words = (getattr(args, k, None) for k in ("cmd", "stream_cmd", "version_cmd", "keys_cmd", "api_cmd"))
+    return " ".join(["personalize", *(w for w in words if w)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -370,7 +445,22 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     args = build_parser().parse_args(argv)
-    return args.fn(args)
+    try:
+        return args.fn(args)
+    except UserError as exc:
+        if args.debug:
+            raise
+        print(f"{command_words(args)}: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a person reads one line; --debug shows the rest
+        if args.debug:
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"{command_words(args)}: {type(exc).__name__}: {first} "  # noqa: T201
+              "(run with --debug for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -358,5 +358,6 @@ def run_training(ctx: Ctx, trainer: Trainer, job: Body, progress: Progress) -> B
             event_value_threshold=float(threshold) if threshold else None, parent=parent, progress=progress)
     except (ValueError, ArtifactError) as exc:  # too little data, a parent's artifact gone: say so
         raise JobFailed(str(exc)) from None
-    return {**out, "tunedHPOParams": {"algorithmHyperParameters": params}}
+    used = {k: v for k, v in out.get("hyperparametersUsed", {}).items() if k in recipe.hyperparameters}
+    return {**out, "tunedHPOParams": {"algorithmHyperParameters": params | used}}
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 Weights = dict[str, "torch.Tensor"]
 NEW_USER, NEW_SESSION, SAME_SESSION, PAD = 2, 1, 0, -1  # what happens before an event is read
+PROGRESS_EVERY_S = 10.0  # how often a training says how far into an epoch it is
 
 
 # ----------------------------------------------------------------------------- hyperparameters
@@ -244,9 +245,12 @@ def _threads() -> None:
 
 def train(w: Weights, cfg: HRNNConfig, item: np.ndarray, flags: np.ndarray, weight: np.ndarray,
           users: list[np.ndarray], epochs: int, peak: float, progress: Callable[[str], None] | None,
-          what: str, shown: np.ndarray | None = None, checkpoint: Callable[[], None] | None = None) -> float:
-    """Adam over `epochs` passes of lanes, state carried across BPTT windows (detached), lr on a cosine.
-    `checkpoint` runs before every step: it raises to stop the training (a shutdown, a stop)."""
+          what: str, shown: np.ndarray | None = None, checkpoint: Callable[[], None] | None = None
+          ) -> list[float]:
+    """Adam over `epochs` passes of lanes, state carried across BPTT windows (detached), lr on a cosine;
+    the mean loss of each epoch (the training curve). `checkpoint` runs before every step: it raises to
+    stop the training (a shutdown, a stop). An epoch can take minutes on a busy machine, so `progress`
+    also hears how far into one it is, every PROGRESS_EVERY_S."""
     import torch
     flags = flags.copy()
     flags[[seg[0] for seg in users]] = NEW_USER  # a segment cut from a longer history starts cold
@@ -254,7 +258,8 @@ def train(w: Weights, cfg: HRNNConfig, item: np.ndarray, flags: np.ndarray, weig
     torch.manual_seed(cfg.seed)
     opt = torch.optim.Adam(w.values(), lr=peak)
     popularity = torch.from_numpy(np.bincount(item, minlength=w["E"].shape[0]).astype(np.float32) + 1.0)
-    started, loss_avg = time.monotonic(), float("nan")
+    started, curve = time.monotonic(), []
+    said = started
     width = -(-sum(map(len, users)) // cfg.batch_size)  # lane length, as lanes() cuts it
     total_steps, step = max(1, epochs * -(-width // cfg.bptt)), 0
     for epoch in range(epochs):
@@ -282,12 +287,21 @@ def train(w: Weights, cfg: HRNNConfig, item: np.ndarray, flags: np.ndarray, weig
             loss.backward()
             opt.step()
             total, count = total + loss.item() * int(valid.sum()), count + int(valid.sum())
-        loss_avg = total / max(count, 1)
-        spent = time.monotonic() - started
+            if progress and time.monotonic() - said >= PROGRESS_EVERY_S:
+                said = time.monotonic()
+                progress(f"{what} epoch {epoch + 1}/{epochs} {100 * (s + cfg.bptt) / rows.shape[1]:.0f}% "
+                         f"loss {total / max(count, 1):.4f} {eta(said - started, step, total_steps)}")
+        curve.append(total / max(count, 1))
         if progress:
-            progress(f"{what} epoch {epoch + 1}/{epochs} loss {loss_avg:.4f} "
-                     f"{spent:.1f}s ETA {spent / (epoch + 1) * (epochs - epoch - 1):.0f}s")
-    return loss_avg
+            said = time.monotonic()
+            progress(f"{what} epoch {epoch + 1}/{epochs} loss {curve[-1]:.4f} "
+                     f"{eta(said - started, step, total_steps)}")
+    return curve
+
+
+def eta(spent: float, step: int, total_steps: int) -> str:
+    """"12.3s ETA 45s": time so far and what the remaining steps take at the rate so far."""
+    return f"{spent:.1f}s ETA {spent / max(step, 1) * (total_steps - step):.0f}s"
 
 
 def fit(data: Interactions, params: Mapping[str, str] | None = None,
@@ -327,16 +341,29 @@ def fit(data: Interactions, params: Mapping[str, str] | None = None,
         epochs, peak, what = cfg.update_epochs, cfg.update_lr, "UPDATE"
     segments = [s for s in segments if len(s)]
     if progress:
-        progress(f"{what}: {sum(map(len, segments)):,} events of {len(segments):,} users, "
+        users = len(np.unique(data.user[[s[0] for s in segments]])) if segments else 0
+        cut = f" ({len(segments):,} history segments)" if len(segments) != users else ""
+        progress(f"{what}: {sum(map(len, segments)):,} events of {users:,} users{cut}, "
                  f"{len(vocab):,} items ({len(new_ids):,} new), {epochs} epochs"
                  + ("" if shown is None else f", {int((shown >= 0).any(1).sum()):,} with impressions"))
+    curve = []
     if segments:
-        train(w, cfg, item, flags, weight, segments, epochs, peak, progress, what, shown, checkpoint)
+        curve = train(w, cfg, item, flags, weight, segments, epochs, peak, progress, what, shown, checkpoint)
     elif progress:  # an UPDATE with nothing archived since its parent: same weights, same answers
         progress(f"{what}: no new events since the parent; weights kept")
     until = int(data.time.max()) if len(data) else (parent.trained_until if parent else 0)
-    return HRNN(vocab, {k: v.detach() for k, v in w.items()}, {**(parent.params if parent else {}),
-                **{k: str(v) for k, v in (params or {}).items()}}, until)
+    model = HRNN(vocab, {k: v.detach() for k, v in w.items()}, {**(parent.params if parent else {}),
+                 **{k: str(v) for k, v in (params or {}).items()}}, until)
+    model.loss_curve = curve
+    model.used = used_params(cfg, epochs if segments else 0, peak)
+    return model
+
+
+def used_params(cfg: HRNNConfig, epochs: int, peak: float) -> dict[str, str]:
+    """The hyperparameters a training ran with, defaults resolved (what "0: by data size" became)."""
+    out = {f.name: str(getattr(cfg, f.name)).lower() if f.type == "bool" else str(getattr(cfg, f.name))
+           for f in fields(HRNNConfig)}
+    return out | {"epochs": str(epochs), "learning_rate": str(peak), "dropout": str(cfg.p_drop)}
 
 
 def update_segments(data: Interactions, rows: np.ndarray, since: int, cfg: HRNNConfig,
@@ -387,6 +414,8 @@ class HRNN:
         self.params = params
         self.config = parse_params(params)
         self.trained_until = trained_until  # the last event time it learned from (UPDATE's default `since`)
+        self.loss_curve: list[float] = []  # mean loss per epoch of the training that made it
+        self.used: dict[str, str] = {}  # the hyperparameters that training resolved and ran with
 
     def state(self, history: list[np.ndarray], history_time: list[np.ndarray]) -> torch.Tensor:
         """Session state after each user's last N events, sessions split by the gap: (U, H)."""

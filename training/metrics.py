@@ -65,29 +65,41 @@ def ranking_metrics(ranked: np.ndarray, held_out: list[np.ndarray], n_items: int
     normalized_discounted_cumulative_gain_at_K: binary-relevance DCG@K over IDCG@K, where IDCG counts
     min(K, |distinct held-out items|) hits at the top (Personalize's worked example: 0.6241).
     precision_at_K: relevant items in the top K / K.  hit_rate_at_10: any relevant item in the top 10.
+    Nobody to evaluate (e.g. every user has one interaction): zeros.
     """
-    if not len(ranked):  # nobody to evaluate (e.g. every user has one interaction): report zeros
+    def coverage(k: int) -> float:
+        top = ranked[:, :k]
+        return len(np.unique(top[top >= 0])) / n_items
+
+    out = {"coverage": coverage(TOP), "coverage_at_10": coverage(10)}
+    return out | {name: float(np.mean(v)) for name, v in per_user_metrics(ranked, held_out, n_items).items()}
+
+
+def per_user_metrics(ranked: np.ndarray, held_out: list[np.ndarray], n_items: int) -> dict[str, np.ndarray]:
+    """Each evaluated user's value of every metric that is a mean over users (all but coverage)."""
+    if not len(ranked):  # nobody to evaluate: one user without hits, so every mean is 0
         ranked = np.full((1, TOP), -1)
         held_out = [np.empty(0, np.int64)]
     hits = _hits(ranked, held_out, n_items)
     n_rel = np.array([len(np.unique(h)) for h in held_out], dtype=np.int64)
     first = np.where(hits[:, :TOP].any(1), hits[:, :TOP].argmax(1) + 1, np.inf)
-
-    def coverage(k: int) -> float:
-        top = ranked[:, :k]
-        return len(np.unique(top[top >= 0])) / n_items
-
-    out = {"coverage": coverage(TOP), "mean_reciprocal_rank_at_25": float(np.mean(1.0 / first))}
-    out |= {f"normalized_discounted_cumulative_gain_at_{k}": float(np.mean(_ndcg(hits, n_rel, k)))
-            for k in (5, 10, 25)}
-    out |= {f"precision_at_{k}": float(np.mean(hits[:, :k].sum(1) / k)) for k in (5, 10, 25)}
-    out |= {"hit_rate_at_10": float(np.mean(hits[:, :10].any(1))), "coverage_at_10": coverage(10)}
-    return out
+    out = {"mean_reciprocal_rank_at_25": 1.0 / first}
+    out |= {f"normalized_discounted_cumulative_gain_at_{k}": _ndcg(hits, n_rel, k) for k in (5, 10, 25)}
+    out |= {f"precision_at_{k}": hits[:, :k].sum(1) / k for k in (5, 10, 25)}
+    return out | {"hit_rate_at_10": hits[:, :10].any(1).astype(np.float64)}
 
 
-def evaluate(model: Scorer, split: Split, n_items: int, batch: int = 1024,
-             exclude_history: bool = True) -> dict[str, float]:
-    """Score evaluated users in batches (bounded memory), rank the top 25 minus history, measure.
+def confidence_intervals(ranked: np.ndarray, held_out: list[np.ndarray], n_items: int) -> dict[str, float]:
+    """Half the width of each mean metric's 95% confidence interval (normal approximation over the
+    evaluated users): how far apart two versions' figures must be before the difference means anything."""
+    if len(ranked) < 2:
+        return {}
+    return {name: float(1.96 * np.std(v, ddof=1) / np.sqrt(len(v)))
+            for name, v in per_user_metrics(ranked, held_out, n_items).items()}
+
+
+def rank(model: Scorer, split: Split, batch: int = 1024, exclude_history: bool = True) -> np.ndarray:
+    """Score evaluated users in batches (bounded memory) and rank each one's top 25 minus history.
     `exclude_history=False` ranks what a campaign without a filter answers: history included."""
     ranked = []
     for b in range(0, len(split.users), batch):
@@ -95,4 +107,10 @@ def evaluate(model: Scorer, split: Split, n_items: int, batch: int = 1024,
         scores = model.score(split.users[sl], split.history[sl], split.history_time[sl])
         excluded = split.history[sl] if exclude_history else [np.empty(0, np.int64)] * len(scores)
         ranked.append(top_k(scores, excluded, TOP))
-    return ranking_metrics(np.concatenate(ranked or [np.empty((0, TOP), np.int64)]), split.held_out, n_items)
+    return np.concatenate(ranked or [np.empty((0, TOP), np.int64)])
+
+
+def evaluate(model: Scorer, split: Split, n_items: int, batch: int = 1024,
+             exclude_history: bool = True) -> dict[str, float]:
+    """The metrics of `model`'s top 25 for the split's evaluated users."""
+    return ranking_metrics(rank(model, split, batch, exclude_history), split.held_out, n_items)

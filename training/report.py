@@ -47,30 +47,80 @@ def _bars(series: dict[str, dict[str, float]], width: int = 760, row: int = 14) 
     return "".join(out)
 
 
+def _curve(losses: list[float], width: int = 760, height: int = 180) -> str:
+    """The training loss per epoch as a line with a dot per epoch (hover: the value)."""
+    if not losses:
+        return "<p>No training curve: this recipe does not train by epochs.</p>"
+    lo, hi = min(losses), max(losses)
+    span, left, bottom = (hi - lo) or 1.0, 60, height - 25
+
+    def x(i: int) -> float:
+        return left + (width - left - 20) * (i / max(len(losses) - 1, 1))
+
+    def y(v: float) -> float:
+        return 10 + (bottom - 10) * (hi - v) / span
+
+    points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(losses))
+    dots = "".join(f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3" fill="{COLOURS["this version"]}">'
+                   f"<title>epoch {i + 1}: loss {v:.4f}</title></circle>" for i, v in enumerate(losses))
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            'font-family="sans-serif" font-size="11">'
+            f'<text x="0" y="14">{hi:.3f}</text><text x="0" y="{bottom}">{lo:.3f}</text>'
+            f'<text x="{left}" y="{height - 5}">epoch 1</text>'
+            f'<text x="{width - 70}" y="{height - 5}">epoch {len(losses)}</text>'
+            f'<polyline points="{points}" fill="none" stroke="{COLOURS["this version"]}"/>{dots}</svg>')
+
+
+def _lift(value: float | None, baseline: float | None) -> str:
+    """How much better than popularity, in %: the number a person asks first."""
+    if value is None or not baseline:
+        return ""
+    return f"{100 * (value - baseline) / baseline:+.1f}%"
+
+
+def _table(rows: dict[str, Any]) -> str:
+    return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+                               for k, v in rows.items() if v is not None) + "</table>"
+
+
 def render(version: dict[str, Any], parent: dict[str, Any] | None) -> str:
     series = {"this version": version.get("metrics", {}),
               "popularity (same split)": version.get("baselineMetrics", {}).get("popularity", {})}
     if parent is not None:
         series["parent version"] = parent.get("metrics", {})
+    ci = version.get("metricIntervals", {})
     names = sorted({k for s in series.values() for k in s})
-    rows = "".join(f"<tr><td>{html.escape(n)}</td>" + "".join(
-        f"<td>{s[n]:.4f}</td>" if n in s else "<td></td>" for s in series.values()) + "</tr>" for n in names)
+
+    def cells(n: str) -> str:
+        out = []
+        for i, s in enumerate(series.values()):
+            margin = f" &plusmn; {ci[n]:.4f}" if i == 0 and n in ci else ""
+            out.append(f"<td>{s[n]:.4f}{margin}</td>" if n in s else "<td></td>")
+        lift = _lift(series["this version"].get(n), series["popularity (same split)"].get(n))
+        return "".join(out) + f"<td>{lift}</td>"
+
+    rows = "".join(f"<tr><td>{html.escape(n)}</td>{cells(n)}</tr>" for n in names)
+    test = version.get("testSet", {})
     facts = {"solution version": version.get("solutionVersionArn"), "recipe": version.get("recipeArn"),
              "training mode": version.get("trainingMode"), "status": version.get("status"),
              "training time": f"{version.get('trainingHours', 0) * 3600:.1f} s",
              "interactions": version.get("interactions"), "parent": version.get("parentSolutionVersionArn"),
+             "test set": f"{test['interactions']:,} held-out interactions of {test['users']:,} users"
+             if test else None,
              "left out": ", ".join(f"{n} {why}" for why, n in version.get("skippedInteractions", {}).items())
              or None}
-    facts_html = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-                         for k, v in facts.items() if v is not None)
+    used = version.get("hyperparametersUsed", {})
     title = html.escape(str(facts["solution version"]))
+    head = "".join(f"<th>{html.escape(s)}</th>" for s in series) + "<th>lift over popularity</th>"
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{STYLE}"
-            "</style></head><body><h1>Solution version report</h1>"
-            f"<table>{facts_html}</table><h2>Offline metrics</h2>{_bars(series)}"
-            f"<table><tr><th>metric</th>{''.join(f'<th>{html.escape(s)}</th>' for s in series)}</tr>{rows}"
-            "</table><p>Metrics: Personalize's protocol (a random 10% of users; the newest 10% of each "
-            "one's interactions held out; the full catalogue ranked minus what the user has seen).</p>"
-            "</body></html>")
+            f"</style></head><body><h1>Solution version report</h1>{_table(facts)}"
+            f"<h2>Offline metrics</h2>{_bars(series)}<table><tr><th>metric</th>{head}</tr>{rows}</table>"
+            "<p>Metrics: Personalize's protocol (a random 10% of users; the newest 10% of each "
+            "one's interactions held out; the full catalogue ranked minus what the user has seen). "
+            "&plusmn;: half the width of the 95% confidence interval over the test users.</p>"
+            f"<h2>Training curve</h2>{_curve(version.get('trainingCurve', []))}"
+            + (f"<h2>Hyperparameters used</h2>{_table(dict(sorted(used.items())))}" if used else "")
+            + "</body></html>")
 
 
 def not_reportable(version: dict[str, Any]) -> str | None:

@@ -39,7 +39,7 @@ from training.interactions import (
     typed_history,
     with_items,
 )
-from training.metrics import evaluate
+from training.metrics import confidence_intervals, evaluate, rank, ranking_metrics
 from training.split import personalize_split
 
 if TYPE_CHECKING:
@@ -118,7 +118,8 @@ class Trainer:
         progress(message=f"training {recipe} on {len(split.train):,} interactions")
         model, files_of = self._fit(recipe, split.train, hyperparameters, parent_dir, progress)
         progress(message="measuring")
-        metrics = evaluate(model, split, data.n_items)
+        ranked = rank(model, split)
+        metrics = ranking_metrics(ranked, split.held_out, data.n_items)
         baseline = evaluate(popularity.fit(split.train), split, data.n_items)
         location = artifact_location(version_arn)
         tmp = self.artifacts.staging(location)
@@ -137,6 +138,10 @@ class Trainer:
         (tmp / "manifest.json").write_text(manifest.model_dump_json(indent=2))
         self.artifacts.publish(tmp, location)  # a re-run after a crash replaces the old one
         return {"artifact": location, "metrics": metrics, "baselineMetrics": {"popularity": baseline},
+                "metricIntervals": confidence_intervals(ranked, split.held_out, data.n_items),
+                "testSet": {"users": len(split.users), "interactions": int(sum(map(len, split.held_out)))},
+                "trainingCurve": getattr(model, "loss_curve", []),
+                "hyperparametersUsed": getattr(model, "used", {}),
                 "trainingHours": (time.monotonic() - started) / 3600,
                 "dataCut": int(data.time.max()), "interactions": len(data),
                 "skippedInteractions": skipped}

@@ -184,6 +184,7 @@ def test_the_report_compares_a_version_with_popularity(embedded_server: Server, 
     assert run.returncode == 0, run.stderr
     page = out.read_text()
     assert "<svg" in page and "popularity (same split)" in page and "aws-sims" in page
+    assert "lift over popularity" in page and " held-out interactions of " in page
     ndcg = control.get_solution_metrics(solutionVersionArn=version["solutionVersionArn"])["metrics"][
         "normalized_discounted_cumulative_gain_at_10"]
     assert f"{ndcg:.4f}" in page

@@ -56,6 +56,8 @@ def test_import_train_deploy_recommend_click_update(server: Server, unique: str,
                                        solutionConfig={"algorithmHyperParameters": FAST})["solutionArn"]
     full = train(control, solution)
     assert full["status"] == "ACTIVE", full.get("failureReason")
+    used = full["tunedHPOParams"]["algorithmHyperParameters"]  # what the training ran with, resolved
+    assert (used["epochs"], used["hidden_dimension"], used["learning_rate"]) == ("3", "64", "0.01")
     campaign = control.create_campaign(name=f"{unique}-c", solutionVersionArn=full["solutionVersionArn"],
                                        minProvisionedTPS=1)["campaignArn"]
     tracker = control.create_event_tracker(name=f"{unique}-t", datasetGroupArn=group)["trackingId"]

@@ -34,3 +34,20 @@ def test_stream_tail_prints_every_event_once_as_a_valid_record(
         jsonschema.validate(r, SCHEMA)
     assert sorted(r["event_id"] for r in records) == sorted(accepted)
     assert {r["dataset_group"] for r in records} == {unique}
+
+
+def test_tailing_a_dataset_group_that_does_not_exist_says_so_and_fails(
+        mode_env: dict[str, str], tmp_path: Path, unique: str) -> None:
+    server = Server(tmp_path / "data", env=mode_env).start()
+    try:
+        server.client("personalize").create_dataset_group(name=unique)
+    finally:
+        server.stop()
+    for command in (["tail", "--idle-timeout", "1"], ["dead-letters"]):
+        out = subprocess.run(
+            [sys.executable, "-m", "serving.cli", "stream", *command, "--dataset-group", f"{unique}x",
+             "--data-dir", str(server.data_dir)], capture_output=True, text=True, timeout=120,
+            env={**server.env})
+        assert out.returncode == 1 and out.stdout == "", out.stderr[-3000:]
+        assert out.stderr.count("\n") == 1 and f"no dataset group named '{unique}x'" in out.stderr
+        assert unique in out.stderr  # the groups there are, to pick from

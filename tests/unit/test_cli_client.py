@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from serving.cli import endpoint_of, main
+from serving import cli
+from serving.cli import build_parser, endpoint_of, leaf_commands, main
 from stream.settings import Settings
-from training.report import not_reportable
 
 
 def test_the_endpoint_is_the_flag_then_the_aws_clis_variables_then_this_machines_server() -> None:
@@ -30,9 +30,19 @@ def test_a_report_of_something_that_is_not_a_version_arn_is_one_line_and_exit_2(
     assert err.count("\n") == 1 and "is not a solution version ARN" in err
 
 
-def test_only_an_active_version_has_a_report() -> None:
-    arn = "arn:aws:personalize:us-east-1:000000000000:solution/s/1"
-    assert not_reportable({"solutionVersionArn": arn, "status": "ACTIVE"}) is None
-    for status in ("CREATE PENDING", "CREATE IN_PROGRESS", "CREATE FAILED"):
-        why = not_reportable({"solutionVersionArn": arn, "status": status})
-        assert why is not None and status in why and "ACTIVE" in why
+def test_every_command_shows_examples_in_its_help() -> None:
+    for name, command in leaf_commands(build_parser()).items():
+        assert (command.epilog or "").startswith("examples:\n  personalize " + name.split()[0]), name
+
+
+def test_an_unexpected_error_is_one_line_unless_debug(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    def broken(_: object) -> int:
+        raise OSError("disk full\nsecond line")
+
+    monkeypatch.setattr(cli, "cmd_api_coverage", broken)
+    assert main(["api", "coverage"]) == 1
+    err = capsys.readouterr().err
+    assert err == "personalize api coverage: OSError: disk full (run with --debug for the traceback)\n"
+    with pytest.raises(OSError, match="disk full"):
+        main(["--debug", "api", "coverage"])

@@ -5,6 +5,7 @@ with a session break halfway, so a model that learned anything ranks item i + 1 
 """
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -183,3 +184,18 @@ def test_impressions_passed_over_lower_the_item_where_it_was_passed_over() -> No
     plain = p_bait_after_10(hrnn.fit(from_table(table), TINY))
     seen = p_bait_after_10(hrnn.fit(from_table(table.append_column("IMPRESSION", pa.array(shown))), TINY))
     assert 0.25 < plain < 0.5 and seen < 0.85 * plain, (plain, seen)
+
+
+def test_a_training_tells_its_curve_its_real_counts_and_how_far_into_an_epoch_it_is(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hrnn, "PROGRESS_EVERY_S", 0.0)
+    said: list[str] = []
+    data = walks(60, seed=3)  # 60 users of up to 12 events; histories cut to 5 make several segments each
+    model = hrnn.fit(data, {**TINY, "epochs": "3", "max_user_history_length": "5",
+                            "learning_rate": "0"}, said.append)
+    counts = re.fullmatch(r"FULL: [\d,]+ events of 60 users \((\d+) history segments\), .*", said[0])
+    assert counts is not None and int(counts[1]) > 60, said[0]
+    assert any("epoch 2/3 " in line and "% loss " in line and " ETA " in line for line in said)
+    assert len(model.loss_curve) == 3 and model.loss_curve[-1] < model.loss_curve[0]
+    assert model.used["epochs"] == "3" and model.used["learning_rate"] == "0.01"
+    assert model.used["recency_mask"] == "false" and model.used["max_user_history_length"] == "5"
