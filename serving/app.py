@@ -38,6 +38,7 @@ from serving.limits import BodyLimits
 from serving.models import Models
 from serving.rate_limits import rate_limit
 from serving.schedule import run_scheduler
+from serving.work_metrics import WorkMetrics
 from stream.applier import SESSION_GROUP, apply_batch, run_consumer
 from stream.archive import ARCHIVE_GROUP, Archive
 from stream.artifact_store import ArtifactStore
@@ -46,7 +47,7 @@ from stream.datasets import DATASETS_GROUP, DatasetStore
 from stream.dead_letters import Postbox, SqliteDeadLetters
 from stream.live_state import LiveModels
 from stream.log import EventLog, open_event_log
-from stream.metrics import StreamMetrics, new_registry
+from stream.metrics import MetricsServer, StreamMetrics, new_registry
 from stream.session import limits_from
 from stream.settings import Settings
 from stream.store import SessionStore, open_session_store
@@ -181,8 +182,9 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
     # embedded, the API process applies the events too: its /metrics shows the workers' metrics
     stream_metrics = StreamMetrics(api_metrics.registry) if settings.embedded else None
     health = ConsumerHealth(on_failure=stream_metrics.restarted if stream_metrics else lambda consumer: None)
+    work_metrics = WorkMetrics(api_metrics.registry)
     ctx = control_api.Ctx(settings=settings, resources=resources, datasets=datasets,
-                          models=Models(settings.data_dir, settings))
+                          models=Models(settings.data_dir, settings, work_metrics))
     work: dict[str, Work] = {
         "dataset-import-job": lambda job, progress: datasets_api.run_import(ctx, job, progress),
         "dataset-export-job": lambda job, progress: datasets_api.run_export(ctx, job, progress),
@@ -190,7 +192,7 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
     if trainer is not None:
         work["solution-version"] = lambda job, progress: solutions_api.run_training(
             ctx, trainer, job, progress)
-    jobs = JobRunner(resources, work, training_slots=settings.trainings_at_once)
+    jobs = JobRunner(resources, work, training_slots=settings.trainings_at_once, metrics=work_metrics)
     ctx.wake_jobs = jobs.wake
     exposed = metrics.scraped(api_metrics.registry, metrics.ServedVersions(
         lambda: campaigns_api.served_versions(ctx)), settings.workers)
@@ -276,12 +278,20 @@ async def run_trainer(settings: Settings, datasets: datasets_api.DatasetFiles, t
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # scheduler.lock, artifacts: even with PostgreSQL
     resources = open_control_store(settings)
     ctx = control_api.Ctx(settings=settings, resources=resources, datasets=datasets)
+    registry = new_registry()
+    work_metrics = WorkMetrics(registry)
     jobs = JobRunner(resources, {"solution-version": lambda job, progress: solutions_api.run_training(
-        ctx, trainer, job, progress)}, training_slots=settings.trainings_at_once)
+        ctx, trainer, job, progress)}, training_slots=settings.trainings_at_once, metrics=work_metrics)
     ctx.wake_jobs = jobs.wake
+    server = None
+    if settings.metrics_port:  # the trainings' metrics (no tenant data), as a stream worker's
+        server = MetricsServer(registry, settings.host, settings.metrics_port)
+        log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
     log.info("trainer ready (data dir %s%s)", settings.data_dir, ", scheduling" if schedule else "")
     try:
         await asyncio.gather(jobs.run(stop), *([run_scheduler(ctx, settings.auto_update_seconds, stop)]
                                                if schedule else []))
     finally:
         resources.close()
+        if server is not None:
+            await server.close()

@@ -28,6 +28,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from serving.control_store import HOLDER, LEASE_UNTIL, Body, ControlStore
+from serving.work_metrics import WorkMetrics
 
 log = logging.getLogger(__name__)
 PENDING, RUNNING, ACTIVE, FAILED = "CREATE PENDING", "CREATE IN_PROGRESS", "ACTIVE", "CREATE FAILED"
@@ -61,8 +62,9 @@ class JobRunner:
     another's."""
 
     def __init__(self, resources: ControlStore, work: dict[str, Work], poll_s: float = 0.5,
-                 grace_s: float = 4.0, training_slots: int = 1) -> None:
+                 grace_s: float = 4.0, training_slots: int = 1, metrics: WorkMetrics | None = None) -> None:
         self.resources, self.work, self.poll_s, self.grace_s = resources, work, poll_s, grace_s
+        self.metrics = metrics
         self.slots = {"training": training_slots, "data": DATA_SLOTS}
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self._wake = asyncio.Event()
@@ -133,6 +135,17 @@ class JobRunner:
         return False
 
     async def _run(self, kind: str, job: Body, shutdown: asyncio.Event) -> None:
+        started, outcome = time.monotonic(), "crashed"
+        if self.metrics is not None:
+            self.metrics.job_started(kind)
+        try:
+            outcome = await self._work(kind, job, shutdown)
+        finally:
+            if self.metrics is not None:
+                self.metrics.job_ended(kind, outcome, time.monotonic() - started)
+
+    async def _work(self, kind: str, job: Body, shutdown: asyncio.Event) -> str:
+        """Run one claimed job to its end; how it ended (work_metrics.OUTCOMES)."""
         arn = job[f"{_camel(kind)}Arn"]
         done: Body = {}
         stop = {"asked": False, "lost": False}
@@ -167,23 +180,27 @@ class JobRunner:
                 stop["lost"] = True  # its lease lapsed (this process stalled) and another took it
                 log.warning("%s: %s took it over; leaving it to that runner", arn, seen.get(HOLDER))
                 task.add_done_callback(lambda t: t.cancelled() or t.exception())  # nobody awaits it
-                return
+                return "taken_over"
         if not task.done() or isinstance(task.exception(), JobInterrupted):
             self._requeue(arn, job, done)
-            return
+            return "interrupted"
         try:
-            end, note = {"status": ACTIVE, **task.result()}, "done"
+            end, outcome, note = {"status": ACTIVE, **task.result()}, "succeeded", "done"
         except JobStopped:
-            end, note = {"status": STOPPED}, "stopped"
+            end, outcome, note = {"status": STOPPED}, "stopped", "stopped"
         except JobFailed as exc:
-            end, note = {"status": FAILED, "failureReason": str(exc)}, f"failed: {exc}"
+            end, outcome, note = {"status": FAILED, "failureReason": str(exc)}, "failed", f"failed: {exc}"
         except Exception as exc:  # noqa: BLE001 - a bug must fail the job, not the runner
             log.exception("%s: crashed", arn)
-            end, note = {"status": FAILED, "failureReason": f"internal error: {exc!r}"}, "crashed"
+            end, outcome = {"status": FAILED, "failureReason": f"internal error: {exc!r}"}, "crashed"
+            note = "crashed"
         if self.resources.transition(arn, RUNNING, end, holder=self.owner) is None:  # stop asked meanwhile
             stopped = self.resources.transition(arn, STOPPING, {"status": STOPPED}, holder=self.owner)
+            outcome = "stopped" if stopped is not None else "taken_over"
             note = "stopped" if stopped is not None else "taken over by another runner: its result dropped"
-        log.info("%s: %s", arn, note)
+        log.log(logging.WARNING if outcome in ("failed", "crashed") else logging.INFO, "%s: %s", arn, note)
+        return outcome
+
 
 
     def _requeue(self, arn: str, job: Body, done: Body) -> None:

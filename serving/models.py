@@ -8,8 +8,10 @@ life of the process; UpdateCampaign loads the new one before the campaign points
 from __future__ import annotations
 
 import gc
+import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +21,19 @@ from serving import candidates
 from serving.ann import AnnIndex, load_or_build
 from serving.exclusions import Exclusions
 from serving.state_cache import State, StateCache, covered
+from serving.work_metrics import WorkMetrics
 from stream.artifact_store import ArtifactStore
 from stream.contract import ArtifactManifest
 from stream.hrnn_runtime import HRNNRuntime, unpack
 from stream.live_state import Past, UserHistory
 from stream.session import Interaction, SessionState
 from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def uncounted(source: str) -> None:
+    """Where nobody counts state lookups (a model loaded outside a server)."""
 
 
 @dataclass
@@ -40,6 +49,7 @@ class Model:
     created: np.ndarray | None = None  # int64 Unix seconds per item (exploration's item age)
     ann: AnnIndex | None = None  # HRNN recipes on large catalogs: approximate top-k (serving.ann)
     states: StateCache | None = None  # HRNN recipes: users' states, so requests step new events only
+    state_from: Callable[[str], None] = uncounted  # told where each user_state came from (metrics)
 
     @property
     def item_ids(self) -> Sequence[str]:
@@ -71,11 +81,13 @@ class Model:
         The last two are kept in the state cache, under the user id."""
         assert self.runtime is not None
         if live is not None and live.model == self.arn and live.h is not None:
+            self.state_from("live")
             return unpack(live.h)[0]
         n = len(history)
         if not n:
             return None
-        start = self.resumable(history, user_id)
+        start, source = self.resumable(history, user_id)
+        self.state_from(source)
         if start is not None and start.n == n:
             return start.h_session
         if start is not None:
@@ -87,16 +99,18 @@ class Model:
             self.states.put(self.arn, user_id, State(n, history.event(n - 1), hs, hu))
         return hs
 
-    def resumable(self, history: Past, user_id: str | None) -> State | None:
+    def resumable(self, history: Past, user_id: str | None) -> tuple[State | None, str]:
         """The user's cached state, else the artifact's, where `history` extends it within the
-        model's window (serving.state_cache.covered); None: rerun."""
+        model's window (serving.state_cache.covered), and which it was; (None, "rerun"): rerun."""
         assert self.runtime is not None
         if not user_id:
-            return None
-        cached = self.states.get(self.arn, user_id) if self.states is not None else None
+            return None, "rerun"
+        cached, source = self.states.get(self.arn, user_id) if self.states is not None else None, "cache"
         if cached is None:
-            cached = self.trained_state(user_id)
-        return cached if covered(cached, history, self.runtime.max_user_history_length) else None
+            cached, source = self.trained_state(user_id), "artifact"
+        if covered(cached, history, self.runtime.max_user_history_length):
+            return cached, source
+        return None, "rerun"
 
     def trained_state(self, user_id: str) -> State | None:
         """The state the artifact keeps for a user it knows, after its history as of training:
@@ -202,8 +216,9 @@ def load(arn: str, directory: Path, settings: Settings | None = None) -> Model:
 class Models:
     """Solution version ARN -> loaded Model (artifacts never change once written)."""
 
-    def __init__(self, data_dir: Path, settings: Settings | None = None) -> None:
-        self.data_dir, self.settings = data_dir, settings
+    def __init__(self, data_dir: Path, settings: Settings | None = None,
+                 metrics: WorkMetrics | None = None) -> None:
+        self.data_dir, self.settings, self.metrics = data_dir, settings, metrics
         # where a version's artifact location is: the data dir, or OPZ_S3_BUCKET via the cache
         self.artifacts = ArtifactStore.of(settings) if settings else ArtifactStore(data_dir)
         self._models: dict[str, Model] = {}
@@ -215,8 +230,22 @@ class Models:
             with self._lock:
                 model = self._models.get(arn)
                 if model is None:
-                    model = self._models[arn] = load(arn, self.artifacts.local(artifact), self.settings)
+                    model = self._models[arn] = self._load(arn, artifact)
                     freeze_loaded()
+        return model
+
+    def _load(self, arn: str, artifact: str) -> Model:
+        started = time.perf_counter()
+        try:
+            model = load(arn, self.artifacts.local(artifact), self.settings)
+        except Exception:
+            log.exception("loading %s from its artifact %s failed", arn, artifact)
+            if self.metrics is not None:
+                self.metrics.model_loaded(time.perf_counter() - started, ok=False)
+            raise
+        if self.metrics is not None:
+            self.metrics.model_loaded(time.perf_counter() - started, ok=True)
+            model.state_from = self.metrics.state_from
         return model
 
 

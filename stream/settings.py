@@ -22,8 +22,8 @@ class Settings(BaseSettings):
     # API processes `personalize serve` runs on that port (one core each); distributed mode
     # only, since embedded mode keeps sessions' recommendation ids and the event applier in one
     workers: int = Field(1, ge=1)
-    # `personalize stream worker` serves Prometheus' /metrics on this port (0: not at all);
-    # the API serves its /metrics on `port`
+    # `personalize stream worker` and `personalize trainer` serve Prometheus' /metrics on this
+    # port (0: not at all); the API serves its /metrics on `port`
     metrics_port: int = Field(0, ge=0, le=65535)
     kafka_bootstrap_servers: str | None = Field(None, description="host:port[,host:port]")
     # partitions of each events topic: the most stream workers that can share one dataset group

@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from support import DATASETS, Server
+from support import DATASETS, Server, free_port
 
 ROLE = "arn:aws:iam::000000000000:role/personalize"
 RECIPE = "arn:aws:personalize:::recipe/"
@@ -160,10 +161,17 @@ def test_a_trainer_process_trains_what_the_api_only_stores(tmp_path: Path) -> No
         time.sleep(2)
         assert control.describe_solution_version(
             solutionVersionArn=arn)["solutionVersion"]["status"] == "CREATE PENDING"
+        port = free_port()
         trainer = subprocess.Popen([sys.executable, "-m", "serving.cli", "trainer", "--data-dir",
-                                    str(tmp_path / "data")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                    str(tmp_path / "data")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   env={**server.env, "OPZ_METRICS_PORT": str(port)})
         done = wait(lambda: control.describe_solution_version(solutionVersionArn=arn)["solutionVersion"], 60)
         assert done["status"] == "ACTIVE", done.get("failureReason")
+        # each process counts the jobs it ran: the trainer the training, the API the import
+        ended = 'opz_jobs_finished_total{kind="%s",outcome="succeeded"} 1.0'
+        assert ended % "solution-version" in httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        api = httpx.get(server.url + "/metrics").text
+        assert ended % "dataset-import-job" in api and ended % "solution-version" not in api
     finally:
         if trainer is not None:
             trainer.terminate()

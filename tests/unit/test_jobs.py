@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from pathlib import Path
 
-from serving.jobs import PENDING, JobRunner, Progress
+import pytest
+from prometheus_client import CollectorRegistry
+
+from serving.jobs import PENDING, JobFailed, JobRunner, Progress
 from serving.resources import Body, ResourceStore
+from serving.work_metrics import WorkMetrics
 
 ARN = "arn:aws:personalize:us-east-1:000000000000:dataset-import-job/j"
 
@@ -106,3 +111,40 @@ async def test_an_import_never_waits_behind_trainings_and_trainings_run_side_by_
         stop.set()
         await running
         resources.close()
+
+
+async def test_every_job_is_counted_by_kind_and_outcome_and_a_failure_is_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    resources = ResourceStore(tmp_path / "control.db")
+    for name in ("ok", "bad", "bug"):
+        resources.create("dataset-import-job", arn("dataset-import-job", name), name,
+                         {"datasetImportJobArn": arn("dataset-import-job", name), "status": PENDING})
+
+    def load(job: Body, progress: Progress) -> Body:
+        name = job["datasetImportJobArn"].rsplit("/", 1)[1]
+        if name == "bad":
+            raise JobFailed("the file has no USER_ID column")
+        if name == "bug":
+            raise KeyError("oops")
+        return {}
+
+    registry = CollectorRegistry()
+    jobs = JobRunner(resources, {"dataset-import-job": load}, poll_s=0.05, metrics=WorkMetrics(registry))
+    stop = asyncio.Event()
+    running = asyncio.create_task(jobs.run(stop))
+    while any((resources.get(arn("dataset-import-job", n)) or {}).get("status")
+              in (PENDING, "CREATE IN_PROGRESS") for n in ("ok", "bad", "bug")):
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(running, 10)
+    resources.close()
+
+    def count(outcome: str) -> float | None:
+        return registry.get_sample_value("opz_jobs_finished_total",
+                                         {"kind": "dataset-import-job", "outcome": outcome})
+
+    assert (count("succeeded"), count("failed"), count("crashed"), count("interrupted")) == (1, 1, 1, 0)
+    assert registry.get_sample_value("opz_job_duration_seconds_count", {"kind": "dataset-import-job"}) == 3
+    assert registry.get_sample_value("opz_jobs_running", {"kind": "dataset-import-job"}) == 0
+    failed = [r for r in caplog.records if r.getMessage().endswith("failed: the file has no USER_ID column")]
+    assert failed and failed[0].levelno == logging.WARNING

@@ -23,6 +23,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from serving.metrics import ApiMetrics, ServedVersions
+from serving.work_metrics import WorkMetrics
 from stream.metrics import StreamMetrics, new_registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +48,7 @@ REQUIRED_ALERTS = {
     "OpzStreamDeadLetters",         # dead letters appearing
     "OpzStreamWorkerDown",          # a stream worker down
     "OpzStreamConsumerRestarts",    # agent (consumer task) restarts
+    "OpzJobsFailing",               # imports, exports, deletions, trainings ending CREATE FAILED
 }
 
 # building promtool the first time takes minutes on 2 cores (pytest's default timeout: 600 s)
@@ -98,12 +100,13 @@ def data_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def exported_names() -> set[str]:
-    """Every sample name the API's and the stream workers' /metrics can show: the embedded
-    API's registry (serving/app.py: ApiMetrics(new_registry()), StreamMetrics on the same
-    registry, ServedVersions at scrape time), which is a superset of a worker's."""
+    """Every sample name the API's, the stream workers' and the trainer's /metrics can show: the
+    embedded API's registry (serving/app.py: ApiMetrics(new_registry()), StreamMetrics and
+    WorkMetrics on the same registry, ServedVersions at scrape time), a superset of the others'."""
     registry: CollectorRegistry = new_registry()
     ApiMetrics(registry)
     StreamMetrics(registry)
+    WorkMetrics(registry)  # the API's, and all of the trainer's
     registry.register(ServedVersions(lambda: [("000000000000", "us-east-1", "shop", "solution/1")]))
     suffixes = {"counter": ["_total", "_created"], "gauge": [""], "info": ["_info"],
                 "histogram": ["_bucket", "_count", "_sum", "_created"],
@@ -169,8 +172,8 @@ def test_prometheus_config_scrapes_the_api_and_the_workers() -> None:
     assert config["rule_files"] == ["alerts.yml"]
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert jobs["opz-api"]["authorization"]["credentials_file"]  # OPZ_METRICS_TOKEN
-    worker_ports = {sd["port"] for sd in jobs["opz-stream-worker"]["dns_sd_configs"]}
-    assert worker_ports == {9102}
+    for job in ("opz-stream-worker", "opz-trainer"):
+        assert {sd["port"] for sd in jobs[job]["dns_sd_configs"]} == {9102}
     # the jobs the alerts and the dashboard select are these
     used = set(re.findall(r'job=~?"([^"]+)"', ALERTS.read_text() + DASHBOARD.read_text()))
     assert used

@@ -116,3 +116,15 @@ def test_which_sample_items_are_known_is_what_isin_says() -> None:
     for codes in ([8, 99, 100, 0, 8], [41], [], [2, 4, 200]):  # hits, repeats, misses past both ends
         codes = np.array(codes, dtype=np.int64)
         assert ann.in_sample(codes).tolist() == np.isin(sample, codes).tolist()
+
+
+def test_each_state_says_where_it_came_from(artifact: Path) -> None:
+    model = load("arn:v1", artifact, Settings(ann_min_items=10**9))
+    said: list[str] = []
+    model.state_from = said.append
+    longer = model.history("u3", [Interaction("i9", "click", float(model.data_cut) + 60)])
+    model.user_state(longer, "u3")  # the artifact's state as of training, stepped over one event
+    model.user_state(longer, "u3")  # now this process's
+    model.user_state(model.history("stranger", [Interaction("i9", "click", float(model.data_cut) + 60)]),
+                     "stranger")
+    assert said == ["artifact", "cache", "rerun"]
