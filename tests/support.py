@@ -201,8 +201,9 @@ async def send_events(urls: str | Sequence[str], tracking_id: str, *, users: int
     events reach the log in the order sent; with several URLs (API processes behind a load
     balancer) a user's successive calls alternate between them. Retries a call on 503, a
     ThrottlingException (over the tracker's rate) or a broken connection with the same body
-    (same eventIds), as the SDKs do, so server-side dedupe makes the retry safe. Returns the
-    accepted ids.
+    (same eventIds), as the SDKs do, so server-side dedupe makes the retry safe; a broken
+    connection's retry goes to the next URL, as a load balancer sends it past a dead process.
+    Returns the accepted ids.
     """
     import asyncio
 
@@ -221,6 +222,7 @@ async def send_events(urls: str | Sequence[str], tracking_id: str, *, users: int
             try:
                 r = await http.post(url + "/events", json=body)
             except httpx.TransportError:
+                url = urls[(urls.index(url) + 1) % len(urls)]
                 await asyncio.sleep(0.2)
                 continue
             if r.status_code == 200:
