@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what pip cannot: Debian's redis-server and postgresql (and wrk with `bench`). Java 17 and Maven are
+# Installs what pip cannot: Debian's redis-server, postgresql and chromium (and wrk with `bench`). Java 17 and Maven are
 # on our machines; say so loudly if they are not. Idempotent and quiet when everything is there.
 set -euo pipefail
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -25,6 +25,13 @@ if pg_missing; then
   # the package starts a system-wide cluster on 5432; ours run on their own ports
   $SUDO systemctl disable --now postgresql >/dev/null 2>&1 || true
   $SUDO pg_ctlcluster --force "$(ls /usr/lib/postgresql | sort -n | tail -1)" main stop >/dev/null 2>&1 || true
+fi
+# Debian's chromium: the browser tests/e2e/test_console.py drives through Playwright (never the
+# browsers `playwright install` downloads); OPZ_CHROMIUM names another
+if [ ! -x "${OPZ_CHROMIUM:-/usr/bin/chromium}" ]; then
+  echo "installing chromium (Debian package, for the console's browser tests) ..." >&2
+  $SUDO apt-get update -qq >&2 || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >&2
 fi
 if [ "${1:-}" = bench ] && ! command -v wrk >/dev/null 2>&1; then
   echo "installing wrk (Debian package, the benchmarks' load generator) ..." >&2

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving import (
     campaigns_api,
+    console,
     control_api,
     datasets_api,
     events_api,
@@ -29,6 +30,7 @@ from serving import (
 )
 from serving.access_keys import AccessKeys
 from serving.auth import SignedCalls
+from serving.console_feed import feed_of
 from serving.control_store import open_control_store
 from serving.direct_routes import DirectRoutes
 from serving.errors import install_error_handlers
@@ -193,6 +195,7 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
         work["solution-version"] = lambda job, progress: solutions_api.run_training(
             ctx, trainer, job, progress)
     jobs = JobRunner(resources, work, training_slots=settings.trainings_at_once, metrics=work_metrics)
+    feed = feed_of(settings)  # the console's live view of the events
     ctx.wake_jobs = jobs.wake
     exposed = metrics.scraped(api_metrics.registry, metrics.ServedVersions(
         lambda: campaigns_api.served_versions(ctx)), settings.workers)
@@ -223,6 +226,7 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
                 await scheduler
             if agents is not None:
                 await agents
+            await feed.close()
             await event_log.close()
             await store.close()
             resources.close()
@@ -268,6 +272,7 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
                                               rate_limit(settings.tracker_requests_per_second)))
     app.include_router(metrics.make_router(exposed))
     app.include_router(runtime)
+    app.include_router(console.make_router(ctx, store, feed))
     return app
 
 

@@ -1,4 +1,5 @@
-"""Signed calls: every route of the three APIs checks its SigV4 signature once a key exists.
+"""Signed calls: every route of the three APIs (and the web console's reads) checks its SigV4
+signature once a key exists.
 
 The middleware reads the body (already capped by the limits outside it), verifies the
 signature (serving/sigv4.py) against the access keys, and makes the key's account the
@@ -27,6 +28,11 @@ from serving.public_trackers import PublicAccess
 from serving.sigv4 import AuthError, Request, scope_region, verify
 
 SIGNED_PATHS = frozenset({"/", "/events", "/items", "/users", "/recommendations", "/personalize-ranking"})
+SIGNED_PREFIX = "/console/api/"  # the web console's reads (serving/console.py): the API's data
+
+
+def is_signed_path(path: str) -> bool:
+    return path in SIGNED_PATHS or path.startswith(SIGNED_PREFIX)
 
 
 def is_loopback(host: str) -> bool:
@@ -62,7 +68,7 @@ class SignedCalls:
                                 "OPZ_METRICS_TOKEN from a server whose calls are signed")
             await refusal(refused)(scope, receive, send)
             return
-        if (scope["type"] != "http" or scope["path"] not in SIGNED_PATHS or scope["method"] == "OPTIONS"
+        if (scope["type"] != "http" or not is_signed_path(scope["path"]) or scope["method"] == "OPTIONS"
                 or not self.enabled or not self.keys.required()):
             token = accounts.serve_as(self.open_account, signing_region(scope))
         else:

@@ -24,6 +24,7 @@ class UserError(Exception):
 EXAMPLES = {
     "serve": ["personalize serve", "personalize serve --data-dir /var/lib/opz --port 8080",
               "OPZ_KAFKA_BOOTSTRAP_SERVERS=kafka:9092 OPZ_REDIS_URL=redis://redis:6379 personalize serve"],
+    "console": ["personalize console", "personalize console --data-dir .cache/demo --no-browser"],
     "trainer": ["personalize trainer --schedule"],
     "stream worker": ["personalize stream worker --data-dir /var/lib/opz-worker"],
     "stream tail": ["personalize stream tail --dataset-group movies --max-events 10",
@@ -125,6 +126,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down cleanly; no traceback
         pass
     return 0 if one.started else STARTUP_FAILURE
+
+
+def console_url(host: str, port: int) -> str:
+    """Where a person on this machine opens the console of a server bound to `host`: a wildcard
+    address is reached on loopback."""
+    name = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://{f'[{name}]' if ':' in name else name}:{port}/console"
+
+
+def open_when_up(url: str, browser: bool, timeout_s: float = 120.0) -> None:
+    """Print the console's URL once the server answers /health, and open it in the browser."""
+    import urllib.error
+    import urllib.request
+    import webbrowser
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url.removesuffix("/console") + "/health", timeout=2):
+                break
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    else:
+        return  # the server did not start: serve says why
+    print(f"console: {url}", flush=True)  # noqa: T201
+    if browser:
+        webbrowser.open(url)
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    """`serve`, with the console opened in a browser once the server answers."""
+    import threading
+
+    settings = _settings(args)
+    url = console_url(settings.host, settings.port)
+    threading.Thread(target=open_when_up, args=(url, not args.no_browser), daemon=True).start()
+    return cmd_serve(args)
 
 
 def cmd_trainer(args: argparse.Namespace) -> int:
@@ -347,12 +385,17 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="<command>")
     serve = sub.add_parser("serve", help="run the API server (embedded unless Kafka/Redis are set)")
-    serve.add_argument("--data-dir", type=Path, help="data directory (OPZ_DATA_DIR)")
-    serve.add_argument("--host", help="bind address (OPZ_HOST, default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (OPZ_PORT, default 8080)")
-    serve.add_argument("--workers", type=int, help="API processes on that port, to use more cores "
-                       "(OPZ_WORKERS, default 1; distributed mode only)")
     serve.set_defaults(fn=cmd_serve)
+    console = sub.add_parser("console", help="run the server (as `serve` does) and open its web console "
+                             "(/console) in a browser")
+    console.add_argument("--no-browser", action="store_true", help="only print the console's URL")
+    console.set_defaults(fn=cmd_console)
+    for server in (serve, console):
+        server.add_argument("--data-dir", type=Path, help="data directory (OPZ_DATA_DIR)")
+        server.add_argument("--host", help="bind address (OPZ_HOST, default 127.0.0.1)")
+        server.add_argument("--port", type=int, help="port (OPZ_PORT, default 8080)")
+        server.add_argument("--workers", type=int, help="API processes on that port, to use more cores "
+                            "(OPZ_WORKERS, default 1; distributed mode only)")
     trainer = sub.add_parser("trainer", help="train pending solution versions (distributed mode: run it "
                              "next to API processes started with OPZ_TRAIN_IN_SERVER=false)")
     trainer.add_argument("--data-dir", type=Path, help="shared data directory (OPZ_DATA_DIR)")
