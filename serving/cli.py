@@ -217,21 +217,30 @@ def cmd_stream_worker(args: argparse.Namespace) -> int:
 
 
 def unknown_dataset_group(settings: Settings, name: str) -> str | None:
-    """Why `name` names no dataset group of this deployment's control plane (None: it does).
-    Names are as topics and dead letters know them: `<name>`, or `<account>.<name>` outside the
-    open server's account."""
+    """Why `name` names no dataset group to read (None: it does). Names are as topics and dead
+    letters know them: `<name>`, or `<account>.<name>` outside the open server's account. With
+    Kafka, the groups whose events topic exists (a consumer elsewhere knows only the brokers);
+    embedded, the control plane's groups in the data dir."""
+    import asyncio
+
     from serving.control_store import open_control_store
     from stream.contract import dataset_group_name
+    from stream.tail import groups_with_events
 
-    store = open_control_store(settings)
-    try:
-        known = sorted(dataset_group_name(g["datasetGroupArn"]) for g in store.list("dataset-group"))
-    finally:
-        store.close()
+    if settings.kafka_bootstrap_servers:
+        known = asyncio.run(groups_with_events(settings.kafka_bootstrap_servers))
+        where = "with events in Kafka"
+    else:
+        store = open_control_store(settings)
+        try:
+            known = sorted(dataset_group_name(g["datasetGroupArn"]) for g in store.list("dataset-group"))
+        finally:
+            store.close()
+        where = f"in {settings.data_dir}"
     if name in known:
         return None
     shown = ", ".join(known[:10]) + (", ..." if len(known) > 10 else "")
-    return f"no dataset group named {name!r} (there are: {shown or 'none'})"
+    return f"no dataset group named {name!r} {where} (there are: {shown or 'none'})"
 
 
 def cmd_stream_tail(args: argparse.Namespace) -> int:

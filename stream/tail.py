@@ -10,7 +10,7 @@ import re
 import sys
 from typing import TextIO
 
-from stream.contract import Undecodable, encode_event
+from stream.contract import TOPIC_PREFIX, Undecodable, encode_event, events_topic_pattern
 from stream.log import open_event_log
 from stream.settings import Settings
 
@@ -39,3 +39,18 @@ async def tail(settings: Settings, *, dataset_group: str, group: str, max_events
     finally:
         await log.close()
     return printed
+
+
+async def groups_with_events(bootstrap: str) -> list[str]:
+    """The dataset groups whose events topic Kafka holds: what a consumer on any host, knowing
+    only the brokers, can tail."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="opz-tail")
+    await admin.start()
+    try:
+        topics = await admin.list_topics()
+    finally:
+        await admin.close()
+    pattern = re.compile(events_topic_pattern())
+    return sorted(t[len(TOPIC_PREFIX):-len(".events")] for t in topics if pattern.match(t))

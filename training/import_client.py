@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlparse
 
-from stream.dataset_schema import infer_schema
+from stream.dataset_schema import SchemaError, infer_schema
 
 SAMPLE_ROWS = 10_000
 
@@ -108,7 +108,8 @@ def sample(path: Path) -> tuple[list[str], list[list[str]]]:
         return header, [row for _, row in zip(range(SAMPLE_ROWS), reader, strict=False)]
 
 
-def ensure_dataset(control: Control, group_arn: str, dataset_type: str, path: Path, out: TextIO) -> str:
+def ensure_dataset(control: Control, group_arn: str, dataset_type: str, schema: str, out: TextIO) -> str:
+    """The group's dataset of `dataset_type`, made (with `schema`, inferred from the file) if missing."""
     name = group_arn.rsplit("/", 1)[1]
     dataset_arn = group_arn.replace(":dataset-group/", ":dataset/") + f"/{dataset_type}"
     if control.exists("DescribeDataset", datasetArn=dataset_arn):
@@ -116,9 +117,8 @@ def ensure_dataset(control: Control, group_arn: str, dataset_type: str, path: Pa
     schema_name = f"{name}-{dataset_type.lower()}"
     schema_arn = group_arn.replace(f":dataset-group/{name}", f":schema/{schema_name}")
     if not control.exists("DescribeSchema", schemaArn=schema_arn):
-        text = infer_schema(dataset_type, *sample(path))
-        control("CreateSchema", name=schema_name, schema=text)
-        out.write(f"created schema {schema_name}: {text}\n")
+        control("CreateSchema", name=schema_name, schema=schema)
+        out.write(f"created schema {schema_name}: {schema}\n")
     control("CreateDataset", name=schema_name, schemaArn=schema_arn, datasetGroupArn=group_arn,
             datasetType=dataset_type)
     out.write(f"created dataset {dataset_arn}\n")
@@ -190,6 +190,13 @@ def run(endpoint: str, dataset_group: str, files: dict[str, Path], mode: str,
     if unreadable := next((p for p in files.values() if not p.is_file() or not os.access(p, os.R_OK)), None):
         out.write(f"error: cannot read {unreadable}: no such file, or not readable\n")
         return 2
+    schemas = {}
+    for dataset_type, path in files.items():  # every file checked before anything is created
+        try:
+            schemas[dataset_type] = infer_schema(dataset_type, *sample(path))
+        except SchemaError as exc:
+            out.write(f"error: {path} cannot be an {dataset_type} dataset: {exc}\n")
+            return 2
     control = Control(endpoint)
     try:
         group_arn = find_group(control, dataset_group)
@@ -197,7 +204,7 @@ def run(endpoint: str, dataset_group: str, files: dict[str, Path], mode: str,
             group_arn = control("CreateDatasetGroup", name=dataset_group)["datasetGroupArn"]
             out.write(f"created dataset group {group_arn}\n")
         for dataset_type, path in files.items():
-            dataset_arn = ensure_dataset(control, group_arn, dataset_type, path, out)
+            dataset_arn = ensure_dataset(control, group_arn, dataset_type, schemas[dataset_type], out)
             job_name = f"{dataset_group[:28]}-{dataset_type.lower()}-{time.strftime('%Y%m%d-%H%M%S')}-" \
                        f"{uuid.uuid4().hex[:6]}"
             location = upload(path, upload_to, job_name) if upload_to else path.resolve().as_uri()

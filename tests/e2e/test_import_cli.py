@@ -53,6 +53,13 @@ def test_import_reports_a_failed_job_and_a_missing_server(embedded_server: Serve
     missing = personalize("import", "never-made", "--endpoint-url", embedded_server.url,
                           "--interactions", "/nope/x.csv")
     assert missing.returncode == 2 and "cannot read /nope/x.csv" in missing.stderr
+    items = tmp_path / "items.csv"
+    items.write_text("ITEM_ID,GENRES\n1,Comedy\n2,Drama\n")
+    mixed_up = personalize("import", "never-made", "--endpoint-url", embedded_server.url, "--interactions",
+                           str(items))
+    assert mixed_up.returncode == 2 and mixed_up.stderr == (
+        f"error: {items} cannot be an INTERACTIONS dataset: field \"USER_ID\": INTERACTIONS datasets "
+        "need a USER_ID field of type string\n")
     groups = embedded_server.client("personalize").list_dataset_groups()["datasetGroups"]
     assert "never-made" not in {g["name"] for g in groups}  # nothing made before the files were checked
     for command in (("solution-version", "wait"), ("solution-version", "report")):
