@@ -289,9 +289,9 @@ async def run_trainer(settings: Settings, datasets: datasets_api.DatasetFiles, t
         ctx, trainer, job, progress)}, training_slots=settings.trainings_at_once, metrics=work_metrics)
     ctx.wake_jobs = jobs.wake
     server = None
-    if settings.metrics_port:  # the trainings' metrics (no tenant data), as a stream worker's
-        server = MetricsServer(registry, settings.host, settings.metrics_port)
-        log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
+    if settings.metrics_port:  # the trainings' metrics (no tenant data) and health, as a worker's
+        server = MetricsServer(registry, settings.host, settings.metrics_port, jobs.store_contact.health)
+        log.info("metrics and health on http://%s:%d/metrics, /health", settings.host, settings.metrics_port)
     log.info("trainer ready (data dir %s%s)", settings.data_dir, ", scheduling" if schedule else "")
     try:
         await asyncio.gather(jobs.run(stop), *([run_scheduler(ctx, settings.auto_update_seconds, stop)]

@@ -29,6 +29,7 @@ from typing import Any
 
 from serving.control_store import HOLDER, LEASE_UNTIL, Body, ControlStore
 from serving.work_metrics import WorkMetrics
+from stream.supervision import Contact
 
 log = logging.getLogger(__name__)
 PENDING, RUNNING, ACTIVE, FAILED = "CREATE PENDING", "CREATE IN_PROGRESS", "ACTIVE", "CREATE FAILED"
@@ -62,9 +63,11 @@ class JobRunner:
     another's."""
 
     def __init__(self, resources: ControlStore, work: dict[str, Work], poll_s: float = 0.5,
-                 grace_s: float = 4.0, training_slots: int = 1, metrics: WorkMetrics | None = None) -> None:
+                 grace_s: float = 4.0, training_slots: int = 1, metrics: WorkMetrics | None = None,
+                 store_contact: Contact | None = None) -> None:
         self.resources, self.work, self.poll_s, self.grace_s = resources, work, poll_s, grace_s
         self.metrics = metrics
+        self.store_contact = store_contact or Contact("control store")  # each claim and heartbeat
         self.slots = {"training": training_slots, "data": DATA_SLOTS}
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self._wake = asyncio.Event()
@@ -84,6 +87,8 @@ class JobRunner:
             free = tuple(kind for kind in self.work if busy[_pool(kind)] < self.slots[_pool(kind)])
             try:
                 claimed = self._claim(free, {arn for _, arn in running.values()}) if free else None
+                if free:
+                    self.store_contact.answered()
             except Exception:  # noqa: BLE001 - the database away for a moment: the jobs wait
                 log.warning("claiming a job failed; trying again", exc_info=True)
                 claimed = None
@@ -172,6 +177,7 @@ class JobRunner:
                 beat = self.resources.transition(arn, RUNNING, {LEASE_UNTIL: time.time() + LEASE_S,
                                                                 "progress": dict(done)}, holder=self.owner)
                 seen = (self.resources.get(arn) or {}) if beat is None else beat
+                self.store_contact.answered()
             except Exception:  # noqa: BLE001 - the database away for a moment: renew at the next beat
                 log.warning("%s: renewing its lease failed; trying again", arn, exc_info=True)
                 continue

@@ -21,7 +21,7 @@ from stream.dead_letters import DeadLetters, Failed, Postbox, handle_or_set_asid
 from stream.metrics import StreamMetrics, partition_lag
 from stream.session import Limits
 from stream.store import SessionStore
-from stream.supervision import TRANSIENT, retrying
+from stream.supervision import TRANSIENT, Contact, retrying
 
 log = logging.getLogger(__name__)
 Agent = Callable[[Any], Awaitable[None]]
@@ -46,7 +46,7 @@ async def event_topics(bootstrap: str, pattern: str) -> set[str] | None:
 
 def register_agents(app: faust.App, *, topics: set[str], pattern: str, store: SessionStore,
                     letters: DeadLetters, limits: Limits, bootstrap: str,
-                    metrics: StreamMetrics, live: Live | None = None) -> None:
+                    metrics: StreamMetrics, live: Live | None = None, kafka: Contact | None = None) -> None:
     """The session agent over every dataset group's events topic, new ones included (the
     archive is stream.archive_writer's).
     A record either cannot handle is a dead letter (stream.dead_letters); a store that is down
@@ -93,7 +93,10 @@ def register_agents(app: faust.App, *, topics: set[str], pattern: str, store: Se
 
     @app.timer(TOPIC_SCAN_S)
     async def follow_new_dataset_groups() -> None:
-        new = (await event_topics(bootstrap, pattern) or set()) - set(events.topics)
+        found = await event_topics(bootstrap, pattern)
+        if found is not None and kafka is not None:
+            kafka.answered()  # every TOPIC_SCAN_S: what the worker's /health reports
+        new = (found or set()) - set(events.topics)
         if not new:
             return
         log.info("following new events topics %s", sorted(new))

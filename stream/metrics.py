@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import json
 import platform
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -21,12 +25,14 @@ from prometheus_client import (
     Counter,
     Histogram,
     disable_created_metrics,
-    start_http_server,
+    make_wsgi_app,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from stream.contract import Event
+from stream.supervision import Health
 
 # seconds; freshness reaches minutes while a worker drains a backlog
 FRESHNESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -173,12 +179,31 @@ class StreamMetrics:
 
 
 class MetricsServer:
-    """/metrics on its own port, served from a thread: a scrape never waits for the event
-    loop, which a busy Faust agent can hold for a whole batch."""
+    """/metrics (and /health, when given) on its own port, served from a thread: a scrape never
+    waits for the event loop, which a busy Faust agent can hold for a whole batch. /health
+    answers `health()`'s body, 200 when healthy and 503 when not."""
 
-    def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
-        self._server, self._thread = start_http_server(port, addr=host, registry=registry)
+    def __init__(self, registry: CollectorRegistry, host: str, port: int,
+                 health: Callable[[], Health] | None = None) -> None:
+        metrics = make_wsgi_app(registry)
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            if health is None or environ.get("PATH_INFO") != "/health":
+                return metrics(environ, start_response)
+            healthy, body = health()
+            start_response("200 OK" if healthy else "503 Service Unavailable",
+                           [("Content-Type", "application/json")])
+            return [json.dumps(body).encode()]
+
+        self._server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_Quiet)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
+        self._thread.start()
 
     async def close(self) -> None:
         await asyncio.to_thread(self._server.shutdown)
         self._server.server_close()
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        """Scrapes and probes every few seconds are not news."""

@@ -21,6 +21,8 @@ T = TypeVar("T")
 # a store or log that is down, not a bad record: hold the position and retry
 TRANSIENT: tuple[type[BaseException], ...] = (OSError, sqlite3.OperationalError)
 RECENT_S = 60.0  # a consumer that failed this recently makes /health say "degraded"
+CONTACT_WITHIN_S = 60.0  # a worker or trainer whose service has not answered for this long is unhealthy
+Health = tuple[bool, dict[str, Any]]  # healthy?, and what /health says
 
 
 @dataclass
@@ -86,3 +88,25 @@ async def retrying(write: Callable[..., Awaitable[T]], *args: Any, transient: tu
             log.warning("store unavailable (%s); retrying in %.1fs", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+class Contact:
+    """When the service a process cannot work without (a worker's Kafka, a trainer's control
+    store) last answered it: what the /health of its metrics port says, so a health check asks
+    the process rather than guessing from outside. Unhealthy until the first answer."""
+
+    def __init__(self, service: str, within_s: float = CONTACT_WITHIN_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.service, self.within_s, self.clock = service, within_s, clock
+        self.at: float | None = None
+
+    def answered(self) -> None:
+        self.at = self.clock()
+
+    def health(self) -> Health:
+        if self.at is None:
+            return False, {"status": "starting", self.service: "has not answered yet"}
+        ago = self.clock() - self.at
+        healthy = ago <= self.within_s
+        said = {"status": "ok" if healthy else "unhealthy", self.service: f"answered {ago:.1f} s ago"}
+        return healthy, said

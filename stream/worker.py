@@ -25,6 +25,7 @@ from stream.session import limits_from
 from stream.settings import Settings
 from stream.shutdown import STOP_DEADLINE_S, exit_within
 from stream.store import open_session_store
+from stream.supervision import Contact
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +75,14 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None,
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping, stop)
     metrics = StreamMetrics(new_registry())
+    kafka = Contact("kafka")
     server = None
     if settings.metrics_port:
-        server = MetricsServer(metrics.registry, settings.host, settings.metrics_port)
-        log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
+        server = MetricsServer(metrics.registry, settings.host, settings.metrics_port, kafka.health)
+        log.info("metrics and health on http://%s:%d/metrics, /health", settings.host, settings.metrics_port)
     letters = KafkaDeadLetters(settings.kafka_bootstrap_servers, settings.kafka_replication_factor)
     try:
-        return await _run(settings, stop, on_crash, metrics, letters)
+        return await _run(settings, stop, on_crash, metrics, letters, kafka)
     finally:
         await letters.close()
         if server is not None:
@@ -88,7 +90,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None,
 
 
 async def _run(settings: Settings, stop: asyncio.Event, on_crash: Callable[[], None] | None,
-               metrics: StreamMetrics, letters: KafkaDeadLetters) -> bool:
+               metrics: StreamMetrics, letters: KafkaDeadLetters, kafka: Contact) -> bool:
     """The worker proper; `run_worker` holds what must outlive it (signals, the metrics port)."""
     assert settings.kafka_bootstrap_servers
     bootstrap = settings.kafka_bootstrap_servers
@@ -99,6 +101,7 @@ async def _run(settings: Settings, stop: asyncio.Event, on_crash: Callable[[], N
     pattern = events_topic_pattern(settings.stream_dataset_groups)
     while not (topics := await event_topics(bootstrap, pattern)):
         if topics is not None:
+            kafka.answered()
             log.info("no events topic yet (no event tracker has received events); waiting")
         try:
             await asyncio.wait_for(stop.wait(), TOPIC_SCAN_S)
@@ -107,6 +110,7 @@ async def _run(settings: Settings, stop: asyncio.Event, on_crash: Callable[[], N
             return True
         except TimeoutError:
             pass
+    kafka.answered()  # it listed the topics
     archived = asyncio.create_task(write_archive(
         bootstrap, archive_group(settings.stream_app_id), pattern, PartsArchive.of(settings),
         Postbox(letters, "archive", metrics.dead), metrics, settings.archive_window_s, stop))
@@ -114,7 +118,8 @@ async def _run(settings: Settings, stop: asyncio.Event, on_crash: Callable[[], N
     live = LiveModels(settings.data_dir, store, ArtifactStore.of(settings))
     following = asyncio.create_task(live.run(stop))
     register_agents(app, topics=topics, pattern=pattern, store=store, letters=letters,
-                    limits=limits_from(settings), bootstrap=bootstrap, metrics=metrics, live=live)
+                    limits=limits_from(settings), bootstrap=bootstrap, metrics=metrics, live=live,
+                    kafka=kafka)
     await app.start()
     log.info("stream worker started (app %s, brokers %s)", settings.stream_app_id,
              settings.kafka_bootstrap_servers)

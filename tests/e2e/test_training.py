@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support import DATASETS, Server, free_port
+from support import DATASETS, ROOT, Server, free_port
 
 ROLE = "arn:aws:iam::000000000000:role/personalize"
 RECIPE = "arn:aws:personalize:::recipe/"
@@ -172,6 +172,9 @@ def test_a_trainer_process_trains_what_the_api_only_stores(tmp_path: Path) -> No
         assert ended % "solution-version" in httpx.get(f"http://127.0.0.1:{port}/metrics").text
         api = httpx.get(server.url + "/metrics").text
         assert ended % "dataset-import-job" in api and ended % "solution-version" not in api
+        # and its /health there: the control store answers it (the containers' health check)
+        check = [sys.executable, str(ROOT / "scripts" / "healthcheck.py"), "trainer"]
+        assert subprocess.run(check, env={**server.env, "OPZ_METRICS_PORT": str(port)}).returncode == 0
     finally:
         if trainer is not None:
             trainer.terminate()

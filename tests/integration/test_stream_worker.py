@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import Server, Worker
+from support import ROOT, Server, Worker, free_port
 
 from stream.session import SessionState
 from stream.store import RedisSessionStore
@@ -93,3 +96,35 @@ def test_a_dataset_group_created_while_the_worker_runs_is_followed(
     states = wait_for_states(redis_url, unique, f"{unique}-later", ["v"], 2, worker)
     assert [i.item for i in states[0].history] == ["x", "y"]  # type: ignore[union-attr]
     assert "following new events topics" in worker.output(tail=None)
+
+
+def health_check(port: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """The containers' `opz-healthcheck worker` against a worker on this metrics port."""
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "healthcheck.py"), "worker", *args],
+                          env={**os.environ, "OPZ_METRICS_PORT": str(port)}, capture_output=True,
+                          text=True, timeout=30)
+
+
+def test_the_health_check_asks_the_worker_whether_kafka_answers_it(
+        tmp_path: Path, distributed: dict[str, str]) -> None:
+    healthy, cut_off = free_port(), free_port()
+    workers = [Worker(tmp_path, {**distributed, "OPZ_DATA_DIR": str(tmp_path / "w1"),
+                                 "OPZ_METRICS_PORT": str(healthy)}).start(),
+               Worker(tmp_path, {**distributed, "OPZ_DATA_DIR": str(tmp_path / "w2"),
+                                 "OPZ_METRICS_PORT": str(cut_off),  # a broker address nobody listens on
+                                 "OPZ_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}).start()]
+    try:
+        deadline = time.monotonic() + STATE_TIMEOUT_S
+        while (ready := health_check(healthy)).returncode != 0:
+            assert time.monotonic() < deadline, ready.stderr + workers[0].output()
+            time.sleep(0.2)
+        while (alive := health_check(cut_off, "--alive")).returncode != 0:  # its port is up
+            assert time.monotonic() < deadline, alive.stderr + workers[1].output()
+            time.sleep(0.2)
+        refused = health_check(cut_off)
+        assert refused.returncode == 1 and "kafka has not answered yet" in refused.stderr, refused.stderr
+    finally:
+        for w in workers:
+            w.kill()
+    gone = health_check(healthy, "--alive")
+    assert gone.returncode == 1 and gone.stderr.startswith("unhealthy: http://127.0.0.1:")

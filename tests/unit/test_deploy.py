@@ -24,7 +24,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -1007,69 +1006,21 @@ def healthcheck_parser_accepts(argv: list[str]) -> None:
     assert healthcheck.build_parser().parse_args(argv).check in ("http", "worker", "trainer")
 
 
-def fake_process(proc: Path, pid: int, argv: list[str], state: str = "S",
-                 fds: dict[int, str] | None = None, tcp: list[tuple[int, str, str]] = ()) -> None:
-    """A /proc/<pid> with cmdline, stat, fd links and net/tcp rows (remote port, state, inode)."""
-    d = proc / str(pid)
-    (d / "fd").mkdir(parents=True)
-    (d / "net").mkdir()
-    (d / "cmdline").write_bytes("\0".join(argv).encode() + b"\0")
-    (d / "stat").write_text(f"{pid} (python3) {state} 1 1 1 0 -1 4194560 0 0\n")
-    for fd, target in (fds or {}).items():
-        os.symlink(target, d / "fd" / str(fd))
-    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt uid timeout inode\n"
-    rows = "".join(f"   {i}: 0100007F:D431 0100007F:{port:04X} {st} 00000000:00000000 00:00000000 00000000 "
-                   f"10001        0 {inode} 1 0000000000000000 20 4 30 10 -1\n"
-                   for i, (port, st, inode) in enumerate(tcp))
-    (d / "net/tcp").write_text(header + rows)
+def test_the_worker_and_trainer_checks_ask_their_processes_health_on_the_metrics_port() -> None:
+    assert healthcheck.health_url({"OPZ_METRICS_PORT": "9102", "OPZ_HOST": "0.0.0.0"}) == \
+        "http://127.0.0.1:9102/health"
+    assert healthcheck.health_url({"OPZ_METRICS_PORT": "9102"}) == "http://127.0.0.1:9102/health"
+    assert healthcheck.health_url({"OPZ_METRICS_PORT": "9102", "OPZ_HOST": "10.0.0.7"}) == \
+        "http://10.0.0.7:9102/health"
+    assert healthcheck.health_url({"OPZ_METRICS_PORT": "9102", "OPZ_HOST": "::1"}) == "http://[::1]:9102/health"
+    assert healthcheck.health_url({"OPZ_METRICS_PORT": "0"}) is None
+    assert healthcheck.health_url({}) is None
 
 
-def test_worker_check_wants_a_live_worker_connected_to_kafka(tmp_path: Path) -> None:
-    proc = tmp_path / "proc"
-    env = {"OPZ_KAFKA_BOOTSTRAP_SERVERS": "kafka:9092"}
-    fake_process(proc, 7, ["/usr/bin/python3", "/opt/venv/bin/personalize", "serve"],
-                 fds={3: "socket:[111]"}, tcp=[(9092, "01", "111")])
-    assert healthcheck.check_worker(proc, env) == "no live `personalize stream worker` process"
-    fake_process(proc, 8, ["/opt/venv/bin/python", "/opt/venv/bin/personalize", "stream", "worker"],
-                 fds={3: "socket:[200]", 4: "socket:[201]", 5: "/data/archive/shop.db"},
-                 tcp=[(9092, "06", "200"), (6379, "01", "201"), (9092, "01", "999")])
-    # TIME_WAIT to Kafka, established to Redis, Kafka's established socket is another process's
-    assert "no connection to Kafka" in healthcheck.check_worker(proc, env)
-    assert healthcheck.check_worker(proc, env, only_alive=True) is None
-    assert healthcheck.check_worker(proc, {"OPZ_KAFKA_BOOTSTRAP_SERVERS": "redis:6379"}) is None
-    assert "names no host:port" in healthcheck.check_worker(proc, {})
-    # re-executed after a Faust crash: python -m serving.cli stream worker, same check
-    fake_process(proc, 9, ["/opt/venv/bin/python", "-m", "serving.cli", "stream", "worker"],
-                 fds={3: "socket:[300]"}, tcp=[(9092, "01", "300")])
-    assert healthcheck.check_worker(proc, env) is None
-    (proc / "9/stat").write_text("9 (python) Z 1 1 1\n")
-    (proc / "8/stat").write_text("8 (python) T 1 1 1\n")
-    assert healthcheck.check_worker(proc, env, only_alive=True) == \
-        "no live `personalize stream worker` process"
-
-
-def test_trainer_check_wants_the_control_database_open(tmp_path: Path) -> None:
-    proc = tmp_path / "proc"
-    assert healthcheck.check_trainer(proc.parent) == "no live `personalize trainer` process"
-    fake_process(proc, 1, ["/opt/venv/bin/python", "/opt/venv/bin/personalize", "trainer", "--schedule"],
-                 fds={0: "/dev/null", 3: "/data/datasets/shop/manifest.json"})
-    assert "no control.db open" in healthcheck.check_trainer(proc)
-    os.symlink("/data/control.db", proc / "1/fd/4")
-    assert healthcheck.check_trainer(proc) is None
-    assert healthcheck.main(["--proc", str(proc), "trainer"]) == 0
-
-
-def test_trainer_check_wants_a_connection_to_the_control_database_in_postgres(tmp_path: Path) -> None:
-    """With OPZ_DATABASE_URL there is no control.db: the trainer holds a connection to the database."""
-    proc = tmp_path / "proc"
-    fake_process(proc, 1, ["/opt/venv/bin/python", "/opt/venv/bin/personalize", "trainer", "--schedule"],
-                 fds={3: "/data/control.db", 4: "socket:[400]", 5: "socket:[401]"},
-                 tcp=[(5432, "06", "400"), (5433, "01", "401"), (6543, "01", "999")])
-    env = {"OPZ_DATABASE_URL": "postgresql://opz:secret@postgres:6543/openpersonalize"}
-    assert "no connection to the control database (ports [6543])" in healthcheck.check_trainer(proc, env)
-    assert healthcheck.check_trainer(proc, {"OPZ_DATABASE_URL": "postgresql://opz@db-0,db-1:5433/x"}) is None
-    assert "ports [5432]" in healthcheck.check_trainer(proc, {"OPZ_DATABASE_URL": "postgresql://postgres/x"})
-    assert healthcheck.database_ports("postgresql://u:p@[::1]:7000,h/db") == {7000, 5432}
+def test_an_unhealthy_answer_reads_as_one_line() -> None:
+    body = b'{"status": "unhealthy", "kafka": "answered 75.0 s ago"}'
+    assert healthcheck.said(body) == "status unhealthy, kafka answered 75.0 s ago"
+    assert healthcheck.said(b"<html>oops</html>") == "<html>oops</html>"
 
 
 @pytest.fixture
@@ -1077,31 +1028,6 @@ def listener() -> Iterator[socket.socket]:
     server = socket.create_server(("127.0.0.1", 0))
     yield server
     server.close()
-
-
-def test_worker_check_on_a_real_process(listener: socket.socket, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A real process named like the worker, connected to a loopback 'broker', read via /proc."""
-    port = listener.getsockname()[1]
-    code = ("import socket, sys, time; s = socket.create_connection(('127.0.0.1', int(sys.argv[1])));"
-            " print('connected', flush=True); time.sleep(60)")
-    child = subprocess.Popen([sys.executable, "-c", code, str(port), "personalize", "stream", "worker"],
-                             stdout=subprocess.PIPE, text=True)
-    try:
-        conn, _ = listener.accept()
-        assert child.stdout.readline().strip() == "connected"
-        monkeypatch.setenv("OPZ_KAFKA_BOOTSTRAP_SERVERS", f"kafka-0:1,127.0.0.1:{port}")
-        assert healthcheck.main(["worker"]) == 0
-        monkeypatch.setenv("OPZ_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
-        assert healthcheck.main(["worker"]) == 1
-        conn.close()
-    finally:
-        child.kill()
-        child.wait()
-    deadline = time.monotonic() + 5
-    monkeypatch.setenv("OPZ_KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{port}")
-    while healthcheck.main(["worker"]) != 1:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
 
 
 def test_http_check(listener: socket.socket) -> None:
