@@ -58,8 +58,8 @@ _HRNN = {
     "max_user_history_length": Param(int, "200", 2, 10_000),
     # training knobs of ours (Personalize tunes these itself)
     "epochs": Param(int, "0", 0, 200),  # 0 = the recipe's default for the data size
-    "learning_rate": Param(float, "0.0", 0.0, 1.0),  # 0 = default
-    "dropout": Param(float, "-1", -1, 0.9),  # -1 = default
+    "learning_rate": Param(float, "0.01", 1e-6, 1.0),  # Adam's peak, cosine to 10% (UPDATE: 0.002)
+    "dropout": Param(float, "0.2", 0.0, 0.9),  # on item embeddings and on the state scored
     "session_gap_seconds": Param(float, "1800", 1, 10**8),
 }
 _EXPLORATION = {"exploration_weight": Param(float, "0.3", 0.0, 1.0),

@@ -1,7 +1,7 @@
 """A synthetic HRNN artifact of any catalog size: random weights, the trainer's file layout.
 
 For serving benchmarks and tests that need 10k..1M items, which no bundled dataset has. The
-GRU weights are the untrained initialisation (training.hrnn.init_weights); the item
+GRU weights are the untrained initialisation (training.hrnn_net.init_weights); the item
 embeddings are clustered (items scattered around n_items / 100 random centres) rather than
 i.i.d., because trained embedding tables are clustered and an i.i.d. table is a worst case
 that no approximate index can exploit (`clustered=False` builds that one). Users get
@@ -61,11 +61,11 @@ def write_artifact(directory: Path, n_items: int, *, n_users: int = 10_000, hidd
     renamed like the trainer's; returns `directory`."""
     import torch
 
-    from training import hrnn
+    from training import hrnn, hrnn_net
 
     rng = np.random.default_rng(seed)
     item_ids = np.array([f"i{c}" for c in range(n_items)], dtype=object)
-    weights = hrnn.init_weights(n_items, hidden, seed)
+    weights = hrnn_net.init_weights(n_items, hidden, seed)
     with torch.no_grad():
         weights["E"] = torch.from_numpy(embeddings(n_items, hidden, rng, clustered))
         weights["b"] = torch.from_numpy((0.5 * rng.standard_normal(n_items)).astype(np.float32))

@@ -191,11 +191,22 @@ def test_a_training_tells_its_curve_its_real_counts_and_how_far_into_an_epoch_it
     monkeypatch.setattr(hrnn, "PROGRESS_EVERY_S", 0.0)
     said: list[str] = []
     data = walks(60, seed=3)  # 60 users of up to 12 events; histories cut to 5 make several segments each
-    model = hrnn.fit(data, {**TINY, "epochs": "3", "max_user_history_length": "5",
-                            "learning_rate": "0"}, said.append)
+    model = hrnn.fit(data, {**TINY, "epochs": "3", "max_user_history_length": "5"}, said.append)
     counts = re.fullmatch(r"FULL: [\d,]+ events of 60 users \((\d+) history segments\), .*", said[0])
     assert counts is not None and int(counts[1]) > 60, said[0]
     assert any("epoch 2/3 " in line and "% loss " in line and " ETA " in line for line in said)
     assert len(model.loss_curve) == 3 and model.loss_curve[-1] < model.loss_curve[0]
     assert model.used["epochs"] == "3" and model.used["learning_rate"] == "0.01"
     assert model.used["recency_mask"] == "false" and model.used["max_user_history_length"] == "5"
+
+
+def test_the_defaults_are_the_recipes_and_an_explicit_learning_rate_sets_both_modes() -> None:
+    default = hrnn.parse_params({})
+    for name, param in hrnn.RECIPE_PARAMS.items():  # one source: what the control plane checks against
+        value = getattr(default, name)
+        assert (str(value).lower() if isinstance(value, bool) else value) == \
+            (param.default if param.kind in (bool, str) else param.kind(param.default)), name
+    assert (default.learning_rate, default.update_learning_rate, default.dropout) == (0.01, 0.002, 0.2)
+    assert hrnn.parse_params({"learning_rate": "0.005"}).update_learning_rate == 0.005
+    both = hrnn.parse_params({"learning_rate": "0.005", "update_learning_rate": "0.001"})
+    assert both.update_learning_rate == 0.001
