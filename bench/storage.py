@@ -15,6 +15,9 @@ data dir (`Folder`) and the bucket (`Bucket`, the artifact store's S3 mode):
 - training data read: what `Trainer.table` reads, `DatasetStore.read` of the import, and
   `PartsArchive.read` of 100,000 events (the same CSV's rows) that `PartsArchive.store` kept as
   20 parts (the store is timed too: it is the distributed archive writer's commit).
+- training: `Trainer.train` of an HRNN FULL (2 epochs, hidden 32: the storage's share is what is
+  compared, not the model) on what the steps before stored, the import and the archive: the
+  whole job, reading both, measuring, writing and publishing its artifact.
 - artifact: `ArtifactStore.publish` of a synthetic HRNN artifact (training.synthetic, the
   trainer's file layout, ~50 MB), and `ArtifactStore.local` of it from an empty cache (in the
   bucket, another host's first load; in the data dir the files are already there).
@@ -54,8 +57,10 @@ from stream.contract import DatasetRecord, Event, events_topic  # noqa: E402
 from stream.dataset_schema import parse_schema  # noqa: E402
 from stream.datasets import DatasetStore  # noqa: E402
 from stream.object_store import Bucket, Folder, ObjectStore  # noqa: E402
+from stream.recipes import RECIPE_ARN_PREFIX  # noqa: E402
 from training.importer import import_csv  # noqa: E402
 from training.synthetic import write_artifact  # noqa: E402
+from training.trainer import Trainer  # noqa: E402
 
 SOURCE = DATASETS / "ml-latest-small"
 BUCKET = "opz-bench-storage"
@@ -70,6 +75,7 @@ ARCHIVE_EVENTS, ARCHIVE_PARTS = 100_000, 20
 # ~50 MB: the embeddings table (items x 128 float32) is written three times (numpy table, ONNX
 # step graph, UPDATE weights), the rest is a few MB of ids, histories and user states
 ARTIFACT_ITEMS, ARTIFACT_USERS = 30_000, 2_000
+TRAINED = "arn:aws:personalize:us-east-1:000000000000:solution/bench/trained"
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,7 @@ FIGURES = (
     Figure("put_records_per_s", "puts: 2,000 records, batches of 100 (rec/s)", higher_is_better=True),
     Figure("archive_store_s", "archive store: 100,000 events, 20 parts (s)"),
     Figure("archive_read_s", "archive read: PartsArchive.read (s)"),
+    Figure("training_s", "training job: HRNN FULL, 2 epochs, 200,836 rows (s)"),
     Figure("artifact_publish_s", "artifact publish (s)"),
     Figure("artifact_load_s", "artifact first load, empty cache (s)"),
 )
@@ -120,6 +127,7 @@ class Run:
     trainer: ArtifactStore  # publishes
     reader: ArtifactStore  # loads: in the bucket, another host's empty data dir
     location: str
+    home: Path  # the trainer's data dir (in the bucket, only its staging and cache)
 
 
 def runs_of(backend: str, tag: str, tmp: Path, server: S3Server) -> Run:
@@ -136,7 +144,8 @@ def runs_of(backend: str, tag: str, tmp: Path, server: S3Server) -> Run:
         clients = [store.client for store in (*buckets, trainer, reader)]
         assert all(clients)
         datasets, archive = buckets
-    return Run(DatasetStore(datasets), PartsArchive(archive), trainer, reader, f"artifacts/bench/{tag}")
+    return Run(DatasetStore(datasets), PartsArchive(archive), trainer, reader, f"artifacts/bench/{tag}",
+               home / "trainer")
 
 
 # ---- the figures: each step runs on one backend's stores and returns what it measured ----
@@ -190,6 +199,20 @@ def step_archive_read(run: Run, inputs: Inputs) -> dict[str, float]:
     return {"archive_read_s": seconds}
 
 
+def step_train(run: Run, inputs: Inputs) -> dict[str, float]:
+    """A trainer process's job on these stores: reads, fit, metrics, the artifact written and
+    published (in the bucket, uploaded)."""
+    trainer = Trainer(run.home, 100, run.trainer, run.datasets, run.archive)
+    t0 = time.perf_counter()
+    out = trainer.train(version_arn=TRAINED, dataset_group=GROUP, recipe_arn=RECIPE_ARN_PREFIX + "aws-hrnn",
+                        hyperparameters={"epochs": "2", "hidden_dimension": "32"}, event_type=None,
+                        event_value_threshold=None, parent=None, progress=lambda **_: None)
+    seconds = time.perf_counter() - t0
+    assert out["interactions"] > inputs.rows, out["interactions"]  # the import and the archive
+    run.trainer.delete(out["artifact"])
+    return {"training_s": seconds}
+
+
 def step_publish(run: Run, inputs: Inputs) -> dict[str, float]:
     """The trainer's last step; writing the artifact into staging is training, not storage."""
     staged = run.trainer.staging(run.location)
@@ -208,7 +231,8 @@ def step_load(run: Run, inputs: Inputs) -> dict[str, float]:
 
 
 STEPS: tuple[Callable[[Run, Inputs], dict[str, float]], ...] = (
-    step_import, step_read, step_puts, step_archive_store, step_archive_read, step_publish, step_load)
+    step_import, step_read, step_puts, step_archive_store, step_archive_read, step_train, step_publish,
+    step_load)
 
 
 def one_round(number: int, tmp: Path, server: S3Server, inputs: Inputs) -> dict[str, Any]:
