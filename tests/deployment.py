@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services import KafkaCluster, RedisServer
-from support import Server, Worker, free_port, send_events, sent_item
+from support import Server, Worker, free_port, send_events, sent_item, stored_event_ids
 
 from stream.archive import Archive
 from stream.archive_parts import PartsArchive
@@ -144,11 +144,7 @@ class Deployment:
         if self.mode == "kafka":
             where = Bucket(self.env["OPZ_S3_BUCKET"], "archive/", self.env["OPZ_S3_ENDPOINT_URL"]) \
                 if self.shared_nothing else Folder(self.tmp / "worker" / "archive")
-            parts = PartsArchive(where).parts(self.name)
-
-            def raw() -> list[str]:
-                return [i for p in parts.manifest().parts for i in parts.read(p.name)["event_id"].to_pylist()]
-            return await asyncio.to_thread(raw)
+            return await asyncio.to_thread(stored_event_ids, PartsArchive(where), self.name)
         archive = Archive(self.tmp / "api" / "archive")
         await archive.start()
         try:

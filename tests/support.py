@@ -301,3 +301,12 @@ def database_of_its_own(admin_url: str, name: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def stored_event_ids(archive: Any, dataset_group: str) -> list[str]:
+    """Every event id a PartsArchive's parts hold, repeats included (the raw rows, not a read,
+    which keeps each id once), read from one commit of its manifest: a merge or a newer commit
+    may delete a part between the manifest's read and the part's."""
+    parts = archive.parts(dataset_group)
+    return parts.snapshot(lambda manifest: [i for p in manifest.parts
+                                            for i in parts.read(p.name)["event_id"].to_pylist()])

@@ -35,6 +35,28 @@ def worker_pids(server: Server) -> list[int]:
     return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
 
 
+def listening(pid: int, port: int) -> bool:
+    """Whether the process has a listening TCP socket on the port: ready to take connections (a
+    process only starting is not in the port's SO_REUSEPORT group yet, so it gets none)."""
+    try:
+        inodes = {os.readlink(f) for f in Path(f"/proc/{pid}/fd").iterdir()}
+        rows = [line.split() for table in ("tcp", "tcp6")  # sl local_address rem_address st ... inode
+                for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]]
+    except OSError:  # gone, or a zombie: nothing of it listens
+        return False
+    return any(int(f[1].rsplit(":", 1)[1], 16) == port and f[3] == "0A" and f"socket:[{f[9]}]" in inodes
+               for f in rows)
+
+
+def all_listening(server: Server, timeout: float = 120) -> list[int]:
+    """The API processes, once every one of them listens (/health answers once the first does)."""
+    deadline = time.monotonic() + timeout
+    while len(pids := worker_pids(server)) != WORKERS or not all(listening(p, server.port) for p in pids):
+        assert time.monotonic() < deadline, f"not all of {pids} listen on {server.port}"
+        time.sleep(0.1)
+    return pids
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -63,7 +85,7 @@ def two_workers(tmp_path: Path, unique: str, kafka_bootstrap: str, redis_url: st
            "OPZ_REDIS_PREFIX": unique, "OPZ_STREAM_APP_ID": f"{unique}-stream",
            "OPZ_STREAM_DATASET_GROUPS": unique, "OPZ_WORKERS": str(WORKERS)}
     server = Server(tmp_path / "data", env=env).start()
-    pids = worker_pids(server)
+    pids = all_listening(server)
     stream = Worker(tmp_path, {**env, "OPZ_DATA_DIR": str(server.data_dir), "OPZ_WORKERS": "1"}).start()
     yield server
     pids += worker_pids(server)  # with any started in place of one that died
@@ -130,10 +152,17 @@ def test_two_api_processes_answer_alike_and_share_state(two_workers: Server, tmp
 def test_an_api_process_that_dies_is_replaced(two_workers: Server) -> None:
     pids = worker_pids(two_workers)
     os.kill(pids[0], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while listening(pids[0], two_workers.port):  # gone (what its socket held, lost with it)
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for _ in range(20):  # the other answers meanwhile
+        assert httpx.get(two_workers.url + "/health", timeout=30).json()["mode"] == "distributed"
     deadline = time.monotonic() + 120
     while len(now := worker_pids(two_workers)) != WORKERS or pids[0] in now:
         assert time.monotonic() < deadline, f"nothing replaced {pids[0]}: {now}"
         time.sleep(0.2)
+    assert pids[1] in all_listening(two_workers)  # and a new one takes its place beside it
     for _ in range(20):  # the server answers on, each connection by either process
         assert httpx.get(two_workers.url + "/health", timeout=30).json()["mode"] == "distributed"
 

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support import S3Service, Server, Trainer, Worker, free_port, send_events, sent_item
+from support import S3Service, Server, Trainer, Worker, free_port, send_events, sent_item, stored_event_ids
 from test_training import INTERACTIONS, RECIPE, ROLE, dataset_group, slice_of_ml100k, train, wait
 
 from stream.archive_parts import PartsArchive
@@ -88,8 +88,7 @@ def hosts(tmp_path: Path, env: dict[str, str]) -> Iterator[Hosts]:
 
 def archived_ids(bucket: str, endpoint: str, group: str) -> list[str]:
     """Every event id the archive's parts hold, duplicates included (the raw rows, not a read)."""
-    parts = PartsArchive(Bucket(bucket, "archive/", endpoint)).parts(group)
-    return [i for p in parts.manifest().parts for i in parts.read(p.name)["event_id"].to_pylist()]
+    return stored_event_ids(PartsArchive(Bucket(bucket, "archive/", endpoint)), group)
 
 
 def wait_archived(bucket: str, endpoint: str, group: str, expected: int, timeout: float = 120) -> list[str]:
