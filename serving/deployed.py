@@ -58,7 +58,7 @@ def deployment(campaign: Body, version: Body, model: Model) -> Deployed:
     recipe = RECIPES[version["recipeArn"]]
     config = campaign.get("campaignConfig", {})
     exploration = None
-    if recipe.name == "aws-user-personalization" and model.created is not None:
+    if recipe.explores and model.created is not None:
         trained = version.get("tunedHPOParams", {}).get("algorithmHyperParameters", {})
         exploration = exploration_of(trained, config.get("itemExplorationConfig"))
     return Deployed(model, recipe.recipe_type, dataset_group_name(version["datasetGroupArn"]), exploration,

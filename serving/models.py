@@ -22,10 +22,11 @@ from serving.ann import AnnIndex, load_or_build
 from serving.exclusions import Exclusions
 from serving.state_cache import State, StateCache, covered
 from serving.work_metrics import WorkMetrics
+from stream.artifact_files import read_manifest
 from stream.artifact_store import ArtifactStore
-from stream.contract import ArtifactManifest
 from stream.hrnn_runtime import HRNNRuntime, unpack
 from stream.live_state import Past, UserHistory
+from stream.recipes import recipe_named
 from stream.session import Interaction, SessionState
 from stream.settings import Settings
 
@@ -135,7 +136,7 @@ class Model:
             if hs is None:  # a user we know nothing about: what is popular (softmax of log counts
                 return np.log1p(self.popularity)  # is proportional to the counts, as scores should be)
             return self.runtime.scores(hs)[0]
-        if self.recipe == "aws-sims" and len(history):  # SIMS asked for a user: its last item's neighbours
+        if recipe_named(self.recipe).model == "sims" and len(history):  # its last item's neighbours
             return self.related_scores(int(history.codes[-1]))
         return self.popularity
 
@@ -192,7 +193,7 @@ def load(arn: str, directory: Path, settings: Settings | None = None) -> Model:
     """The artifact's model; HRNN ones get a state cache and, on catalogs of at least
     `ann_min_items`, an ANN index (built on first load, then read from beside the artifact)."""
     settings = settings or Settings.model_construct()  # the defaults, not the environment
-    manifest = ArtifactManifest.model_validate_json((directory / "manifest.json").read_text())
+    manifest = read_manifest(directory)
     files = manifest.files
     known = UserHistory.load(directory, manifest)
     model = Model(arn=arn, recipe=manifest.recipe, known=known,
@@ -202,7 +203,6 @@ def load(arn: str, directory: Path, settings: Settings | None = None) -> Model:
         model.created = np.load(directory / files["item_created"])
     if "step" in files:
         model.runtime = HRNNRuntime(directory, files)
-        assert list(model.runtime.item_ids) == model.item_ids, "HRNN vocabulary differs from the artifact's"
         model.states = StateCache(settings.state_cache_users)
         if model.n_items >= settings.ann_min_items:
             model.ann = load_or_build(directory, model.runtime.item_embeddings, model.runtime.item_bias,

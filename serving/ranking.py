@@ -11,12 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stream.recipes import recipe_named
+
 DAY = 86_400
 
 
 def softmaxed(recipe: str) -> bool:
     """HRNN recipes' scores are logits: normalised by a softmax; counts and similarities by their sum."""
-    return recipe.startswith("aws-hrnn") or recipe in ("aws-user-personalization", "aws-personalized-ranking")
+    return recipe_named(recipe).softmax_scores
 
 
 def normalise(scores: np.ndarray, recipe: str) -> np.ndarray:

@@ -129,7 +129,7 @@ class RecipeArn(Req):
 
 def _recipe_body(arn: str) -> Body:
     r = RECIPES[arn]
-    transformation = "sims" if r.name == "aws-sims" else "JSON-percentile-filtering"
+    transformation = "sims" if r.model == "sims" else "JSON-percentile-filtering"
     body = {"name": r.name, "recipeArn": r.arn, "algorithmArn": r.arn.replace(":recipe/", ":algorithm/"),
             "featureTransformationArn": f"arn:aws:personalize:::feature-transformation/{transformation}",
             "status": "ACTIVE", "description": r.description, "recipeType": r.recipe_type,

@@ -26,13 +26,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stream.artifact_files import MANIFEST
 from stream.contract import ArtifactManifest
 from stream.object_store import MISSING, error_code, s3_client
 
 if TYPE_CHECKING:
     from stream.settings import Settings
 
-MANIFEST = "manifest.json"
 CACHE = "cache"  # <data dir>/cache/<location>: downloaded, verified artifacts
 CHUNK = 1 << 20  # bytes hashed at a time: a 1.5 GB embedding file never sits in memory
 

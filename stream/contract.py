@@ -33,7 +33,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 EVENT_VERSION = 1
 RECORD_VERSION = 1
 SESSION_LAYOUT_VERSION = 1
-MANIFEST_VERSION = 2  # 2: users' interactions by event type (role user_events); 1 readable
+# 2: users' interactions by event type (role user_events); 3: HRNN's vocabulary is only the
+# artifact's item_ids (no hrnn_item_ids.npy: a reader of version 2 refuses it rather than fail
+# on the file). 1 and 2 readable
+MANIFEST_VERSION = 3
 TOPIC_PREFIX = "opz."
 DEFAULT_ACCOUNT = "000000000000"  # a server without access keys serves everyone as this account
 MAX_IMPRESSIONS = 25  # PutEvents' impression list; also what a recommendationId stands for
@@ -184,11 +187,12 @@ class ArtifactManifest(BaseModel):
 
     Version 2 adds the `user_events` file: each user's newest EVENTS_PER_TYPE interactions of
     every event type as of training, which Interactions filters read. A version 1 artifact has
-    none, so its filters see only the event types streamed since it was trained."""
+    none, so its filters see only the event types streamed since it was trained. Version 3
+    keeps the item vocabulary once (stream/artifact_files.py)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    version: Literal[1, 2] = MANIFEST_VERSION
+    version: Literal[1, 2, 3] = MANIFEST_VERSION
     solution_version_arn: str
     recipe: str
     created_at: float

@@ -13,7 +13,7 @@ import numpy as np
 
 FILES = {"step": "hrnn_step.onnx", "user": "hrnn_user.onnx", "item_embeddings": "item_embeddings.npy",
          "item_bias": "item_bias.npy", "initial_state": "initial_state.npy",
-         "item_index": "hrnn_item_ids.npy", "weights": "hrnn_weights.npz", "config": "hrnn_config.json"}
+         "weights": "hrnn_weights.npz", "config": "hrnn_config.json"}  # items: the artifact's item_ids
 # optional: each artifact user's state after its history as of training (newer artifacts)
 USER_STATES = "hrnn_user_states.npy"
 
@@ -33,7 +33,6 @@ class HRNNRuntime:
         self.item_embeddings = np.load(directory / files["item_embeddings"])  # (n_items, H)
         self.item_bias = np.load(directory / files["item_bias"])  # (n_items,)
         self.initial_state = np.load(directory / files["initial_state"])  # (H,)
-        self.item_ids = np.load(directory / files["item_index"]).astype(object)
         meta = json.loads((directory / files["config"]).read_text())
         self.hidden_dimension = int(meta["hidden_dimension"])
         self.session_gap_seconds = float(meta["session_gap_seconds"])

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stream.artifact_files import read_item_ids, read_manifest
 from stream.artifact_store import ArtifactCorrupt, ArtifactStore
 from stream.contract import ArtifactManifest
 from stream.hrnn_runtime import HRNNRuntime, pack, unpack
@@ -131,7 +132,7 @@ class UserHistory:
         files = manifest.files
         events = dict(np.load(directory / files["user_events"])) \
             if by_type and "user_events" in files else None
-        return cls(json.loads((directory / files["item_ids"]).read_text()),
+        return cls(read_item_ids(directory, files),
                    json.loads((directory / files["user_ids"]).read_text()),
                    dict(np.load(directory / files["user_history"])), manifest.data_cut or 0, events)
 
@@ -140,11 +141,10 @@ class LiveModel:
     """One HRNN solution version, as `session.Recurrent`."""
 
     def __init__(self, model: str, directory: Path) -> None:
-        manifest = ArtifactManifest.model_validate_json((directory / "manifest.json").read_text())
+        manifest = read_manifest(directory)
         self.model = model
         self.runtime = HRNNRuntime(directory, manifest.files)
         self.history = UserHistory.load(directory, manifest, by_type=False)
-        assert list(self.runtime.item_ids) == list(self.history.item_ids), "HRNN vocabulary differs"
 
     def rebuild(self, user_key: str, history: Sequence[Interaction]) -> tuple[float, ...]:
         past = self.history.of(user_key, history)

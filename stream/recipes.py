@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Literal
 
 RECIPE_ARN_PREFIX = "arn:aws:personalize:::recipe/"
 
@@ -43,6 +44,14 @@ class Recipe:
     supports_update: bool = False  # trainingMode UPDATE
     # a domain dataset group's use case (ECOMMERCE, VIDEO_ON_DEMAND) has one; custom recipes none
     domain: str | None = None
+    model: Literal["hrnn", "sims", "popularity"] = "hrnn"  # what trains it and serves it
+    learns_from_impressions: bool = False  # impressions train it (as negatives), not only filter
+    explores: bool = False  # serving mixes in new items (campaignConfig.itemExplorationConfig)
+
+    @property
+    def softmax_scores(self) -> bool:
+        """Its scores are logits, normalised by a softmax (else counts or similarities, by their sum)."""
+        return self.model == "hrnn"
 
     @property
     def arn(self) -> str:
@@ -72,9 +81,10 @@ RECIPES: dict[str, Recipe] = {r.arn: r for r in (
            _HRNN, supports_update=True),
     Recipe("aws-user-personalization", "USER_PERSONALIZATION",
            "HRNN plus impressions as negatives and exploration of new items at serving time.",
-           _HRNN | _EXPLORATION, supports_update=True),
+           _HRNN | _EXPLORATION, supports_update=True, learns_from_impressions=True, explores=True),
     Recipe("aws-popularity-count", "USER_PERSONALIZATION",
-           "The most interacted-with items (optionally of one event type): the baseline.", {}),
+           "The most interacted-with items (optionally of one event type): the baseline.", {},
+           model="popularity"),
     Recipe("aws-sims", "RELATED_ITEMS",
            "Items that co-occur in users' histories, with popular neighbours discounted.", {
                "popularity_discount_factor": Param(float, "0.5", 0.0, 1.0),
@@ -84,10 +94,17 @@ RECIPES: dict[str, Recipe] = {r.arn: r for r in (
                "min_item_interaction_count_percentile": Param(float, "0.01", 0.0, 0.1),
                # Personalize documents 0.9; that drops the 10% most-used items (43% of ml-100k's rows)
                # and NDCG@10 falls from 0.075 to 0.057 (bench/quality.py), so ours keeps them
-               "max_item_interaction_count_percentile": Param(float, "1.0", 0.5, 1.0)}),
+               "max_item_interaction_count_percentile": Param(float, "1.0", 0.5, 1.0)}, model="sims"),
     Recipe("aws-personalized-ranking", "PERSONALIZED_RANKING",
            "The HRNN model, scoring a given list of items for a user.", _HRNN, supports_update=True),
 )}
+
+BY_NAME = {r.name: r for r in RECIPES.values()}
+
+
+def recipe_named(name: str) -> Recipe:
+    """The recipe an artifact's manifest names (always one of ours: the trainer wrote it)."""
+    return BY_NAME[name]
 
 
 def check_hyperparameters(recipe: Recipe, given: dict[str, str]) -> dict[str, str]:

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from stream.artifact_files import read_item_ids
 from stream.hrnn_runtime import FILES, USER_STATES
-from stream.recipes import RECIPE_ARN_PREFIX, RECIPES
+from stream.recipes import recipe_named
 from training.hrnn_net import (
     NEW_SESSION,
     NEW_USER,
@@ -40,7 +41,7 @@ from training.interactions import Interactions
 if TYPE_CHECKING:
     import torch
 
-RECIPE_PARAMS = RECIPES[RECIPE_ARN_PREFIX + "aws-hrnn"].hyperparameters  # names and defaults
+RECIPE_PARAMS = recipe_named("aws-hrnn").hyperparameters  # Personalize's names and the defaults
 PROGRESS_EVERY_S = 10.0  # how often a training says how far into an epoch it is
 
 
@@ -374,7 +375,6 @@ class HRNN:
         np.save(directory / FILES["item_embeddings"], w["E"])
         np.save(directory / FILES["item_bias"], w["b"])
         np.save(directory / FILES["initial_state"], np.tanh(w["i_b"]).astype(np.float32))
-        np.save(directory / FILES["item_index"], self.item_ids.astype(str))
         np.savez(directory / FILES["weights"], **w)
         (directory / FILES["config"]).write_text(json.dumps(
             {"hidden_dimension": H, "session_gap_seconds": self.config.session_gap_seconds,
@@ -390,5 +390,5 @@ def load_for_update(directory: Path, files: Mapping[str, str] | None = None) -> 
     meta = json.loads((directory / files["config"]).read_text())
     with np.load(directory / files["weights"]) as z:
         weights = {k: torch.from_numpy(z[k].copy()) for k in z.files}
-    item_ids = np.load(directory / files["item_index"]).astype(object)
+    item_ids = np.asarray(read_item_ids(directory), dtype=object)  # the artifact's one vocabulary
     return HRNN(item_ids, weights, meta["params"], int(meta["trained_until"]))

@@ -10,7 +10,6 @@ histories of 5..200 events (median ~60, like MovieLens-100k's) with a session br
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stream.artifact_files import Common, write_common, write_manifest
 from stream.contract import EVENTS_PER_TYPE, ArtifactManifest
 from training.interactions import newest_per_group
 
@@ -74,19 +74,14 @@ def write_artifact(directory: Path, n_items: int, *, n_users: int = 10_000, hidd
     tmp = directory.with_name(f".{directory.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    files = {"item_ids": "item_ids.json", "popularity": "popularity.npy", "user_ids": "user_ids.json",
-             "user_history": "user_history.npz", "user_events": "user_events.npz",
-             "item_created": "item_created.npy", **model.export(tmp),
-             **model.export_user_states(tmp, history)}
-    (tmp / "item_ids.json").write_text(json.dumps(item_ids.tolist()))
-    (tmp / "user_ids.json").write_text(json.dumps([f"u{u}" for u in range(n_users)]))
-    np.savez(tmp / "user_history.npz", **history)
-    np.savez(tmp / "user_events.npz", **clicks_by_type(history))
-    np.save(tmp / "popularity.npy", np.bincount(history["items"], minlength=n_items).astype(np.float32))
-    np.save(tmp / "item_created.npy", np.full(n_items, T0, dtype=np.int64))
-    manifest = ArtifactManifest(solution_version_arn="", recipe="aws-hrnn", created_at=time.time(),
-                                hidden_dimension=hidden, data_cut=int(history["times"].max()), files=files)
-    (tmp / "manifest.json").write_text(manifest.model_dump_json(indent=2))
+    common = Common(item_ids=item_ids.tolist(), user_ids=[f"u{u}" for u in range(n_users)],
+                    user_history=history, user_events=clicks_by_type(history),
+                    popularity=np.bincount(history["items"], minlength=n_items).astype(np.float32),
+                    item_created=np.full(n_items, T0, dtype=np.int64))
+    files = {**write_common(tmp, common), **model.export(tmp), **model.export_user_states(tmp, history)}
+    write_manifest(tmp, ArtifactManifest(solution_version_arn="", recipe="aws-hrnn", created_at=time.time(),
+                                         hidden_dimension=hidden, data_cut=int(history["times"].max()),
+                                         files=files))
     shutil.rmtree(directory, ignore_errors=True)
     os.replace(tmp, directory)
     return directory

@@ -6,16 +6,16 @@ that came in through PutEvents (the archive). Metrics follow Personalize's proto
 measured on the held-out ones, and that model is the one deployed (the held-out rows are
 ~1% of the data). Popularity-Count is measured on the same split, so the lift is visible.
 
-An artifact is a directory at the location `artifacts/<solution>/<version id>` holding
-`manifest.json` (stream.contract.ArtifactManifest), `item_ids.json`, `popularity.npy` and
-the recipe's files. It is written to a staging folder, then published whole by
-stream.artifact_store (renamed into the data dir, or uploaded to OPZ_S3_BUCKET with the
-manifest last), with each file's SHA-256 in the manifest: it is whole or absent.
+An artifact is a directory at the location `artifacts/<solution>/<version id>` holding the
+files every recipe has (stream.artifact_files: the manifest, the vocabulary, users'
+histories, popularity) and the recipe's own. It is written to a staging folder, then
+published whole by stream.artifact_store (renamed into the data dir, or uploaded to
+OPZ_S3_BUCKET with the manifest last), with each file's SHA-256 in the manifest: it is whole
+or absent.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,10 +26,11 @@ import pyarrow as pa
 
 from stream.archive import ArchiveFiles
 from stream.archive_parts import ArchiveReader, archive_of
+from stream.artifact_files import Common, read_item_ids, read_manifest, write_common, write_manifest
 from stream.artifact_store import ArtifactStore, artifact_location
 from stream.contract import EVENTS_PER_TYPE, ArtifactManifest
 from stream.datasets import DatasetStore, interactions_from_events
-from stream.recipes import RECIPES
+from stream.recipes import RECIPES, Recipe
 from training import popularity, sims
 from training.interactions import (
     Interactions,
@@ -111,11 +112,10 @@ class Trainer:
         self.check_enough(data, event_type, skipped)
         parent_dir = self.artifacts.local(parent) if parent else None
         if parent_dir is not None:  # keep the parent's item codes; new items come after them
-            data = recode_items(data, np.asarray(json.loads((parent_dir / "item_ids.json").read_text()),
-                                                 dtype=object))
+            data = recode_items(data, np.asarray(read_item_ids(parent_dir), dtype=object))
         split = personalize_split(data)
-        recipe = RECIPES[recipe_arn].name
-        progress(message=f"training {recipe} on {len(split.train):,} interactions")
+        recipe = RECIPES[recipe_arn]
+        progress(message=f"training {recipe.name} on {len(split.train):,} interactions")
         model, files_of = self._fit(recipe, split.train, hyperparameters, parent_dir, progress)
         progress(message="measuring")
         ranked = rank(model, split)
@@ -123,19 +123,17 @@ class Trainer:
         baseline = evaluate(popularity.fit(split.train), split, data.n_items)
         location = artifact_location(version_arn)
         tmp = self.artifacts.staging(location)
-        (tmp / "item_ids.json").write_text(json.dumps(data.item_ids.tolist()))
         typed = typed_history(table, data, EVENTS_PER_TYPE)
-        write_user_events(typed, tmp)
-        write_user_history(data, tmp, MAX_HISTORY, typed.user_ids)
-        files = {"item_ids": "item_ids.json", "popularity": "popularity.npy", "user_ids": "user_ids.json",
-                 "user_history": "user_history.npz", "user_events": "user_events.npz",
-                 "item_created": "item_created.npy", **files_of(model, tmp)}  # after the users' history
-        np.save(tmp / "popularity.npy", np.bincount(data.item, minlength=data.n_items).astype(np.float32))
-        np.save(tmp / "item_created.npy", item_created(data, self.datasets.read(dataset_group, "ITEMS")))
-        manifest = ArtifactManifest(solution_version_arn=version_arn, recipe=recipe, created_at=time.time(),
-                                    hidden_dimension=int(hyperparameters.get("hidden_dimension", 0)) or None,
-                                    data_cut=int(data.time.max()), files=files, metrics=metrics)
-        (tmp / "manifest.json").write_text(manifest.model_dump_json(indent=2))
+        common = Common(item_ids=data.item_ids.tolist(), user_ids=typed.user_ids.tolist(),
+                        user_history=user_history(data, MAX_HISTORY, len(typed.user_ids)),
+                        user_events=user_events(typed),
+                        popularity=np.bincount(data.item, minlength=data.n_items).astype(np.float32),
+                        item_created=item_created(data, self.datasets.read(dataset_group, "ITEMS")))
+        files = {**write_common(tmp, common), **files_of(model, tmp, common)}
+        write_manifest(tmp, ArtifactManifest(
+            solution_version_arn=version_arn, recipe=recipe.name, created_at=time.time(),
+            hidden_dimension=int(hyperparameters.get("hidden_dimension", 0)) or None,
+            data_cut=int(data.time.max()), files=files, metrics=metrics))
         self.artifacts.publish(tmp, location)  # a re-run after a crash replaces the old one
         return {"artifact": location, "metrics": metrics, "baselineMetrics": {"popularity": baseline},
                 "metricIntervals": confidence_intervals(ranked, split.held_out, data.n_items),
@@ -146,15 +144,16 @@ class Trainer:
                 "dataCut": int(data.time.max()), "interactions": len(data),
                 "skippedInteractions": skipped}
 
-    def _fit(self, recipe: str, train: Interactions, params: dict[str, str], parent: Path | None,
-             progress: Progress) -> tuple[Any, Callable[[Any, Path], dict[str, str]]]:
-        """The fitted model and how to write its files into an artifact directory."""
-        if recipe == "aws-popularity-count":
-            return popularity.fit(train), lambda m, d: {}
-        if recipe == "aws-sims":
+    def _fit(self, recipe: Recipe, train: Interactions, params: dict[str, str], parent: Path | None,
+             progress: Progress) -> tuple[Any, Callable[[Any, Path, Common], dict[str, str]]]:
+        """The fitted model and how to write its own files into an artifact directory (beside the
+        common ones: stream.artifact_files)."""
+        if recipe.model == "popularity":
+            return popularity.fit(train), lambda m, d, common: {}
+        if recipe.model == "sims":
             model = sims.fit(train, params)
 
-            def write_sims(m: sims.Sims, d: Path) -> dict[str, str]:
+            def write_sims(m: sims.Sims, d: Path, common: Common) -> dict[str, str]:
                 codes, scores = m.neighbours()
                 np.save(d / "sims_neighbours.npy", codes)
                 np.save(d / "sims_scores.npy", scores)
@@ -163,10 +162,10 @@ class Trainer:
         try:
             from training import hrnn  # torch: imported only when an HRNN recipe trains
         except ImportError as exc:  # a serving-only install (no torch): say how to get it
-            raise ValueError(f"{recipe} needs PyTorch, which this install lacks ({exc}): install "
+            raise ValueError(f"{recipe.name} needs PyTorch, which this install lacks ({exc}): install "
                              "openpersonalize[train] or run `personalize trainer` where it is") from None
 
-        if recipe != "aws-user-personalization":  # the one recipe that learns from what was shown
+        if not recipe.learns_from_impressions:
             train = dataclasses.replace(train, impressions=None)
         def say(line: str) -> None:
             progress(message=line)
@@ -174,11 +173,10 @@ class Trainer:
         if parent is None:
             model = hrnn.fit(train, params, say, checkpoint=progress)
         else:
-            cut = ArtifactManifest.model_validate_json((parent / "manifest.json").read_text()).data_cut
+            cut = read_manifest(parent).data_cut
             model = hrnn.fit(train, params, say, parent=hrnn.load_for_update(parent), since=cut,
                              checkpoint=progress)
-        return model, lambda m, d: {**m.export(d), **m.export_user_states(
-            d, dict(np.load(d / "user_history.npz")))}
+        return model, lambda m, d, common: {**m.export(d), **m.export_user_states(d, common.user_history)}
 
 
 def item_created(data: Interactions, items: pa.Table) -> np.ndarray:
@@ -195,26 +193,22 @@ def item_created(data: Interactions, items: pa.Table) -> np.ndarray:
     return created
 
 
-def write_user_history(data: Interactions, directory: Path, keep: int,
-                       user_ids: np.ndarray | None = None) -> None:
+def user_history(data: Interactions, keep: int, n_users: int | None = None) -> dict[str, np.ndarray]:
     """Each user's newest `keep` interactions as of training (CSR: offsets, items, times), so
-    serving knows users from bulk imports, not only those it saw events of. `user_ids`: the
+    serving knows users from bulk imports, not only those it saw events of. `n_users`: the
     artifact's users, `data`'s first; the others (only rows left out of training name them)
     have no history here, yet their user_events rows share these codes."""
-    user_ids = data.user_ids if user_ids is None else user_ids
     off = data.offsets
     starts = np.maximum(off[:-1], off[1:] - keep)
     rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, off[1:], strict=True)]) \
         if len(starts) else np.zeros(0, dtype=np.int64)
-    lengths = off[1:] - starts
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    offsets = np.concatenate([offsets, np.full(len(user_ids) - data.n_users, offsets[-1])])
-    np.savez(directory / "user_history.npz", offsets=offsets, items=data.item[rows].astype(np.int32),
-             times=data.time[rows].astype(np.int64))
-    (directory / "user_ids.json").write_text(json.dumps(user_ids.tolist()))
+    offsets = np.concatenate([[0], np.cumsum(off[1:] - starts)]).astype(np.int64)
+    offsets = np.concatenate([offsets, np.full((n_users or data.n_users) - data.n_users, offsets[-1])])
+    return {"offsets": offsets, "items": data.item[rows].astype(np.int32),
+            "times": data.time[rows].astype(np.int64)}
 
 
-def write_user_events(typed: TypedHistory, directory: Path) -> None:
-    """The users' interactions by event type (CSR over user_ids.json), for Interactions filters."""
-    np.savez(directory / "user_events.npz", offsets=typed.offsets, items=typed.items, types=typed.types,
-             type_names=typed.type_names)
+def user_events(typed: TypedHistory) -> dict[str, np.ndarray]:
+    """The users' interactions by event type (CSR over the artifact's users), for Interactions filters."""
+    return {"offsets": typed.offsets, "items": typed.items, "types": typed.types,
+            "type_names": typed.type_names}

@@ -5,6 +5,7 @@ with a session break halfway, so a model that learned anything ranks item i + 1 
 """
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import onnx
 import pyarrow as pa
 import pytest
 
+from stream.artifact_files import COMMON
 from stream.hrnn_runtime import HRNNRuntime
 from training import hrnn
 from training.interactions import Interactions, from_table
@@ -149,6 +151,7 @@ def test_update_appends_new_items_and_learns_them(parent: hrnn.HRNN, tmp_path: P
     assert child.trained_until == int(both.time.max())
     assert next_item_accuracy(child, walks(100, seed=1)) > 0.7  # the old pattern is not forgotten
 
+    (tmp_path / COMMON["item_ids"]).write_text(json.dumps(child.item_ids.tolist()))  # the vocabulary
     reloaded = hrnn.load_for_update(tmp_path, child.export(tmp_path))
     np.testing.assert_allclose(reloaded.score(np.arange(1), history, [np.array([0, 60, 120])]),
                                child.score(np.arange(1), history, [np.array([0, 60, 120])]), atol=1e-6)

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from stream.archive import Archive
-from stream.contract import Event
+from stream.contract import MANIFEST_VERSION, Event
 from stream.datasets import interactions_from_events
 from training.interactions import from_table, typed_history, with_items
 from training.trainer import Trainer
@@ -105,7 +105,7 @@ async def test_a_trained_artifact_gives_filters_every_event_type_of_a_user(train
                         dataset_group="shop", recipe_arn=POPULARITY, hyperparameters={}, event_type="click",
                         event_value_threshold=None, parent=None, progress=lambda **_: None)
     artifact = trainer.data_dir / out["artifact"]
-    assert json.loads((artifact / "manifest.json").read_text())["version"] == 2
+    assert json.loads((artifact / "manifest.json").read_text())["version"] == MANIFEST_VERSION
     model = load("v1", artifact)
     code = model.index
     later = [Interaction("i5", "Purchase", 2e9)]  # streamed after training

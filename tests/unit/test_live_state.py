@@ -2,7 +2,6 @@
 serving would compute by rerunning the history, and serving scores it as it is."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +9,13 @@ import pytest
 from test_hrnn import TINY, walks
 
 from serving.models import load
+from stream.artifact_files import Common, write_common, write_manifest
 from stream.contract import ArtifactManifest, Event
 from stream.hrnn_runtime import unpack
 from stream.live_state import LiveModel, UserHistory
 from stream.session import Interaction, Limits, apply
 from training import hrnn
-from training.trainer import write_user_history
+from training.trainer import user_history
 
 ARN = "arn:aws:personalize:us-east-1:0:solution/s/v1"
 
@@ -25,14 +25,16 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A whole artifact directory, as the trainer writes it, of a tiny HRNN."""
     data = walks(200, seed=0)
     d = tmp_path_factory.mktemp("artifact")
-    files = {"item_ids": "item_ids.json", "user_ids": "user_ids.json", "user_history": "user_history.npz",
-             "popularity": "popularity.npy", **hrnn.fit(data, TINY).export(d)}
-    (d / "item_ids.json").write_text(json.dumps(data.item_ids.tolist()))
-    np.save(d / "popularity.npy", np.bincount(data.item, minlength=data.n_items).astype(np.float32))
-    write_user_history(data, d, 200)
-    (d / "manifest.json").write_text(ArtifactManifest(
-        solution_version_arn=ARN, recipe="aws-hrnn", created_at=0.0, data_cut=int(data.time.max()),
-        files=files).model_dump_json())
+    no_events = {"offsets": np.zeros(data.n_users + 1, np.int64), "items": np.zeros(0, np.int32),
+                 "types": np.zeros(0, np.int32), "type_names": np.asarray([], dtype=str)}
+    files = write_common(d, Common(
+        item_ids=data.item_ids.tolist(), user_ids=data.user_ids.tolist(),
+        user_history=user_history(data, 200), user_events=no_events,
+        popularity=np.bincount(data.item, minlength=data.n_items).astype(np.float32),
+        item_created=np.zeros(data.n_items, np.int64)))
+    write_manifest(d, ArtifactManifest(solution_version_arn=ARN, recipe="aws-hrnn", created_at=0.0,
+                                       data_cut=int(data.time.max()),
+                                       files={**files, **hrnn.fit(data, TINY).export(d)}))
     return d
 
 
