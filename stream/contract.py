@@ -12,7 +12,8 @@ the name, prefixed with `<account>.` outside the default account):
     opz.<datasetGroupName>.users    compacted; key = userId, value = DatasetRecord as JSON
                                     (schemas/record.v1.json): the newest record per id
 
-Redis session-state layout (RedisSessionStore, SESSION_LAYOUT_VERSION = 1):
+Redis session-state layout (RedisSessionStore, SESSION_LAYOUT_VERSION = 1; every key family,
+its type, TTL, writer and readers: docs/architecture.md, "Redis keys"):
 
     <prefix>:session:<datasetGroupName>:<userKey>   a hash with fields
         v      layout version ("1"); readers refuse any other value
