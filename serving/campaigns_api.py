@@ -13,13 +13,13 @@ from pydantic import Field, StringConstraints
 
 from serving.control_api import (
     Ctx,
+    Family,
     Name,
     Page,
     Req,
     Tag,
-    listed,
+    describe_and_list,
     operation,
-    paginate,
     require,
     within_quota,
 )
@@ -108,16 +108,9 @@ def create_campaign(req: CreateCampaign, ctx: Ctx) -> Body:
     return {"campaignArn": arn}
 
 
-@operation("DescribeCampaign", CampaignArn)
-def describe_campaign(req: CampaignArn, ctx: Ctx) -> Body:
-    return {"campaign": require(ctx, req.campaignArn, "campaign", "campaign")}
-
-
-@operation("ListCampaigns", ListBySolution)
-def list_campaigns(req: ListBySolution, ctx: Ctx) -> Body:
-    return paginate(listed(ctx, "campaign", req.solutionArn), req, "campaigns",
-                    ("name", "campaignArn", "status", "creationDateTime", "lastUpdatedDateTime",
-                     "failureReason"))
+describe_and_list(Family("campaign", CampaignArn, ListBySolution, (
+    "name", "campaignArn", "status", "creationDateTime", "lastUpdatedDateTime", "failureReason"),
+    parent="solutionArn"))
 
 
 @operation("UpdateCampaign", UpdateCampaign)

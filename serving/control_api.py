@@ -22,7 +22,7 @@ from starlette.responses import Response
 
 from serving import service_model
 from serving.accounts import caller, caller_region, region_of, visible
-from serving.control_store import AlreadyExists, Body, ControlStore
+from serving.control_store import AlreadyExists, Body, ControlStore, camel
 from serving.errors import (
     InvalidInputException,
     InvalidNextTokenException,
@@ -152,6 +152,41 @@ def listed(ctx: Ctx, kind: str, parent: str | None = None) -> list[Body]:
     return ctx.resources.list(kind, parent, account=ctx.account, region=ctx.region)
 
 
+@dataclass(frozen=True)
+class Family:
+    """A resource family's Describe and List, which every plain family answers alike: Describe
+    the caller's resource by its ARN (`<kind>Arn`), answered as `<kind>`; List the caller's
+    resources (of the parent the request's `parent` field names) in pages of `summary`,
+    answered as `<kind>s`. `describe_and_list` registers both operations."""
+    kind: str  # the control store's kind, the ARN's resource type: "dataset-import-job"
+    arn_request: type[Req]
+    list_request: type[Req]
+    summary: tuple[str, ...]
+    parent: str | None = None
+    list_key: str | None = None  # where Personalize's answer names the list otherwise
+
+    @property
+    def operations(self) -> tuple[str, str]:
+        pascal = camel(self.kind)[0].upper() + camel(self.kind)[1:]
+        return f"Describe{pascal}", f"List{pascal}s"
+
+
+def describe_and_list(family: Family) -> Family:
+    key, noun = camel(family.kind), family.kind.replace("-", " ")
+
+    def describe(req: Req, ctx: Ctx) -> Body:
+        return {key: require(ctx, getattr(req, key + "Arn"), family.kind, noun)}
+
+    def list_all(req: Page, ctx: Ctx) -> Body:
+        parent = getattr(req, family.parent) if family.parent else None
+        return paginate(listed(ctx, family.kind, parent), req, family.list_key or key + "s", family.summary)
+
+    describing, listing = family.operations
+    operation(describing, family.arn_request)(describe)
+    operation(listing, family.list_request)(list_all)
+    return family
+
+
 def within_quota(ctx: Ctx, kind: str) -> None:
     """Refuse a create that would take the caller's account past its quota of `kind` in its
     region (AWS's quotas are per account and region)."""
@@ -189,16 +224,9 @@ def create_dataset_group(req: CreateDatasetGroup, ctx: Ctx) -> Body:
     return {"datasetGroupArn": arn, **({"domain": req.domain} if req.domain else {})}
 
 
-@operation("DescribeDatasetGroup", DatasetGroupArn)
-def describe_dataset_group(req: DatasetGroupArn, ctx: Ctx) -> Body:
-    return {"datasetGroup": require(ctx, req.datasetGroupArn, "dataset-group", "dataset group")}
-
-
-@operation("ListDatasetGroups", Page)
-def list_dataset_groups(req: Page, ctx: Ctx) -> Body:
-    return paginate(listed(ctx, "dataset-group"), req, "datasetGroups",
-                    ("name", "datasetGroupArn", "status", "creationDateTime",
-                     "lastUpdatedDateTime", "failureReason", "domain"))
+describe_and_list(Family("dataset-group", DatasetGroupArn, Page, (
+    "name", "datasetGroupArn", "status", "creationDateTime", "lastUpdatedDateTime", "failureReason",
+    "domain")))
 
 
 @operation("DeleteDatasetGroup", DatasetGroupArn)
@@ -253,15 +281,9 @@ def create_event_tracker(req: CreateEventTracker, ctx: Ctx) -> Body:
     return {"eventTrackerArn": arn, "trackingId": tracking_id}
 
 
-@operation("DescribeEventTracker", EventTrackerArn)
-def describe_event_tracker(req: EventTrackerArn, ctx: Ctx) -> Body:
-    return {"eventTracker": require(ctx, req.eventTrackerArn, "event-tracker", "event tracker")}
-
-
-@operation("ListEventTrackers", ListByDatasetGroup)
-def list_event_trackers(req: ListByDatasetGroup, ctx: Ctx) -> Body:
-    return paginate(listed(ctx, "event-tracker", req.datasetGroupArn), req, "eventTrackers",
-                    ("name", "eventTrackerArn", "status", "creationDateTime", "lastUpdatedDateTime"))
+describe_and_list(Family("event-tracker", EventTrackerArn, ListByDatasetGroup, (
+    "name", "eventTrackerArn", "status", "creationDateTime", "lastUpdatedDateTime"),
+    parent="datasetGroupArn"))
 
 
 @operation("DeleteEventTracker", EventTrackerArn)

@@ -24,6 +24,13 @@ Migration = TypeVar("Migration")
 HOLDER, LEASE_UNTIL = "runner", "leaseUntil"  # the lease's fields in a claimed job's body
 
 
+def camel(kind: str) -> str:
+    """A kind as Personalize's members name it: dataset-import-job -> datasetImportJob (the
+    Describe answer's key; with "Arn", its ARN member)."""
+    head, *rest = kind.split("-")
+    return head + "".join(w.capitalize() for w in rest)
+
+
 class AlreadyExists(Exception):
     pass
 

@@ -16,11 +16,13 @@ from pydantic import Field, StringConstraints
 
 from serving.control_api import (
     Ctx,
+    Family,
     ListByDatasetGroup,
     Name,
     Page,
     Req,
     Tag,
+    describe_and_list,
     listed,
     operation,
     paginate,
@@ -208,15 +210,8 @@ def create_schema(req: CreateSchema, ctx: Ctx) -> Body:
     return {"schemaArn": arn}
 
 
-@operation("DescribeSchema", SchemaArn)
-def describe_schema(req: SchemaArn, ctx: Ctx) -> Body:
-    return {"schema": require(ctx, req.schemaArn, "schema", "schema")}
-
-
-@operation("ListSchemas", Page)
-def list_schemas(req: Page, ctx: Ctx) -> Body:
-    return paginate(listed(ctx, "schema"), req, "schemas",
-                    ("name", "schemaArn", "creationDateTime", "lastUpdatedDateTime", "domain"))
+describe_and_list(Family("schema", SchemaArn, Page, (
+    "name", "schemaArn", "creationDateTime", "lastUpdatedDateTime", "domain")))
 
 
 @operation("DeleteSchema", SchemaArn)
@@ -261,16 +256,9 @@ def create_dataset(req: CreateDataset, ctx: Ctx) -> Body:
     return {"datasetArn": arn}
 
 
-@operation("DescribeDataset", DatasetArn)
-def describe_dataset(req: DatasetArn, ctx: Ctx) -> Body:
-    return {"dataset": require(ctx, req.datasetArn, "dataset", "dataset")}
-
-
-@operation("ListDatasets", ListByDatasetGroup)
-def list_datasets(req: ListByDatasetGroup, ctx: Ctx) -> Body:
-    return paginate(listed(ctx, "dataset", req.datasetGroupArn), req, "datasets",
-                    ("name", "datasetArn", "datasetType", "status", "creationDateTime",
-                     "lastUpdatedDateTime"))
+describe_and_list(Family("dataset", DatasetArn, ListByDatasetGroup, (
+    "name", "datasetArn", "datasetType", "status", "creationDateTime", "lastUpdatedDateTime"),
+    parent="datasetGroupArn"))
 
 
 @operation("UpdateDataset", UpdateDataset)
@@ -330,17 +318,9 @@ def create_import_job(req: CreateDatasetImportJob, ctx: Ctx) -> Body:
     return {"datasetImportJobArn": arn}
 
 
-@operation("DescribeDatasetImportJob", ImportJobArn)
-def describe_import_job(req: ImportJobArn, ctx: Ctx) -> Body:
-    return {"datasetImportJob": require(ctx, req.datasetImportJobArn, "dataset-import-job",
-                                        "dataset import job")}
-
-
-@operation("ListDatasetImportJobs", ListByDataset)
-def list_import_jobs(req: ListByDataset, ctx: Ctx) -> Body:
-    return paginate(listed(ctx, "dataset-import-job", req.datasetArn), req, "datasetImportJobs",
-                    ("datasetImportJobArn", "jobName", "status", "creationDateTime",
-                     "lastUpdatedDateTime", "failureReason", "importMode"))
+describe_and_list(Family("dataset-import-job", ImportJobArn, ListByDataset, (
+    "datasetImportJobArn", "jobName", "status", "creationDateTime", "lastUpdatedDateTime", "failureReason",
+    "importMode"), parent="datasetArn"))
 
 
 @operation("CreateDatasetExportJob", CreateDatasetExportJob)
@@ -356,17 +336,9 @@ def create_export_job(req: CreateDatasetExportJob, ctx: Ctx) -> Body:
     return {"datasetExportJobArn": arn}
 
 
-@operation("DescribeDatasetExportJob", ExportJobArn)
-def describe_export_job(req: ExportJobArn, ctx: Ctx) -> Body:
-    return {"datasetExportJob": require(ctx, req.datasetExportJobArn, "dataset-export-job",
-                                        "dataset export job")}
-
-
-@operation("ListDatasetExportJobs", ListByDataset)
-def list_export_jobs(req: ListByDataset, ctx: Ctx) -> Body:
-    return paginate(listed(ctx, "dataset-export-job", req.datasetArn), req, "datasetExportJobs",
-                    ("datasetExportJobArn", "jobName", "status", "creationDateTime",
-                     "lastUpdatedDateTime", "failureReason"))
+describe_and_list(Family("dataset-export-job", ExportJobArn, ListByDataset, (
+    "datasetExportJobArn", "jobName", "status", "creationDateTime", "lastUpdatedDateTime", "failureReason"),
+    parent="datasetArn"))
 
 
 # ---- data deletion jobs: some users' data out of a dataset group ----

@@ -17,13 +17,13 @@ from pydantic import Field, StringConstraints
 
 from serving.control_api import (
     Ctx,
+    Family,
     ListByDatasetGroup,
     Name,
     Req,
     Tag,
-    listed,
+    describe_and_list,
     operation,
-    paginate,
     require,
     within_quota,
 )
@@ -70,16 +70,9 @@ def create_filter(req: CreateFilter, ctx: Ctx) -> Body:
     return {"filterArn": arn}
 
 
-@operation("DescribeFilter", FilterArn)
-def describe_filter(req: FilterArn, ctx: Ctx) -> Body:
-    return {"filter": require(ctx, req.filterArn, "filter", "filter")}
-
-
-@operation("ListFilters", ListByDatasetGroup)
-def list_filters(req: ListByDatasetGroup, ctx: Ctx) -> Body:
-    return paginate(listed(ctx, "filter", req.datasetGroupArn), req, "Filters",
-                    ("name", "filterArn", "creationDateTime", "lastUpdatedDateTime", "datasetGroupArn",
-                     "failureReason", "status"))
+describe_and_list(Family("filter", FilterArn, ListByDatasetGroup, (
+    "name", "filterArn", "creationDateTime", "lastUpdatedDateTime", "datasetGroupArn", "failureReason",
+    "status"), parent="datasetGroupArn", list_key="Filters"))
 
 
 @operation("DeleteFilter", FilterArn)

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any
 
-from serving.control_store import HOLDER, LEASE_UNTIL, Body, ControlStore
+from serving.control_store import HOLDER, LEASE_UNTIL, Body, ControlStore, camel
 from serving.work_metrics import WorkMetrics
 from stream.supervision import Contact
 
@@ -96,7 +96,7 @@ class JobRunner:
                 kind, job = claimed
                 task = asyncio.create_task(self._run(kind, job, stop))
                 task.add_done_callback(lambda _: self.wake())
-                running[task] = (_pool(kind), job[f"{_camel(kind)}Arn"])
+                running[task] = (_pool(kind), job[f"{camel(kind)}Arn"])
                 continue
             self._wake.clear()
             with_stop = asyncio.ensure_future(stop.wait())
@@ -113,12 +113,12 @@ class JobRunner:
         of them (its end could not be written) is taken again once its lease lapses."""
         now = time.time()
         dead = {runner for kind, body in self.resources.with_status(kinds, RUNNING)
-                if body[f"{_camel(kind)}Arn"] not in mine and self._dead(runner := body.get(HOLDER, ""))}
+                if body[f"{camel(kind)}Arn"] not in mine and self._dead(runner := body.get(HOLDER, ""))}
         got = self.resources.claim(kinds, waiting=PENDING, running=RUNNING, holder=self.owner,
                                    lease_until=now + LEASE_S, now=now, dead=dead, skip=mine)
         if got is None:
             return None
-        arn = got.body[f"{_camel(got.kind)}Arn"]
+        arn = got.body[f"{camel(got.kind)}Arn"]
         if got.before["status"] == RUNNING:
             log.warning("%s: its runner %s stopped; running it again", arn, got.before.get(HOLDER))
         elif got.before.get("interruptions"):
@@ -151,7 +151,7 @@ class JobRunner:
 
     async def _work(self, kind: str, job: Body, shutdown: asyncio.Event) -> str:
         """Run one claimed job to its end; how it ended (work_metrics.OUTCOMES)."""
-        arn = job[f"{_camel(kind)}Arn"]
+        arn = job[f"{camel(kind)}Arn"]
         done: Body = {}
         stop = {"asked": False, "lost": False}
 
@@ -247,9 +247,3 @@ def in_daemon_thread(fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
 
 def _pool(kind: str) -> str:
     return "training" if kind in TRAINING else "data"
-
-
-def _camel(kind: str) -> str:
-    """dataset-import-job -> datasetImportJob (the ARN member's prefix)."""
-    head, *rest = kind.split("-")
-    return head + "".join(w.capitalize() for w in rest)

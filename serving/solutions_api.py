@@ -14,11 +14,13 @@ from pydantic import Field, StringConstraints
 
 from serving.control_api import (
     Ctx,
+    Family,
     ListByDatasetGroup,
     Name,
     Page,
     Req,
     Tag,
+    describe_and_list,
     listed,
     operation,
     paginate,
@@ -307,16 +309,9 @@ def create_solution_version(req: CreateSolutionVersion, ctx: Ctx) -> Body:
     return {"solutionVersionArn": start_version(ctx, solution, req.trainingMode or "FULL", name=req.name)}
 
 
-@operation("DescribeSolutionVersion", SolutionVersionArn)
-def describe_solution_version(req: SolutionVersionArn, ctx: Ctx) -> Body:
-    return {"solutionVersion": require(ctx, req.solutionVersionArn, "solution-version", "solution version")}
-
-
-@operation("ListSolutionVersions", ListBySolution)
-def list_solution_versions(req: ListBySolution, ctx: Ctx) -> Body:
-    return paginate(listed(ctx, "solution-version", req.solutionArn), req, "solutionVersions",
-                    ("solutionVersionArn", "status", "trainingMode", "trainingType", "creationDateTime",
-                     "lastUpdatedDateTime", "failureReason"))
+describe_and_list(Family("solution-version", SolutionVersionArn, ListBySolution, (
+    "solutionVersionArn", "status", "trainingMode", "trainingType", "creationDateTime", "lastUpdatedDateTime",
+    "failureReason"), parent="solutionArn"))
 
 
 @operation("StopSolutionVersionCreation", SolutionVersionArn)

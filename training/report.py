@@ -131,18 +131,27 @@ def not_reportable(version: dict[str, Any]) -> str | None:
             "(`personalize solution-version wait ARN` follows a training)")
 
 
+class Unanswered(Exception):
+    """The control plane gave no version: the one line to print (an error, or no server)."""
+
+
+def described(control: Control, arn: str) -> dict[str, Any]:
+    try:
+        return control("DescribeSolutionVersion", solutionVersionArn=arn)["solutionVersion"]
+    except ApiError as exc:
+        raise Unanswered(f"error: {exc}\n") from None
+    except urllib.error.URLError as exc:
+        raise Unanswered(no_server(control.endpoint.rstrip("/"), exc)) from None
+
+
 def run(endpoint: str, version_arn: str, out: Path) -> int:
     control = Control(endpoint)
     try:
-        version = control("DescribeSolutionVersion", solutionVersionArn=version_arn)["solutionVersion"]
-        parent = None
-        if parent_arn := version.get("parentSolutionVersionArn"):
-            parent = control("DescribeSolutionVersion", solutionVersionArn=parent_arn)["solutionVersion"]
-    except ApiError as exc:
-        print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - CLI output
-        return 1
-    except urllib.error.URLError as exc:
-        print(no_server(endpoint, exc), end="", file=sys.stderr)  # noqa: T201
+        version = described(control, version_arn)
+        parent_arn = version.get("parentSolutionVersionArn")
+        parent = described(control, parent_arn) if parent_arn else None
+    except Unanswered as exc:
+        print(exc, end="", file=sys.stderr)  # noqa: T201 - CLI output
         return 1
     if (why := not_reportable(version)) is not None:
         print(f"error: {why}", file=sys.stderr)  # noqa: T201
@@ -157,12 +166,9 @@ def watch(endpoint: str, version_arn: str, poll_s: float = 0.5) -> int:
     control, last = Control(endpoint), None
     while True:
         try:
-            version = control("DescribeSolutionVersion", solutionVersionArn=version_arn)["solutionVersion"]
-        except ApiError as exc:
-            print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - CLI output
-            return 1
-        except urllib.error.URLError as exc:
-            print(no_server(endpoint, exc), end="", file=sys.stderr)  # noqa: T201
+            version = described(control, version_arn)
+        except Unanswered as exc:
+            print(exc, end="", file=sys.stderr)  # noqa: T201 - CLI output
             return 1
         line = f"{version['status']}: {version.get('progress', {}).get('message', '')}".rstrip(": ")
         if line != last:
