@@ -10,6 +10,7 @@ import asyncio
 import importlib.metadata
 import json
 import platform
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -195,13 +196,19 @@ class MetricsServer:
                            [("Content-Type", "application/json")])
             return [json.dumps(body).encode()]
 
-        self._server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_Quiet)
+        self._server = make_server(host, port, app, _Server6 if ":" in host else ThreadingWSGIServer,
+                                   handler_class=_Quiet)
         self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
         self._thread.start()
 
     async def close(self) -> None:
         await asyncio.to_thread(self._server.shutdown)
         self._server.server_close()
+
+
+class _Server6(ThreadingWSGIServer):
+    """On an IPv6 address (OPZ_HOST `::`, `::1`)."""
+    address_family = socket.AF_INET6
 
 
 class _Quiet(WSGIRequestHandler):
