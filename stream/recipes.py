@@ -92,8 +92,8 @@ RECIPES: dict[str, Recipe] = {r.arn: r for r in (
                "min_user_history_length_percentile": Param(float, "0.005", 0.0, 0.1),
                "max_user_history_length_percentile": Param(float, "0.995", 0.9, 1.0),
                "min_item_interaction_count_percentile": Param(float, "0.01", 0.0, 0.1),
-               # Personalize documents 0.9; that drops the 10% most-used items (43% of ml-100k's rows)
-               # and NDCG@10 falls from 0.075 to 0.057 (bench/quality.py), so ours keeps them
+               # Personalize documents 0.9, which drops the most-used items; ours keeps them
+               # (why, measured: docs/training.md)
                "max_item_interaction_count_percentile": Param(float, "1.0", 0.5, 1.0)}, model="sims"),
     Recipe("aws-personalized-ranking", "PERSONALIZED_RANKING",
            "The HRNN model, scoring a given list of items for a user.", _HRNN, supports_update=True),

@@ -51,8 +51,8 @@ class Settings(BaseSettings):
     # trending scores halve this often (the Trending-Now recipe's "recent" window)
     trending_half_life_seconds: float = Field(3600.0, gt=0)
     # GetRecommendations on catalogs of at least this many items asks an ANN index (IVF-Flat, L2
-    # over [E | b] made maximum-inner-product, serving/ann.py) instead of scoring every item:
-    # exact scoring costs ~2 ms at 100k items and ~45 ms at 1M, the index ~0.5 ms at 1M
+    # over [E | b] made maximum-inner-product, serving/ann.py) instead of scoring every item,
+    # whose cost grows with the catalog (figures: docs/benchmarks.md, serving)
     ann_min_items: int = Field(50_000, ge=1)
     # inverted lists of the index (0: 4 x sqrt(items)), and how many a request scans (faiss's
     # nprobe): 24 kept recall@25 >= 0.97 against exact scoring at 100k and 1M items (first

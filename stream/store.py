@@ -107,8 +107,7 @@ class _Kept:
     dataset group (the control plane's) reaches what the serving one keeps."""
 
     # (dataset group, recommendation id) -> (expiry, the items as JSON): bytes, not a list, so
-    # that the cyclic GC need not walk every entry (a full collection over a million: 358 ms
-    # with lists, 67 ms with bytes)
+    # that the cyclic GC need not walk every entry (measured: docs/benchmarks.md, serving)
     shown: OrderedDict[tuple[str, str], tuple[float, bytes]] = field(default_factory=OrderedDict)
     live: dict[str, dict[str, object]] = field(default_factory=dict)
 
@@ -171,8 +170,8 @@ class SqliteSessionStore:
     async def load(self, keys: Sequence[Key], positions: Sequence[str] = ()
                    ) -> tuple[list[SessionState | None], list[int | None]]:
         if len(keys) + len(positions) <= POINT_READ_KEYS:
-            # a request's few keys: two indexed reads (~10 us) cost less than the hop to the
-            # store's thread and back to the event loop (~60 us of CPU per GetRecommendations)
+            # a request's few keys: two indexed reads cost less than the hop to the store's
+            # thread and back to the event loop
             assert self._reader is not None, "start() first"
             return self._load(self._reader, list(keys), list(positions))
         return await self._run(self._load, self._db, list(keys), list(positions))

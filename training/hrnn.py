@@ -60,14 +60,14 @@ class HRNNConfig:
     max_user_history_length: int  # a user's last N events are trained on and scored from
     session_gap_seconds: float  # inactivity that ends a session
     epochs: int  # 0: by data size (epochs_for)
-    learning_rate: float  # Adam's peak, cosine to 10% (0.005 undertrains, 0.02 unstable)
-    dropout: float  # on item embeddings and on the state scored (0.5 was worse than 0.2)
+    learning_rate: float  # Adam's peak, cosine to 10% (the choices measured: docs/training.md)
+    dropout: float  # on item embeddings and on the state scored
     batch_size: int = 64  # parallel lanes: user sequences laid end to end
     negatives: int = 16384  # full softmax up to this many items, else this many sampled negatives
-    # UPDATE: a fine-tune's peak (FULL's 0.01 cost UPDATE 9% NDCG@10 on ml-100k, 0.002 cost 3.6%);
-    # an explicit learning_rate sets both
+    # UPDATE: a fine-tune's peak, lower than FULL's so it does not forget; an explicit
+    # learning_rate sets both
     update_learning_rate: float = 0.002
-    update_epochs: int = 1  # UPDATE: passes over new events plus the replay sample (2 forgot more)
+    update_epochs: int = 1  # UPDATE: passes over new events plus the replay sample
     replay_fraction: float = 1.0  # UPDATE: replayed older events per new event
     seed: int = 0
 
