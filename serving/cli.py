@@ -377,20 +377,13 @@ ENDPOINT_HELP = ("server URL (default: AWS_ENDPOINT_URL_PERSONALIZE, AWS_ENDPOIN
                  "http://OPZ_HOST:OPZ_PORT)")
 
 
-def package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("openpersonalize")
-    except PackageNotFoundError:  # run from a checkout that was never installed
-        return "unknown"
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The `personalize` command line (also what the deployment tests parse commands with)."""
     ap = argparse.ArgumentParser(prog="personalize",
                                  description="openpersonalize: Amazon Personalize's API, self-hosted.")
-    ap.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    from stream.metrics import release  # the version opz_build_info reports
+
+    ap.add_argument("--version", action="version", version=f"%(prog)s {release()}")
     ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="<command>")
     serve = sub.add_parser("serve", help="run the API server (embedded unless Kafka/Redis are set)")

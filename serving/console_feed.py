@@ -8,11 +8,11 @@ nothing and moves no other consumer) and shows no properties, impressions or cli
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
 from typing import Any, Protocol
 
 from stream.contract import Event, decode_event
+from stream.log import newest_values
 from stream.settings import Settings
 
 FEED_EVENTS = 50  # newest events per poll: what a person can follow, whatever the traffic
@@ -56,8 +56,7 @@ class Feed(Protocol):
 
 
 class SqliteFeed:
-    """The embedded log (stream/log.py's events table), read with a read-only connection of its
-    own: the log's writer is never waited on, and nothing here can write."""
+    """The embedded log, read beside its writer (stream.log.newest_values)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -69,18 +68,8 @@ class SqliteFeed:
         return await asyncio.to_thread(self._read, topic, after.get(0, 0), limit)
 
     def _read(self, topic: str, after: int, limit: int) -> Tail:
-        if not self.path.exists():
-            return [], {0: after}
-        db = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True, isolation_level=None)
-        try:
-            db.execute("BEGIN")  # one snapshot: the cursor covers exactly the rows read
-            head = db.execute("SELECT COALESCE(MAX(offset), 0) FROM events").fetchone()[0]
-            rows = db.execute("SELECT offset, value FROM events WHERE offset > ? AND topic = ? "
-                              "ORDER BY offset DESC LIMIT ?", (max(after, head - FEED_SCAN), topic, limit)
-                              ).fetchall()
-        finally:
-            db.close()
-        return decoded(value for _, value in reversed(rows)), {0: head}
+        values, head = newest_values(self.path, topic, after, limit, FEED_SCAN)
+        return decoded(values), {0: head}
 
 
 class KafkaFeed:

@@ -207,8 +207,6 @@ class JobRunner:
         log.log(logging.WARNING if outcome in ("failed", "crashed") else logging.INFO, "%s: %s", arn, note)
         return outcome
 
-
-
     def _requeue(self, arn: str, job: Body, done: Body) -> None:
         """Back to CREATE PENDING, saying why, for the next runner on this data dir."""
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

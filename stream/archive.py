@@ -41,18 +41,22 @@ class Archived(NamedTuple):
     refused: tuple[Unarchivable, ...] = ()  # events left out, each with its event and why
 
 
-def archive_row(event: Event) -> Row:
-    """An event as its row; Unarchivable where it has none: a sentAt out of the contract's bounds
-    (stream.contract.sent_at_problem) or one no calendar day holds. The API refuses those; this
-    is the archive's own guard, for a record that reached the log another way."""
+def archive_day(event: Event) -> str:
+    """The event's UTC day, which keys its row; Unarchivable where it has none: a sentAt out of
+    the contract's bounds (stream.contract.sent_at_problem) or one no calendar day holds. The API
+    refuses those; this is the archive's own guard, for a record that reached the log another way."""
     if problem := sent_at_problem(event.sent_at):
         raise Unarchivable(event, f"sentAt {event.sent_at!r} {problem}")
     try:
-        day = time.strftime("%Y-%m-%d", time.gmtime(event.sent_at))
+        return time.strftime("%Y-%m-%d", time.gmtime(event.sent_at))
     except (OverflowError, OSError, ValueError) as exc:
         raise Unarchivable(event, f"sentAt {event.sent_at!r} has no calendar day ({exc})") from None
-    return (event.event_id, day, event.user_id, event.item_id, event.event_type, event.sent_at,
-            encode_event(event))
+
+
+def archive_row(event: Event) -> Row:
+    """An event as its row (Unarchivable where it has none: `archive_day`)."""
+    return (event.event_id, archive_day(event), event.user_id, event.item_id, event.event_type,
+            event.sent_at, encode_event(event))
 
 
 class Archive:

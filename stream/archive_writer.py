@@ -22,7 +22,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from stream.archive import Unarchivable, archive_row
+from stream.archive import Unarchivable, archive_day
 from stream.archive_parts import PartsArchive, offset_key
 from stream.contract import Event, Undecodable, decode_or_undecodable, events_topic_group
 from stream.dead_letters import Failed, Postbox
@@ -162,9 +162,10 @@ class ArchiveWriter(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 def unarchivable(event: Event) -> Unarchivable | None:
-    """Why the archive has no row for `event` (stream.archive.archive_row), or None."""
+    """Why the archive has no row for `event` (stream.archive.archive_day), or None: checked
+    before the store, which then builds the rows, so its dead letter goes out first."""
     try:
-        archive_row(event)
+        archive_day(event)
     except Unarchivable as exc:
         return exc
     return None

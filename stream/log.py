@@ -80,6 +80,24 @@ def open_event_log(settings: Settings, *, client_id: str = "opz",
     return SqliteEventLog(settings.data_dir / "events.db", topic_pattern=pattern)
 
 
+def newest_values(path: Path, topic: str, after: int, limit: int, scan: int) -> tuple[list[bytes], int]:
+    """The embedded log's newest `limit` values of `topic` after offset `after`, oldest first,
+    looking at most `scan` rows back from the head; and that head. For a reader beside the log
+    (the console's live view): a read-only connection of its own, one snapshot, so the writer is
+    never waited on and the head covers exactly the rows read."""
+    if not path.exists():
+        return [], after
+    db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None)
+    try:
+        db.execute("BEGIN")
+        head = db.execute("SELECT COALESCE(MAX(offset), 0) FROM events").fetchone()[0]
+        rows = db.execute("SELECT value FROM events WHERE offset > ? AND topic = ? ORDER BY offset DESC "
+                          "LIMIT ?", (max(after, head - scan), topic, limit)).fetchall()
+    finally:
+        db.close()
+    return [value for (value,) in reversed(rows)], head
+
+
 class SqliteEventLog:
     """An append-only table in SQLite (WAL, synchronous=FULL), with group commit.
 

@@ -58,6 +58,7 @@ class BuildInfo(Collector):
 
 
 def release() -> str:
+    """The installed openpersonalize's version (`personalize --version` too)."""
     try:
         return importlib.metadata.version("openpersonalize")
     except importlib.metadata.PackageNotFoundError:  # run from a source tree never installed

@@ -67,12 +67,24 @@ def ranking_metrics(ranked: np.ndarray, held_out: list[np.ndarray], n_items: int
     precision_at_K: relevant items in the top K / K.  hit_rate_at_10: any relevant item in the top 10.
     Nobody to evaluate (e.g. every user has one interaction): zeros.
     """
+    return scored(ranked, held_out, n_items)[0]
+
+
+def scored(ranked: np.ndarray, held_out: list[np.ndarray], n_items: int
+           ) -> tuple[dict[str, float], dict[str, float]]:
+    """`ranking_metrics`, and half the width of each mean metric's 95% confidence interval
+    (normal approximation over the evaluated users; none for one user): how far apart two
+    versions' figures must be before the difference means anything. One pass over the users."""
     def coverage(k: int) -> float:
         top = ranked[:, :k]
         return len(np.unique(top[top >= 0])) / n_items
 
-    out = {"coverage": coverage(TOP), "coverage_at_10": coverage(10)}
-    return out | {name: float(np.mean(v)) for name, v in per_user_metrics(ranked, held_out, n_items).items()}
+    per_user = per_user_metrics(ranked, held_out, n_items)
+    metrics = {"coverage": coverage(TOP), "coverage_at_10": coverage(10)}
+    metrics |= {name: float(np.mean(v)) for name, v in per_user.items()}
+    if len(ranked) < 2:
+        return metrics, {}
+    return metrics, {name: float(1.96 * np.std(v, ddof=1) / np.sqrt(len(v))) for name, v in per_user.items()}
 
 
 def per_user_metrics(ranked: np.ndarray, held_out: list[np.ndarray], n_items: int) -> dict[str, np.ndarray]:
@@ -87,15 +99,6 @@ def per_user_metrics(ranked: np.ndarray, held_out: list[np.ndarray], n_items: in
     out |= {f"normalized_discounted_cumulative_gain_at_{k}": _ndcg(hits, n_rel, k) for k in (5, 10, 25)}
     out |= {f"precision_at_{k}": hits[:, :k].sum(1) / k for k in (5, 10, 25)}
     return out | {"hit_rate_at_10": hits[:, :10].any(1).astype(np.float64)}
-
-
-def confidence_intervals(ranked: np.ndarray, held_out: list[np.ndarray], n_items: int) -> dict[str, float]:
-    """Half the width of each mean metric's 95% confidence interval (normal approximation over the
-    evaluated users): how far apart two versions' figures must be before the difference means anything."""
-    if len(ranked) < 2:
-        return {}
-    return {name: float(1.96 * np.std(v, ddof=1) / np.sqrt(len(v)))
-            for name, v in per_user_metrics(ranked, held_out, n_items).items()}
 
 
 def rank(model: Scorer, split: Split, batch: int = 1024, exclude_history: bool = True) -> np.ndarray:

@@ -40,7 +40,7 @@ from training.interactions import (
     typed_history,
     with_items,
 )
-from training.metrics import confidence_intervals, evaluate, rank, ranking_metrics
+from training.metrics import evaluate, rank, scored
 from training.split import personalize_split
 
 if TYPE_CHECKING:
@@ -118,8 +118,7 @@ class Trainer:
         progress(message=f"training {recipe.name} on {len(split.train):,} interactions")
         model, files_of = self._fit(recipe, split.train, hyperparameters, parent_dir, progress)
         progress(message="measuring")
-        ranked = rank(model, split)
-        metrics = ranking_metrics(ranked, split.held_out, data.n_items)
+        metrics, intervals = scored(rank(model, split), split.held_out, data.n_items)
         baseline = evaluate(popularity.fit(split.train), split, data.n_items)
         location = artifact_location(version_arn)
         tmp = self.artifacts.staging(location)
@@ -136,7 +135,7 @@ class Trainer:
             data_cut=int(data.time.max()), files=files, metrics=metrics))
         self.artifacts.publish(tmp, location)  # a re-run after a crash replaces the old one
         return {"artifact": location, "metrics": metrics, "baselineMetrics": {"popularity": baseline},
-                "metricIntervals": confidence_intervals(ranked, split.held_out, data.n_items),
+                "metricIntervals": intervals,
                 "testSet": {"users": len(split.users), "interactions": int(sum(map(len, split.held_out)))},
                 "trainingCurve": getattr(model, "loss_curve", []),
                 "hyperparametersUsed": getattr(model, "used", {}),

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from training.metrics import confidence_intervals, evaluate, ranking_metrics, top_k
+from training.metrics import evaluate, ranking_metrics, scored, top_k
 from training.split import Split
 
 N = 100  # catalogue size
@@ -56,10 +56,10 @@ def test_mrr_ignores_hits_below_25() -> None:
 def test_a_confidence_interval_is_the_normal_approximation_over_users() -> None:
     ranked = lists([1], [2], [3], [4])
     held = [np.array([1]), np.array([2]), np.array([9]), np.array([9])]  # hit rate: 1, 1, 0, 0
-    half = confidence_intervals(ranked, held, N)
+    half = scored(ranked, held, N)[1]
     assert half["hit_rate_at_10"] == pytest.approx(1.96 * np.std([1, 1, 0, 0], ddof=1) / 2)
     assert "coverage" not in half  # one figure for the catalogue, not a mean over users
-    assert confidence_intervals(lists([1]), [np.array([1])], N) == {}  # one user: no spread to measure
+    assert scored(lists([1]), [np.array([1])], N)[1] == {}  # one user: no spread to measure
 
 
 def test_coverage_counts_distinct_items_over_all_lists() -> None:
