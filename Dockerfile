@@ -15,6 +15,7 @@ COPY pyproject.toml README.md ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
     && /opt/venv/bin/pip install -r /tmp/requirements.txt
+COPY kernel ./kernel
 COPY stream ./stream
 COPY serving ./serving
 COPY training ./training

@@ -44,9 +44,9 @@ from ingest import UNTHROTTLED, aligned, cpu_seconds, freshness, write_report, w
 from services import KafkaCluster, PostgresServer, RedisServer, S3Server  # noqa: E402
 from support import Server, Worker, consumer_lag, free_port  # noqa: E402
 
-from stream.archive_parts import PartsArchive  # noqa: E402
-from stream.contract import events_topic  # noqa: E402
-from stream.object_store import Bucket  # noqa: E402
+from kernel.archive_parts import PartsArchive  # noqa: E402
+from kernel.contract import events_topic  # noqa: E402
+from kernel.object_store import Bucket  # noqa: E402
 from stream.store import RedisSessionStore  # noqa: E402
 
 PARTITIONS = 4

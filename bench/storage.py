@@ -51,13 +51,13 @@ from ingest import aligned, write_report  # noqa: E402
 from services import S3Server  # noqa: E402
 from support import DATASETS  # noqa: E402
 
-from stream.archive_parts import PartsArchive  # noqa: E402
-from stream.artifact_store import ArtifactStore  # noqa: E402
-from stream.contract import DatasetRecord, Event, events_topic  # noqa: E402
-from stream.dataset_schema import parse_schema  # noqa: E402
-from stream.datasets import DatasetStore  # noqa: E402
-from stream.object_store import Bucket, Folder, ObjectStore  # noqa: E402
-from stream.recipes import RECIPE_ARN_PREFIX  # noqa: E402
+from kernel.archive_parts import PartsArchive  # noqa: E402
+from kernel.artifact_store import ArtifactStore  # noqa: E402
+from kernel.contract import DatasetRecord, Event, events_topic  # noqa: E402
+from kernel.dataset_schema import parse_schema  # noqa: E402
+from kernel.datasets import DatasetStore  # noqa: E402
+from kernel.object_store import Bucket, Folder, ObjectStore  # noqa: E402
+from kernel.recipes import RECIPE_ARN_PREFIX  # noqa: E402
 from training.importer import import_csv  # noqa: E402
 from training.synthetic import write_artifact  # noqa: E402
 from training.trainer import Trainer  # noqa: E402
@@ -284,7 +284,7 @@ def events(rows: pa.Table) -> list[Event]:
 
 def use_credentials(server: S3Server) -> None:
     """The store's root key through the standard AWS chain, as a deployment's environment has
-    it (the stores build their clients with `stream.object_store.s3_client`)."""
+    it (the stores build their clients with `kernel.object_store.s3_client`)."""
     os.environ.update({"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key,
                        "AWS_DEFAULT_REGION": "us-east-1"})
 

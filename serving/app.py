@@ -17,6 +17,11 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from kernel.archive import ARCHIVE_GROUP, Archive
+from kernel.artifact_store import ArtifactStore
+from kernel.contract import Event, records_topic_pattern
+from kernel.datasets import DATASETS_GROUP, DatasetStore
+from kernel.settings import Settings
 from serving import (
     campaigns_api,
     console,
@@ -42,16 +47,11 @@ from serving.rate_limits import rate_limit
 from serving.schedule import run_scheduler
 from serving.work_metrics import WorkMetrics
 from stream.applier import SESSION_GROUP, apply_batch, run_consumer
-from stream.archive import ARCHIVE_GROUP, Archive
-from stream.artifact_store import ArtifactStore
-from stream.contract import Event, records_topic_pattern
-from stream.datasets import DATASETS_GROUP, DatasetStore
 from stream.dead_letters import Postbox, SqliteDeadLetters
 from stream.live_state import LiveModels
 from stream.log import EventLog, open_event_log
 from stream.metrics import MetricsServer, StreamMetrics, new_registry
 from stream.session import limits_from
-from stream.settings import Settings
 from stream.store import SessionStore, open_session_store
 from stream.supervision import ConsumerHealth, supervised
 

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
+from kernel.artifact_store import ArtifactError, ArtifactUnreachable
 from serving.control_api import (
     Ctx,
     Family,
@@ -35,7 +36,6 @@ from serving.jobs import ACTIVE
 from serving.ranking import parse_exploration
 from serving.resources import AlreadyExists, Body
 from serving.wire import Arn
-from stream.artifact_store import ArtifactError, ArtifactUnreachable
 
 
 class CampaignConfig(Req):

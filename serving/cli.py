@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kernel.settings import Settings
 from serving.processes import configure_logging
-from stream.settings import Settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -223,8 +223,8 @@ def unknown_dataset_group(settings: Settings, name: str) -> str | None:
     embedded, the control plane's groups in the data dir."""
     import asyncio
 
+    from kernel.contract import dataset_group_name
     from serving.control_store import open_control_store
-    from stream.contract import dataset_group_name
     from stream.tail import groups_with_events
 
     if settings.kafka_bootstrap_servers:
@@ -281,7 +281,7 @@ def cmd_stream_dead_letters(args: argparse.Namespace) -> int:
 
 
 def _s3_url(value: str) -> str:
-    from stream.locations import LocationRefused, s3_location
+    from kernel.locations import LocationRefused, s3_location
     try:
         return str(s3_location(value))
     except LocationRefused as exc:

@@ -28,6 +28,8 @@ import pyarrow.parquet as pq
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
+from kernel.contract import anonymous_key, dataset_group_name, events_topic
+from kernel.datasets import DatasetStore
 from serving.console_feed import FEED_EVENTS, Feed, feed_event, format_cursor, parse_cursor
 from serving.control_api import Ctx, require
 from serving.deployed import Campaigns, Deployed
@@ -35,8 +37,6 @@ from serving.errors import AccessDeniedException, ResourceNotFoundException
 from serving.hosts import allowed_hosts, host_name
 from serving.models import Model
 from serving.wire import Arn
-from stream.contract import anonymous_key, dataset_group_name, events_topic
-from stream.datasets import DatasetStore
 from stream.store import SessionStore
 
 SAMPLE_ROWS = 10

@@ -11,9 +11,9 @@ import asyncio
 from pathlib import Path
 from typing import Any, Protocol
 
-from stream.contract import Event, decode_event
+from kernel.contract import Event, decode_event
+from kernel.settings import Settings
 from stream.log import newest_values
-from stream.settings import Settings
 
 FEED_EVENTS = 50  # newest events per poll: what a person can follow, whatever the traffic
 FEED_SCAN = 20_000  # embedded log rows looked at per poll, so a quiet group costs a bounded read

@@ -20,6 +20,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from starlette.responses import Response
 
+from kernel.contract import dataset_group_name
+from kernel.settings import Settings
 from serving import service_model
 from serving.accounts import caller, caller_region, region_of, visible
 from serving.control_store import AlreadyExists, Body, ControlStore, camel
@@ -38,9 +40,7 @@ from serving.public_trackers import PublicTrackerError, from_tags
 from serving.quotas import quota
 from serving.quotas import refusal as quota_refusal
 from serving.wire import Arn
-from stream.contract import dataset_group_name
 from stream.erasure import erase_group
-from stream.settings import Settings
 
 if TYPE_CHECKING:
     from serving.datasets_api import DatasetFiles

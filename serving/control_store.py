@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any, NamedTuple, Protocol, TypeVar
 
+from kernel.settings import Settings
 from serving.sigv4 import Key
-from stream.settings import Settings
 
 Body = dict[str, Any]
 Migration = TypeVar("Migration")

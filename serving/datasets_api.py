@@ -14,6 +14,10 @@ from typing import Annotated, Literal, Protocol
 
 from pydantic import Field, StringConstraints
 
+from kernel.archive import Erased
+from kernel.contract import dataset_group_name
+from kernel.dataset_schema import DATASET_TYPES, Schema, SchemaError, check_dataset_type, parse_schema
+from kernel.locations import LocationRefused
 from serving.control_api import (
     Ctx,
     Family,
@@ -38,11 +42,7 @@ from serving.errors import (
 from serving.jobs import ACTIVE, FAILED, PENDING, RUNNING, JobFailed, Progress
 from serving.resources import AlreadyExists, Body
 from serving.wire import Arn
-from stream.archive import Erased
-from stream.contract import dataset_group_name
-from stream.dataset_schema import DATASET_TYPES, Schema, SchemaError, check_dataset_type, parse_schema
 from stream.erasure import erase_users
-from stream.locations import LocationRefused
 
 log = logging.getLogger(__name__)
 Location = Annotated[str, StringConstraints(min_length=1, max_length=256)]

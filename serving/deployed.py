@@ -14,13 +14,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
+from kernel.contract import dataset_group_name
+from kernel.recipes import RECIPES
 from serving.control_store import Body, ControlStore
 from serving.errors import ResourceNotFoundException
 from serving.jobs import ACTIVE
 from serving.models import Model, Models
 from serving.ranking import Exploration, exploration_of
-from stream.contract import dataset_group_name
-from stream.recipes import RECIPES
 
 REPUBLISH_S = 60.0
 

@@ -17,8 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from kernel.contract import InvalidEvent
 from serving.service_model import Refused
-from stream.contract import InvalidEvent
 from stream.log import LogUnavailable
 
 log = logging.getLogger(__name__)

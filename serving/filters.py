@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stream.contract import EVENTS_PER_TYPE
+from kernel.contract import EVENTS_PER_TYPE
 
 MAX_FIELDS = 5              # distinct dataset fields per filter, chained expressions included
 MAX_EVENTS_PER_TYPE = EVENTS_PER_TYPE  # the most recent interactions considered per user and event type

@@ -15,6 +15,9 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
+from kernel.contract import dataset_group_name
+from kernel.dataset_schema import parse_schema
+from kernel.datasets import DatasetStore
 from serving.control_api import (
     Ctx,
     Family,
@@ -34,9 +37,6 @@ from serving.filters import allowed as allowed_items
 from serving.models import Model, freeze_loaded
 from serving.resources import AlreadyExists, Body
 from serving.wire import Arn
-from stream.contract import dataset_group_name
-from stream.dataset_schema import parse_schema
-from stream.datasets import DatasetStore
 
 ALLOWED_CACHE = 256  # filters x filter values answered from memory: 125 KB each at 1M items
 

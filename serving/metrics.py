@@ -20,9 +20,9 @@ from prometheus_client.registry import Collector
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kernel.contract import DatasetRecord, Event
 from serving.control_api import TARGET_PREFIX
 from serving.log_format import ACCESS
-from stream.contract import DatasetRecord, Event
 from stream.log import EventLog
 from stream.metrics import BUILD_INFO
 

@@ -17,18 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
+from kernel.artifact_files import read_manifest
+from kernel.artifact_store import ArtifactStore
+from kernel.hrnn_runtime import HRNNRuntime, unpack
+from kernel.recipes import recipe_named
+from kernel.settings import Settings
 from serving import candidates
 from serving.ann import AnnIndex, load_or_build
 from serving.exclusions import Exclusions
 from serving.state_cache import State, StateCache, covered
 from serving.work_metrics import WorkMetrics
-from stream.artifact_files import read_manifest
-from stream.artifact_store import ArtifactStore
-from stream.hrnn_runtime import HRNNRuntime, unpack
 from stream.live_state import Past, UserHistory
-from stream.recipes import recipe_named
 from stream.session import Interaction, SessionState
-from stream.settings import Settings
 
 log = logging.getLogger(__name__)
 

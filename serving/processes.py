@@ -11,8 +11,8 @@ import tempfile
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from kernel.settings import Settings
 from serving import log_format
-from stream.settings import Settings
 from stream.shutdown import STOP_DEADLINE_S, exit_within
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stream.recipes import recipe_named
+from kernel.recipes import recipe_named
 
 DAY = 86_400
 

@@ -21,6 +21,7 @@ import orjson
 from fastapi import APIRouter
 from starlette.responses import Response
 
+from kernel.contract import MAX_IMPRESSIONS, anonymous_key
 from serving.control_api import Ctx
 from serving.deployed import Campaigns, Deployed
 from serving.errors import InvalidInputException, ThrottlingException
@@ -40,7 +41,6 @@ from serving.recommend import (
 )
 from serving.wire import MAX_RESULTS, GetPersonalizedRanking, GetRecommendations
 from serving.wire import Promotion as WirePromotion
-from stream.contract import MAX_IMPRESSIONS, anonymous_key
 from stream.live_state import NO_PAST
 from stream.session import SessionState
 from stream.store import SessionStore

@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from kernel.recipes import RECIPES, schedule_seconds
 from serving.control_api import Ctx
 from serving.jobs import ACTIVE, PENDING, RUNNING, STOPPING
 from serving.resources import Body
 from serving.solutions_api import start_version
-from stream.recipes import RECIPES, schedule_seconds
 
 log = logging.getLogger(__name__)
 DEFAULT_SCHEDULE = "rate(7 days)"  # Personalize's default for automatic training

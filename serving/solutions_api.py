@@ -12,6 +12,9 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import Field, StringConstraints
 
+from kernel.artifact_store import ArtifactError, ArtifactStore, artifact_location
+from kernel.contract import dataset_group_name
+from kernel.recipes import RECIPES, check_hyperparameters, schedule_seconds
 from serving.control_api import (
     Ctx,
     Family,
@@ -36,9 +39,6 @@ from serving.errors import (
 from serving.jobs import ACTIVE, PENDING, RUNNING, STOPPING, JobFailed, Progress
 from serving.resources import AlreadyExists, Body
 from serving.wire import Arn
-from stream.artifact_store import ArtifactError, ArtifactStore, artifact_location
-from stream.contract import dataset_group_name
-from stream.recipes import RECIPES, check_hyperparameters, schedule_seconds
 
 Str256 = Annotated[str, StringConstraints(max_length=256)]
 Str1000 = Annotated[str, StringConstraints(max_length=1000)]
@@ -55,7 +55,7 @@ class Trainer(Protocol):
     def train(self, *, version_arn: str, dataset_group: str, recipe_arn: str, hyperparameters: dict[str, str],
               event_type: str | None, event_value_threshold: float | None, parent: str | None,
               progress: Progress) -> dict[str, Any]: ...
-    # returns {"artifact": <location: stream.artifact_store>, "metrics": {...}, "trainingHours": h}
+    # returns {"artifact": <location: kernel.artifact_store>, "metrics": {...}, "trainingHours": h}
 
 
 class AutoTrainingConfig(Req):

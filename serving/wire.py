@@ -5,7 +5,7 @@ request model first checks its body against that model itself (serving.service_m
 Refused), then against its own fields. The shapes they share (`Str256`, `Arn`, `Wire`) are
 defined here once; a minimum length the service model sets (events' ids: at least one
 character) is its check, so `Str256` bounds only the length that both APIs share. `to_event`
-is the one place where wire becomes domain (stream.contract.Event).
+is the one place where wire becomes domain (kernel.contract.Event).
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from typing import Annotated, Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from kernel.contract import MAX_IMPRESSIONS, DatasetRecord, Event, sent_at_problem
 from serving import service_model
-from stream.contract import MAX_IMPRESSIONS, DatasetRecord, Event, sent_at_problem
 
 Str256 = Annotated[str, StringConstraints(max_length=256)]
 Str1000 = Annotated[str, StringConstraints(max_length=1000)]

@@ -15,8 +15,8 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import ConsumerNotStarted
 from redis.exceptions import RedisError
 
+from kernel.contract import Event, Undecodable, decode_event, decode_or_undecodable
 from stream.applier import Live, Replay, apply_partition, position_name
-from stream.contract import Event, Undecodable, decode_event, decode_or_undecodable
 from stream.dead_letters import DeadLetters, Failed, Postbox, handle_or_set_aside
 from stream.metrics import StreamMetrics, partition_lag
 from stream.session import Limits

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import faust
 
-from stream.settings import Settings
+from kernel.settings import Settings
 
 
 def make_faust_app(settings: Settings) -> faust.App:

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-from stream.contract import Event, Undecodable, anonymous_key
+from kernel.contract import Event, Undecodable, anonymous_key
 from stream.counters import Increments, increments
 from stream.dead_letters import Postbox, handle_or_set_aside
 from stream.log import EventLog

@@ -1,4 +1,4 @@
-"""The stream workers' archive writer (stream.archive_parts).
+"""The stream workers' archive writer (kernel.archive_parts).
 
 A plain consumer group next to the Faust app, as the dataset writer is: it collects each
 assigned partition's events for a window, then stores them as one part whose commit records
@@ -22,9 +22,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from stream.archive import Unarchivable, archive_day
-from stream.archive_parts import PartsArchive, offset_key
-from stream.contract import Event, Undecodable, decode_or_undecodable, events_topic_group
+from kernel.archive import Unarchivable, archive_day
+from kernel.archive_parts import PartsArchive, offset_key
+from kernel.contract import Event, Undecodable, decode_or_undecodable, events_topic_group
 from stream.dead_letters import Failed, Postbox
 from stream.metrics import StreamMetrics
 from stream.supervision import retrying
@@ -162,7 +162,7 @@ class ArchiveWriter(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 def unarchivable(event: Event) -> Unarchivable | None:
-    """Why the archive has no row for `event` (stream.archive.archive_day), or None: checked
+    """Why the archive has no row for `event` (kernel.archive.archive_day), or None: checked
     before the store, which then builds the rows, so its dead letter goes out first."""
     try:
         archive_day(event)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
-from stream.contract import Event
+from kernel.contract import Event
 
 EPOCH_HALF_LIVES = 64
 Counter = tuple[str, str]  # (dataset group, counter name)

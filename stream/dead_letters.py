@@ -4,7 +4,7 @@ One record that a consumer cannot handle (a value no calendar holds, a record of
 contract version, a bug that a single event triggers) must not stop the events of every
 dataset group behind it. `handle_or_set_aside` runs a consumer's batch; if it fails for a
 reason other than a store being down, it runs the events one by one and sets aside those
-that still fail. Each becomes a `DeadLetter` (stream.contract): logged at ERROR with its
+that still fail. Each becomes a `DeadLetter` (kernel.contract): logged at ERROR with its
 event id, counted, and kept where `personalize stream dead-letters` lists it: the topic
 `opz.<dataset group>.dead-letter` in Kafka, a table of the embedded log's database.
 
@@ -21,9 +21,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from stream.contract import DatasetRecord, DeadLetter, Event, Undecodable, dead_letter, dead_letter_topic
-from stream.scrub import scrubbed
-from stream.settings import Settings
+from kernel.contract import DatasetRecord, DeadLetter, Event, Undecodable, dead_letter, dead_letter_topic
+from kernel.scrub import scrubbed
+from kernel.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

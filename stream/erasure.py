@@ -1,5 +1,5 @@
 """Erasing data from the event log and the session store: the stream's part of DeleteDatasetGroup
-and of data deletion jobs (the datasets and the archive are files: stream.datasets, stream.archive).
+and of data deletion jobs (the datasets and the archive are files: kernel.datasets, kernel.archive).
 
 Each call opens the log and the store anew, from settings: the control plane runs it, in the
 API process or a job's thread, away from the consumers' own connections. What the consumers
@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection
 
-from stream.contract import anonymous_key, events_topic, records_topic
+from kernel.contract import anonymous_key, events_topic, records_topic
+from kernel.settings import Settings
 from stream.dead_letters import open_dead_letters
 from stream.log import KafkaEventLog, SqliteEventLog, open_event_log
-from stream.settings import Settings
 from stream.store import open_session_store
 
 SETTLE_S = 1.0  # consumers hold a batch for milliseconds (2 ms to 50 ms, then one write)

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.artifact_files import read_item_ids, read_manifest
-from stream.artifact_store import ArtifactCorrupt, ArtifactStore
-from stream.contract import ArtifactManifest
-from stream.hrnn_runtime import HRNNRuntime, pack, unpack
+from kernel.artifact_files import read_item_ids, read_manifest
+from kernel.artifact_store import ArtifactCorrupt, ArtifactStore
+from kernel.contract import ArtifactManifest
+from kernel.hrnn_runtime import HRNNRuntime, pack, unpack
 from stream.session import Interaction
 from stream.store import SessionStore
 

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
-from stream.contract import (
+from kernel.contract import (
     DatasetRecord,
     Event,
     decode_or_undecodable,
@@ -29,8 +29,8 @@ from stream.contract import (
     key_of,
     topic_of,
 )
-from stream.scrub import chunks, scrubbed
-from stream.settings import Settings
+from kernel.scrub import chunks, scrubbed
+from kernel.settings import Settings
 
 log = logging.getLogger(__name__)
 TOPIC_DELETION_S = 30.0  # how long a deleted topic may take to leave the cluster's metadata
@@ -245,7 +245,7 @@ async def _stop_within(producer, timeout_s: float) -> None:  # type: ignore[no-u
 
 
 class KafkaEventLog:
-    """One topic per dataset group (stream.contract.events_topic), keyed by user."""
+    """One topic per dataset group (kernel.contract.events_topic), keyed by user."""
 
     def __init__(self, bootstrap_servers: str, *, client_id: str = "opz",
                  timeout_s: float = 10.0, topic_pattern: str = events_topic_pattern(),

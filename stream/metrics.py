@@ -32,7 +32,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
-from stream.contract import Event
+from kernel.contract import Event
 from stream.supervision import Health
 
 # seconds; freshness reaches minutes while a worker drains a backlog

@@ -11,8 +11,8 @@ from typing import NamedTuple, Protocol
 
 import orjson
 
-from stream.contract import Event
-from stream.settings import Settings
+from kernel.contract import Event
+from kernel.settings import Settings
 
 
 class Recurrent(Protocol):

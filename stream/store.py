@@ -1,7 +1,7 @@
 """The session-state seam: where per-user SessionState lives between events.
 
 Embedded: SQLite under the data dir (state survives a restart with the log's offsets).
-Distributed: Redis, one hash per user (layout in stream/contract.py). Both pass the one
+Distributed: Redis, one hash per user (layout in kernel/contract.py). Both pass the one
 suite in tests/integration/test_session_store.py.
 """
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import Any, Protocol
 
 import orjson
 
-from stream.contract import SESSION_LAYOUT_VERSION, UnknownVersion, events_topic, records_topic
+from kernel.contract import SESSION_LAYOUT_VERSION, UnknownVersion, events_topic, records_topic
+from kernel.scrub import chunks, scrubbed
+from kernel.settings import Settings
 from stream.counters import Increments
-from stream.scrub import chunks, scrubbed
 from stream.session import SessionState
-from stream.settings import Settings
 
 Key = tuple[str, str]  # (dataset group name, user key)
 MAX_SHOWN_IN_MEMORY = 1_000_000  # embedded: recommendation lists kept at most (~300 B each)

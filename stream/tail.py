@@ -10,9 +10,9 @@ import re
 import sys
 from typing import TextIO
 
-from stream.contract import TOPIC_PREFIX, Undecodable, encode_event, events_topic_pattern
+from kernel.contract import TOPIC_PREFIX, Undecodable, encode_event, events_topic_pattern
+from kernel.settings import Settings
 from stream.log import open_event_log
-from stream.settings import Settings
 
 
 async def tail(settings: Settings, *, dataset_group: str, group: str, max_events: int | None = None,

@@ -9,20 +9,20 @@ from collections.abc import Callable
 import faust
 from aiokafka.errors import KafkaError
 
+from kernel.archive_parts import PartsArchive
+from kernel.artifact_store import ArtifactStore
+from kernel.contract import events_topic_pattern, records_topic_pattern
+from kernel.datasets import DATASETS_GROUP, DatasetStore
+from kernel.settings import Settings
 from stream.agents import TOPIC_SCAN_S, event_topics, register_agents
 from stream.app import make_faust_app
 from stream.applier import run_consumer
-from stream.archive_parts import PartsArchive
 from stream.archive_writer import archive_group, write_archive
-from stream.artifact_store import ArtifactStore
-from stream.contract import events_topic_pattern, records_topic_pattern
-from stream.datasets import DATASETS_GROUP, DatasetStore
 from stream.dead_letters import KafkaDeadLetters, Postbox
 from stream.live_state import LiveModels
 from stream.log import KafkaEventLog, LogUnavailable
 from stream.metrics import MetricsServer, StreamMetrics, new_registry
 from stream.session import limits_from
-from stream.settings import Settings
 from stream.shutdown import STOP_DEADLINE_S, exit_within
 from stream.store import open_session_store
 from stream.supervision import Contact

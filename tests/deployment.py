@@ -20,11 +20,11 @@ from pathlib import Path
 from services import KafkaCluster, RedisServer
 from support import Server, Worker, free_port, send_events, sent_item, stored_event_ids
 
-from stream.archive import Archive
-from stream.archive_parts import PartsArchive
-from stream.contract import events_topic_pattern
+from kernel.archive import Archive
+from kernel.archive_parts import PartsArchive
+from kernel.contract import events_topic_pattern
+from kernel.object_store import Bucket, Folder
 from stream.log import EventLog, KafkaEventLog, SqliteEventLog
-from stream.object_store import Bucket, Folder
 from stream.store import RedisSessionStore, SessionStore, SqliteSessionStore
 
 SETTLE_TIMEOUT_S = 120  # until state and archive have caught up with every accepted event

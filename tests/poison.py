@@ -30,7 +30,7 @@ FUZZ = settings(derandomize=True, database=None, deadline=None, print_blob=False
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
 
-MAX_SENT_AT = 10**11  # stream.contract.MAX_EPOCH_SECONDS: larger is milliseconds
+MAX_SENT_AT = 10**11  # kernel.contract.MAX_EPOCH_SECONDS: larger is milliseconds
 RESERVED = {"userid", "sessionid", "eventtype", "timestamp", "recommendationid", "impression"}
 OWN_MEMBERS = {"itemid", "eventvalue"}  # properties naming these are read as those members
 Draw = Callable[[st.SearchStrategy[Any]], Any]

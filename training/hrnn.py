@@ -2,7 +2,7 @@
 loop (FULL, and UPDATE's fine-tune of a parent) -> HRNN, the trained model (a Scorer), which writes
 the artifact serving reads.
 
-The network and its loss are training/hrnn_net.py; the ONNX graphs that stream/hrnn_runtime.py
+The network and its loss are training/hrnn_net.py; the ONNX graphs that kernel/hrnn_runtime.py
 (onnxruntime + numpy, no torch) runs for serving are training/hrnn_onnx.py. Training lays users'
 sequences end to end in session-parallel lanes (GRU4Rec-style) and trains with truncated BPTT and a
 softmax over the catalog at every position. torch is imported only inside the functions here.
@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stream.artifact_files import read_item_ids
-from stream.hrnn_runtime import FILES, USER_STATES
-from stream.recipes import recipe_named
+from kernel.artifact_files import read_item_ids
+from kernel.hrnn_runtime import FILES, USER_STATES
+from kernel.recipes import recipe_named
 from training.hrnn_net import (
     NEW_SESSION,
     NEW_USER,
@@ -49,7 +49,7 @@ PROGRESS_EVERY_S = 10.0  # how often a training says how far into an epoch it is
 
 @dataclass(frozen=True)
 class HRNNConfig:
-    """Personalize's names first, whose defaults are the recipe's (stream/recipes.py: one source,
+    """Personalize's names first, whose defaults are the recipe's (kernel/recipes.py: one source,
     which the control plane checks requests against), then our training knobs. Built by
     `parse_params` from the strings Personalize passes."""
     hidden_dimension: int  # also the item embedding size (tied)

@@ -1,4 +1,4 @@
-"""The HRNN's ONNX graphs, which stream/hrnn_runtime.py runs for serving (onnxruntime + numpy).
+"""The HRNN's ONNX graphs, which kernel/hrnn_runtime.py runs for serving (onnxruntime + numpy).
 
 Built with onnx.helper rather than traced: the graphs are a dozen nodes, their inputs are exactly
 the ones named (the TorchScript exporter drops an unused h_user), and no torch is needed at export.

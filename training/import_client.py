@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlparse
 
-from stream.dataset_schema import SchemaError, infer_schema
+from kernel.dataset_schema import SchemaError, infer_schema
 
 SAMPLE_ROWS = 10_000
 

@@ -29,13 +29,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from stream.archive import ArchiveFiles, Erased
-from stream.archive_parts import ArchiveReader, archive_of
-from stream.contract import MAX_EPOCH_SECONDS
-from stream.dataset_schema import Column, Schema, parse_schema
-from stream.datasets import DatasetStore, interactions_from_events
-from stream.locations import LocationRefused, Locations, S3Location, confined
-from stream.settings import Settings
+from kernel.archive import ArchiveFiles, Erased
+from kernel.archive_parts import ArchiveReader, archive_of
+from kernel.contract import MAX_EPOCH_SECONDS
+from kernel.dataset_schema import Column, Schema, parse_schema
+from kernel.datasets import DatasetStore, interactions_from_events
+from kernel.locations import LocationRefused, Locations, S3Location, confined
+from kernel.settings import Settings
 from training.s3_files import S3Error, S3Files
 
 Progress = Callable[..., None]  # progress(rowsDone=n): the job runner publishes it
@@ -353,7 +353,7 @@ class DatasetFiles:
         self.store = store or DatasetStore(data_dir / "datasets")
         self.archive = archive or ArchiveFiles(data_dir / "archive")  # PutEvents records
         self.spool = data_dir / "spool"  # S3 objects a job is reading or writing, while it runs
-        self.locations = locations  # where jobs may read and write (stream.locations)
+        self.locations = locations  # where jobs may read and write (kernel.locations)
         self.s3 = S3Files(s3_endpoint_url)
 
     @classmethod

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from stream.contract import MAX_IMPRESSIONS
+from kernel.contract import MAX_IMPRESSIONS
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stream.locations import S3Location
+from kernel.locations import S3Location
 
 
 class S3Error(ValueError):

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.artifact_files import Common, write_common, write_manifest
-from stream.contract import EVENTS_PER_TYPE, ArtifactManifest
+from kernel.artifact_files import Common, write_common, write_manifest
+from kernel.contract import EVENTS_PER_TYPE, ArtifactManifest
 from training.interactions import newest_per_group
 
 T0 = 1_700_000_000

@@ -7,9 +7,9 @@ measured on the held-out ones, and that model is the one deployed (the held-out 
 ~1% of the data). Popularity-Count is measured on the same split, so the lift is visible.
 
 An artifact is a directory at the location `artifacts/<solution>/<version id>` holding the
-files every recipe has (stream.artifact_files: the manifest, the vocabulary, users'
+files every recipe has (kernel.artifact_files: the manifest, the vocabulary, users'
 histories, popularity) and the recipe's own. It is written to a staging folder, then
-published whole by stream.artifact_store (renamed into the data dir, or uploaded to
+published whole by kernel.artifact_store (renamed into the data dir, or uploaded to
 OPZ_S3_BUCKET with the manifest last), with each file's SHA-256 in the manifest: it is whole
 or absent.
 """
@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from stream.archive import ArchiveFiles
-from stream.archive_parts import ArchiveReader, archive_of
-from stream.artifact_files import Common, read_item_ids, read_manifest, write_common, write_manifest
-from stream.artifact_store import ArtifactStore, artifact_location
-from stream.contract import EVENTS_PER_TYPE, ArtifactManifest
-from stream.datasets import DatasetStore, interactions_from_events
-from stream.recipes import RECIPES, Recipe
+from kernel.archive import ArchiveFiles
+from kernel.archive_parts import ArchiveReader, archive_of
+from kernel.artifact_files import Common, read_item_ids, read_manifest, write_common, write_manifest
+from kernel.artifact_store import ArtifactStore, artifact_location
+from kernel.contract import EVENTS_PER_TYPE, ArtifactManifest
+from kernel.datasets import DatasetStore, interactions_from_events
+from kernel.recipes import RECIPES, Recipe
 from training import popularity, sims
 from training.interactions import (
     Interactions,
@@ -44,7 +44,7 @@ from training.metrics import evaluate, rank, scored
 from training.split import personalize_split
 
 if TYPE_CHECKING:
-    from stream.settings import Settings
+    from kernel.settings import Settings
 
 MIN_INTERACTIONS = 1000  # Personalize's minimum for training
 MIN_USERS = 25  # ... with at least two interactions each
@@ -146,7 +146,7 @@ class Trainer:
     def _fit(self, recipe: Recipe, train: Interactions, params: dict[str, str], parent: Path | None,
              progress: Progress) -> tuple[Any, Callable[[Any, Path, Common], dict[str, str]]]:
         """The fitted model and how to write its own files into an artifact directory (beside the
-        common ones: stream.artifact_files)."""
+        common ones: kernel.artifact_files)."""
         if recipe.model == "popularity":
             return popularity.fit(train), lambda m, d, common: {}
         if recipe.model == "sims":

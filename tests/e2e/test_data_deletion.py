@@ -17,7 +17,7 @@ from test_datasets import f as field
 from test_poison_events import Stack, clicks, tracker
 from test_training import RECIPE, wait
 
-from stream.contract import events_topic
+from kernel.contract import events_topic
 from stream.session import SessionState
 from stream.store import RedisSessionStore, SessionStore, SqliteSessionStore
 

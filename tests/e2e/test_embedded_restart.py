@@ -8,7 +8,7 @@ from pathlib import Path
 
 from support import Server
 
-from stream.archive import Archive
+from kernel.archive import Archive
 from stream.log import SqliteEventLog
 from stream.store import SqliteSessionStore
 

@@ -23,11 +23,11 @@ from support import Server, Worker, free_port
 from test_datasets import INTERACTIONS, Dataset, read_csv
 from test_training import RECIPE, wait
 
-from stream.archive import ArchiveFiles
-from stream.archive_parts import PartsArchive
-from stream.contract import Event
+from kernel.archive import ArchiveFiles
+from kernel.archive_parts import PartsArchive
+from kernel.contract import Event
+from kernel.object_store import Folder
 from stream.log import KafkaEventLog, SqliteEventLog
-from stream.object_store import Folder
 from training.import_client import Control
 
 

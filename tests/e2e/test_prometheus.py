@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support import Server, api_stack, consumer_lag, free_port
 
-from stream.contract import events_topic
+from kernel.contract import events_topic
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 ITEMS = json.dumps({"type": "record", "name": "Items", "fields": [

@@ -23,8 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from support import S3Service, Server, Trainer, Worker, free_port, send_events, sent_item, stored_event_ids
 from test_training import INTERACTIONS, RECIPE, ROLE, dataset_group, slice_of_ml100k, train, wait
 
-from stream.archive_parts import PartsArchive
-from stream.object_store import Bucket
+from kernel.archive_parts import PartsArchive
+from kernel.object_store import Bucket
 from training.import_client import Control
 
 WINDOW_S = "0.5"  # the archive writer's window: events reach training within about this

@@ -20,8 +20,8 @@ from deployment import Deployment
 from support import Process, Server, Trainer
 from test_training import INTERACTIONS, RECIPE, ROLE, dataset_group, slice_of_ml100k, wait
 
+from kernel.datasets import DatasetStore
 from serving.resources import ResourceStore
-from stream.datasets import DatasetStore
 
 
 def raw_version(server: Server, arn: str) -> dict[str, Any]:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from kernel.contract import events_topic_pattern
+from kernel.settings import Settings
 from serving.control_store import ControlStore, open_control_store
-from stream.contract import events_topic_pattern
 from stream.log import EventLog, KafkaEventLog, SqliteEventLog
-from stream.settings import Settings
 from stream.store import RedisSessionStore, SessionStore, SqliteSessionStore
 
 pytestmark = pytest.mark.integration

@@ -1,8 +1,8 @@
 """Exactly-once session state per Kafka partition: skip what was applied, rebuild what was lost."""
 from __future__ import annotations
 
+from kernel.contract import Event
 from stream.applier import apply_partition
-from stream.contract import Event
 from stream.session import Limits
 from stream.store import SessionStore
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.archive import Archive, Unarchivable, archive_row, read_events
-from stream.contract import Event
+from kernel.archive import Archive, Unarchivable, archive_row, read_events
+from kernel.contract import Event
 
 
 def ev(i: int, group: str = "g", ts: float = 1_700_000_000.0) -> Event:
@@ -55,7 +55,7 @@ async def test_the_archive_skips_an_event_it_cannot_hold_and_stores_the_rest(
     await archive.start()
     poison = ev(1).model_copy(update={"event_id": "poison", "sent_at": 1e17})
     try:
-        with caplog.at_level(logging.ERROR, logger="stream.archive"):
+        with caplog.at_level(logging.ERROR, logger="kernel.archive"):
             done = await archive.add([ev(0), poison, ev(2)])
         assert done.new == 2 and [r.event.event_id for r in done.refused] == ["poison"]
         assert [e.event_id for e in await archive.read("g")] == ["e0", "e2"]

@@ -21,18 +21,18 @@ import numpy as np
 import pytest
 from support import S3Service
 
-from serving.models import Models, load
-from stream.archive import Archive
-from stream.artifact_store import (
+from kernel.archive import Archive
+from kernel.artifact_store import (
     ArtifactCorrupt,
     ArtifactMissing,
     ArtifactStore,
     ArtifactUnreachable,
     artifact_location,
 )
-from stream.contract import ArtifactManifest, Event
+from kernel.contract import ArtifactManifest, Event
+from kernel.settings import Settings
+from serving.models import Models, load
 from stream.live_state import LiveModels
-from stream.settings import Settings
 from stream.store import SqliteSessionStore
 from training.synthetic import write_artifact
 from training.trainer import Trainer

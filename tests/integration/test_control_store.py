@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from kernel.settings import Settings
 from serving import postgres_store, resources
 from serving.control_store import (
     HOLDER,
@@ -27,7 +28,6 @@ from serving.control_store import (
     open_control_store,
 )
 from serving.sigv4 import Key
-from stream.settings import Settings
 
 pytestmark = pytest.mark.integration
 PENDING, RUNNING = "CREATE PENDING", "CREATE IN_PROGRESS"
@@ -40,7 +40,7 @@ CLAIMER = """
 import json, sys, time
 from pathlib import Path
 from serving.control_store import open_control_store
-from stream.settings import Settings
+from kernel.settings import Settings
 
 data_dir, url, mode, holder, lease_s = sys.argv[1:6]
 go = Path(data_dir).parent / "go"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.contract import Event, Undecodable, dead_letter
+from kernel.contract import Event, Undecodable, dead_letter
 from stream.dead_letters import DeadLetters, KafkaDeadLetters, SqliteDeadLetters
 
 

@@ -10,13 +10,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stream.archive import Archive, erase_events, read_events
-from stream.contract import DatasetRecord, Event, events_topic, events_topic_pattern, records_topic
-from stream.datasets import DatasetStore
+from kernel.archive import Archive, erase_events, read_events
+from kernel.contract import DatasetRecord, Event, events_topic, events_topic_pattern, records_topic
+from kernel.datasets import DatasetStore
+from kernel.settings import Settings
 from stream.erasure import erase_group, erase_users
 from stream.log import KafkaEventLog, SqliteEventLog
 from stream.session import SessionState
-from stream.settings import Settings
 from stream.store import open_session_store
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from stream.contract import Event
+from kernel.contract import Event
 from stream.log import EventLog, KafkaEventLog, LogUnavailable, SqliteEventLog
 
 READ_TIMEOUT_S = 60  # first read on Kafka joins a group and may wait for topic metadata

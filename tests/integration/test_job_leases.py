@@ -12,10 +12,10 @@ from collections import Counter
 
 import pytest
 
+from kernel.settings import Settings
 from serving.control_store import HOLDER, LEASE_UNTIL, ControlStore, open_control_store
 from serving.jobs import ACTIVE, LEASE_S, PENDING, RUNNING, JobInterrupted, JobRunner, Progress
 from serving.resources import Body
-from stream.settings import Settings
 
 pytestmark = pytest.mark.integration
 KIND = "dataset-import-job"

@@ -19,14 +19,14 @@ import pyarrow.parquet as pq
 import pytest
 from support import S3Service
 
-import stream.archive_parts as archive_parts
-import stream.datasets as datasets
-import stream.parts as parts_module
-from stream.archive import Archive, erase_events, read_events
-from stream.archive_parts import PartsArchive
-from stream.contract import DatasetRecord, Event
-from stream.datasets import DatasetStore
-from stream.object_store import Bucket, Folder, ObjectStore
+import kernel.archive_parts as archive_parts
+import kernel.datasets as datasets
+import kernel.parts as parts_module
+from kernel.archive import Archive, erase_events, read_events
+from kernel.archive_parts import PartsArchive
+from kernel.contract import DatasetRecord, Event
+from kernel.datasets import DatasetStore
+from kernel.object_store import Bucket, Folder, ObjectStore
 
 pytestmark = pytest.mark.integration
 TOPIC = "opz-events-g"

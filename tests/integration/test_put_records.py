@@ -14,12 +14,12 @@ import jsonschema
 import pytest
 from support import ROOT, Server, api_stack
 
-from stream.contract import DatasetRecord, records_topic, records_topic_pattern
+from kernel.contract import DatasetRecord, records_topic, records_topic_pattern
 from stream.log import KafkaEventLog
 
 pytestmark = pytest.mark.integration
 ROLE = "arn:aws:iam::000000000000:role/personalize"
-RECORD_SCHEMA = json.loads((ROOT / "stream" / "schemas" / "record.v1.json").read_text())
+RECORD_SCHEMA = json.loads((ROOT / "kernel" / "schemas" / "record.v1.json").read_text())
 
 
 def schema(*fields: dict[str, Any]) -> str:

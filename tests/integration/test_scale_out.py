@@ -23,7 +23,7 @@ from deployment import Deployment, dedicated_services
 from services import KafkaCluster, RedisServer
 from support import S3Service, Worker, consumer_lag
 
-from stream.contract import events_topic
+from kernel.contract import events_topic
 
 PARTITIONS = 4
 SETTINGS = {"OPZ_KAFKA_PARTITIONS": str(PARTITIONS), "OPZ_KAFKA_REPLICATION_FACTOR": "3",

@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 import pytest
 
-from stream.contract import UnknownVersion
+from kernel.contract import UnknownVersion
 from stream.session import Interaction, SessionState
 from stream.store import PositionMoved, RedisSessionStore, SessionStore, SqliteSessionStore
 

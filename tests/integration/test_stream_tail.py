@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 from support import ROOT, Server, send_events
 
-SCHEMA = json.loads((ROOT / "stream" / "schemas" / "event.v1.json").read_text())
+SCHEMA = json.loads((ROOT / "kernel" / "schemas" / "event.v1.json").read_text())
 
 
 def test_stream_tail_prints_every_event_once_as_a_valid_record(

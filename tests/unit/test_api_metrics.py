@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from kernel.contract import DatasetRecord, Event
+from kernel.settings import Settings
 from serving import events_api, runtime_api
 from serving.app import create_app
 from serving.metrics import REST_OPERATIONS, ApiMetrics, RequestMetrics, operation_name
-from stream.contract import DatasetRecord, Event
-from stream.settings import Settings
 
 KNOWN = {"CreateDatasetGroup", "DescribeCampaign"}
 

@@ -1,4 +1,4 @@
-"""Artifact locations, object keys and checksum checks: the pure parts of stream/artifact_store.py.
+"""Artifact locations, object keys and checksum checks: the pure parts of kernel/artifact_store.py.
 
 The bucket side runs against the real S3-compatible store in
 tests/integration/test_artifact_store.py; here, what decides a key, refuses a manifest's file
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from stream.artifact_store import (
+from kernel.artifact_store import (
     ArtifactCorrupt,
     ArtifactMissing,
     ArtifactStore,
@@ -25,8 +25,8 @@ from stream.artifact_store import (
     object_key,
     with_checksums,
 )
-from stream.contract import ArtifactManifest
-from stream.settings import Settings
+from kernel.contract import ArtifactManifest
+from kernel.settings import Settings
 
 ARN = "arn:aws:personalize:us-east-1:000000000000:solution/movies/3f2a9c"
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from kernel.settings import Settings
 from serving import cli
 from serving.cli import build_parser, endpoint_of, leaf_commands, main
-from stream.settings import Settings
 
 
 def test_the_endpoint_is_the_flag_then_the_aws_clis_variables_then_this_machines_server() -> None:

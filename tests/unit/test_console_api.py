@@ -8,11 +8,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from kernel.contract import Event
 from serving.auth import is_signed_path
 from serving.console import PAGE, jsonable, latest_history, most_active, page_asset, sample_of, title_column
 from serving.console_feed import feed_event, format_cursor, parse_cursor
 from serving.errors import ResourceNotFoundException
-from stream.contract import Event
 
 
 def test_a_sample_is_the_first_rows_with_json_safe_cells() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from stream.contract import (
+from kernel.contract import (
     Event,
     InvalidEvent,
     UnknownVersion,
@@ -19,7 +19,7 @@ from stream.contract import (
     partition_key,
 )
 
-SCHEMA = json.loads((Path(__file__).parents[2] / "stream" / "schemas" / "event.v1.json").read_text())
+SCHEMA = json.loads((Path(__file__).parents[2] / "kernel" / "schemas" / "event.v1.json").read_text())
 
 
 def event(**kw: object) -> Event:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream.contract import Event
+from kernel.contract import Event
 from stream.counters import (
     EPOCH_HALF_LIVES,
     epoch,

@@ -1,4 +1,4 @@
-"""Personalize's schema rules (stream.dataset_schema), one test per rule, good and bad."""
+"""Personalize's schema rules (kernel.dataset_schema), one test per rule, good and bad."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from stream.dataset_schema import (
+from kernel.dataset_schema import (
     DATASET_TYPES,
     Column,
     Schema,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from stream.contract import Event, Undecodable, dead_letter, decode_or_undecodable, encode_event
+from kernel.contract import Event, Undecodable, dead_letter, decode_or_undecodable, encode_event
 from stream.dead_letters import handle_or_set_aside
 from stream.supervision import ConsumerHealth, supervised
 

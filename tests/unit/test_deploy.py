@@ -36,10 +36,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from kernel.contract import events_topic
+from kernel.settings import Settings
 from serving.cli import build_parser
 from serving.hosts import allowed_hosts
-from stream.contract import events_topic
-from stream.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"

@@ -17,8 +17,8 @@ import onnx
 import pyarrow as pa
 import pytest
 
-from stream.artifact_files import COMMON
-from stream.hrnn_runtime import HRNNRuntime
+from kernel.artifact_files import COMMON
+from kernel.hrnn_runtime import HRNNRuntime
 from training import hrnn
 from training.interactions import Interactions, from_table
 
@@ -123,7 +123,7 @@ def test_runtime_never_imports_torch(parent: hrnn.HRNN, tmp_path: Path) -> None:
         import sys
         import numpy as np
         from pathlib import Path
-        from stream.hrnn_runtime import HRNNRuntime
+        from kernel.hrnn_runtime import HRNNRuntime
         rt = HRNNRuntime(Path({str(tmp_path)!r}), {files!r})
         h, c = rt.new_state()
         rt.scores(rt.step(np.array([0]), *rt.end_session(h, c)))

@@ -9,8 +9,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from stream.dataset_schema import Column, Schema, SchemaError, check_dataset_type, infer_schema, parse_schema
-from stream.datasets import DatasetStore
+from kernel.dataset_schema import Column, Schema, SchemaError, check_dataset_type, infer_schema, parse_schema
+from kernel.datasets import DatasetStore
 from training.importer import (
     MAX_INVALID_PERCENT,
     BadRows,

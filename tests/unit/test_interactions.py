@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from stream.archive import Archive
-from stream.contract import MANIFEST_VERSION, Event
-from stream.datasets import interactions_from_events
+from kernel.archive import Archive
+from kernel.contract import MANIFEST_VERSION, Event
+from kernel.datasets import interactions_from_events
 from training.interactions import from_table, typed_history, with_items
 from training.trainer import Trainer
 

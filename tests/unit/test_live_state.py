@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from test_hrnn import TINY, walks
 
+from kernel.artifact_files import Common, write_common, write_manifest
+from kernel.contract import ArtifactManifest, Event
+from kernel.hrnn_runtime import unpack
 from serving.models import load
-from stream.artifact_files import Common, write_common, write_manifest
-from stream.contract import ArtifactManifest, Event
-from stream.hrnn_runtime import unpack
 from stream.live_state import LiveModel, UserHistory
 from stream.session import Interaction, Limits, apply
 from training import hrnn

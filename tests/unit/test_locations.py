@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.locations import LocationRefused, Locations, S3Location, s3_confined, s3_location, s3_roots_of
+from kernel.locations import LocationRefused, Locations, S3Location, s3_confined, s3_location, s3_roots_of
 
 
 def test_an_s3_url_parses_into_bucket_and_key() -> None:

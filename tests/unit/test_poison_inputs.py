@@ -34,11 +34,8 @@ from poison import (
 )
 from pydantic import ValidationError
 
-from serving.filters import MAX_DEPTH, Catalog, Filter, FilterError, FilterValueError, allowed, parse
-from serving.service_model import Refused
-from serving.wire import PutEventsRequest, PutItemsRequest, PutUsersRequest, to_event, to_record
-from stream.contract import MAX_EPOCH_SECONDS, decode, decode_event, encode
-from stream.dataset_schema import (
+from kernel.contract import MAX_EPOCH_SECONDS, decode, decode_event, encode
+from kernel.dataset_schema import (
     DATASET_TYPES,
     Column,
     Schema,
@@ -48,7 +45,10 @@ from stream.dataset_schema import (
     parse_schema,
     record_fields,
 )
-from stream.datasets import DatasetStore
+from kernel.datasets import DatasetStore
+from serving.filters import MAX_DEPTH, Catalog, Filter, FilterError, FilterValueError, allowed, parse
+from serving.service_model import Refused
+from serving.wire import PutEventsRequest, PutItemsRequest, PutUsersRequest, to_event, to_record
 from training.importer import (
     BadRows,
     Imported,

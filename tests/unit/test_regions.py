@@ -12,11 +12,11 @@ from typing import Any
 import orjson
 import pytest
 
+from kernel.settings import Settings
 from serving import accounts, operations  # noqa: F401 - registers the handlers
 from serving.control_api import Ctx, dispatch
 from serving.errors import ResourceAlreadyExistsException, ResourceNotFoundException
 from serving.resources import ResourceStore
-from stream.settings import Settings
 
 ACCOUNT = "000000000000"
 SINGAPORE = "ap-southeast-1"

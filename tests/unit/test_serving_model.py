@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kernel.settings import Settings
 from serving.ann import AnnIndex
 from serving.exclusions import Allowed, Exclusions
 from serving.models import Model, load
@@ -14,7 +15,6 @@ from serving.ranking import normalise, top
 from serving.state_cache import covered
 from stream.live_state import NO_PAST, Past
 from stream.session import Interaction
-from stream.settings import Settings
 from training.synthetic import write_artifact
 
 N_ITEMS = 3000

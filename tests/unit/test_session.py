@@ -1,7 +1,7 @@
 """The session transition, with hand-computed expectations (no services)."""
 from __future__ import annotations
 
-from stream.contract import Event
+from kernel.contract import Event
 from stream.session import Interaction, Limits, SessionState, apply
 
 
@@ -121,7 +121,7 @@ def test_no_stitching_without_a_matching_anonymous_session() -> None:
 
 
 def test_training_data_stitches_anonymous_events_to_the_user_who_signed_in() -> None:
-    from stream.datasets import interactions_from_events
+    from kernel.datasets import interactions_from_events
     rows = interactions_from_events([anon(1, "x"), anon(2, "y", session="web-other"),
                                      ev(3, "z", session="web-9")]).to_pydict()
     assert rows["USER_ID"] == ["u", "web-other", "u"] and rows["ITEM_ID"] == ["x", "y", "z"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from stream.settings import Settings
+from kernel.settings import Settings
 
 
 def test_min_insync_replicas_cannot_exceed_the_replication_factor() -> None:

@@ -6,7 +6,7 @@ import re
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from stream.contract import Event
+from kernel.contract import Event
 from stream.metrics import StreamMetrics, freshness, new_registry, partition_lag
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
-    from stream.settings import Settings
+    from kernel.settings import Settings
 
 MISSING = ("404", "NoSuchKey", "NotFound")  # what S3 answers for a key it does not hold
 CHANGED = ("412", "PreconditionFailed", "ConditionalRequestConflict")  # a conditional put lost a race

@@ -1,6 +1,6 @@
 """The contracts the three parts share: what sits in Kafka, dataset rows, the model artifact.
 
-Imports only pydantic and the standard library, so `from stream.contract import Event`
+Imports only pydantic and the standard library, so `from kernel.contract import Event`
 pulls in nothing heavy (no faust, torch or fastapi).
 
 Kafka topics (one set per dataset group, <datasetGroupName> = dataset_group_name(its ARN):
@@ -189,7 +189,7 @@ class ArtifactManifest(BaseModel):
     Version 2 adds the `user_events` file: each user's newest EVENTS_PER_TYPE interactions of
     every event type as of training, which Interactions filters read. A version 1 artifact has
     none, so its filters see only the event types streamed since it was trained. Version 3
-    keeps the item vocabulary once (stream/artifact_files.py)."""
+    keeps the item vocabulary once (kernel/artifact_files.py)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -202,7 +202,7 @@ class ArtifactManifest(BaseModel):
     files: dict[str, str] = Field(default_factory=dict, description="role -> file name")
     metrics: dict[str, float] = Field(default_factory=dict)
     # file name -> SHA-256 (hex) of every other file of the directory, recorded as the artifact
-    # is published (stream/artifact_store.py): what a reader checks each download against
+    # is published (kernel/artifact_store.py): what a reader checks each download against
     checksums: dict[str, str] = Field(default_factory=dict)
 
 

@@ -3,7 +3,7 @@
 One SQLite file per dataset group under `<data dir>/archive/`, keyed by event id, so a
 redelivered event is ignored, as Personalize ignores "any subsequent events after the
 first with the same event ID" in training. Rows carry their UTC day for day-range reads.
-Distributed mode's archive is Parquet parts (stream.archive_parts), which still read a file
+Distributed mode's archive is Parquet parts (kernel.archive_parts), which still read a file
 of this kind that a stream worker of an earlier release left in the data dir.
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
-from stream.contract import Event, decode_event, encode_event, sent_at_problem
-from stream.scrub import scrubbed
+from kernel.contract import Event, decode_event, encode_event, sent_at_problem
+from kernel.scrub import scrubbed
 
 ARCHIVE_GROUP = "opz-archive"
 Row = tuple[str, str, str | None, str | None, str, float, bytes]
@@ -43,7 +43,7 @@ class Archived(NamedTuple):
 
 def archive_day(event: Event) -> str:
     """The event's UTC day, which keys its row; Unarchivable where it has none: a sentAt out of
-    the contract's bounds (stream.contract.sent_at_problem) or one no calendar day holds. The API
+    the contract's bounds (kernel.contract.sent_at_problem) or one no calendar day holds. The API
     refuses those; this is the archive's own guard, for a record that reached the log another way."""
     if problem := sent_at_problem(event.sent_at):
         raise Unarchivable(event, f"sentAt {event.sent_at!r} {problem}")

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from stream.locations import BUCKET, Locations, roots_of, s3_roots_of
+from kernel.locations import BUCKET, Locations, roots_of, s3_roots_of
 
 
 class Settings(BaseSettings):

@@ -1,4 +1,4 @@
-"""Dataset rows: Parquet parts per dataset, committed through a manifest (stream.parts).
+"""Dataset rows: Parquet parts per dataset, committed through a manifest (kernel.parts).
 
 `<group>/<TYPE>/` of the datasets' object store (`<data dir>/datasets/` by default, the
 bucket's `datasets/` prefix with OPZ_S3_BUCKET) holds `part-*.parquet` files (one per import
@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stream.contract import DatasetRecord, Event
-from stream.object_store import Folder, ObjectStore, objects_of
-from stream.parts import Manifest, Part, Parts
+from kernel.contract import DatasetRecord, Event
+from kernel.object_store import Folder, ObjectStore, objects_of
+from kernel.parts import Manifest, Part, Parts
 
 if TYPE_CHECKING:
-    from stream.settings import Settings
+    from kernel.settings import Settings
 
 DATASETS_GROUP = "opz-datasets"  # consumer group that writes PutItems/PutUsers into the datasets
 ID_COLUMN = {"ITEMS": "ITEM_ID", "USERS": "USER_ID"}  # upsert keys; interactions only append

@@ -1,4 +1,4 @@
-"""A table as Parquet part files listed by a manifest, in a folder or a bucket (stream.object_store).
+"""A table as Parquet part files listed by a manifest, in a folder or a bucket (kernel.object_store).
 
 A writer stores its part first, then swaps the manifest by compare-and-swap: it reads the
 manifest with its version, computes the new one, and writes it only if nobody changed it in
@@ -24,7 +24,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stream.object_store import Folder, ObjectStore, StoreUnreachable
+from kernel.object_store import Folder, ObjectStore, StoreUnreachable
 
 MANIFEST = "manifest.json"
 ORPHAN_AGE_S = 600

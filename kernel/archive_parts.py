@@ -1,6 +1,6 @@
 """The events archive as Parquet parts: distributed mode's archive, in the bucket or the data dir.
 
-Each dataset group's archive is a table of parts (stream.parts) under `archive/<group>/` of
+Each dataset group's archive is a table of parts (kernel.parts) under `archive/<group>/` of
 the bucket (OPZ_S3_BUCKET) or of the data dir. The stream workers' archive writer
 (stream.archive_writer) stores one part per
 Kafka partition and time window, and the same manifest swap that lists the part records the
@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stream.archive import Archived, ArchiveFiles, Erased, Unarchivable, archive_row
-from stream.contract import Event, decode_event
-from stream.object_store import ObjectStore, objects_of
-from stream.parts import Manifest, Part, Parts
+from kernel.archive import Archived, ArchiveFiles, Erased, Unarchivable, archive_row
+from kernel.contract import Event, decode_event
+from kernel.object_store import ObjectStore, objects_of
+from kernel.parts import Manifest, Part, Parts
 
 if TYPE_CHECKING:
-    from stream.settings import Settings
+    from kernel.settings import Settings
 
 SCHEMA = pa.schema([("event_id", pa.string()), ("day", pa.string()), ("user_id", pa.string()),
                     ("session_id", pa.string()), ("record", pa.binary())])
@@ -55,7 +55,7 @@ def offset_key(topic: str, partition: int) -> str:
 
 
 def rows_of(events: Sequence[Event]) -> tuple[pa.Table, list[Unarchivable]]:
-    """The events as archive rows, and those it has no row for (stream.archive.archive_row)."""
+    """The events as archive rows, and those it has no row for (kernel.archive.archive_row)."""
     kept, refused = [], []
     for e in events:
         try:
@@ -145,7 +145,7 @@ class PartsArchive:
         return [*old, *(e for e in events if e.event_id not in seen)]
 
     def erase(self, dataset_group: str, users: Collection[str] | None = None) -> Erased:
-        """As stream.archive.erase_events: every event, or the users' own and the anonymous ones
+        """As kernel.archive.erase_events: every event, or the users' own and the anonymous ones
         of their sessions (and of a user id that is a sessionId); the offsets stay, so the
         erased events are not archived again."""
         parts = self.parts(dataset_group)

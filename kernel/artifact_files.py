@@ -1,10 +1,10 @@
 """A model artifact's files: the roles every recipe has, written and read here.
 
-An artifact is a directory (stream/artifact_store.py: where it lives, how it is published)
-holding `manifest.json` (stream.contract.ArtifactManifest: each role's file name, and each
+An artifact is a directory (kernel/artifact_store.py: where it lives, how it is published)
+holding `manifest.json` (kernel.contract.ArtifactManifest: each role's file name, and each
 file's checksum once published) and its files by role. Every recipe's artifact has the
 `COMMON` roles, which the trainer and the synthetic artifacts of benchmarks write through
-`write_common`; a recipe adds its own (HRNN: stream/hrnn_runtime.py's FILES; SIMS: its
+`write_common`; a recipe adds its own (HRNN: kernel/hrnn_runtime.py's FILES; SIMS: its
 neighbours). The item vocabulary is stored once, in `item_ids`: every code in every other
 file indexes it.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.contract import ArtifactManifest
+from kernel.contract import ArtifactManifest
 
 MANIFEST = "manifest.json"
 COMMON = {"item_ids": "item_ids.json", "user_ids": "user_ids.json", "user_history": "user_history.npz",

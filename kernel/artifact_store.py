@@ -26,12 +26,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stream.artifact_files import MANIFEST
-from stream.contract import ArtifactManifest
-from stream.object_store import MISSING, error_code, s3_client
+from kernel.artifact_files import MANIFEST
+from kernel.contract import ArtifactManifest
+from kernel.object_store import MISSING, error_code, s3_client
 
 if TYPE_CHECKING:
-    from stream.settings import Settings
+    from kernel.settings import Settings
 
 CACHE = "cache"  # <data dir>/cache/<location>: downloaded, verified artifacts
 CHUNK = 1 << 20  # bytes hashed at a time: a 1.5 GB embedding file never sits in memory
