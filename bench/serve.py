@@ -64,11 +64,11 @@ from services import KafkaCluster, RedisServer  # noqa: E402
 from support import DATASETS, Server, Worker  # noqa: E402
 
 from kernel.settings import Settings  # noqa: E402
+from serving.control.sqlite_store import ResourceStore  # noqa: E402
 from serving.exclusions import Allowed, Exclusions  # noqa: E402
 from serving.models import Model  # noqa: E402
 from serving.models import load as load_model  # noqa: E402
 from serving.ranking import probabilities, top  # noqa: E402
-from serving.resources import ResourceStore  # noqa: E402
 from stream.live_state import Past  # noqa: E402
 from training.synthetic import write_artifact  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Access keys: who may call the server, and for which account.
 
-Keys made by `personalize keys create` live in the control store (serving/control_store.py,
+Keys made by `personalize keys create` live in the control store (serving/control/store.py,
 a table of their own): control.db, made readable by the server's user only, or the
 PostgreSQL database of OPZ_DATABASE_URL, which every host shares. Deployments that keep
 secrets elsewhere (a Kubernetes Secret, a Compose secret) name a JSON file with
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import orjson
 
-from serving.control_store import ControlStore
+from serving.control.store import ControlStore
 from serving.sigv4 import Key
 
 log = logging.getLogger(__name__)

@@ -22,21 +22,15 @@ from kernel.artifact_store import ArtifactStore
 from kernel.contract import Event, records_topic_pattern
 from kernel.datasets import DATASETS_GROUP, DatasetStore
 from kernel.settings import Settings
-from serving import (
-    campaigns_api,
-    console,
-    control_api,
-    datasets_api,
-    events_api,
-    metrics,
-    operations,  # noqa: F401 - imported for its control-plane handlers
-    runtime_api,
-    solutions_api,
-)
+from serving import console, events_api, metrics, runtime_api
 from serving.access_keys import AccessKeys
 from serving.auth import SignedCalls
 from serving.console_feed import feed_of
-from serving.control_store import open_control_store
+from serving.control import campaigns, dispatch, solutions
+from serving.control import datasets as dataset_jobs
+from serving.control.base import OPERATIONS, Ctx
+from serving.control.ports import DatasetFiles, Trainer
+from serving.control.store import open_control_store
 from serving.direct_routes import DirectRoutes
 from serving.errors import install_error_handlers
 from serving.hosts import ControlPlaneHosts, allowed_hosts
@@ -169,8 +163,8 @@ class BrowserAccess:
         await (self.cors if allowed else self.app)(scope, receive, send)
 
 
-def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
-               trainer: solutions_api.Trainer | None = None) -> FastAPI:
+def create_app(settings: Settings, datasets: DatasetFiles,
+               trainer: Trainer | None = None) -> FastAPI:
     """`datasets` and `trainer` do the work of import/export and training jobs (training's,
     given by the CLI). Without a trainer, `personalize trainer` processes train."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -185,20 +179,20 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
     stream_metrics = StreamMetrics(api_metrics.registry) if settings.embedded else None
     health = ConsumerHealth(on_failure=stream_metrics.restarted if stream_metrics else lambda consumer: None)
     work_metrics = WorkMetrics(api_metrics.registry)
-    ctx = control_api.Ctx(settings=settings, resources=resources, datasets=datasets,
+    ctx = Ctx(settings=settings, resources=resources, datasets=datasets,
                           models=Models(settings.data_dir, settings, work_metrics))
     work: dict[str, Work] = {
-        "dataset-import-job": lambda job, progress: datasets_api.run_import(ctx, job, progress),
-        "dataset-export-job": lambda job, progress: datasets_api.run_export(ctx, job, progress),
-        "data-deletion-job": lambda job, progress: datasets_api.run_deletion(ctx, job, progress)}
+        "dataset-import-job": lambda job, progress: dataset_jobs.run_import(ctx, job, progress),
+        "dataset-export-job": lambda job, progress: dataset_jobs.run_export(ctx, job, progress),
+        "data-deletion-job": lambda job, progress: dataset_jobs.run_deletion(ctx, job, progress)}
     if trainer is not None:
-        work["solution-version"] = lambda job, progress: solutions_api.run_training(
+        work["solution-version"] = lambda job, progress: solutions.run_training(
             ctx, trainer, job, progress)
     jobs = JobRunner(resources, work, training_slots=settings.trainings_at_once, metrics=work_metrics)
     feed = feed_of(settings)  # the console's live view of the events
     ctx.wake_jobs = jobs.wake
     exposed = metrics.scraped(api_metrics.registry, metrics.ServedVersions(
-        lambda: campaigns_api.served_versions(ctx)), settings.workers)
+        lambda: campaigns.served_versions(ctx)), settings.workers)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -248,7 +242,7 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     app.add_middleware(BrowserAccess, origins=origins, public_origins=trackers.public_origins)
     # added last = outermost: counts every answer, CORS preflights and errors included
-    app.add_middleware(metrics.RequestMetrics, metrics=api_metrics, known=control_api.OPERATIONS,
+    app.add_middleware(metrics.RequestMetrics, metrics=api_metrics, known=OPERATIONS,
                        access_log=settings.access_log)
 
     @app.get("/ready", tags=["ops"], summary="Readiness: the log, session store and control plane answer")
@@ -265,7 +259,7 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
         last minute; each one's restarts and last error."""
         return {**health.report(), "mode": "embedded" if settings.embedded else "distributed"}
 
-    app.include_router(control_api.make_router(ctx))
+    app.include_router(dispatch.make_router(ctx))
     app.include_router(events_api.make_router(metrics.MeteredEventLog(event_log, api_metrics),
                                               trackers,
                                               events_api.Datasets(resources), store, settings.account,
@@ -276,16 +270,16 @@ def create_app(settings: Settings, datasets: datasets_api.DatasetFiles,
     return app
 
 
-async def run_trainer(settings: Settings, datasets: datasets_api.DatasetFiles, trainer: solutions_api.Trainer,
+async def run_trainer(settings: Settings, datasets: DatasetFiles, trainer: Trainer,
                       schedule: bool, stop: asyncio.Event) -> None:
     """`personalize trainer`: train pending solution versions (and schedule automatic ones)
     next to API processes started with OPZ_TRAIN_IN_SERVER=false, on the same data dir."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # scheduler.lock, artifacts: even with PostgreSQL
     resources = open_control_store(settings)
-    ctx = control_api.Ctx(settings=settings, resources=resources, datasets=datasets)
+    ctx = Ctx(settings=settings, resources=resources, datasets=datasets)
     registry = new_registry()
     work_metrics = WorkMetrics(registry)
-    jobs = JobRunner(resources, {"solution-version": lambda job, progress: solutions_api.run_training(
+    jobs = JobRunner(resources, {"solution-version": lambda job, progress: solutions.run_training(
         ctx, trainer, job, progress)}, training_slots=settings.trainings_at_once, metrics=work_metrics)
     ctx.wake_jobs = jobs.wake
     server = None

@@ -91,7 +91,7 @@ def refusal_to_start(settings: Settings) -> str | None:
     loopback with nobody signing calls."""
     from serving.access_keys import AccessKeys, KeysFileError, keys_from_file
     from serving.auth import is_loopback
-    from serving.control_store import open_control_store
+    from serving.control.store import open_control_store
 
     if settings.keys_file is not None:
         try:
@@ -224,7 +224,7 @@ def unknown_dataset_group(settings: Settings, name: str) -> str | None:
     import asyncio
 
     from kernel.contract import dataset_group_name
-    from serving.control_store import open_control_store
+    from serving.control.store import open_control_store
     from stream.tail import groups_with_events
 
     if settings.kafka_bootstrap_servers:
@@ -334,7 +334,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     import json
 
     from serving.access_keys import AccessKeys
-    from serving.control_store import open_control_store
+    from serving.control.store import open_control_store
 
     settings = _settings(args)
     store = open_control_store(settings)  # OPZ_DATABASE_URL's, where the servers share their keys

@@ -31,7 +31,7 @@ from starlette.responses import Response
 from kernel.contract import anonymous_key, dataset_group_name, events_topic
 from kernel.datasets import DatasetStore
 from serving.console_feed import FEED_EVENTS, Feed, feed_event, format_cursor, parse_cursor
-from serving.control_api import Ctx, require
+from serving.control.base import Ctx, require
 from serving.deployed import Campaigns, Deployed
 from serving.errors import AccessDeniedException, ResourceNotFoundException
 from serving.hosts import allowed_hosts, host_name

@@ -6,15 +6,14 @@ runtime (rest-json routes).
 """
 from __future__ import annotations
 
-from serving import control_api, events_api, operations, runtime_api
-
-REGISTERS = operations.MODULES  # their handlers join control_api.OPERATIONS
+from serving import events_api, runtime_api
+from serving.control import dispatch
 
 SERVICES = ("personalize", "personalize-events", "personalize-runtime")
 
 
 def implemented() -> dict[str, set[str]]:
-    return {"personalize": set(control_api.OPERATIONS),
+    return {"personalize": set(dispatch.OPERATIONS),
             "personalize-events": set(events_api.OPERATIONS),
             "personalize-runtime": set(runtime_api.OPERATIONS)}
 

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from kernel.contract import dataset_group_name
 from kernel.recipes import RECIPES
-from serving.control_store import Body, ControlStore
+from serving.control.store import Body, ControlStore
 from serving.errors import ResourceNotFoundException
 from serving.jobs import ACTIVE
 from serving.models import Model, Models

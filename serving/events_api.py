@@ -17,7 +17,7 @@ from starlette.responses import Response
 from kernel.contract import Event, dataset_group_name
 from kernel.dataset_schema import Schema, SchemaError, parse_schema, record_fields
 from serving.accounts import account_of, caller, region_of, signed_region
-from serving.control_store import ControlStore
+from serving.control.store import ControlStore
 from serving.errors import InvalidInputException, ResourceNotFoundException, ThrottlingException
 from serving.public_trackers import PublicAccess, access
 from serving.rate_limits import NO_LIMIT, NoLimit, RateLimit

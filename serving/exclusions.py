@@ -2,7 +2,7 @@
 
 Two parts: the codes excluded one by one (the current item of a related-items request; a user's
 history where a caller leaves it out, as bench/serve.py does), and the filter's allowed set as
-packed bits (one bit per item: 125 KB at 1M items), which serving.filters_api computes once per
+packed bits (one bit per item: 125 KB at 1M items), which serving.control.filters computes once per
 filter and filter values and caches. The ANN search takes both as faiss ID selectors, so a
 request on the index path costs O(k + excluded codes + probed lists); only the exact path unpacks
 them into a bool mask over the catalog. A 1 MB mask built, filled and combined per request was

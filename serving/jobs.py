@@ -2,7 +2,7 @@
 
 Create* stores a job as CREATE PENDING and returns at once. A `JobRunner` in every
 `personalize serve` (and `personalize trainer`) process claims pending jobs from the control
-store (serving/control_store.py: one claimer wins each job, across processes and, with
+store (serving/control/store.py: one claimer wins each job, across processes and, with
 PostgreSQL, across hosts), runs the blocking work in a thread, writes progress into the
 job's body, and ends it ACTIVE or CREATE FAILED with a failureReason. A claim is a lease of
 LEASE_S that the runner renews at every heartbeat; a job whose runner died (a process of
@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any
 
-from serving.control_store import HOLDER, LEASE_UNTIL, Body, ControlStore, camel
+from serving.control.store import HOLDER, LEASE_UNTIL, Body, ControlStore, camel
 from serving.work_metrics import WorkMetrics
 from stream.supervision import Contact
 

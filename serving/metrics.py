@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kernel.contract import DatasetRecord, Event
-from serving.control_api import TARGET_PREFIX
+from serving.control.base import TARGET_PREFIX
 from serving.log_format import ACCESS
 from stream.log import EventLog
 from stream.metrics import BUILD_INFO

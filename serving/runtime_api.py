@@ -4,7 +4,7 @@
 The routes do a request's I/O and checks, in this order: resolve the campaign (cached,
 serving.deployed), the per-campaign rate, the metadata columns asked for, the user's session
 state (one store round trip), the filters' answers (cached where they depend on the filter
-values only, serving.filters_api). The recommendation itself is serving.recommend's pure
+values only, serving.control.filters). The recommendation itself is serving.recommend's pure
 steps. The answer's items are remembered under its recommendationId (implicit impressions).
 
 For JSON bodies serving.direct_routes calls these very endpoints without FastAPI's
@@ -22,12 +22,12 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from kernel.contract import MAX_IMPRESSIONS, anonymous_key
-from serving.control_api import Ctx
+from serving.control.base import Ctx
+from serving.control.filters import FilterInputs
 from serving.deployed import Campaigns, Deployed
 from serving.errors import InvalidInputException, ThrottlingException
 from serving.exclusions import Allowed, Exclusions
 from serving.filters import Catalog, FilterError, FilterValueError
-from serving.filters_api import FilterInputs
 from serving.rate_limits import rate_limit
 from serving.recommend import (
     RELATED_ITEMS,

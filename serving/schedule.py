@@ -4,7 +4,7 @@
 creating solution versions the way CreateSolutionVersion does (trainingType AUTOMATIC),
 so the job runner trains them like any other. Of the processes sharing a control plane, one
 schedules: the holder of a file lock in the data dir (`Leader`), or, with PostgreSQL, of an
-advisory lock in the database (serving.postgres_store.AdvisoryLeader), so that processes on
+advisory lock in the database (serving.control.postgres_store.AdvisoryLeader), so that processes on
 different hosts agree too.
 """
 from __future__ import annotations
@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Protocol
 
 from kernel.recipes import RECIPES, schedule_seconds
-from serving.control_api import Ctx
+from serving.control.base import Ctx
+from serving.control.solutions import start_version
+from serving.control.store import Body
 from serving.jobs import ACTIVE, PENDING, RUNNING, STOPPING
-from serving.resources import Body
-from serving.solutions_api import start_version
 
 log = logging.getLogger(__name__)
 DEFAULT_SCHEDULE = "rate(7 days)"  # Personalize's default for automatic training
@@ -53,7 +53,7 @@ class Leadership(Protocol):
 
 def leadership(ctx: Ctx) -> Leadership:
     if url := ctx.settings.database_url:
-        from serving.postgres_store import AdvisoryLeader
+        from serving.control.postgres_store import AdvisoryLeader
         return AdvisoryLeader(url)
     return Leader(ctx.settings.data_dir / "scheduler.lock")
 

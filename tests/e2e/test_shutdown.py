@@ -21,7 +21,7 @@ from support import Process, Server, Trainer
 from test_training import INTERACTIONS, RECIPE, ROLE, dataset_group, slice_of_ml100k, wait
 
 from kernel.datasets import DatasetStore
-from serving.resources import ResourceStore
+from serving.control.sqlite_store import ResourceStore
 
 
 def raw_version(server: Server, arn: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import pytest
 
 from kernel.contract import events_topic_pattern
 from kernel.settings import Settings
-from serving.control_store import ControlStore, open_control_store
+from serving.control.store import ControlStore, open_control_store
 from stream.log import EventLog, KafkaEventLog, SqliteEventLog
 from stream.store import RedisSessionStore, SessionStore, SqliteSessionStore
 

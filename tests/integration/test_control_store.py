@@ -1,4 +1,4 @@
-"""The ControlStore seam (serving/control_store.py): every test runs on control.db and on a
+"""The ControlStore seam (serving/control/store.py): every test runs on control.db and on a
 real PostgreSQL database (scripts/services.py), through `open_control_store` as the servers
 call it. Claims race between real processes; a claimer that dies is one killed with SIGKILL."""
 from __future__ import annotations
@@ -17,8 +17,8 @@ import psycopg
 import pytest
 
 from kernel.settings import Settings
-from serving import postgres_store, resources
-from serving.control_store import (
+from serving.control import postgres_store, sqlite_store
+from serving.control.store import (
     HOLDER,
     LEASE_UNTIL,
     AlreadyExists,
@@ -39,7 +39,7 @@ JOB = "dataset-import-job"
 CLAIMER = """
 import json, sys, time
 from pathlib import Path
-from serving.control_store import open_control_store
+from serving.control.store import open_control_store
 from kernel.settings import Settings
 
 data_dir, url, mode, holder, lease_s = sys.argv[1:6]
@@ -426,9 +426,9 @@ def test_a_control_db_from_before_schema_versions_is_adopted(tmp_path: Path) -> 
     db.execute("INSERT INTO access_keys VALUES ('AKOP1', 's', '123456789012', 1.0)")
     db.commit()
     db.close()
-    store = resources.ResourceStore(path)
+    store = sqlite_store.ResourceStore(path)
     try:
-        assert store.schema_version() == len(resources.MIGRATIONS)
+        assert store.schema_version() == len(sqlite_store.MIGRATIONS)
         assert store.get(a)[LEASE_UNTIL] == 1030.5
         assert store.keys() == [Key("AKOP1", "s", "123456789012")]
         assert oct(path.stat().st_mode & 0o777) == oct(0o600), "access keys' secrets inside"

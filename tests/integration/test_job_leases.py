@@ -13,9 +13,8 @@ from collections import Counter
 import pytest
 
 from kernel.settings import Settings
-from serving.control_store import HOLDER, LEASE_UNTIL, ControlStore, open_control_store
+from serving.control.store import HOLDER, LEASE_UNTIL, Body, ControlStore, open_control_store
 from serving.jobs import ACTIVE, LEASE_S, PENDING, RUNNING, JobInterrupted, JobRunner, Progress
-from serving.resources import Body
 
 pytestmark = pytest.mark.integration
 KIND = "dataset-import-job"

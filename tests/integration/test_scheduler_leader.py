@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from serving.postgres_store import AdvisoryLeader
+from serving.control.postgres_store import AdvisoryLeader
 
 pytestmark = pytest.mark.integration
 

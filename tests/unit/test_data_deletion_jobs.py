@@ -11,11 +11,11 @@ import orjson
 import pytest
 
 from kernel.settings import Settings
-from serving import operations  # noqa: F401 - registers the handlers
-from serving.control_api import Ctx, dispatch
+from serving.control.base import Ctx
+from serving.control.dispatch import dispatch
+from serving.control.sqlite_store import ResourceStore
 from serving.errors import InvalidInputException, LimitExceededException, ResourceInUseException
 from serving.jobs import ACTIVE, FAILED, RUNNING
-from serving.resources import ResourceStore
 from training.importer import MAX_DELETION_BYTES, DatasetFiles, ImportFailed, user_ids
 
 ROLE = "arn:aws:iam::000000000000:role/personalize"

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from serving.control.sqlite_store import ResourceStore
+from serving.control.store import Body
 from serving.jobs import PENDING, JobFailed, JobRunner, Progress
-from serving.resources import Body, ResourceStore
 from serving.work_metrics import WorkMetrics
 
 ARN = "arn:aws:personalize:us-east-1:000000000000:dataset-import-job/j"

@@ -13,10 +13,11 @@ import orjson
 import pytest
 
 from kernel.settings import Settings
-from serving import accounts, operations  # noqa: F401 - registers the handlers
-from serving.control_api import Ctx, dispatch
+from serving import accounts
+from serving.control.base import Ctx
+from serving.control.dispatch import dispatch
+from serving.control.sqlite_store import ResourceStore
 from serving.errors import ResourceAlreadyExistsException, ResourceNotFoundException
-from serving.resources import ResourceStore
 
 ACCOUNT = "000000000000"
 SINGAPORE = "ap-southeast-1"

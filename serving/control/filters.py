@@ -13,29 +13,19 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints
+from pydantic import StringConstraints
 
 from kernel.contract import dataset_group_name
 from kernel.dataset_schema import parse_schema
 from kernel.datasets import DatasetStore
-from serving.control_api import (
-    Ctx,
-    Family,
-    ListByDatasetGroup,
-    Name,
-    Req,
-    Tag,
-    describe_and_list,
-    operation,
-    require,
-    within_quota,
-)
-from serving.errors import InvalidInputException, ResourceAlreadyExistsException
+from serving.control.base import Ctx, Family, ListByDatasetGroup, Name, Req, Tags, operation, register
+from serving.control.groups import GROUPS
+from serving.control.store import Body
+from serving.errors import InvalidInputException
 from serving.exclusions import Allowed
 from serving.filters import Catalog, Filter, FilterError, parse
 from serving.filters import allowed as allowed_items
 from serving.models import Model, freeze_loaded
-from serving.resources import AlreadyExists, Body
 from serving.wire import Arn
 
 ALLOWED_CACHE = 256  # filters x filter values answered from memory: 125 KB each at 1M items
@@ -45,41 +35,31 @@ class CreateFilter(Req):
     name: Name
     datasetGroupArn: Arn
     filterExpression: Annotated[str, StringConstraints(min_length=1, max_length=2500)]
-    tags: Annotated[list[Tag], Field(max_length=200)] | None = None
+    tags: Tags | None = None
 
 
 class FilterArn(Req):
     filterArn: Arn
 
 
+FILTERS = register(Family("filter", FilterArn, ListByDatasetGroup, (
+    "name", "filterArn", "creationDateTime", "lastUpdatedDateTime", "datasetGroupArn", "failureReason",
+    "status"), parent="datasetGroupArn", list_key="Filters"), delete=True)
+
+
 @operation("CreateFilter", CreateFilter)
 def create_filter(req: CreateFilter, ctx: Ctx) -> Body:
-    within_quota(ctx, "filter")
-    require(ctx, req.datasetGroupArn, "dataset-group", "dataset group")
+    FILTERS.within_quota(ctx)
+    GROUPS.get(ctx, req.datasetGroupArn)
     try:
         parse(req.filterExpression)
     except FilterError as exc:
         raise InvalidInputException(f"filterExpression: {exc}") from None
-    arn = ctx.arn("filter", req.name)
+    arn = ctx.arn(FILTERS.kind, req.name)
     body = {"name": req.name, "filterArn": arn, "datasetGroupArn": req.datasetGroupArn,
             "filterExpression": req.filterExpression, "status": "ACTIVE"}
-    try:
-        ctx.resources.create("filter", arn, req.name, body, parent=req.datasetGroupArn)
-    except AlreadyExists:
-        raise ResourceAlreadyExistsException(f"filter {arn} already exists") from None
+    FILTERS.add(ctx, arn, req.name, body, parent=req.datasetGroupArn)
     return {"filterArn": arn}
-
-
-describe_and_list(Family("filter", FilterArn, ListByDatasetGroup, (
-    "name", "filterArn", "creationDateTime", "lastUpdatedDateTime", "datasetGroupArn", "failureReason",
-    "status"), parent="datasetGroupArn", list_key="Filters"))
-
-
-@operation("DeleteFilter", FilterArn)
-def delete_filter(req: FilterArn, ctx: Ctx) -> Body:
-    require(ctx, req.filterArn, "filter", "filter")
-    ctx.resources.delete(req.filterArn)
-    return {}
 
 
 class FilterInputs:
@@ -107,7 +87,7 @@ class FilterInputs:
         return hit[1]
 
     def filter(self, arn: str, group: str) -> Filter:
-        body = self._recent(("filter", arn), lambda: require(self.ctx, arn, "filter", "filter"))
+        body = self._recent(("filter", arn), lambda: FILTERS.get(self.ctx, arn))
         if dataset_group_name(body["datasetGroupArn"]) != group:
             raise InvalidInputException(f"filter {arn} belongs to another dataset group than the campaign")
         hit = self._filters.get(arn)

@@ -8,54 +8,41 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import StringConstraints
 
 from kernel.artifact_store import ArtifactError, ArtifactStore, artifact_location
 from kernel.contract import dataset_group_name
 from kernel.recipes import RECIPES, check_hyperparameters, schedule_seconds
-from serving.control_api import (
+from serving.control.base import (
     Ctx,
     Family,
     ListByDatasetGroup,
     Name,
     Page,
     Req,
-    Tag,
-    describe_and_list,
-    listed,
+    Tags,
     operation,
     paginate,
-    require,
-    within_quota,
+    register,
 )
+from serving.control.groups import GROUPS
+from serving.control.ports import Trainer
+from serving.control.store import Body
 from serving.errors import (
     InvalidInputException,
-    ResourceAlreadyExistsException,
     ResourceInUseException,
     ResourceNotFoundException,
 )
 from serving.jobs import ACTIVE, PENDING, RUNNING, STOPPING, JobFailed, Progress
-from serving.resources import AlreadyExists, Body
-from serving.wire import Arn
+from serving.wire import Arn, Str256, Str1000
 
-Str256 = Annotated[str, StringConstraints(max_length=256)]
-Str1000 = Annotated[str, StringConstraints(max_length=1000)]
 EPOCH = 1_700_000_000.0  # recipes' creationDateTime: they ship with the code
 # what training measures beyond Personalize's metrics: DescribeSolutionVersion and the report
 # show them, GetSolutionMetrics answers with Personalize's names only
 REPORT_ONLY_METRICS = frozenset({"hit_rate_at_10", "coverage_at_10"})
 log = logging.getLogger(__name__)
-
-
-class Trainer(Protocol):
-    """Trains one solution version (training.trainer.Trainer)."""
-
-    def train(self, *, version_arn: str, dataset_group: str, recipe_arn: str, hyperparameters: dict[str, str],
-              event_type: str | None, event_value_threshold: float | None, parent: str | None,
-              progress: Progress) -> dict[str, Any]: ...
-    # returns {"artifact": <location: kernel.artifact_store>, "metrics": {...}, "trainingHours": h}
 
 
 class AutoTrainingConfig(Req):
@@ -84,7 +71,7 @@ class CreateSolution(Req):
     datasetGroupArn: Arn
     eventType: Str256 | None = None
     solutionConfig: SolutionConfig | None = None
-    tags: Annotated[list[Tag], Field(max_length=200)] | None = None
+    tags: Tags | None = None
 
 
 class SolutionArn(Req):
@@ -107,7 +94,7 @@ class CreateSolutionVersion(Req):
     name: Name | None = None
     solutionArn: Arn
     trainingMode: Literal["FULL", "UPDATE", "AUTOTRAIN"] | None = None
-    tags: Annotated[list[Tag], Field(max_length=200)] | None = None
+    tags: Tags | None = None
 
 
 class SolutionVersionArn(Req):
@@ -125,6 +112,27 @@ class ListRecipes(Page):
 
 class RecipeArn(Req):
     recipeArn: Str256
+
+
+def _with_latest_version(ctx: Ctx, solution: Body) -> Body:
+    if versions := _versions(ctx, solution["solutionArn"]):
+        v = versions[-1]
+        solution["latestSolutionVersion"] = {k: v[k] for k in (
+            "solutionVersionArn", "status", "trainingMode", "trainingType", "creationDateTime",
+            "lastUpdatedDateTime", "failureReason") if k in v}
+    return solution
+
+
+def _versions(ctx: Ctx, solution_arn: str) -> list[Body]:
+    return ctx.resources.list(VERSIONS.kind, solution_arn)
+
+
+SOLUTIONS = register(Family("solution", SolutionArn, ListByDatasetGroup, (
+    "name", "solutionArn", "status", "creationDateTime", "lastUpdatedDateTime", "recipeArn"),
+    parent="datasetGroupArn", described=_with_latest_version))
+VERSIONS = register(Family("solution-version", SolutionVersionArn, ListBySolution, (
+    "solutionVersionArn", "status", "trainingMode", "trainingType", "creationDateTime", "lastUpdatedDateTime",
+    "failureReason"), parent="solutionArn"))
 
 
 # ---- recipes ----
@@ -167,8 +175,8 @@ def _schedule(config: AutoTrainingConfig | None) -> None:
 
 @operation("CreateSolution", CreateSolution)
 def create_solution(req: CreateSolution, ctx: Ctx) -> Body:
-    within_quota(ctx, "solution")
-    require(ctx, req.datasetGroupArn, "dataset-group", "dataset group")
+    SOLUTIONS.within_quota(ctx)
+    GROUPS.get(ctx, req.datasetGroupArn)
     if req.performAutoML:
         raise InvalidInputException("performAutoML is not supported (Personalize deprecated it); "
                                     "give a recipeArn from ListRecipes")
@@ -186,7 +194,7 @@ def create_solution(req: CreateSolution, ctx: Ctx) -> Body:
     except ValueError as exc:
         raise InvalidInputException(f"solutionConfig: {exc}") from None
     _schedule(config.autoTrainingConfig)
-    arn = ctx.arn("solution", req.name)
+    arn = ctx.arn(SOLUTIONS.kind, req.name)
     body = {"name": req.name, "solutionArn": arn, "recipeArn": recipe.arn,
             "datasetGroupArn": req.datasetGroupArn, "status": ACTIVE,
             "performHPO": bool(req.performHPO), "performAutoML": False,
@@ -195,37 +203,13 @@ def create_solution(req: CreateSolution, ctx: Ctx) -> Body:
             "solutionConfig": config.model_dump(exclude_none=True)}
     if req.eventType:
         body["eventType"] = req.eventType
-    try:
-        ctx.resources.create("solution", arn, req.name, body, parent=req.datasetGroupArn)
-    except AlreadyExists:
-        raise ResourceAlreadyExistsException(f"solution {arn} already exists") from None
+    SOLUTIONS.add(ctx, arn, req.name, body, parent=req.datasetGroupArn)
     return {"solutionArn": arn}
-
-
-def _versions(ctx: Ctx, solution_arn: str) -> list[Body]:
-    return ctx.resources.list("solution-version", solution_arn)
-
-
-@operation("DescribeSolution", SolutionArn)
-def describe_solution(req: SolutionArn, ctx: Ctx) -> Body:
-    body = require(ctx, req.solutionArn, "solution", "solution")
-    if versions := _versions(ctx, req.solutionArn):
-        v = versions[-1]
-        body["latestSolutionVersion"] = {k: v[k] for k in (
-            "solutionVersionArn", "status", "trainingMode", "trainingType", "creationDateTime",
-            "lastUpdatedDateTime", "failureReason") if k in v}
-    return {"solution": body}
-
-
-@operation("ListSolutions", ListByDatasetGroup)
-def list_solutions(req: ListByDatasetGroup, ctx: Ctx) -> Body:
-    return paginate(listed(ctx, "solution", req.datasetGroupArn), req, "solutions",
-                    ("name", "solutionArn", "status", "creationDateTime", "lastUpdatedDateTime", "recipeArn"))
 
 
 @operation("UpdateSolution", UpdateSolution)
 def update_solution(req: UpdateSolution, ctx: Ctx) -> Body:
-    body = require(ctx, req.solutionArn, "solution", "solution")
+    body = SOLUTIONS.get(ctx, req.solutionArn)
     changes: Body = {}
     if req.performAutoTraining is not None:
         changes["performAutoTraining"] = req.performAutoTraining
@@ -242,7 +226,7 @@ def update_solution(req: UpdateSolution, ctx: Ctx) -> Body:
 
 @operation("DeleteSolution", SolutionArn)
 def delete_solution(req: SolutionArn, ctx: Ctx) -> Body:
-    require(ctx, req.solutionArn, "solution", "solution")
+    SOLUTIONS.get(ctx, req.solutionArn)
     versions = _versions(ctx, req.solutionArn)
     if any(v["status"] in (PENDING, RUNNING, STOPPING) for v in versions):
         raise ResourceInUseException(f"solution {req.solutionArn} has a version in training; stop it first")
@@ -296,27 +280,22 @@ def start_version(ctx: Ctx, solution: Body, mode: str, *, training_type: str = "
                                  "eventType", "datasetGroupArn", "solutionConfig") if k in solution}
     if parent is not None:
         body["parentSolutionVersionArn"] = parent["solutionVersionArn"]
-    ctx.resources.create("solution-version", arn, body["name"], body, parent=solution_arn)
+    VERSIONS.add(ctx, arn, body["name"], body, parent=solution_arn)
     ctx.wake_jobs()
     return arn
 
 
 @operation("CreateSolutionVersion", CreateSolutionVersion)
 def create_solution_version(req: CreateSolutionVersion, ctx: Ctx) -> Body:
-    solution = require(ctx, req.solutionArn, "solution", "solution")
+    solution = SOLUTIONS.get(ctx, req.solutionArn)
     if req.trainingMode == "AUTOTRAIN":
         raise InvalidInputException("trainingMode AUTOTRAIN is set by automatic training; use FULL or UPDATE")
     return {"solutionVersionArn": start_version(ctx, solution, req.trainingMode or "FULL", name=req.name)}
 
 
-describe_and_list(Family("solution-version", SolutionVersionArn, ListBySolution, (
-    "solutionVersionArn", "status", "trainingMode", "trainingType", "creationDateTime", "lastUpdatedDateTime",
-    "failureReason"), parent="solutionArn"))
-
-
 @operation("StopSolutionVersionCreation", SolutionVersionArn)
 def stop_solution_version(req: SolutionVersionArn, ctx: Ctx) -> Body:
-    version = require(ctx, req.solutionVersionArn, "solution-version", "solution version")
+    version = VERSIONS.get(ctx, req.solutionVersionArn)
     if ctx.resources.transition(req.solutionVersionArn, PENDING, {"status": "CREATE STOPPED"}) is None and \
             ctx.resources.transition(req.solutionVersionArn, RUNNING, {"status": STOPPING}) is None:
         raise ResourceInUseException(f"solution version {req.solutionVersionArn} is {version['status']}; "
@@ -326,7 +305,7 @@ def stop_solution_version(req: SolutionVersionArn, ctx: Ctx) -> Body:
 
 @operation("GetSolutionMetrics", SolutionVersionArn)
 def get_solution_metrics(req: SolutionVersionArn, ctx: Ctx) -> Body:
-    version = require(ctx, req.solutionVersionArn, "solution-version", "solution version")
+    version = VERSIONS.get(ctx, req.solutionVersionArn)
     if version["status"] != ACTIVE:
         raise ResourceInUseException(f"solution version {req.solutionVersionArn} is {version['status']}; "
                                      "metrics come with ACTIVE")

@@ -1,46 +1,27 @@
 """The control plane's data side: schemas, datasets, dataset import and export jobs, data
 deletion jobs.
 
-Handlers register in control_api's dispatcher. Jobs are stored CREATE PENDING and run by
-serving.jobs; the import/export work itself is training's (`DatasetFiles`), handed in by
-the composition root, because serving never imports training.
+Jobs are stored CREATE PENDING and run by serving.jobs; the import/export work itself is
+training's (serving.control.ports.DatasetFiles), handed in by the composition root,
+because serving never imports training.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable
-from typing import Annotated, Literal, Protocol
+from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from kernel.archive import Erased
 from kernel.contract import dataset_group_name
 from kernel.dataset_schema import DATASET_TYPES, Schema, SchemaError, check_dataset_type, parse_schema
 from kernel.locations import LocationRefused
-from serving.control_api import (
-    Ctx,
-    Family,
-    ListByDatasetGroup,
-    Name,
-    Page,
-    Req,
-    Tag,
-    describe_and_list,
-    listed,
-    operation,
-    paginate,
-    require,
-    within_quota,
-)
-from serving.errors import (
-    InvalidInputException,
-    LimitExceededException,
-    ResourceAlreadyExistsException,
-    ResourceInUseException,
-)
+from serving.control.base import Ctx, Family, ListByDatasetGroup, Name, Page, Req, Tags, operation, register
+from serving.control.groups import GROUPS
+from serving.control.store import Body
+from serving.errors import InvalidInputException, LimitExceededException, ResourceInUseException
 from serving.jobs import ACTIVE, FAILED, PENDING, RUNNING, JobFailed, Progress
-from serving.resources import AlreadyExists, Body
 from serving.wire import Arn
 from stream.erasure import erase_users
 
@@ -52,37 +33,6 @@ MAX_PENDING_DELETIONS = 5  # Personalize's: data deletion jobs PENDING per datas
 DELETION_STATUS = {PENDING: "PENDING", RUNNING: "IN_PROGRESS", ACTIVE: "COMPLETED", FAILED: "FAILED"}
 DELETION_JOB = ("jobName", "dataDeletionJobArn", "datasetGroupArn", "dataSource", "roleArn", "status",
                 "numDeleted", "creationDateTime", "lastUpdatedDateTime", "failureReason")
-
-
-class Imported(Protocol):
-    """An import job's outcome (training.importer.Imported)."""
-
-    @property
-    def rows(self) -> int: ...
-
-    @property
-    def skipped(self) -> int: ...  # invalid rows left out
-
-    @property
-    def summary(self) -> str: ...  # for people: what was imported, what was skipped and why
-
-
-class DatasetFiles(Protocol):
-    """Dataset rows on disk (training.importer.DatasetFiles)."""
-
-    def import_csv(self, *, job_id: str, location: str, dataset_group: str, dataset_type: str,
-                   schema: Schema, replace: bool, progress: Progress) -> Imported: ...
-
-    def export_csv(self, *, job_name: str, destination: str, dataset_group: str, dataset_type: str,
-                   schema: Schema, ingestion_mode: str, progress: Progress) -> int: ...
-
-    def drop(self, dataset_group: str, dataset_type: str) -> None: ...
-
-    def drop_group(self, dataset_group: str) -> None: ...
-
-    def user_ids(self, location: str) -> list[str]: ...
-
-    def erase_users(self, dataset_group: str, users: list[str]) -> Erased: ...
 
 
 class CreateSchema(Req):
@@ -100,7 +50,7 @@ class CreateDataset(Req):
     schemaArn: Arn
     datasetGroupArn: Arn
     datasetType: Annotated[str, StringConstraints(max_length=256, pattern=r"^[A-Za-z_]+$")]
-    tags: Annotated[list[Tag], Field(max_length=200)] | None = None
+    tags: Tags | None = None
 
 
 class DatasetArn(Req):
@@ -125,7 +75,7 @@ class CreateDatasetImportJob(Req):
     datasetArn: Arn
     dataSource: DataSource
     roleArn: str | None = None
-    tags: Annotated[list[Tag], Field(max_length=200)] | None = None
+    tags: Tags | None = None
     importMode: Literal["FULL", "INCREMENTAL"] | None = None
     publishAttributionMetricsToS3: bool | None = None
 
@@ -149,7 +99,7 @@ class CreateDatasetExportJob(Req):
     ingestionMode: Literal["BULK", "PUT", "ALL"] | None = None
     roleArn: str
     jobOutput: JobOutput
-    tags: Annotated[list[Tag], Field(max_length=200)] | None = None
+    tags: Tags | None = None
 
 
 class ExportJobArn(Req):
@@ -161,18 +111,11 @@ class CreateDataDeletionJob(Req):
     datasetGroupArn: Arn
     dataSource: DataSource
     roleArn: Annotated[str, StringConstraints(max_length=256)]
-    tags: Annotated[list[Tag], Field(max_length=200)] | None = None
+    tags: Tags | None = None
 
 
 class DeletionJobArn(Req):
     dataDeletionJobArn: Arn
-
-
-def _create(ctx: Ctx, kind: str, arn: str, name: str, body: Body, parent: str | None = None) -> None:
-    try:
-        ctx.resources.create(kind, arn, name, body, parent=parent)
-    except AlreadyExists:
-        raise ResourceAlreadyExistsException(f"{kind.replace('-', ' ')} {arn} already exists") from None
 
 
 def _allowed(ctx: Ctx, member: str, location: str) -> None:
@@ -195,38 +138,53 @@ def _busy_jobs(ctx: Ctx, dataset_arn: str) -> list[Body]:
             for j in ctx.resources.list(kind, dataset_arn) if j["status"] in (PENDING, RUNNING)]
 
 
+def _schema_in_use(ctx: Ctx, schema: Body) -> str | None:
+    if user := ctx.resources.find(DATASETS.kind, "schemaArn", schema["schemaArn"]):
+        return f"schema {schema['schemaArn']} is used by dataset {user['datasetArn']}"
+    return None
+
+
+def _deletion_job(body: Body) -> Body:
+    return {k: body[k] for k in DELETION_JOB if k in body} | {
+        "status": DELETION_STATUS.get(body["status"], body["status"])}
+
+
+SCHEMAS = register(Family("schema", SchemaArn, Page, (
+    "name", "schemaArn", "creationDateTime", "lastUpdatedDateTime", "domain")),
+    delete=True, in_use=_schema_in_use)
+DATASETS = register(Family("dataset", DatasetArn, ListByDatasetGroup, (
+    "name", "datasetArn", "datasetType", "status", "creationDateTime", "lastUpdatedDateTime"),
+    parent="datasetGroupArn"))
+IMPORTS = register(Family("dataset-import-job", ImportJobArn, ListByDataset, (
+    "datasetImportJobArn", "jobName", "status", "creationDateTime", "lastUpdatedDateTime", "failureReason",
+    "importMode"), parent="datasetArn"))
+EXPORTS = register(Family("dataset-export-job", ExportJobArn, ListByDataset, (
+    "datasetExportJobArn", "jobName", "status", "creationDateTime", "lastUpdatedDateTime", "failureReason"),
+    parent="datasetArn"))
+DELETIONS = register(Family("data-deletion-job", DeletionJobArn, ListByDatasetGroup, (
+    "dataDeletionJobArn", "datasetGroupArn", "jobName", "status", "creationDateTime", "lastUpdatedDateTime",
+    "failureReason"), parent="datasetGroupArn", view=_deletion_job, newest_first=True))
+
+
 # ---- schemas ----
 
 @operation("CreateSchema", CreateSchema)
 def create_schema(req: CreateSchema, ctx: Ctx) -> Body:
-    within_quota(ctx, "schema")
+    SCHEMAS.within_quota(ctx)
     try:
         parse_schema(req.schema_)
     except SchemaError as exc:
         raise InvalidInputException(f"schema: {exc}") from None
     arn = ctx.arn("schema", req.name)
     body = {"name": req.name, "schemaArn": arn, "schema": req.schema_}
-    _create(ctx, "schema", arn, req.name, body | ({"domain": req.domain} if req.domain else {}))
+    SCHEMAS.add(ctx, arn, req.name, body | ({"domain": req.domain} if req.domain else {}))
     return {"schemaArn": arn}
-
-
-describe_and_list(Family("schema", SchemaArn, Page, (
-    "name", "schemaArn", "creationDateTime", "lastUpdatedDateTime", "domain")))
-
-
-@operation("DeleteSchema", SchemaArn)
-def delete_schema(req: SchemaArn, ctx: Ctx) -> Body:
-    require(ctx, req.schemaArn, "schema", "schema")
-    if user := ctx.resources.find("dataset", "schemaArn", req.schemaArn):
-        raise ResourceInUseException(f"schema {req.schemaArn} is used by dataset {user['datasetArn']}")
-    ctx.resources.delete(req.schemaArn)
-    return {}
 
 
 # ---- datasets (one per type per dataset group: the type is in the ARN) ----
 
 def _schema_for(ctx: Ctx, schema_arn: str, dataset_type: str) -> Schema:
-    text = require(ctx, schema_arn, "schema", "schema")["schema"]
+    text = SCHEMAS.get(ctx, schema_arn)["schema"]
     schema = parse_schema(text)
     try:
         check_dataset_type(schema, dataset_type)
@@ -238,35 +196,27 @@ def _schema_for(ctx: Ctx, schema_arn: str, dataset_type: str) -> Schema:
 
 @operation("CreateDataset", CreateDataset)
 def create_dataset(req: CreateDataset, ctx: Ctx) -> Body:
-    within_quota(ctx, "dataset")
+    DATASETS.within_quota(ctx)
     kind = req.datasetType.upper()
     if kind not in DATASET_TYPES:
         raise InvalidInputException(f"datasetType {req.datasetType!r} is not one of "
                                     f"{', '.join(DATASET_TYPES)}")
-    require(ctx, req.datasetGroupArn, "dataset-group", "dataset group")
+    GROUPS.get(ctx, req.datasetGroupArn)
     _schema_for(ctx, req.schemaArn, kind)
     arn = ctx.arn("dataset", f"{req.datasetGroupArn.rsplit('/', 1)[1]}/{kind}")
     body = {"name": req.name, "datasetArn": arn, "datasetGroupArn": req.datasetGroupArn,
             "datasetType": kind, "schemaArn": req.schemaArn, "status": "ACTIVE"}
-    try:
-        ctx.resources.create("dataset", arn, req.name, body, parent=req.datasetGroupArn)
-    except AlreadyExists:
-        raise ResourceAlreadyExistsException(f"dataset group {req.datasetGroupArn} already has an "
-                                             f"{kind} dataset ({arn})") from None
+    DATASETS.add(ctx, arn, req.name, body, parent=req.datasetGroupArn,
+                 taken=f"dataset group {req.datasetGroupArn} already has an {kind} dataset ({arn})")
     return {"datasetArn": arn}
-
-
-describe_and_list(Family("dataset", DatasetArn, ListByDatasetGroup, (
-    "name", "datasetArn", "datasetType", "status", "creationDateTime", "lastUpdatedDateTime"),
-    parent="datasetGroupArn"))
 
 
 @operation("UpdateDataset", UpdateDataset)
 def update_dataset(req: UpdateDataset, ctx: Ctx) -> Body:
     """A new schema may add fields; fields already in the data keep their name and type."""
-    dataset = require(ctx, req.datasetArn, "dataset", "dataset")
+    dataset = DATASETS.get(ctx, req.datasetArn)
     new = _schema_for(ctx, req.schemaArn, dataset["datasetType"])
-    old = parse_schema(require(ctx, dataset["schemaArn"], "schema", "schema")["schema"])
+    old = parse_schema(SCHEMAS.get(ctx, dataset["schemaArn"])["schema"])
     for col in old.columns:
         now = new.column(col.name)
         if now is None or now.type != col.type:
@@ -282,13 +232,12 @@ def update_dataset(req: UpdateDataset, ctx: Ctx) -> Body:
 @operation("DeleteDataset", DatasetArn)
 def delete_dataset(req: DatasetArn, ctx: Ctx) -> Awaitable[Body]:
     """The dataset's rows go with it; an INTERACTIONS dataset's events from PutEvents too."""
-    dataset = require(ctx, req.datasetArn, "dataset", "dataset")
+    dataset = DATASETS.get(ctx, req.datasetArn)
     if _busy_jobs(ctx, req.datasetArn):
         raise ResourceInUseException(f"dataset {req.datasetArn} has a job in progress")
-    for job in ctx.resources.list("dataset-import-job", req.datasetArn):
-        ctx.resources.delete(job["datasetImportJobArn"])
-    for job in ctx.resources.list("dataset-export-job", req.datasetArn):
-        ctx.resources.delete(job["datasetExportJobArn"])
+    for jobs in (IMPORTS, EXPORTS):
+        for job in ctx.resources.list(jobs.kind, req.datasetArn):
+            ctx.resources.delete(job[jobs.key + "Arn"])
     ctx.resources.delete(req.datasetArn)
 
     async def drop() -> Body:
@@ -302,7 +251,7 @@ def delete_dataset(req: DatasetArn, ctx: Ctx) -> Awaitable[Body]:
 
 @operation("CreateDatasetImportJob", CreateDatasetImportJob)
 def create_import_job(req: CreateDatasetImportJob, ctx: Ctx) -> Body:
-    require(ctx, req.datasetArn, "dataset", "dataset")
+    DATASETS.get(ctx, req.datasetArn)
     _readable_source(ctx, req.dataSource.dataLocation)
     if busy := _busy_jobs(ctx, req.datasetArn):
         job = busy[0].get("datasetImportJobArn") or busy[0]["datasetExportJobArn"]
@@ -312,45 +261,30 @@ def create_import_job(req: CreateDatasetImportJob, ctx: Ctx) -> Body:
             "dataSource": {"dataLocation": req.dataSource.dataLocation}, "status": PENDING,
             "importMode": req.importMode or "FULL",
             "publishAttributionMetricsToS3": bool(req.publishAttributionMetricsToS3)}
-    _create(ctx, "dataset-import-job", arn, req.jobName,
-            body | ({"roleArn": req.roleArn} if req.roleArn else {}), parent=req.datasetArn)
+    IMPORTS.add(ctx, arn, req.jobName, body | ({"roleArn": req.roleArn} if req.roleArn else {}),
+                parent=req.datasetArn)
     ctx.wake_jobs()
     return {"datasetImportJobArn": arn}
 
 
-describe_and_list(Family("dataset-import-job", ImportJobArn, ListByDataset, (
-    "datasetImportJobArn", "jobName", "status", "creationDateTime", "lastUpdatedDateTime", "failureReason",
-    "importMode"), parent="datasetArn"))
-
-
 @operation("CreateDatasetExportJob", CreateDatasetExportJob)
 def create_export_job(req: CreateDatasetExportJob, ctx: Ctx) -> Body:
-    require(ctx, req.datasetArn, "dataset", "dataset")
+    DATASETS.get(ctx, req.datasetArn)
     _allowed(ctx, "jobOutput.s3DataDestination.path", req.jobOutput.s3DataDestination.path)
     arn = ctx.arn("dataset-export-job", req.jobName)
     body = {"jobName": req.jobName, "datasetExportJobArn": arn, "datasetArn": req.datasetArn,
             "ingestionMode": req.ingestionMode or "PUT", "roleArn": req.roleArn, "status": PENDING,
             "jobOutput": req.jobOutput.model_dump(exclude_none=True)}
-    _create(ctx, "dataset-export-job", arn, req.jobName, body, parent=req.datasetArn)
+    EXPORTS.add(ctx, arn, req.jobName, body, parent=req.datasetArn)
     ctx.wake_jobs()
     return {"datasetExportJobArn": arn}
 
 
-describe_and_list(Family("dataset-export-job", ExportJobArn, ListByDataset, (
-    "datasetExportJobArn", "jobName", "status", "creationDateTime", "lastUpdatedDateTime", "failureReason"),
-    parent="datasetArn"))
-
-
 # ---- data deletion jobs: some users' data out of a dataset group ----
-
-def _deletion_job(body: Body) -> Body:
-    return {k: body[k] for k in DELETION_JOB if k in body} | {
-        "status": DELETION_STATUS.get(body["status"], body["status"])}
-
 
 @operation("CreateDataDeletionJob", CreateDataDeletionJob)
 def create_deletion_job(req: CreateDataDeletionJob, ctx: Ctx) -> Body:
-    require(ctx, req.datasetGroupArn, "dataset-group", "dataset group")
+    GROUPS.get(ctx, req.datasetGroupArn)
     _readable_source(ctx, req.dataSource.dataLocation)
     jobs = ctx.resources.list("data-deletion-job", req.datasetGroupArn)
     if len(pending := [j for j in jobs if j["status"] == PENDING]) >= MAX_PENDING_DELETIONS:
@@ -360,24 +294,9 @@ def create_deletion_job(req: CreateDataDeletionJob, ctx: Ctx) -> Body:
     body = {"jobName": req.jobName, "dataDeletionJobArn": arn, "datasetGroupArn": req.datasetGroupArn,
             "dataSource": {"dataLocation": req.dataSource.dataLocation}, "roleArn": req.roleArn,
             "status": PENDING}
-    _create(ctx, "data-deletion-job", arn, req.jobName, body, parent=req.datasetGroupArn)
+    DELETIONS.add(ctx, arn, req.jobName, body, parent=req.datasetGroupArn)
     ctx.wake_jobs()
     return {"dataDeletionJobArn": arn}
-
-
-@operation("DescribeDataDeletionJob", DeletionJobArn)
-def describe_deletion_job(req: DeletionJobArn, ctx: Ctx) -> Body:
-    return {"dataDeletionJob": _deletion_job(require(ctx, req.dataDeletionJobArn, "data-deletion-job",
-                                                     "data deletion job"))}
-
-
-@operation("ListDataDeletionJobs", ListByDatasetGroup)
-def list_deletion_jobs(req: ListByDatasetGroup, ctx: Ctx) -> Body:
-    """Newest first, as Personalize lists them."""
-    jobs = [_deletion_job(j) for j in reversed(listed(ctx, "data-deletion-job", req.datasetGroupArn))]
-    return paginate(jobs, req, "dataDeletionJobs",
-                    ("dataDeletionJobArn", "datasetGroupArn", "jobName", "status", "creationDateTime",
-                     "lastUpdatedDateTime", "failureReason"))
 
 
 # ---- the work the job runner calls (in a thread) ----

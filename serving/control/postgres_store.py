@@ -1,6 +1,6 @@
 """The distributed control store: resources, jobs and access keys in PostgreSQL (OPZ_DATABASE_URL).
 
-Same rows as the embedded store (`serving/resources.py`), with the bodies as JSONB. Every
+Same rows as the embedded store (`serving/control/sqlite_store.py`), with the bodies as JSONB. Every
 write is one statement or one transaction, so API processes and trainers on any hosts
 share it: a compare-and-set is an UPDATE whose WHERE names the expected status (and lease
 holder), and a job is claimed with SELECT ... FOR UPDATE SKIP LOCKED, so concurrent claimers
@@ -24,7 +24,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 
 from serving.accounts import account_of, region_of
-from serving.control_store import HOLDER, LEASE_UNTIL, AlreadyExists, Body, Claim, pending, regionless
+from serving.control.store import HOLDER, LEASE_UNTIL, AlreadyExists, Body, Claim, pending, regionless
 from serving.sigv4 import Key
 
 # pg_advisory_xact_lock's key while migrating: processes starting at once migrate one at a time
@@ -48,7 +48,7 @@ BY_AGE = ' ORDER BY created, arn COLLATE "C"'
 
 
 class PostgresStore:
-    """A ControlStore (serving/control_store.py) in a PostgreSQL database."""
+    """A ControlStore (serving/control/store.py) in a PostgreSQL database."""
 
     def __init__(self, url: str, connect_timeout_s: int = 10) -> None:
         self._url, self._timeout = url, connect_timeout_s

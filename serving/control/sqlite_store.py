@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 
 from serving.accounts import account_of, region_of
-from serving.control_store import (
+from serving.control.store import (
     HOLDER,
     LEASE_UNTIL,
     AlreadyExists,
@@ -49,7 +49,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
 
 
 class ResourceStore:
-    """A ControlStore (serving/control_store.py) in one SQLite file, WAL, synchronous=FULL."""
+    """A ControlStore (serving/control/store.py) in one SQLite file, WAL, synchronous=FULL."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

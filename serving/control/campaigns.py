@@ -12,29 +12,18 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from kernel.artifact_store import ArtifactError, ArtifactUnreachable
-from serving.control_api import (
-    Ctx,
-    Family,
-    Name,
-    Page,
-    Req,
-    Tag,
-    describe_and_list,
-    operation,
-    require,
-    within_quota,
-)
+from serving.control.base import Ctx, Family, Name, Req, Tags, operation, register
+from serving.control.solutions import VERSIONS, ListBySolution
+from serving.control.store import Body
 from serving.deployed import serving_version
 from serving.errors import (
     InvalidInputException,
-    ResourceAlreadyExistsException,
     ResourceInUseException,
     ResourceNotFoundException,
     ServiceUnavailableException,
 )
 from serving.jobs import ACTIVE
 from serving.ranking import parse_exploration
-from serving.resources import AlreadyExists, Body
 from serving.wire import Arn
 
 
@@ -50,7 +39,7 @@ class CreateCampaign(Req):
     solutionVersionArn: Arn
     minProvisionedTPS: Annotated[int, Field(ge=1)] | None = None
     campaignConfig: CampaignConfig | None = None
-    tags: Annotated[list[Tag], Field(max_length=200)] | None = None
+    tags: Tags | None = None
 
 
 class CampaignArn(Req):
@@ -64,13 +53,14 @@ class UpdateCampaign(Req):
     campaignConfig: CampaignConfig | None = None
 
 
-class ListBySolution(Page):
-    solutionArn: Arn | None = None
+CAMPAIGNS = register(Family("campaign", CampaignArn, ListBySolution, (
+    "name", "campaignArn", "status", "creationDateTime", "lastUpdatedDateTime", "failureReason"),
+    parent="solutionArn"), delete=True)
 
 
 def deployable(ctx: Ctx, version_arn: str) -> Body:
     """An ACTIVE solution version whose model loads; raises the error a user can act on."""
-    version = require(ctx, version_arn, "solution-version", "solution version")
+    version = VERSIONS.get(ctx, version_arn)
     if version["status"] != ACTIVE:
         raise ResourceInUseException(f"solution version {version_arn} is {version['status']}; "
                                      "only an ACTIVE version can be deployed")
@@ -94,28 +84,20 @@ def _config(config: CampaignConfig | None) -> Body:
 
 @operation("CreateCampaign", CreateCampaign)
 def create_campaign(req: CreateCampaign, ctx: Ctx) -> Body:
-    within_quota(ctx, "campaign")
+    CAMPAIGNS.within_quota(ctx)
     version = deployable(ctx, req.solutionVersionArn)
-    arn = ctx.arn("campaign", req.name)
+    arn = ctx.arn(CAMPAIGNS.kind, req.name)
     body = {"name": req.name, "campaignArn": arn, "solutionVersionArn": req.solutionVersionArn,
             "solutionArn": version["solutionArn"], "datasetGroupArn": version["datasetGroupArn"],
             "minProvisionedTPS": req.minProvisionedTPS or 1, "campaignConfig": _config(req.campaignConfig),
             "status": ACTIVE}
-    try:
-        ctx.resources.create("campaign", arn, req.name, body, parent=version["solutionArn"])
-    except AlreadyExists:
-        raise ResourceAlreadyExistsException(f"campaign {arn} already exists") from None
+    CAMPAIGNS.add(ctx, arn, req.name, body, parent=version["solutionArn"])
     return {"campaignArn": arn}
-
-
-describe_and_list(Family("campaign", CampaignArn, ListBySolution, (
-    "name", "campaignArn", "status", "creationDateTime", "lastUpdatedDateTime", "failureReason"),
-    parent="solutionArn"))
 
 
 @operation("UpdateCampaign", UpdateCampaign)
 def update_campaign(req: UpdateCampaign, ctx: Ctx) -> Body:
-    campaign = require(ctx, req.campaignArn, "campaign", "campaign")
+    campaign = CAMPAIGNS.get(ctx, req.campaignArn)
     changes: Body = {}
     if req.solutionVersionArn is not None:
         version = deployable(ctx, req.solutionVersionArn)
@@ -132,13 +114,6 @@ def update_campaign(req: UpdateCampaign, ctx: Ctx) -> Body:
               "campaignConfig": changes.get("campaignConfig", campaign["campaignConfig"]), "status": ACTIVE}
     ctx.resources.update(req.campaignArn, {**changes, "latestCampaignUpdate": update})
     return {"campaignArn": req.campaignArn}
-
-
-@operation("DeleteCampaign", CampaignArn)
-def delete_campaign(req: CampaignArn, ctx: Ctx) -> Body:
-    require(ctx, req.campaignArn, "campaign", "campaign")
-    ctx.resources.delete(req.campaignArn)
-    return {}
 
 
 def served_versions(ctx: Ctx) -> list[tuple[str, str, str, str]]:

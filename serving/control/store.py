@@ -1,8 +1,8 @@
 """The control-plane seam: where resources, the jobs among them, and access keys live.
 
-Embedded (the default): SQLite under the data dir (`serving/resources.py`, control.db), shared
+Embedded (the default): SQLite under the data dir (`serving/control/sqlite_store.py`, control.db), shared
 by the processes of one host through that file. With OPZ_DATABASE_URL: PostgreSQL
-(`serving/postgres_store.py`), so API processes and trainers on any hosts share one control
+(`serving/control/postgres_store.py`), so API processes and trainers on any hosts share one control
 plane and one job queue without a shared disk. Both pass the one suite in
 tests/integration/test_control_store.py; nothing else knows which one runs.
 
@@ -117,10 +117,10 @@ def open_control_store(settings: Settings) -> ControlStore:
     """The store settings pick: PostgreSQL where OPZ_DATABASE_URL is set, else control.db in
     the data dir. Either is migrated to this code's schema before it is returned."""
     if settings.database_url:
-        from serving.postgres_store import PostgresStore  # psycopg: only where it is used
+        from serving.control.postgres_store import PostgresStore  # psycopg: only where it is used
 
         return PostgresStore(settings.database_url.get_secret_value())
-    from serving.resources import ResourceStore
+    from serving.control.sqlite_store import ResourceStore
 
     return ResourceStore(settings.data_dir / "control.db")
 
