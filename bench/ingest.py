@@ -31,7 +31,7 @@ sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "tests")]
 from services import KafkaCluster, RedisServer  # noqa: E402
 from support import Server, Worker  # noqa: E402
 
-from stream.store import RedisSessionStore, SessionStore, SqliteSessionStore  # noqa: E402
+from stream.stores import Stores, redis_stores, sqlite_stores  # noqa: E402
 
 PERSONALIZE_QUOTA = 1000  # events/s, Amazon Personalize's default PutEvents quota
 # The benches measure the most a server does, which the request quotas per campaign and per
@@ -69,7 +69,7 @@ def wrk(url: str, tracking_id: str, *, batch: int, duration: int, connections: i
             "latency_p99_ms": float(p99)}
 
 
-async def freshness(url: str, tracking_id: str, store: SessionStore, dsg: str, n: int) -> list[float]:
+async def freshness(url: str, tracking_id: str, store: Stores, dsg: str, n: int) -> list[float]:
     """ms from PutEvents' 200 to the user's state showing the event (store polled in a loop)."""
     out = []
     await store.start()
@@ -77,7 +77,7 @@ async def freshness(url: str, tracking_id: str, store: SessionStore, dsg: str, n
         async with httpx.AsyncClient(timeout=10) as http:
             for i in range(n):
                 user = f"fresh-{i % 20}"
-                (before,), _ = await store.load([(dsg, user)])
+                (before,), _ = await store.sessions.load([(dsg, user)])
                 seen = before.applied if before else 0
                 r = await http.post(url + "/events", json={
                     "trackingId": tracking_id, "userId": user, "sessionId": "s",
@@ -86,7 +86,7 @@ async def freshness(url: str, tracking_id: str, store: SessionStore, dsg: str, n
                 acked = time.perf_counter()
                 assert r.status_code == 200, r.text
                 while True:
-                    (state,), _ = await store.load([(dsg, user)])
+                    (state,), _ = await store.sessions.load([(dsg, user)])
                     if state is not None and state.applied > seen:
                         break
                     if time.perf_counter() - acked > 10:
@@ -97,14 +97,14 @@ async def freshness(url: str, tracking_id: str, store: SessionStore, dsg: str, n
     return out
 
 
-async def wait_applied(store: SessionStore, dsg: str, users: list[str], total: int,
+async def wait_applied(store: Stores, dsg: str, users: list[str], total: int,
                        timeout: float = 300) -> float:
     """Seconds until the states account for `total` events (the stream caught up)."""
     t0 = time.perf_counter()
     await store.start()
     try:
         while time.perf_counter() - t0 < timeout:
-            states, _ = await store.load([(dsg, u) for u in users])
+            states, _ = await store.sessions.load([(dsg, u) for u in users])
             if sum(s.applied for s in states if s) >= total:
                 return time.perf_counter() - t0
             await asyncio.sleep(0.2)
@@ -138,10 +138,10 @@ def run_mode(mode: str, args: argparse.Namespace, tmp: Path) -> dict[str, object
             worker = Worker(tmp, {**env, "OPZ_DATA_DIR": str(tmp / "worker")}).start()
             pids["worker"] = worker.proc.pid  # type: ignore[union-attr]
 
-        def store() -> SessionStore:
+        def store() -> Stores:
             if mode == "kafka":
-                return RedisSessionStore(redis.url, prefix=name)  # type: ignore[union-attr]
-            return SqliteSessionStore(server.data_dir / "sessions.db")
+                return redis_stores(redis.url, name)  # type: ignore[union-attr]
+            return sqlite_stores(server.data_dir / "sessions.db")
 
         # warm up: topic creation, group join, first compiles
         wrk(server.url, tracking_id, batch=10, duration=2, connections=4)
@@ -172,14 +172,14 @@ def run_mode(mode: str, args: argparse.Namespace, tmp: Path) -> dict[str, object
             redis.stop()
 
 
-async def _caught_up(store: SessionStore, dsg: str, users: list[str], quiet_s: float = 1.0) -> float:
+async def _caught_up(store: Stores, dsg: str, users: list[str], quiet_s: float = 1.0) -> float:
     """Seconds until the total applied count stops changing for `quiet_s` (stream drained)."""
     t0 = time.perf_counter()
     await store.start()
     try:
         last, since = -1, time.perf_counter()
         while True:
-            states, _ = await store.load([(dsg, u) for u in users])
+            states, _ = await store.sessions.load([(dsg, u) for u in users])
             total = sum(s.applied for s in states if s)
             if total != last:
                 last, since = total, time.perf_counter()

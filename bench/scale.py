@@ -47,7 +47,7 @@ from support import Server, Worker, consumer_lag, free_port  # noqa: E402
 from kernel.archive_parts import PartsArchive  # noqa: E402
 from kernel.contract import events_topic  # noqa: E402
 from kernel.object_store import Bucket  # noqa: E402
-from stream.store import RedisSessionStore  # noqa: E402
+from stream.stores import redis_stores  # noqa: E402
 
 PARTITIONS = 4
 SETTINGS = {"OPZ_KAFKA_PARTITIONS": str(PARTITIONS), "OPZ_KAFKA_REPLICATION_FACTOR": "3",
@@ -232,7 +232,7 @@ def run_config(apis: int, workers: int, kafka: KafkaCluster, redis: RedisServer,
         applied = total(samples1, "opz_stream_events_applied_total") - applied0
         fresh_before, fresh_after = (buckets(s, "opz_stream_freshness_seconds") for s in (samples0, samples1))
         idle = asyncio.run(freshness(stack.servers[0].url, stack.tracking_id,
-                                     RedisSessionStore(redis.url, prefix=stack.name), stack.name,
+                                     redis_stores(redis.url, stack.name), stack.name,
                                      args.freshness_events))
         cpu = {k: cpu1[k] - cpu0[k] for k in cpu0}
         return {

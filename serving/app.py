@@ -46,13 +46,13 @@ from stream.live_state import LiveModels
 from stream.log import EventLog, open_event_log
 from stream.metrics import MetricsServer, StreamMetrics, new_registry
 from stream.session import limits_from
-from stream.store import SessionStore, open_session_store
+from stream.stores import Stores, open_stores
 from stream.supervision import ConsumerHealth, supervised
 
 log = logging.getLogger(__name__)
 
 
-async def embedded_agents(settings: Settings, event_log: EventLog, store: SessionStore,
+async def embedded_agents(settings: Settings, event_log: EventLog, stores: Stores,
                           stop: asyncio.Event, stream_metrics: StreamMetrics, health: ConsumerHealth) -> None:
     """Embedded mode runs what the stream workers do, in-process, on the SQLite log: each
     consumer supervised (restarted after a failure, shown on /health), each record it
@@ -63,7 +63,7 @@ async def embedded_agents(settings: Settings, event_log: EventLog, store: Sessio
     await letters.start()
     limits = limits_from(settings)
     datasets = DatasetStore.of(settings)
-    live = LiveModels(settings.data_dir, store, ArtifactStore.of(settings))
+    live = LiveModels(settings.data_dir, stores.models, ArtifactStore.of(settings))
 
     def postbox(consumer: str) -> Postbox:
         return Postbox(letters, consumer, stream_metrics.dead)
@@ -73,7 +73,7 @@ async def embedded_agents(settings: Settings, event_log: EventLog, store: Sessio
     async def apply(events: list[Event]) -> None:
         refused: list[tuple[Event, Exception]] = []
         with stream_metrics.session_batch(len(events)) as on_applied:
-            await apply_batch(events, store, limits, live=live, on_applied=on_applied,
+            await apply_batch(events, stores.sessions, limits, live=live, on_applied=on_applied,
                               on_refused=refused.extend)
         await inapplicable.send(refused)
 
@@ -173,7 +173,7 @@ def create_app(settings: Settings, datasets: DatasetFiles,
     resources = open_control_store(settings)
     keys = AccessKeys(resources, settings.keys_file)
     event_log = open_event_log(settings, client_id="opz-api")
-    store = open_session_store(settings)
+    stores = open_stores(settings)
     api_metrics = metrics.ApiMetrics(new_registry())
     # embedded, the API process applies the events too: its /metrics shows the workers' metrics
     stream_metrics = StreamMetrics(api_metrics.registry) if settings.embedded else None
@@ -197,9 +197,9 @@ def create_app(settings: Settings, datasets: DatasetFiles,
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await event_log.start()
-        await store.start()
+        await stores.start()
         stop = asyncio.Event()
-        agents = (asyncio.create_task(embedded_agents(settings, event_log, store, stop, stream_metrics,
+        agents = (asyncio.create_task(embedded_agents(settings, event_log, stores, stop, stream_metrics,
                                                       health)) if stream_metrics is not None else None)
         job_runner = asyncio.create_task(jobs.run(stop))
         scheduler = asyncio.create_task(run_scheduler(ctx, settings.auto_update_seconds, stop)) \
@@ -222,13 +222,13 @@ def create_app(settings: Settings, datasets: DatasetFiles,
                 await agents
             await feed.close()
             await event_log.close()
-            await store.close()
+            await stores.close()
             resources.close()
 
     app = FastAPI(title="openpersonalize", version="0.1.0", lifespan=lifespan,
                   description="Amazon Personalize's API, self-hosted and real-time.")
     install_error_handlers(app)
-    runtime = runtime_api.make_router(ctx, store)
+    runtime = runtime_api.make_router(ctx, stores)
     # innermost: metrics and CORS see the hot routes' answers as any other
     app.add_middleware(DirectRoutes, routes=runtime.routes, paths=runtime_api.DIRECT_PATHS)
     trackers = events_api.Trackers(resources)
@@ -249,7 +249,7 @@ def create_app(settings: Settings, datasets: DatasetFiles,
     async def ready() -> JSONResponse:
         """503 naming what did not answer within READY_TIMEOUT_S (never how: no address or
         error text): a load balancer sends PutEvents only where it can be stored."""
-        down = await unavailable({"event log": event_log.ready, "session store": store.ready,
+        down = await unavailable({"event log": event_log.ready, "session store": stores.ready,
                                   "control plane": lambda: asyncio.to_thread(resources.schema_version)})
         return JSONResponse({"ready": not down, "unavailable": down}, status_code=503 if down else 200)
 
@@ -262,11 +262,11 @@ def create_app(settings: Settings, datasets: DatasetFiles,
     app.include_router(dispatch.make_router(ctx))
     app.include_router(events_api.make_router(metrics.MeteredEventLog(event_log, api_metrics),
                                               trackers,
-                                              events_api.Datasets(resources), store, settings.account,
+                                              events_api.Datasets(resources), stores.shown, settings.account,
                                               rate_limit(settings.tracker_requests_per_second)))
     app.include_router(metrics.make_router(exposed))
     app.include_router(runtime)
-    app.include_router(console.make_router(ctx, store, feed))
+    app.include_router(console.make_router(ctx, stores.sessions, feed))
     return app
 
 

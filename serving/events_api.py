@@ -23,7 +23,7 @@ from serving.public_trackers import PublicAccess, access
 from serving.rate_limits import NO_LIMIT, NoLimit, RateLimit
 from serving.wire import PutEventsRequest, PutItemsRequest, PutUsersRequest, to_event, to_record
 from stream.log import EventLog
-from stream.store import SessionStore
+from stream.shown import ShownLists
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def _fields(schema: Schema, dataset_type: str, where: str, properties: str | Non
         raise InvalidInputException(f"{where}.properties: {exc}") from None
 
 
-async def with_implicit_impressions(events: list[Event], store: SessionStore) -> list[Event]:
+async def with_implicit_impressions(events: list[Event], shown_lists: ShownLists) -> list[Event]:
     """Events with a recommendationId and no impression list get the recommendation's items.
     An id we no longer know (expired, or the store is down) leaves the event as sent: the
     impression is a hint, the event itself must not be lost over it."""
@@ -132,7 +132,7 @@ async def with_implicit_impressions(events: list[Event], store: SessionStore) ->
         return events
     try:
         # one PutEvents: one tracker, so one dataset group
-        shown = await store.recall(wanted[0].dataset_group,
+        shown = await shown_lists.recall(wanted[0].dataset_group,
                                    [e.recommendation_id for e in wanted])  # type: ignore[misc]
     except Exception as exc:  # noqa: BLE001 - any store failure: accept the events without them
         log.warning("implicit impressions unavailable: %s", exc)
@@ -142,7 +142,7 @@ async def with_implicit_impressions(events: list[Event], store: SessionStore) ->
 
 
 def make_router(event_log: EventLog, trackers: Trackers, datasets: Datasets,
-                store: SessionStore, account: str, tracker_rate: RateLimit | NoLimit = NO_LIMIT
+                shown: ShownLists, account: str, tracker_rate: RateLimit | NoLimit = NO_LIMIT
                 ) -> APIRouter:
     """`account`: whom a request is served as when the server has no keys; `tracker_rate`:
     PutEvents calls a second per tracker (serving/rate_limits.py)."""
@@ -168,7 +168,7 @@ def make_router(event_log: EventLog, trackers: Trackers, datasets: Datasets,
                                       f"{rate.per_second:g} PutEvents calls a second", wait)
         now = time.time()
         events = [to_event(req, e, dataset_group=group, now=now) for e in req.eventList]
-        await event_log.append(await with_implicit_impressions(events, store))
+        await event_log.append(await with_implicit_impressions(events, shown))
         return Response(status_code=200)
 
     async def put(dataset_arn: str, kind: str, label: str, entries: list[tuple[str, str | None]]

@@ -43,7 +43,7 @@ from serving.wire import MAX_RESULTS, GetPersonalizedRanking, GetRecommendations
 from serving.wire import Promotion as WirePromotion
 from stream.live_state import NO_PAST
 from stream.session import SessionState
-from stream.store import SessionStore
+from stream.stores import Stores
 
 OPERATIONS = {"GetRecommendations", "GetPersonalizedRanking"}
 DIRECT_PATHS = ("/recommendations", "/personalize-ranking")  # serving/direct_routes.py answers them
@@ -77,17 +77,17 @@ def item_code(deployed: Deployed, req: GetRecommendations) -> int | None:
 class Runtime:
     """The reads both routes make: campaigns, rates, the user's live state, filters, metadata."""
 
-    def __init__(self, ctx: Ctx, store: SessionStore) -> None:
+    def __init__(self, ctx: Ctx, stores: Stores) -> None:
         assert ctx.models is not None
-        self.ctx, self.store = ctx, store
+        self.ctx, self.stores = ctx, stores
         self.campaigns = Campaigns(ctx.resources, ctx.models, ctx.sees, self.publish)
         self.filters = FilterInputs(ctx)
         self.rates = {op: rate_limit(ctx.settings.campaign_requests_per_second) for op in OPERATIONS}
 
     async def publish(self, deployed: Deployed) -> None:
         """Tell the stream workers to keep users' state under the campaign's HRNN version."""
-        await self.store.publish_live_model(deployed.group, deployed.model.arn, deployed.artifact,
-                                            deployed.created)
+        await self.stores.models.publish(deployed.group, deployed.model.arn, deployed.artifact,
+                                         deployed.created)
 
     async def campaign(self, operation: str, arn: str) -> Deployed:
         """The campaign's deployment, within Personalize's quota: a campaign takes so many
@@ -106,7 +106,7 @@ class Runtime:
         if user_id is None:
             return User(None, NO_PAST)
         keys = [(deployed.group, user_id), (deployed.group, anonymous_key(user_id))]
-        states, _ = await self.store.load(keys)
+        states, _ = await self.stores.sessions.load(keys)
         live: SessionState | None = states[0] or states[1]
         return User(user_id, deployed.model.history(user_id, live.history if live is not None else ()), live)
 
@@ -177,14 +177,14 @@ class Runtime:
         items = await self.with_metadata(deployed, items, columns)
         rid = f"RID-{uuid.uuid4()}"
         shown = [i["itemId"] for i in items[:MAX_IMPRESSIONS]]
-        await self.store.remember(deployed.group, rid, shown, self.ctx.settings.recommendation_ttl_s)
+        await self.stores.shown.remember(deployed.group, rid, shown, self.ctx.settings.recommendation_ttl_s)
         body: dict[str, Any] = {key: items, "recommendationId": rid}
         return Response(orjson.dumps(body), media_type="application/json")
 
 
-def make_router(ctx: Ctx, store: SessionStore) -> APIRouter:
+def make_router(ctx: Ctx, stores: Stores) -> APIRouter:
     router = APIRouter(tags=["runtime (rest-json)"])
-    runtime = Runtime(ctx, store)
+    runtime = Runtime(ctx, stores)
 
     @router.post("/recommendations", summary="GetRecommendations: the top items for a user or item")
     async def get_recommendations(req: GetRecommendations) -> Response:

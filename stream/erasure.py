@@ -16,7 +16,7 @@ from kernel.contract import anonymous_key, events_topic, records_topic
 from kernel.settings import Settings
 from stream.dead_letters import open_dead_letters
 from stream.log import KafkaEventLog, SqliteEventLog, open_event_log
-from stream.store import open_session_store
+from stream.stores import open_stores
 
 SETTLE_S = 1.0  # consumers hold a batch for milliseconds (2 ms to 50 ms, then one write)
 LOAD_BATCH = 500  # users' states read per round trip
@@ -37,12 +37,12 @@ async def erase_group(settings: Settings, dataset_group: str, settle_s: float = 
     else:
         await _erase_records(log, group_topics(dataset_group))
     await asyncio.sleep(settle_s)
-    store = open_session_store(settings)
-    await store.start()
+    stores = open_stores(settings)
+    await stores.start()
     try:
-        await store.erase_group(dataset_group)
+        await stores.erase_group(dataset_group)
     finally:
-        await store.close()
+        await stores.close()
     letters = open_dead_letters(settings)
     await letters.start()
     try:
@@ -58,17 +58,18 @@ async def erase_users(settings: Settings, dataset_group: str, users: Collection[
     state. Kafka cannot delete single records: the users' events stay in their topic until its
     retention drops them, and only a rebuild of lost session state (a replay) reads them."""
     users = list(dict.fromkeys(users))
-    store = open_session_store(settings)
-    await store.start()
+    stores = open_stores(settings)
+    await stores.start()
     try:
         current: set[str] = set()
         for start in range(0, len(users), LOAD_BATCH):
-            states, _ = await store.load([(dataset_group, u) for u in users[start:start + LOAD_BATCH]])
+            some = users[start:start + LOAD_BATCH]
+            states, _ = await stores.sessions.load([(dataset_group, u) for u in some])
             current.update(s.session_id for s in states if s is not None and s.session_id)
         keys = [*users, *(anonymous_key(s) for s in {*sessions, *current, *users})]
-        found = await store.erase(dataset_group, keys)
+        found = await stores.sessions.erase(dataset_group, keys)
     finally:
-        await store.close()
+        await stores.close()
     log = open_event_log(settings, client_id="opz-erasure")
     if isinstance(log, SqliteEventLog):
         await _erase_records(log, [events_topic(dataset_group), records_topic(dataset_group, "USERS")], keys)

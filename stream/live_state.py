@@ -3,7 +3,7 @@ graph once, so serving scores `E . h + b` from the state it reads instead of rer
 user's history per request.
 
 The API publishes which solution version each dataset group serves (the newest HRNN version a
-campaign answered with: `SessionStore.publish_live_model`); workers load that artifact
+campaign answered with: `ModelRegistry.publish`); workers load that artifact
 (`LiveModels.refresh`) and hand it to `session.apply` as its `Recurrent`. A state computed under
 another version is rebuilt from the user's history on their next event, and serving reruns the
 history itself until then, so a new version is never served a stale state.
@@ -24,8 +24,8 @@ from kernel.artifact_files import read_item_ids, read_manifest
 from kernel.artifact_store import ArtifactCorrupt, ArtifactStore
 from kernel.contract import ArtifactManifest
 from kernel.hrnn_runtime import HRNNRuntime, pack, unpack
+from stream.model_registry import ModelRegistry
 from stream.session import Interaction
-from stream.store import SessionStore
 
 log = logging.getLogger(__name__)
 REFRESH_S = 1.0  # how soon workers follow a newly deployed version
@@ -164,8 +164,9 @@ class LiveModel:
 class LiveModels:
     """dataset group -> its LiveModel (the applier's `Live`), following what the API publishes."""
 
-    def __init__(self, data_dir: Path, store: SessionStore, artifacts: ArtifactStore | None = None) -> None:
-        self.data_dir, self.store = data_dir, store
+    def __init__(self, data_dir: Path, registry: ModelRegistry,
+                 artifacts: ArtifactStore | None = None) -> None:
+        self.data_dir, self.registry = data_dir, registry
         self.artifacts = artifacts or ArtifactStore(data_dir)  # the data dir's, or OPZ_S3_BUCKET's
         self._by_group: dict[str, LiveModel] = {}
         self._corrupt_until: dict[str, float] = {}  # model ARN -> when to try its artifact again
@@ -176,7 +177,7 @@ class LiveModels:
     async def refresh(self) -> None:
         """Load what is newly published; forget the models of dataset groups that no longer
         publish one (deleted ones)."""
-        published_now = await self.store.live_models()
+        published_now = await self.registry.published()
         for group in set(self._by_group) - set(published_now):
             del self._by_group[group]
         for group, published in published_now.items():

@@ -24,7 +24,7 @@ from stream.log import KafkaEventLog, LogUnavailable
 from stream.metrics import MetricsServer, StreamMetrics, new_registry
 from stream.session import limits_from
 from stream.shutdown import STOP_DEADLINE_S, exit_within
-from stream.store import open_session_store
+from stream.stores import open_stores
 from stream.supervision import Contact
 
 log = logging.getLogger(__name__)
@@ -94,8 +94,8 @@ async def _run(settings: Settings, stop: asyncio.Event, on_crash: Callable[[], N
     """The worker proper; `run_worker` holds what must outlive it (signals, the metrics port)."""
     assert settings.kafka_bootstrap_servers
     bootstrap = settings.kafka_bootstrap_servers
-    store = open_session_store(settings)
-    await store.start()
+    stores = open_stores(settings)
+    await stores.start()
     records = asyncio.create_task(write_datasets(settings, stop, Postbox(letters, "datasets", metrics.dead)))
     # Faust needs Kafka and at least one topic to subscribe to: wait for both
     pattern = events_topic_pattern(settings.stream_dataset_groups)
@@ -105,7 +105,7 @@ async def _run(settings: Settings, stop: asyncio.Event, on_crash: Callable[[], N
             log.info("no events topic yet (no event tracker has received events); waiting")
         try:
             await asyncio.wait_for(stop.wait(), TOPIC_SCAN_S)
-            await store.close()
+            await stores.close()
             await records
             return True
         except TimeoutError:
@@ -115,9 +115,9 @@ async def _run(settings: Settings, stop: asyncio.Event, on_crash: Callable[[], N
         bootstrap, archive_group(settings.stream_app_id), pattern, PartsArchive.of(settings),
         Postbox(letters, "archive", metrics.dead), metrics, settings.archive_window_s, stop))
     app = make_faust_app(settings)
-    live = LiveModels(settings.data_dir, store, ArtifactStore.of(settings))
+    live = LiveModels(settings.data_dir, stores.models, ArtifactStore.of(settings))
     following = asyncio.create_task(live.run(stop))
-    register_agents(app, topics=topics, pattern=pattern, store=store, letters=letters,
+    register_agents(app, topics=topics, pattern=pattern, store=stores.sessions, letters=letters,
                     limits=limits_from(settings), bootstrap=bootstrap, metrics=metrics, live=live,
                     kafka=kafka)
     await app.start()
@@ -139,5 +139,5 @@ async def _run(settings: Settings, stop: asyncio.Event, on_crash: Callable[[], N
         await asyncio.wait({asyncio.ensure_future(app.stop())}, timeout=5.0)
         await following
         await asyncio.wait({archived}, timeout=STOP_DEADLINE_S / 2)
-        await store.close()
+        await stores.close()
         await asyncio.wait({records}, timeout=5.0)

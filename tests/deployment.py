@@ -25,7 +25,7 @@ from kernel.archive_parts import PartsArchive
 from kernel.contract import events_topic_pattern
 from kernel.object_store import Bucket, Folder
 from stream.log import EventLog, KafkaEventLog, SqliteEventLog
-from stream.store import RedisSessionStore, SessionStore, SqliteSessionStore
+from stream.stores import Stores, redis_stores, sqlite_stores
 
 SETTLE_TIMEOUT_S = 120  # until state and archive have caught up with every accepted event
 
@@ -132,11 +132,11 @@ class Deployment:
             return KafkaEventLog(self.kafka, topic_pattern=events_topic_pattern(re.escape(self.name)))
         return SqliteEventLog(self.server.data_dir / "events.db")
 
-    def _store(self) -> SessionStore:
+    def _store(self) -> Stores:
         if self.mode == "kafka":
             assert self.redis
-            return RedisSessionStore(self.redis, prefix=self.name)
-        return SqliteSessionStore(self.server.data_dir / "sessions.db")
+            return redis_stores(self.redis, self.name)
+        return sqlite_stores(self.server.data_dir / "sessions.db")
 
     async def archived_ids(self) -> list[str]:
         """Every event id the archive holds, with any repeats: Kafka mode's parts (the stream
@@ -178,7 +178,7 @@ class Deployment:
             try:
                 deadline = time.monotonic() + SETTLE_TIMEOUT_S
                 while True:
-                    states, _ = await store.load([(self.name, u) for u in users])
+                    states, _ = await store.sessions.load([(self.name, u) for u in users])
                     applied = {u: s.applied if s else 0 for u, s in zip(users, states, strict=True)}
                     archived = await self.archived_ids()
                     if (applied == dict(expected) and len(archived) >= sum(expected.values())
@@ -196,7 +196,7 @@ class Deployment:
             store = self._store()
             await store.start()
             try:
-                return sum((await store.counter(self.name, "popularity", 100_000)).values())
+                return sum((await store.counters.counter(self.name, "popularity", 100_000)).values())
             finally:
                 await store.close()
         return asyncio.run(read())
@@ -209,7 +209,7 @@ class Deployment:
             try:
                 deadline = time.monotonic() + timeout_s
                 while time.monotonic() < deadline:
-                    states, _ = await store.load([(self.name, f"u{u}") for u in range(200)])
+                    states, _ = await store.sessions.load([(self.name, f"u{u}") for u in range(200)])
                     if sum(s.applied for s in states if s) >= applied:
                         return True
                     await asyncio.sleep(0.05)

@@ -19,7 +19,7 @@ from test_training import RECIPE, wait
 
 from kernel.contract import events_topic
 from stream.session import SessionState
-from stream.store import RedisSessionStore, SessionStore, SqliteSessionStore
+from stream.stores import redis_stores, sqlite_stores
 
 USERS = schema(field("USER_ID"), field("AGE", "int"), name="Users")
 
@@ -31,11 +31,11 @@ def group_arn(name: str) -> str:
 def states(stack: Stack, users: list[str]) -> list[SessionState | None]:
     """The users' session states, read from the store the server (or worker) writes."""
     async def load() -> list[SessionState | None]:
-        store: SessionStore = RedisSessionStore(stack.server.env["OPZ_REDIS_URL"], prefix=stack.group) \
-            if stack.kafka else SqliteSessionStore(stack.server.data_dir / "sessions.db")
+        store = redis_stores(stack.server.env["OPZ_REDIS_URL"], stack.group) \
+            if stack.kafka else sqlite_stores(stack.server.data_dir / "sessions.db")
         await store.start()
         try:
-            return (await store.load([(stack.group, u) for u in users]))[0]
+            return (await store.sessions.load([(stack.group, u) for u in users]))[0]
         finally:
             await store.close()
     return asyncio.run(load())

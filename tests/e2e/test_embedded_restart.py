@@ -10,14 +10,14 @@ from support import Server
 
 from kernel.archive import Archive
 from stream.log import SqliteEventLog
-from stream.store import SqliteSessionStore
+from stream.stores import sqlite_stores
 
 USERS, BATCHES = 5, 20  # 5 users x 20 PutEvents calls x 10 events = 1,000 events
 
 
 async def read_back(data_dir: Path) -> tuple[list[str], list[int], list[str]]:
     """What the log, the session store and the archive hold (read while the server runs)."""
-    log, store = SqliteEventLog(data_dir / "events.db"), SqliteSessionStore(data_dir / "sessions.db")
+    log, store = SqliteEventLog(data_dir / "events.db"), sqlite_stores(data_dir / "sessions.db")
     archive = Archive(data_dir / "archive")
     for part in (log, store, archive):
         await part.start()
@@ -25,7 +25,7 @@ async def read_back(data_dir: Path) -> tuple[list[str], list[int], list[str]]:
         ids: list[str] = []
         while batch := await log.read("audit", max_events=1000, timeout_s=0.1):
             ids += [e.event_id for e in batch]
-        states, _ = await store.load([("shop", f"u{u}") for u in range(USERS)])
+        states, _ = await store.sessions.load([("shop", f"u{u}") for u in range(USERS)])
         archived = [e.event_id for e in await archive.read("shop")]
         return ids, [s.applied if s else 0 for s in states], archived
     finally:

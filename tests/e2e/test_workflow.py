@@ -17,7 +17,7 @@ from support import Server, api_stack
 from test_training import RECIPE, dataset_group, slice_of_ml100k, train
 
 from stream.session import SessionState
-from stream.store import RedisSessionStore, SqliteSessionStore
+from stream.stores import redis_stores, sqlite_stores
 
 FAST = {"epochs": "3", "hidden_dimension": "64"}  # a small model: the test is about the workflow
 
@@ -30,13 +30,13 @@ def server(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Itera
 def stored_state(server: Server, group: str, user: str) -> SessionState | None:
     """The user's session state as the stream workers stored it (Redis, or embedded SQLite)."""
     url = server.env.get("OPZ_REDIS_URL")
-    store = RedisSessionStore(url, prefix=server.env["OPZ_REDIS_PREFIX"]) if url \
-        else SqliteSessionStore(server.data_dir / "sessions.db")
+    store = redis_stores(url, server.env["OPZ_REDIS_PREFIX"]) if url \
+        else sqlite_stores(server.data_dir / "sessions.db")
 
     async def read() -> SessionState | None:
         await store.start()
         try:
-            return (await store.load([(group, user)]))[0][0]
+            return (await store.sessions.load([(group, user)]))[0][0]
         finally:
             await store.close()
     return asyncio.run(read())

@@ -11,7 +11,8 @@ from kernel.contract import events_topic_pattern
 from kernel.settings import Settings
 from serving.control.store import ControlStore, open_control_store
 from stream.log import EventLog, KafkaEventLog, SqliteEventLog
-from stream.store import RedisSessionStore, SessionStore, SqliteSessionStore
+from stream.store import SessionStore
+from stream.stores import Stores, redis_stores, sqlite_stores
 
 pytestmark = pytest.mark.integration
 
@@ -27,11 +28,12 @@ def make_log(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Cal
 
 
 @pytest.fixture(params=["embedded", "redis"])
-def make_store(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Callable[[], SessionStore]:
+def make_stores(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Callable[[], Stores]:
+    """A factory: each call opens the same stores anew (as another process, or a restart)."""
     if request.param == "embedded":
-        return lambda: SqliteSessionStore(tmp_path / "sessions.db")
+        return lambda: sqlite_stores(tmp_path / "sessions.db")
     url = request.getfixturevalue("redis_url")
-    return lambda: RedisSessionStore(url, prefix=unique)
+    return lambda: redis_stores(url, unique)
 
 
 @pytest.fixture
@@ -43,11 +45,16 @@ async def event_log(make_log: Callable[[], EventLog]) -> AsyncIterator[EventLog]
 
 
 @pytest.fixture
-async def session_store(make_store: Callable[[], SessionStore]) -> AsyncIterator[SessionStore]:
-    store = make_store()
-    await store.start()
-    yield store
-    await store.close()
+async def stores(make_stores: Callable[[], Stores]) -> AsyncIterator[Stores]:
+    opened = make_stores()
+    await opened.start()
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def session_store(stores: Stores) -> SessionStore:
+    return stores.sessions
 
 
 @pytest.fixture(params=["embedded", "postgres"])

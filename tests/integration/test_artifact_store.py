@@ -33,7 +33,7 @@ from kernel.contract import ArtifactManifest, Event
 from kernel.settings import Settings
 from serving.models import Models, load
 from stream.live_state import LiveModels
-from stream.store import SqliteSessionStore
+from stream.stores import sqlite_stores
 from training.synthetic import write_artifact
 from training.trainer import Trainer
 
@@ -245,21 +245,22 @@ async def test_a_stream_worker_loads_the_published_live_model_from_the_bucket(
     location = published_hrnn(tmp_path, ArtifactStore.of(settings_of(tmp_path / "t", s3_service, bucket)),
                               version)
     worker_dir = tmp_path / "worker"
-    store = SqliteSessionStore(worker_dir / "sessions.db")
+    store = sqlite_stores(worker_dir / "sessions.db")
     key, s3 = f"{location}/item_embeddings.npy", s3_service.client()
     good = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     s3.put_object(Bucket=bucket, Key=key, Body=good[:-1] + bytes([good[-1] ^ 0xFF]))
     await store.start()
     try:
-        await store.publish_live_model("shop", version, location, 1.0)
-        damaged = LiveModels(worker_dir, store, ArtifactStore.of(settings_of(worker_dir, s3_service, bucket)))
+        await store.models.publish("shop", version, location, 1.0)
+        artifacts = ArtifactStore.of(settings_of(worker_dir, s3_service, bucket))
+        damaged = LiveModels(worker_dir, store.models, artifacts)
         await damaged.refresh()
         assert damaged("shop") is None  # refused: states wait, as without a model
         s3.put_object(Bucket=bucket, Key=key, Body=good)
         await damaged.refresh()
         assert damaged("shop") is None  # a corrupt artifact is not downloaded again every second
 
-        live = LiveModels(worker_dir, store, ArtifactStore.of(settings_of(worker_dir, s3_service, bucket)))
+        live = LiveModels(worker_dir, store.models, artifacts)
         await live.refresh()  # a restarted worker, once the object is whole again
         model = live("shop")
         assert model is not None and model.model == version

@@ -17,7 +17,7 @@ from kernel.settings import Settings
 from stream.erasure import erase_group, erase_users
 from stream.log import KafkaEventLog, SqliteEventLog
 from stream.session import SessionState
-from stream.store import open_session_store
+from stream.stores import open_stores
 
 
 def ev(i: int, user: str | None, session: str, group: str = "g") -> Event:
@@ -146,8 +146,9 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Set
 async def test_erasing_users_takes_their_states_and_their_sessions_states(settings: Settings,
                                                                           unique: str) -> None:
     g, h = unique, f"{unique}-other"
-    store = open_session_store(settings)
-    await store.start()
+    stores = open_stores(settings)
+    store = stores.sessions
+    await stores.start()
     try:
         await store.save({(g, "alice"): SessionState(session_id="s9"), (g, "session:s9"): SessionState(),
                           (g, "session:s1"): SessionState(), (g, "session:visitor"): SessionState(),
@@ -160,4 +161,4 @@ async def test_erasing_users_takes_their_states_and_their_sessions_states(settin
         await erase_group(settings, g, settle_s=0)
         assert [s is not None for s in (await store.load([(g, "bob"), (h, "alice")]))[0]] == [False, True]
     finally:
-        await store.close()
+        await stores.close()

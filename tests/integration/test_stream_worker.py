@@ -13,7 +13,7 @@ import pytest
 from support import ROOT, Server, Worker, free_port
 
 from stream.session import SessionState
-from stream.store import RedisSessionStore
+from stream.stores import redis_stores
 
 STATE_TIMEOUT_S = 60  # worker start = group join + pattern metadata; then milliseconds
 
@@ -55,12 +55,12 @@ def put(server: Server, tracking_id: str, user: str, items: list[str], tag: str 
 def wait_for_states(redis_url: str, prefix: str, dsg: str, users: list[str], applied: int,
                     worker: Worker) -> list[SessionState | None]:
     async def poll() -> list[SessionState | None]:
-        store = RedisSessionStore(redis_url, prefix=prefix)
+        store = redis_stores(redis_url, prefix)
         await store.start()
         try:
             deadline = time.monotonic() + STATE_TIMEOUT_S
             while True:
-                states, _ = await store.load([(dsg, u) for u in users])
+                states, _ = await store.sessions.load([(dsg, u) for u in users])
                 if all(s is not None and s.applied >= applied for s in states):
                     return states
                 if time.monotonic() > deadline or worker.proc.poll() is not None:  # type: ignore[union-attr]
