@@ -1,8 +1,8 @@
 """`create_app(settings)`: the one FastAPI app (control plane, events, health).
 
-The lifespan opens the two seams picked by settings (event log, session store). In
-embedded mode it also runs the session applier in-process; distributed, the Faust
-workers (`personalize stream worker`) do that.
+The lifespan opens the seams picked by settings (event log, the stream's stores). In
+embedded mode it also runs the stream's consumers in-process (stream/embedded.py);
+distributed, the Faust workers (`personalize stream worker`) do that.
 """
 from __future__ import annotations
 
@@ -17,10 +17,6 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from kernel.archive import ARCHIVE_GROUP, Archive
-from kernel.artifact_store import ArtifactStore
-from kernel.contract import Event, records_topic_pattern
-from kernel.datasets import DATASETS_GROUP, DatasetStore
 from kernel.settings import Settings
 from serving import console, events_api, metrics, runtime_api
 from serving.access_keys import AccessKeys
@@ -40,64 +36,13 @@ from serving.models import Models
 from serving.rate_limits import rate_limit
 from serving.schedule import run_scheduler
 from serving.work_metrics import WorkMetrics
-from stream.applier import SESSION_GROUP, apply_batch, run_consumer
-from stream.dead_letters import Postbox, SqliteDeadLetters
-from stream.live_state import LiveModels
-from stream.log import EventLog, open_event_log
+from stream.embedded import run_embedded
+from stream.log import open_event_log
 from stream.metrics import MetricsServer, StreamMetrics, new_registry
-from stream.session import limits_from
-from stream.stores import Stores, open_stores
-from stream.supervision import ConsumerHealth, supervised
+from stream.stores import open_stores
+from stream.supervision import ConsumerHealth
 
 log = logging.getLogger(__name__)
-
-
-async def embedded_agents(settings: Settings, event_log: EventLog, stores: Stores,
-                          stop: asyncio.Event, stream_metrics: StreamMetrics, health: ConsumerHealth) -> None:
-    """Embedded mode runs what the stream workers do, in-process, on the SQLite log: each
-    consumer supervised (restarted after a failure, shown on /health), each record it
-    cannot handle a dead letter in the log's database."""
-    archive = Archive(settings.data_dir / "archive")
-    await archive.start()
-    letters = SqliteDeadLetters(settings.data_dir / "events.db")
-    await letters.start()
-    limits = limits_from(settings)
-    datasets = DatasetStore.of(settings)
-    live = LiveModels(settings.data_dir, stores.models, ArtifactStore.of(settings))
-
-    def postbox(consumer: str) -> Postbox:
-        return Postbox(letters, consumer, stream_metrics.dead)
-
-    inapplicable = postbox("sessions")
-
-    async def apply(events: list[Event]) -> None:
-        refused: list[tuple[Event, Exception]] = []
-        with stream_metrics.session_batch(len(events)) as on_applied:
-            await apply_batch(events, stores.sessions, limits, live=live, on_applied=on_applied,
-                              on_refused=refused.extend)
-        await inapplicable.send(refused)
-
-    unarchivable = postbox("archive")
-
-    async def add_to_archive(events: list[Event]) -> None:
-        done = await archive.add(events)
-        stream_metrics.archive_batch(len(events), done.new, len(done.refused))
-        await unarchivable.send([(x.event, x) for x in done.refused])
-
-    def consumer(name: str, group: str, handle: Callable[[list[Any]], Awaitable[object]],
-                 topics: str | None = None) -> Awaitable[None]:
-        return supervised(name, lambda: run_consumer(event_log, group, handle, stop, postbox=postbox(name),
-                                                     topics=topics), stop, health)
-
-    try:
-        await asyncio.gather(
-            supervised("live-models", lambda: live.run(stop), stop, health),
-            consumer("sessions", SESSION_GROUP, apply),
-            consumer("archive", ARCHIVE_GROUP, add_to_archive),
-            consumer("datasets", DATASETS_GROUP, datasets.put_async, topics=records_topic_pattern()))
-    finally:
-        await archive.close()
-        await letters.close()
 
 
 READY_TIMEOUT_S = 2.0
@@ -199,8 +144,8 @@ def create_app(settings: Settings, datasets: DatasetFiles,
         await event_log.start()
         await stores.start()
         stop = asyncio.Event()
-        agents = (asyncio.create_task(embedded_agents(settings, event_log, stores, stop, stream_metrics,
-                                                      health)) if stream_metrics is not None else None)
+        agents = (asyncio.create_task(run_embedded(settings, event_log, stores, stop, stream_metrics, health))
+                  if stream_metrics is not None else None)
         job_runner = asyncio.create_task(jobs.run(stop))
         scheduler = asyncio.create_task(run_scheduler(ctx, settings.auto_update_seconds, stop)) \
             if trainer is not None else None

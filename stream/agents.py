@@ -17,7 +17,8 @@ from redis.exceptions import RedisError
 
 from kernel.contract import Event, Undecodable, decode_event, decode_or_undecodable
 from stream.applier import Live, Replay, apply_partition, position_name
-from stream.dead_letters import DeadLetters, Failed, Postbox, handle_or_set_aside
+from stream.consumers import StreamParts
+from stream.dead_letters import Failed, handle_or_set_aside
 from stream.metrics import StreamMetrics, partition_lag
 from stream.session import Limits
 from stream.store import SessionStore
@@ -44,9 +45,8 @@ async def event_topics(bootstrap: str, pattern: str) -> set[str] | None:
         await admin.close()
 
 
-def register_agents(app: faust.App, *, topics: set[str], pattern: str, store: SessionStore,
-                    letters: DeadLetters, limits: Limits, bootstrap: str,
-                    metrics: StreamMetrics, live: Live | None = None, kafka: Contact | None = None) -> None:
+def register_agents(app: faust.App, *, topics: set[str], pattern: str, parts: StreamParts, bootstrap: str,
+                    kafka: Contact | None = None) -> None:
     """The session agent over every dataset group's events topic, new ones included (the
     archive is stream.archive_writer's).
     A record either cannot handle is a dead letter (stream.dead_letters); a store that is down
@@ -57,7 +57,8 @@ def register_agents(app: faust.App, *, topics: set[str], pattern: str, store: Se
     events = app.topic(*sorted(topics), key_serializer="raw", value_serializer="raw")
     app.topics._resubscribe_sleep_lock_seconds = 1.0
 
-    inapplicable = Postbox(letters, "sessions", metrics.dead)
+    store, limits, metrics, live = parts.stores.sessions, parts.limits, parts.metrics, parts.live
+    inapplicable = parts.postbox("sessions")
 
     async def apply(topic: str, partition: int, records: list[tuple[int, Event]]) -> Failed:
         """One partition's records; on a failure no single event explains, each on its own

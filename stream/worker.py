@@ -10,19 +10,17 @@ import faust
 from aiokafka.errors import KafkaError
 
 from kernel.archive_parts import PartsArchive
-from kernel.artifact_store import ArtifactStore
 from kernel.contract import events_topic_pattern, records_topic_pattern
-from kernel.datasets import DATASETS_GROUP, DatasetStore
+from kernel.datasets import DATASETS_GROUP
 from kernel.settings import Settings
 from stream.agents import TOPIC_SCAN_S, event_topics, register_agents
 from stream.app import make_faust_app
 from stream.applier import run_consumer
 from stream.archive_writer import archive_group, write_archive
-from stream.dead_letters import KafkaDeadLetters, Postbox
-from stream.live_state import LiveModels
+from stream.consumers import StreamParts
+from stream.dead_letters import KafkaDeadLetters
 from stream.log import KafkaEventLog, LogUnavailable
 from stream.metrics import MetricsServer, StreamMetrics, new_registry
-from stream.session import limits_from
 from stream.shutdown import STOP_DEADLINE_S, exit_within
 from stream.stores import open_stores
 from stream.supervision import Contact
@@ -30,16 +28,16 @@ from stream.supervision import Contact
 log = logging.getLogger(__name__)
 
 
-async def write_datasets(settings: Settings, stop: asyncio.Event, postbox: Postbox) -> None:
-    """PutItems/PutUsers records -> the items/users datasets under the data dir. A plain
-    consumer group next to the Faust app: compacted topics need no per-key state here."""
+async def write_datasets(settings: Settings, parts: StreamParts, stop: asyncio.Event) -> None:
+    """PutItems/PutUsers records -> the items/users datasets. A plain consumer group next to
+    the Faust app: compacted topics need no per-key state here."""
     assert settings.kafka_bootstrap_servers
-    datasets = DatasetStore.of(settings)
+    postbox = parts.postbox("datasets")
     while not stop.is_set():
         records = KafkaEventLog(settings.kafka_bootstrap_servers, client_id="opz-datasets")
         try:
             await records.start()
-            await run_consumer(records, DATASETS_GROUP, datasets.put_async, stop, postbox=postbox,
+            await run_consumer(records, DATASETS_GROUP, parts.datasets.put_async, stop, postbox=postbox,
                                topics=records_topic_pattern(settings.stream_dataset_groups))
         except (KafkaError, LogUnavailable, OSError) as exc:
             log.warning("dataset writer: %r; retrying in 1 s", exc)
@@ -96,7 +94,8 @@ async def _run(settings: Settings, stop: asyncio.Event, on_crash: Callable[[], N
     bootstrap = settings.kafka_bootstrap_servers
     stores = open_stores(settings)
     await stores.start()
-    records = asyncio.create_task(write_datasets(settings, stop, Postbox(letters, "datasets", metrics.dead)))
+    parts = StreamParts.of(settings, stores, letters, metrics)
+    records = asyncio.create_task(write_datasets(settings, parts, stop))
     # Faust needs Kafka and at least one topic to subscribe to: wait for both
     pattern = events_topic_pattern(settings.stream_dataset_groups)
     while not (topics := await event_topics(bootstrap, pattern)):
@@ -113,13 +112,10 @@ async def _run(settings: Settings, stop: asyncio.Event, on_crash: Callable[[], N
     kafka.answered()  # it listed the topics
     archived = asyncio.create_task(write_archive(
         bootstrap, archive_group(settings.stream_app_id), pattern, PartsArchive.of(settings),
-        Postbox(letters, "archive", metrics.dead), metrics, settings.archive_window_s, stop))
+        parts.postbox("archive"), metrics, settings.archive_window_s, stop))
     app = make_faust_app(settings)
-    live = LiveModels(settings.data_dir, stores.models, ArtifactStore.of(settings))
-    following = asyncio.create_task(live.run(stop))
-    register_agents(app, topics=topics, pattern=pattern, store=stores.sessions, letters=letters,
-                    limits=limits_from(settings), bootstrap=bootstrap, metrics=metrics, live=live,
-                    kafka=kafka)
+    following = asyncio.create_task(parts.live.run(stop))
+    register_agents(app, topics=topics, pattern=pattern, parts=parts, bootstrap=bootstrap, kafka=kafka)
     await app.start()
     log.info("stream worker started (app %s, brokers %s)", settings.stream_app_id,
              settings.kafka_bootstrap_servers)
