@@ -32,7 +32,7 @@ RUN /opt/venv/bin/pip install --index-url "${TORCH_INDEX_URL}" "torch>=2.4" \
 
 # --- runtime: what both images share --------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
-# one intra-op thread: numpy/onnxruntime pools oversubscribe small machines (DESIGN.md, "Trap")
+# one intra-op thread: numpy/onnxruntime pools oversubscribe small machines (docs/architecture.md, "Threads")
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
