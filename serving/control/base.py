@@ -120,6 +120,11 @@ def listed(ctx: Ctx, kind: str, parent: str | None = None) -> list[Body]:
     return ctx.resources.list(kind, parent, account=ctx.account, region=ctx.region)
 
 
+def given(req: Req, *fields: str) -> Body:
+    """The request's `fields` that the caller gave: what an Update changes as sent."""
+    return {f: getattr(req, f) for f in fields if getattr(req, f) is not None}
+
+
 def within_quota(ctx: Ctx, kind: str) -> None:
     """Refuse a create that would take the caller's account past its quota of `kind` in its
     region (AWS's quotas are per account and region)."""

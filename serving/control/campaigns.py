@@ -12,7 +12,7 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from kernel.artifact_store import ArtifactError, ArtifactUnreachable
-from serving.control.base import Ctx, Family, Name, Req, Tags, operation, register
+from serving.control.base import Ctx, Family, Name, Req, Tags, given, operation, register
 from serving.control.solutions import VERSIONS, ListBySolution
 from serving.control.store import Body
 from serving.deployed import serving_version
@@ -98,20 +98,16 @@ def create_campaign(req: CreateCampaign, ctx: Ctx) -> Body:
 @operation("UpdateCampaign", UpdateCampaign)
 def update_campaign(req: UpdateCampaign, ctx: Ctx) -> Body:
     campaign = CAMPAIGNS.get(ctx, req.campaignArn)
-    changes: Body = {}
+    changes = given(req, "solutionVersionArn", "minProvisionedTPS")
     if req.solutionVersionArn is not None:
         version = deployable(ctx, req.solutionVersionArn)
         if version["solutionArn"] != campaign["solutionArn"]:
             raise InvalidInputException(f"solution version {req.solutionVersionArn} is not of the campaign's "
                                         f"solution {campaign['solutionArn']}")
-        changes["solutionVersionArn"] = req.solutionVersionArn
-    if req.minProvisionedTPS is not None:
-        changes["minProvisionedTPS"] = req.minProvisionedTPS
     if req.campaignConfig is not None:
         changes["campaignConfig"] = _config(req.campaignConfig)
-    update = {"solutionVersionArn": changes.get("solutionVersionArn", campaign["solutionVersionArn"]),
-              "minProvisionedTPS": changes.get("minProvisionedTPS", campaign["minProvisionedTPS"]),
-              "campaignConfig": changes.get("campaignConfig", campaign["campaignConfig"]), "status": ACTIVE}
+    kept = ("solutionVersionArn", "minProvisionedTPS", "campaignConfig")
+    update = {k: changes.get(k, campaign[k]) for k in kept} | {"status": ACTIVE}
     ctx.resources.update(req.campaignArn, {**changes, "latestCampaignUpdate": update})
     return {"campaignArn": req.campaignArn}
 

@@ -23,6 +23,7 @@ from serving.control.base import (
     Page,
     Req,
     Tags,
+    given,
     operation,
     paginate,
     register,
@@ -210,11 +211,7 @@ def create_solution(req: CreateSolution, ctx: Ctx) -> Body:
 @operation("UpdateSolution", UpdateSolution)
 def update_solution(req: UpdateSolution, ctx: Ctx) -> Body:
     body = SOLUTIONS.get(ctx, req.solutionArn)
-    changes: Body = {}
-    if req.performAutoTraining is not None:
-        changes["performAutoTraining"] = req.performAutoTraining
-    if req.performIncrementalUpdate is not None:
-        changes["performIncrementalUpdate"] = req.performIncrementalUpdate
+    changes = given(req, "performAutoTraining", "performIncrementalUpdate")
     if req.solutionUpdateConfig and req.solutionUpdateConfig.autoTrainingConfig:
         auto = req.solutionUpdateConfig.autoTrainingConfig
         _schedule(auto)
