@@ -61,6 +61,14 @@ class LimitExceededException(PersonalizeError):
     type_name, status = "LimitExceededException", 400
 
 
+class TooManyTagsException(PersonalizeError):
+    type_name, status = "TooManyTagsException", 400
+
+
+class TooManyTagKeysException(PersonalizeError):
+    type_name, status = "TooManyTagKeysException", 400
+
+
 class InvalidNextTokenException(PersonalizeError):
     type_name, status = "InvalidNextTokenException", 400
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+PUBLIC_TAGS = "opz:"  # what the tags below begin with
 PUBLIC, ORIGINS, RATE = "opz:public", "opz:origins", "opz:requests-per-second"
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?")
 

@@ -3,8 +3,8 @@ registry of operations, pages, and the resource family as one table row.
 
 A family (`Family`) says where its ARN, list key, summary fields and parent are; `register`
 turns that row into its Describe, List and (where plain) Delete operations, and `Family.add`
-stores what a Create made, so account scoping, quotas and name clashes are answered alike
-for every resource.
+stores what a Create made with its tags, so account scoping, quotas, tags and name clashes
+are answered alike for every resource.
 """
 from __future__ import annotations
 
@@ -19,11 +19,13 @@ from kernel.settings import Settings
 from serving.accounts import caller, caller_region, visible
 from serving.control.store import AlreadyExists, Body, ControlStore, camel
 from serving.errors import (
+    InvalidInputException,
     InvalidNextTokenException,
     LimitExceededException,
     ResourceAlreadyExistsException,
     ResourceInUseException,
     ResourceNotFoundException,
+    TooManyTagsException,
 )
 from serving.quotas import quota
 from serving.quotas import refusal as quota_refusal
@@ -48,6 +50,29 @@ class Tag(Req):
 
 
 Tags = Annotated[list[Tag], Field(max_length=200)]
+MAX_TAGS = 50  # Personalize's: tags per resource
+TAGS = "tags"  # where a resource's body keeps them, as [{"tagKey", "tagValue"}] in their order
+
+
+def tag_list(tags: dict[str, str]) -> list[Body]:
+    """Tags as the wire and the store have them, after checking Personalize's rules: keys and
+    values of `aws:` are AWS's own, and a resource has at most MAX_TAGS. Tags are sensitive in
+    Personalize's model: a refusal does not repeat them."""
+    if any(text.lower().startswith("aws:") for tag in tags.items() for text in tag):
+        raise InvalidInputException("a tag key or value begins with aws:, which AWS keeps for its own")
+    if len(tags) > MAX_TAGS:
+        raise TooManyTagsException(f"a resource has at most {MAX_TAGS} tags; this would have {len(tags)}")
+    return [{"tagKey": k, "tagValue": v} for k, v in tags.items()]
+
+
+def tags_of(given: list[Tag] | None) -> dict[str, str]:
+    """A request's tags by key; a key given twice is refused (one value per key)."""
+    out: dict[str, str] = {}
+    for tag in given or ():
+        if tag.tagKey in out:
+            raise InvalidInputException("a tag key is given twice; a resource has one value per key")
+        out[tag.tagKey] = tag.tagValue
+    return out
 
 
 class Page(Req):
@@ -142,6 +167,9 @@ def require(ctx: Ctx, arn: str, kind: str, what: str) -> Body:
     return body
 
 
+FAMILIES: dict[str, Family] = {}  # kind -> its family, as `register` saw them
+
+
 # why a resource may not be deleted now (ResourceInUseException's message), or None
 InUse = Callable[[Ctx, Body], str | None]
 # what Describe answers beyond the stored body (a solution's latest version)
@@ -163,6 +191,8 @@ class Family:
     described: Described | None = None
     view: Callable[[Body], Body] | None = None  # how Describe and List show a stored body
     newest_first: bool = False
+    takes_tags: bool = True  # whether its Create takes tags (and TagResource its ARN)
+    fixed_tags: tuple[str, ...] = ()  # prefixes of tags only its Create sets (what they mean stays)
 
     @property
     def key(self) -> str:
@@ -185,9 +215,11 @@ class Family:
         within_quota(ctx, self.kind)
 
     def add(self, ctx: Ctx, arn: str, name: str, body: Body, parent: str | None = None,
-            taken: str | None = None) -> None:
-        """Store what a Create made; `taken` says why the ARN exists already, when its
-        default (the ARN) is not what Personalize would say."""
+            taken: str | None = None, tags: list[Tag] | None = None) -> None:
+        """Store what a Create made, with its `tags`; `taken` says why the ARN exists already,
+        when its default (the ARN) is not what Personalize would say."""
+        if tags:
+            body = body | {TAGS: tag_list(tags_of(tags))}
         try:
             ctx.resources.create(self.kind, arn, name, body, parent=parent)
         except AlreadyExists:
@@ -203,6 +235,7 @@ def register(family: Family, *, delete: bool = False, in_use: InUse | None = Non
 
     def describe(req: Req, ctx: Ctx) -> Body:
         body = view(family.get(ctx, getattr(req, family.key + "Arn")))
+        body.pop(TAGS, None)  # ListTagsForResource's
         return {family.key: family.described(ctx, body) if family.described else body}
 
     def list_all(req: Page, ctx: Ctx) -> Body:
@@ -219,6 +252,7 @@ def register(family: Family, *, delete: bool = False, in_use: InUse | None = Non
         ctx.resources.delete(arn)
         return {}
 
+    FAMILIES[family.kind] = family
     operation(describing, family.arn_request)(describe)
     operation(listing, family.list_request)(list_all)
     if delete:

@@ -91,7 +91,7 @@ def create_campaign(req: CreateCampaign, ctx: Ctx) -> Body:
             "solutionArn": version["solutionArn"], "datasetGroupArn": version["datasetGroupArn"],
             "minProvisionedTPS": req.minProvisionedTPS or 1, "campaignConfig": _config(req.campaignConfig),
             "status": ACTIVE}
-    CAMPAIGNS.add(ctx, arn, req.name, body, parent=version["solutionArn"])
+    CAMPAIGNS.add(ctx, arn, req.name, body, parent=version["solutionArn"], tags=req.tags)
     return {"campaignArn": arn}
 
 

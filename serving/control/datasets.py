@@ -150,7 +150,7 @@ def _deletion_job(body: Body) -> Body:
 
 
 SCHEMAS = register(Family("schema", SchemaArn, Page, (
-    "name", "schemaArn", "creationDateTime", "lastUpdatedDateTime", "domain")),
+    "name", "schemaArn", "creationDateTime", "lastUpdatedDateTime", "domain"), takes_tags=False),
     delete=True, in_use=_schema_in_use)
 DATASETS = register(Family("dataset", DatasetArn, ListByDatasetGroup, (
     "name", "datasetArn", "datasetType", "status", "creationDateTime", "lastUpdatedDateTime"),
@@ -206,7 +206,7 @@ def create_dataset(req: CreateDataset, ctx: Ctx) -> Body:
     arn = ctx.arn("dataset", f"{req.datasetGroupArn.rsplit('/', 1)[1]}/{kind}")
     body = {"name": req.name, "datasetArn": arn, "datasetGroupArn": req.datasetGroupArn,
             "datasetType": kind, "schemaArn": req.schemaArn, "status": "ACTIVE"}
-    DATASETS.add(ctx, arn, req.name, body, parent=req.datasetGroupArn,
+    DATASETS.add(ctx, arn, req.name, body, parent=req.datasetGroupArn, tags=req.tags,
                  taken=f"dataset group {req.datasetGroupArn} already has an {kind} dataset ({arn})")
     return {"datasetArn": arn}
 
@@ -262,7 +262,7 @@ def create_import_job(req: CreateDatasetImportJob, ctx: Ctx) -> Body:
             "importMode": req.importMode or "FULL",
             "publishAttributionMetricsToS3": bool(req.publishAttributionMetricsToS3)}
     IMPORTS.add(ctx, arn, req.jobName, body | ({"roleArn": req.roleArn} if req.roleArn else {}),
-                parent=req.datasetArn)
+                parent=req.datasetArn, tags=req.tags)
     ctx.wake_jobs()
     return {"datasetImportJobArn": arn}
 
@@ -275,7 +275,7 @@ def create_export_job(req: CreateDatasetExportJob, ctx: Ctx) -> Body:
     body = {"jobName": req.jobName, "datasetExportJobArn": arn, "datasetArn": req.datasetArn,
             "ingestionMode": req.ingestionMode or "PUT", "roleArn": req.roleArn, "status": PENDING,
             "jobOutput": req.jobOutput.model_dump(exclude_none=True)}
-    EXPORTS.add(ctx, arn, req.jobName, body, parent=req.datasetArn)
+    EXPORTS.add(ctx, arn, req.jobName, body, parent=req.datasetArn, tags=req.tags)
     ctx.wake_jobs()
     return {"datasetExportJobArn": arn}
 
@@ -294,7 +294,7 @@ def create_deletion_job(req: CreateDataDeletionJob, ctx: Ctx) -> Body:
     body = {"jobName": req.jobName, "dataDeletionJobArn": arn, "datasetGroupArn": req.datasetGroupArn,
             "dataSource": {"dataLocation": req.dataSource.dataLocation}, "roleArn": req.roleArn,
             "status": PENDING}
-    DELETIONS.add(ctx, arn, req.jobName, body, parent=req.datasetGroupArn)
+    DELETIONS.add(ctx, arn, req.jobName, body, parent=req.datasetGroupArn, tags=req.tags)
     ctx.wake_jobs()
     return {"dataDeletionJobArn": arn}
 

@@ -2,7 +2,7 @@
 
 `X-Amz-Target: AmazonPersonalize.<Operation>` picks a handler from OPERATIONS; an
 operation we do not implement yet answers UnknownOperationException naming it. Importing
-this module registers every family's handlers (`FAMILIES`), so the app and
+this module registers every family's handlers (`MODULES`), so the app and
 `personalize api coverage` see the same operations.
 """
 from __future__ import annotations
@@ -17,12 +17,12 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from serving import service_model
-from serving.control import campaigns, datasets, filters, groups, solutions
+from serving.control import campaigns, datasets, filters, groups, solutions, tags
 from serving.control.base import OPERATIONS, TARGET_PREFIX, Ctx
 from serving.control.store import Body
 from serving.errors import InvalidInputException, UnknownOperationException, validation_message
 
-FAMILIES = (groups, datasets, solutions, campaigns, filters)  # their handlers join OPERATIONS
+MODULES = (groups, datasets, solutions, campaigns, filters, tags)  # their handlers join OPERATIONS
 
 def dispatch(target: str | None, raw: bytes, ctx: Ctx) -> Body | Awaitable[Body]:
     if not target or not target.startswith(TARGET_PREFIX):

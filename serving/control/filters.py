@@ -58,7 +58,7 @@ def create_filter(req: CreateFilter, ctx: Ctx) -> Body:
     arn = ctx.arn(FILTERS.kind, req.name)
     body = {"name": req.name, "filterArn": arn, "datasetGroupArn": req.datasetGroupArn,
             "filterExpression": req.filterExpression, "status": "ACTIVE"}
-    FILTERS.add(ctx, arn, req.name, body, parent=req.datasetGroupArn)
+    FILTERS.add(ctx, arn, req.name, body, parent=req.datasetGroupArn, tags=req.tags)
     return {"filterArn": arn}
 
 

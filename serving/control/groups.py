@@ -14,7 +14,7 @@ from serving.control.base import Ctx, Family, ListByDatasetGroup, Name, Page, Re
 from serving.control.store import Body
 from serving.errors import InvalidInputException, ResourceAlreadyExistsException, ResourceInUseException
 from serving.jobs import PENDING, RUNNING
-from serving.public_trackers import PublicTrackerError, from_tags
+from serving.public_trackers import PUBLIC_TAGS, PublicTrackerError, from_tags
 from serving.wire import Arn
 from stream.erasure import erase_group
 
@@ -46,7 +46,7 @@ GROUPS = register(Family("dataset-group", DatasetGroupArn, Page, (
     "domain")))
 TRACKERS = register(Family("event-tracker", EventTrackerArn, ListByDatasetGroup, (
     "name", "eventTrackerArn", "status", "creationDateTime", "lastUpdatedDateTime"),
-    parent="datasetGroupArn"), delete=True)
+    parent="datasetGroupArn", fixed_tags=(PUBLIC_TAGS,)), delete=True)
 
 
 @operation("CreateDatasetGroup", CreateDatasetGroup)
@@ -60,7 +60,7 @@ def create_dataset_group(req: CreateDatasetGroup, ctx: Ctx) -> Body:
     body = {"name": req.name, "datasetGroupArn": arn, "status": "ACTIVE"}
     body |= {k: v for k, v in (("domain", req.domain), ("roleArn", req.roleArn),
                                ("kmsKeyArn", req.kmsKeyArn)) if v}
-    GROUPS.add(ctx, arn, req.name, body)
+    GROUPS.add(ctx, arn, req.name, body, tags=req.tags)
     return {"datasetGroupArn": arn, **({"domain": req.domain} if req.domain else {})}
 
 
@@ -107,5 +107,5 @@ def create_event_tracker(req: CreateEventTracker, ctx: Ctx) -> Body:
     body = {"name": req.name, "eventTrackerArn": arn, "accountId": ctx.account,
             "trackingId": tracking_id, "datasetGroupArn": req.datasetGroupArn, "status": "ACTIVE",
             **({"publicAccess": public} if public is not None else {})}
-    TRACKERS.add(ctx, arn, req.name, body, parent=req.datasetGroupArn)
+    TRACKERS.add(ctx, arn, req.name, body, parent=req.datasetGroupArn, tags=req.tags)
     return {"eventTrackerArn": arn, "trackingId": tracking_id}

@@ -22,6 +22,7 @@ from serving.control.base import (
     Name,
     Page,
     Req,
+    Tag,
     Tags,
     given,
     operation,
@@ -204,7 +205,7 @@ def create_solution(req: CreateSolution, ctx: Ctx) -> Body:
             "solutionConfig": config.model_dump(exclude_none=True)}
     if req.eventType:
         body["eventType"] = req.eventType
-    SOLUTIONS.add(ctx, arn, req.name, body, parent=req.datasetGroupArn)
+    SOLUTIONS.add(ctx, arn, req.name, body, parent=req.datasetGroupArn, tags=req.tags)
     return {"solutionArn": arn}
 
 
@@ -255,7 +256,7 @@ def latest_active(ctx: Ctx, solution_arn: str) -> Body | None:
 
 
 def start_version(ctx: Ctx, solution: Body, mode: str, *, training_type: str = "MANUAL",
-                  name: str | None = None) -> str:
+                  name: str | None = None, tags: list[Tag] | None = None) -> str:
     """Store a pending version (CreateSolutionVersion, or the scheduler); returns its ARN."""
     solution_arn = solution["solutionArn"]
     if any(v["status"] in (PENDING, RUNNING, STOPPING) for v in _versions(ctx, solution_arn)):
@@ -277,7 +278,7 @@ def start_version(ctx: Ctx, solution: Body, mode: str, *, training_type: str = "
                                  "eventType", "datasetGroupArn", "solutionConfig") if k in solution}
     if parent is not None:
         body["parentSolutionVersionArn"] = parent["solutionVersionArn"]
-    VERSIONS.add(ctx, arn, body["name"], body, parent=solution_arn)
+    VERSIONS.add(ctx, arn, body["name"], body, parent=solution_arn, tags=tags)
     ctx.wake_jobs()
     return arn
 
@@ -287,7 +288,8 @@ def create_solution_version(req: CreateSolutionVersion, ctx: Ctx) -> Body:
     solution = SOLUTIONS.get(ctx, req.solutionArn)
     if req.trainingMode == "AUTOTRAIN":
         raise InvalidInputException("trainingMode AUTOTRAIN is set by automatic training; use FULL or UPDATE")
-    return {"solutionVersionArn": start_version(ctx, solution, req.trainingMode or "FULL", name=req.name)}
+    return {"solutionVersionArn": start_version(ctx, solution, req.trainingMode or "FULL", name=req.name,
+                                                     tags=req.tags)}
 
 
 @operation("StopSolutionVersionCreation", SolutionVersionArn)
