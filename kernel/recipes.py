@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 RECIPE_ARN_PREFIX = "arn:aws:personalize:::recipe/"
+ALGORITHM_ARN_PREFIX = "arn:aws:personalize:::algorithm/"
+TRANSFORMATION_ARN_PREFIX = "arn:aws:personalize:::feature-transformation/"
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,8 @@ class Param:
     default: str
     low: float | None = None
     high: float | None = None
+    tunable: bool = False  # what hyperparameter optimisation may search over (DescribeAlgorithm)
+    featurization: bool = False  # filters the data before training: its feature transformation's
 
     def check(self, name: str, value: str) -> str:
         try:
@@ -57,18 +61,32 @@ class Recipe:
     def arn(self) -> str:
         return RECIPE_ARN_PREFIX + self.name
 
+    @property
+    def algorithm_arn(self) -> str:
+        return ALGORITHM_ARN_PREFIX + self.name
+
+    @property
+    def transformation(self) -> str:
+        """Its feature transformation's name: how its training data is filtered."""
+        return "sims" if self.model == "sims" else "JSON-percentile-filtering"
+
+    @property
+    def transformation_arn(self) -> str:
+        return TRANSFORMATION_ARN_PREFIX + self.transformation
+
 
 _HRNN = {
-    "hidden_dimension": Param(int, "149", 32, 256),
-    "bptt": Param(int, "32", 2, 64),
-    "recency_mask": Param(bool, "true"),
-    "min_user_history_length_percentile": Param(float, "0.0", 0.0, 0.1),
-    "max_user_history_length_percentile": Param(float, "0.99", 0.9, 1.0),
+    "hidden_dimension": Param(int, "149", 32, 256, tunable=True),
+    "bptt": Param(int, "32", 2, 64, tunable=True),
+    "recency_mask": Param(bool, "true", tunable=True),
+    "min_user_history_length_percentile": Param(float, "0.0", 0.0, 0.1, featurization=True),
+    "max_user_history_length_percentile": Param(float, "0.99", 0.9, 1.0, featurization=True),
     "max_user_history_length": Param(int, "200", 2, 10_000),
     # training knobs of ours (Personalize tunes these itself)
     "epochs": Param(int, "0", 0, 200),  # 0 = the recipe's default for the data size
-    "learning_rate": Param(float, "0.01", 1e-6, 1.0),  # Adam's peak, cosine to 10% (UPDATE: 0.002)
-    "dropout": Param(float, "0.2", 0.0, 0.9),  # on item embeddings and on the state scored
+    # Adam's peak, cosine to 10% (UPDATE: 0.002)
+    "learning_rate": Param(float, "0.01", 1e-6, 1.0, tunable=True),
+    "dropout": Param(float, "0.2", 0.0, 0.9, tunable=True),  # on item embeddings and on the state scored
     "session_gap_seconds": Param(float, "1800", 1, 10**8),
 }
 _EXPLORATION = {"exploration_weight": Param(float, "0.3", 0.0, 1.0),
@@ -87,19 +105,27 @@ RECIPES: dict[str, Recipe] = {r.arn: r for r in (
            model="popularity"),
     Recipe("aws-sims", "RELATED_ITEMS",
            "Items that co-occur in users' histories, with popular neighbours discounted.", {
-               "popularity_discount_factor": Param(float, "0.5", 0.0, 1.0),
-               "min_cointeraction_count": Param(int, "3", 0, 10),
-               "min_user_history_length_percentile": Param(float, "0.005", 0.0, 0.1),
-               "max_user_history_length_percentile": Param(float, "0.995", 0.9, 1.0),
-               "min_item_interaction_count_percentile": Param(float, "0.01", 0.0, 0.1),
+               "popularity_discount_factor": Param(float, "0.5", 0.0, 1.0, tunable=True),
+               "min_cointeraction_count": Param(int, "3", 0, 10, tunable=True),
+               "min_user_history_length_percentile": Param(float, "0.005", 0.0, 0.1, featurization=True),
+               "max_user_history_length_percentile": Param(float, "0.995", 0.9, 1.0, featurization=True),
+               "min_item_interaction_count_percentile": Param(float, "0.01", 0.0, 0.1, featurization=True),
                # Personalize documents 0.9, which drops the most-used items; ours keeps them
                # (why, measured: docs/training.md)
-               "max_item_interaction_count_percentile": Param(float, "1.0", 0.5, 1.0)}, model="sims"),
+               "max_item_interaction_count_percentile": Param(float, "1.0", 0.5, 1.0, featurization=True)},
+           model="sims"),
     Recipe("aws-personalized-ranking", "PERSONALIZED_RANKING",
            "The HRNN model, scoring a given list of items for a user.", _HRNN, supports_update=True),
 )}
 
 BY_NAME = {r.name: r for r in RECIPES.values()}
+ALGORITHMS = {r.algorithm_arn: r for r in RECIPES.values()}
+# a feature transformation -> its default parameters: the featurization hyperparameters of the
+# recipes that use it (they agree: each transformation's recipes share them)
+TRANSFORMATIONS: dict[str, dict[str, str]] = {}
+for _r in RECIPES.values():
+    TRANSFORMATIONS.setdefault(_r.transformation_arn, {}).update(
+        {n: p.default for n, p in _r.hyperparameters.items() if p.featurization})
 
 
 def recipe_named(name: str) -> Recipe:
@@ -115,6 +141,18 @@ def check_hyperparameters(recipe: Recipe, given: dict[str, str]) -> dict[str, st
                          f"{', '.join(sorted(recipe.hyperparameters)) or 'none'}")
     return {name: p.check(name, given[name]) if name in given else p.default
             for name, p in recipe.hyperparameters.items()}
+
+
+def solution_hyperparameters(recipe: Recipe, config: dict[str, dict[str, str]]) -> dict[str, str]:
+    """Every hyperparameter a solution trains with, from its solutionConfig: the algorithm's
+    (`algorithmHyperParameters`, which takes the featurization ones too) and the feature
+    transformation's (`featureTransformationParameters`, only those)."""
+    featurization = config.get("featureTransformationParameters") or {}
+    names = sorted(n for n, p in recipe.hyperparameters.items() if p.featurization)
+    if other := sorted(set(featurization) - set(names)):
+        raise ValueError(f"featureTransformationParameters: {other[0]} is not one of "
+                         f"{recipe.transformation}'s: {', '.join(names) or 'none'}")
+    return check_hyperparameters(recipe, {**featurization, **(config.get("algorithmHyperParameters") or {})})
 
 
 _RATE = re.compile(r"rate\((\d+) (minute|hour|day)s?\)")

@@ -14,7 +14,7 @@ from pydantic import StringConstraints
 
 from kernel.artifact_store import ArtifactError, ArtifactStore, artifact_location
 from kernel.contract import dataset_group_name
-from kernel.recipes import RECIPES, check_hyperparameters, schedule_seconds
+from kernel.recipes import RECIPES, schedule_seconds, solution_hyperparameters
 from serving.control.base import (
     Ctx,
     Family,
@@ -26,7 +26,6 @@ from serving.control.base import (
     Tags,
     given,
     operation,
-    paginate,
     register,
 )
 from serving.control.groups import GROUPS
@@ -35,12 +34,10 @@ from serving.control.store import Body
 from serving.errors import (
     InvalidInputException,
     ResourceInUseException,
-    ResourceNotFoundException,
 )
 from serving.jobs import ACTIVE, PENDING, RUNNING, STOPPING, JobFailed, Progress
 from serving.wire import Arn, Str256, Str1000
 
-EPOCH = 1_700_000_000.0  # recipes' creationDateTime: they ship with the code
 # what training measures beyond Personalize's metrics: DescribeSolutionVersion and the report
 # show them, GetSolutionMetrics answers with Personalize's names only
 REPORT_ONLY_METRICS = frozenset({"hit_rate_at_10", "coverage_at_10"})
@@ -107,15 +104,6 @@ class ListBySolution(Page):
     solutionArn: Arn | None = None
 
 
-class ListRecipes(Page):
-    recipeProvider: Literal["SERVICE"] | None = None
-    domain: Literal["ECOMMERCE", "VIDEO_ON_DEMAND"] | None = None
-
-
-class RecipeArn(Req):
-    recipeArn: Str256
-
-
 def _with_latest_version(ctx: Ctx, solution: Body) -> Body:
     if versions := _versions(ctx, solution["solutionArn"]):
         v = versions[-1]
@@ -135,34 +123,6 @@ SOLUTIONS = register(Family("solution", SolutionArn, ListByDatasetGroup, (
 VERSIONS = register(Family("solution-version", SolutionVersionArn, ListBySolution, (
     "solutionVersionArn", "status", "trainingMode", "trainingType", "creationDateTime", "lastUpdatedDateTime",
     "failureReason"), parent="solutionArn"))
-
-
-# ---- recipes ----
-
-def _recipe_body(arn: str) -> Body:
-    r = RECIPES[arn]
-    transformation = "sims" if r.model == "sims" else "JSON-percentile-filtering"
-    body = {"name": r.name, "recipeArn": r.arn, "algorithmArn": r.arn.replace(":recipe/", ":algorithm/"),
-            "featureTransformationArn": f"arn:aws:personalize:::feature-transformation/{transformation}",
-            "status": "ACTIVE", "description": r.description, "recipeType": r.recipe_type,
-            "creationDateTime": EPOCH, "lastUpdatedDateTime": EPOCH}
-    return body | ({"domain": r.domain} if r.domain else {})
-
-
-@operation("ListRecipes", ListRecipes)
-def list_recipes(req: ListRecipes, ctx: Ctx) -> Body:
-    """With a domain, that domain's recipes only, as Personalize lists them: none of ours, which
-    are all custom recipes (no domain)."""
-    arns = [a for a, r in RECIPES.items() if req.domain is None or r.domain == req.domain]
-    return paginate([_recipe_body(a) for a in arns], req, "recipes",
-                    ("name", "recipeArn", "status", "creationDateTime", "lastUpdatedDateTime", "domain"))
-
-
-@operation("DescribeRecipe", RecipeArn)
-def describe_recipe(req: RecipeArn, ctx: Ctx) -> Body:
-    if req.recipeArn not in RECIPES:
-        raise ResourceNotFoundException(f"recipe {req.recipeArn} does not exist; ListRecipes shows ours")
-    return {"recipe": _recipe_body(req.recipeArn)}
 
 
 # ---- solutions ----
@@ -190,7 +150,7 @@ def create_solution(req: CreateSolution, ctx: Ctx) -> Body:
                                     f"{', '.join(RECIPES)}")
     config = req.solutionConfig or SolutionConfig()
     try:
-        check_hyperparameters(recipe, config.algorithmHyperParameters or {})
+        solution_hyperparameters(recipe, config.model_dump(exclude_none=True))
         if config.eventValueThreshold is not None:
             float(config.eventValueThreshold)
     except ValueError as exc:
@@ -323,7 +283,7 @@ def run_training(ctx: Ctx, trainer: Trainer, job: Body, progress: Progress) -> B
             raise JobFailed(f"the parent version {parent_arn} is gone")
     recipe = RECIPES[job["recipeArn"]]
     threshold = config.get("eventValueThreshold")
-    params = check_hyperparameters(recipe, config.get("algorithmHyperParameters", {}))
+    params = solution_hyperparameters(recipe, config)
     try:
         out = trainer.train(
             version_arn=job["solutionVersionArn"], dataset_group=dataset_group_name(job["datasetGroupArn"]),
