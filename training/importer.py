@@ -35,8 +35,8 @@ from kernel.contract import MAX_EPOCH_SECONDS
 from kernel.dataset_schema import Column, Schema, parse_schema
 from kernel.datasets import DatasetStore, interactions_from_events
 from kernel.locations import LocationRefused, Locations, S3Location, confined
+from kernel.s3_files import S3Error, S3Files
 from kernel.settings import Settings
-from training.s3_files import S3Error, S3Files
 
 Progress = Callable[..., None]  # progress(rowsDone=n): the job runner publishes it
 MAX_ID_LENGTH = 256

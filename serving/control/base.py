@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from kernel.locations import LocationRefused
 from kernel.settings import Settings
 from serving.accounts import caller, caller_region, visible
 from serving.control.store import AlreadyExists, Body, ControlStore, camel
@@ -148,6 +149,19 @@ def listed(ctx: Ctx, kind: str, parent: str | None = None) -> list[Body]:
 def given(req: Req, *fields: str) -> Body:
     """The request's `fields` that the caller gave: what an Update changes as sent."""
     return {f: getattr(req, f) for f in fields if getattr(req, f) is not None}
+
+
+def children(ctx: Ctx, parent: str) -> list[tuple[Family, Body]]:
+    """Every resource whose parent is `parent`, of every family, with its family."""
+    return [(f, body) for f in FAMILIES.values() for body in ctx.resources.list(f.kind, parent)]
+
+
+def location_allowed(ctx: Ctx, member: str, location: str) -> None:
+    """Refuse, when a job is created, a location the job would not be allowed to use."""
+    try:
+        ctx.settings.locations.check(location)
+    except LocationRefused as exc:
+        raise InvalidInputException(f"{member}: {exc}") from None
 
 
 def within_quota(ctx: Ctx, kind: str) -> None:

@@ -16,8 +16,18 @@ from pydantic import Field, StringConstraints
 
 from kernel.contract import dataset_group_name
 from kernel.dataset_schema import DATASET_TYPES, Schema, SchemaError, check_dataset_type, parse_schema
-from kernel.locations import LocationRefused
-from serving.control.base import Ctx, Family, ListByDatasetGroup, Name, Page, Req, Tags, operation, register
+from serving.control.base import (
+    Ctx,
+    Family,
+    ListByDatasetGroup,
+    Name,
+    Page,
+    Req,
+    Tags,
+    location_allowed,
+    operation,
+    register,
+)
 from serving.control.groups import GROUPS
 from serving.control.store import Body
 from serving.errors import InvalidInputException, LimitExceededException, ResourceInUseException
@@ -118,19 +128,11 @@ class DeletionJobArn(Req):
     dataDeletionJobArn: Arn
 
 
-def _allowed(ctx: Ctx, member: str, location: str) -> None:
-    """Refuse, when the job is created, a location the job would not be allowed to use."""
-    try:
-        ctx.settings.locations.check(location)
-    except LocationRefused as exc:
-        raise InvalidInputException(f"{member}: {exc}") from None
-
-
 def _readable_source(ctx: Ctx, location: str | None) -> None:
     """A job's `dataSource.dataLocation`: given, and one the job may read."""
     if not location:
         raise InvalidInputException("dataSource.dataLocation is required")
-    _allowed(ctx, "dataSource.dataLocation", location)
+    location_allowed(ctx, "dataSource.dataLocation", location)
 
 
 def _busy_jobs(ctx: Ctx, dataset_arn: str) -> list[Body]:
@@ -270,7 +272,7 @@ def create_import_job(req: CreateDatasetImportJob, ctx: Ctx) -> Body:
 @operation("CreateDatasetExportJob", CreateDatasetExportJob)
 def create_export_job(req: CreateDatasetExportJob, ctx: Ctx) -> Body:
     DATASETS.get(ctx, req.datasetArn)
-    _allowed(ctx, "jobOutput.s3DataDestination.path", req.jobOutput.s3DataDestination.path)
+    location_allowed(ctx, "jobOutput.s3DataDestination.path", req.jobOutput.s3DataDestination.path)
     arn = ctx.arn("dataset-export-job", req.jobName)
     body = {"jobName": req.jobName, "datasetExportJobArn": arn, "datasetArn": req.datasetArn,
             "ingestionMode": req.ingestionMode or "PUT", "roleArn": req.roleArn, "status": PENDING,

@@ -24,6 +24,7 @@ from serving.control.base import (
     Req,
     Tag,
     Tags,
+    children,
     given,
     operation,
     register,
@@ -190,6 +191,12 @@ def delete_solution(req: SolutionArn, ctx: Ctx) -> Body:
         raise ResourceInUseException(f"solution {req.solutionArn} has a version in training; stop it first")
     if ctx.resources.count_children(req.solutionArn, "campaign"):
         raise ResourceInUseException(f"solution {req.solutionArn} is deployed in a campaign; delete it first")
+    jobs = [(f, job) for v in versions for f, job in children(ctx, v["solutionVersionArn"])]
+    if busy := [job for f, job in jobs if job["status"] in (PENDING, RUNNING)]:
+        raise ResourceInUseException(f"solution {req.solutionArn} has a job in progress on a version of it: "
+                                     f"{busy[0].get('jobName')}")
+    for f, job in jobs:
+        ctx.resources.delete(job[f.key + "Arn"])
     for v in versions:
         ctx.resources.delete(v["solutionVersionArn"])
         _drop_artifact(ctx, v)

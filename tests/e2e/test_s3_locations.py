@@ -142,3 +142,45 @@ def test_the_import_command_uploads_for_a_server_that_cannot_see_its_files(
     assert f"from s3://{bucket}/allowed/uploads/uploaded-items-" in run.stderr
     uploaded = s3_service.client().list_objects_v2(Bucket=bucket, Prefix="allowed/uploads/")["Contents"]
     assert [o["Key"].rsplit("/", 1)[1] for o in uploaded] == ["items.csv"]
+
+
+def test_a_batch_inference_job_reads_and_writes_the_bucket(
+        server: Server, s3_service: S3Service, bucket: str, tmp_path: Any) -> None:
+    """Users in an object, recommendations in `<path>/<input name>.out`; a path outside the roots
+    is refused when the job is created."""
+    control = server.client("personalize")
+    group = control.create_dataset_group(name="s3-batch")["datasetGroupArn"]
+    schema = control.create_schema(name="s3-batch-clicks", schema=json.dumps({
+        "type": "record", "name": "Interactions", "namespace": "com.amazonaws.personalize.schema", "fields": [
+            {"name": "USER_ID", "type": "string"}, {"name": "ITEM_ID", "type": "string"},
+            {"name": "TIMESTAMP", "type": "long"}], "version": "1.0"}))["schemaArn"]
+    clicks = control.create_dataset(name="s3-batch-clicks", schemaArn=schema, datasetGroupArn=group,
+                                    datasetType="INTERACTIONS")["datasetArn"]
+    rows = "".join(f"u{u},i{i},{1_700_000_000 + u * 10 + i}\n" for u in range(300) for i in range(u % 7 + 1))
+    s3_service.client().put_object(Bucket=bucket, Key="allowed/clicks.csv",
+                                   Body=("USER_ID,ITEM_ID,TIMESTAMP\n" + rows).encode())
+    assert import_job(server, clicks, f"s3://{bucket}/allowed/clicks.csv", "clicks")["status"] == "ACTIVE"
+    solution = control.create_solution(name="s3-popular", datasetGroupArn=group,
+                                       recipeArn="arn:aws:personalize:::recipe/aws-popularity-count")["solutionArn"]
+    arn = control.create_solution_version(solutionArn=solution)["solutionVersionArn"]
+    assert finished(lambda: control.describe_solution_version(solutionVersionArn=arn),
+                    "solutionVersion")["status"] == "ACTIVE"
+
+    s3_service.client().put_object(Bucket=bucket, Key="allowed/batch/users.json",
+                                   Body=b'{"userId": "u1"}\n{"userId": "u2"}\n{"user": "?"}\n')
+
+    def batch(name: str, output: str) -> str:
+        return control.create_batch_inference_job(
+            jobName=name, solutionVersionArn=arn, roleArn=ROLE, numResults=3,
+            jobInput={"s3DataSource": {"path": f"s3://{bucket}/allowed/batch/users.json"}},
+            jobOutput={"s3DataDestination": {"path": output}})["batchInferenceJobArn"]
+
+    job = batch("s3-batch", f"s3://{bucket}/allowed/batch/out/")
+    assert finished(lambda: control.describe_batch_inference_job(batchInferenceJobArn=job),
+                    "batchInferenceJob")["status"] == "ACTIVE"
+    lines = [json.loads(x) for x in read(s3_service, bucket, "allowed/batch/out/users.json.out").splitlines()]
+    assert [x["output"]["recommendedItems"] for x in lines[:2]] == [["i0", "i1", "i2"]] * 2
+    assert lines[2]["output"] is None and "userId" in lines[2]["error"]
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        batch("elsewhere", f"s3://{bucket}/not-allowed/")
+    assert refused.value.response["Error"]["Code"] == "InvalidInputException"

@@ -1,9 +1,9 @@
-"""Import and export jobs' files in S3 or an S3-compatible store, through boto3.
+"""Jobs' files in S3 or an S3-compatible store, through boto3: imports, exports, batch jobs.
 
-A job downloads the CSV objects it reads into a private spool folder and reads them as
-local files, so the schema checks and the bounded-memory reader are the same for both
-kinds of location; an export is written locally, then uploaded (boto3's managed transfer
-sends large files in parts). Credentials are the server's own (the standard chain).
+A job downloads the objects it reads into a private spool folder and reads them as local
+files, so the checks and the bounded-memory readers are the same for both kinds of location;
+what a job writes is written locally, then uploaded (boto3's managed transfer sends large
+files in parts). Credentials are the server's own (the standard chain).
 """
 from __future__ import annotations
 
@@ -51,6 +51,11 @@ class S3Files:
             self._call("read", location, self.client.download_file, location.bucket, key, str(path))
             files.append(path)
         return files
+
+    def fetch(self, location: S3Location, into: Path) -> Path:
+        """The one object `location` names, as the file `into`."""
+        self._call("read", location, self.client.download_file, location.bucket, location.key, str(into))
+        return into
 
     def upload(self, file: Path, location: S3Location) -> None:
         self._call("write", location, self.client.upload_file, str(file), location.bucket, location.key)
