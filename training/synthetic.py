@@ -34,9 +34,11 @@ def embeddings(n_items: int, hidden: int, rng: np.random.Generator, clustered: b
     return out.astype(np.float32)
 
 
-def histories(n_users: int, n_items: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """CSR (offsets, items, times) of each user's events, the artifact's user_history.npz."""
-    lengths = np.clip(rng.lognormal(np.log(60), 0.9, n_users), 5, 200).astype(np.int64)
+def histories(n_users: int, n_items: int, rng: np.random.Generator, median: float = 60,
+              longest: int = 200) -> dict[str, np.ndarray]:
+    """CSR (offsets, items, times) of each user's events, the artifact's user_history.npz:
+    lengths log-normal around `median`, from 5 (or `longest`, if fewer) to `longest`."""
+    lengths = np.clip(rng.lognormal(np.log(median), 0.9, n_users), min(5, longest), longest).astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     items = rng.integers(0, n_items, offsets[-1]).astype(np.int32)
     step = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)  # event number within its user
@@ -56,9 +58,11 @@ def clicks_by_type(history: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def write_artifact(directory: Path, n_items: int, *, n_users: int = 10_000, hidden: int = 128,
-                   clustered: bool = True, seed: int = 0) -> Path:
+                   clustered: bool = True, seed: int = 0, history_median: float = 60,
+                   history_longest: int = 200) -> Path:
     """The whole artifact directory (manifest.json and all), written to a temporary name and
-    renamed like the trainer's; returns `directory`."""
+    renamed like the trainer's; returns `directory`. Each user's state as of training is
+    computed from its history, so a million users want short histories (`history_longest`)."""
     import torch
 
     from training import hrnn, hrnn_net
@@ -69,7 +73,7 @@ def write_artifact(directory: Path, n_items: int, *, n_users: int = 10_000, hidd
     with torch.no_grad():
         weights["E"] = torch.from_numpy(embeddings(n_items, hidden, rng, clustered))
         weights["b"] = torch.from_numpy((0.5 * rng.standard_normal(n_items)).astype(np.float32))
-    history = histories(n_users, n_items, rng)
+    history = histories(n_users, n_items, rng, history_median, history_longest)
     model = hrnn.HRNN(item_ids, weights, {"hidden_dimension": str(hidden)}, int(history["times"].max()))
     tmp = directory.with_name(f".{directory.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
