@@ -53,6 +53,11 @@ class Recipe:
     explores: bool = False  # serving mixes in new items (campaignConfig.itemExplorationConfig)
 
     @property
+    def segments_users(self) -> bool:
+        """A USER_SEGMENTATION recipe: batch segment jobs give its answers, not campaigns."""
+        return self.recipe_type == "USER_SEGMENTATION"
+
+    @property
     def softmax_scores(self) -> bool:
         """Its scores are logits, normalised by a softmax (else counts or similarities, by their sum)."""
         return self.model == "hrnn"
@@ -116,6 +121,12 @@ RECIPES: dict[str, Recipe] = {r.arn: r for r in (
            model="sims"),
     Recipe("aws-personalized-ranking", "PERSONALIZED_RANKING",
            "The HRNN model, scoring a given list of items for a user.", _HRNN, supports_update=True),
+    Recipe("aws-item-affinity", "USER_SEGMENTATION",
+           "The users most likely to interact with each item (batch segment jobs): the HRNN's "
+           "probability of the item as each user's next, read the other way.", _HRNN),
+    Recipe("aws-item-attribute-affinity", "USER_SEGMENTATION",
+           "The users most likely to interact with items of given attributes (ITEMS.GENRES = \"Comedy\"): "
+           "the HRNN's probability that each user's next item is one of them.", _HRNN),
 )}
 
 BY_NAME = {r.name: r for r in RECIPES.values()}

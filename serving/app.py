@@ -22,7 +22,7 @@ from serving import console, events_api, metrics, runtime_api
 from serving.access_keys import AccessKeys
 from serving.auth import SignedCalls
 from serving.console_feed import feed_of
-from serving.control import batch, campaigns, dispatch, solutions
+from serving.control import batch, campaigns, dispatch, segments, solutions
 from serving.control import datasets as dataset_jobs
 from serving.control.base import OPERATIONS, Ctx
 from serving.control.ports import DatasetFiles, Trainer
@@ -130,7 +130,8 @@ def create_app(settings: Settings, datasets: DatasetFiles,
         "dataset-import-job": lambda job, progress: dataset_jobs.run_import(ctx, job, progress),
         "dataset-export-job": lambda job, progress: dataset_jobs.run_export(ctx, job, progress),
         "data-deletion-job": lambda job, progress: dataset_jobs.run_deletion(ctx, job, progress),
-        "batch-inference-job": lambda job, progress: batch.run_batch_inference(ctx, job, progress)}
+        "batch-inference-job": lambda job, progress: batch.run_batch_inference(ctx, job, progress),
+        "batch-segment-job": lambda job, progress: segments.run_batch_segment(ctx, job, progress)}
     if trainer is not None:
         work["solution-version"] = lambda job, progress: solutions.run_training(
             ctx, trainer, job, progress)

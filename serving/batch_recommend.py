@@ -121,6 +121,9 @@ class Batch:
     allowed_for: AllowedFor | None = None  # the job's filter, None without one
     exploration: Exploration | None = None
 
+    def parse(self, text: bytes) -> Line:
+        return parse(text, self.recipe_type)
+
     @property
     def together(self) -> bool:
         """Whether its users are scored as one matrix: an HRNN's, with nothing per line."""

@@ -100,6 +100,7 @@ class UserHistory:
         self.events = None if events is None else {
             "offsets": events["offsets"], "items": events["items"], "types": events["types"],
             "names": events["type_names"].tolist()}
+        self.user_ids = user_ids  # the artifact's users, in their codes' order
         self.users = {user: code for code, user in enumerate(user_ids)}
         self.index = {item: code for code, item in enumerate(item_ids)}
 

@@ -12,6 +12,7 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from kernel.artifact_store import ArtifactError, ArtifactUnreachable
+from kernel.recipes import RECIPES
 from serving.control.base import Ctx, Family, Name, Req, Tags, given, operation, register
 from serving.control.solutions import VERSIONS, ListBySolution
 from serving.control.store import Body
@@ -61,6 +62,9 @@ CAMPAIGNS = register(Family("campaign", CampaignArn, ListBySolution, (
 def deployable(ctx: Ctx, version_arn: str) -> Body:
     """An ACTIVE solution version whose model loads; raises the error a user can act on."""
     version = VERSIONS.get(ctx, version_arn)
+    if RECIPES[version["recipeArn"]].segments_users:
+        raise InvalidInputException(f"solution version {version_arn} makes user segments, which batch "
+                                    "segment jobs give: a campaign cannot deploy it")
     if version["status"] != ACTIVE:
         raise ResourceInUseException(f"solution version {version_arn} is {version['status']}; "
                                      "only an ACTIVE version can be deployed")
