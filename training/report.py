@@ -83,6 +83,21 @@ def _table(rows: dict[str, Any]) -> str:
                                for k, v in rows.items() if v is not None) + "</table>"
 
 
+def _trials(trials: list[dict[str, Any]]) -> str:
+    """The hyperparameter search's trials: what each tried, its objective on the validation split."""
+    if not trials:
+        return ""
+    names = list(trials[0]["hyperparameters"])
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in ["trial", *names, trials[0]["objective"]])
+    rows = "".join(
+        f"<tr><td>{n}{' (best)' if t.get('best') else ''}</td>"
+        + "".join(f"<td>{html.escape(str(t['hyperparameters'][k]))}</td>" for k in names)
+        + f"<td>{t['value']:.4f}</td></tr>" for n, t in enumerate(trials, 1))
+    return (f"<h2>Hyperparameter search</h2><table><tr>{head}</tr>{rows}</table><p>Each trial trained on "
+            "the training rows less a validation split of them and was measured on that split; the best "
+            "one's hyperparameters trained this version.</p>")
+
+
 def render(version: dict[str, Any], parent: dict[str, Any] | None) -> str:
     series = {"this version": version.get("metrics", {}),
               "popularity (same split)": version.get("baselineMetrics", {}).get("popularity", {})}
@@ -120,7 +135,7 @@ def render(version: dict[str, Any], parent: dict[str, Any] | None) -> str:
             "&plusmn;: half the width of the 95% confidence interval over the test users.</p>"
             f"<h2>Training curve</h2>{_curve(version.get('trainingCurve', []))}"
             + (f"<h2>Hyperparameters used</h2>{_table(dict(sorted(used.items())))}" if used else "")
-            + "</body></html>")
+            + _trials(version.get("hpoTrials", [])) + "</body></html>")
 
 
 def not_reportable(version: dict[str, Any]) -> str | None:

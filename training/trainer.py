@@ -30,6 +30,7 @@ from kernel.artifact_files import Common, read_item_ids, read_manifest, write_co
 from kernel.artifact_store import ArtifactStore, artifact_location
 from kernel.contract import EVENTS_PER_TYPE, ArtifactManifest
 from kernel.datasets import DatasetStore, interactions_from_events
+from kernel.hpo import Search, search_of
 from kernel.recipes import RECIPES, Recipe
 from training import popularity, sims
 from training.interactions import (
@@ -41,7 +42,7 @@ from training.interactions import (
     with_items,
 )
 from training.metrics import evaluate, rank, scored
-from training.split import personalize_split
+from training.split import Split, personalize_split
 
 if TYPE_CHECKING:
     from kernel.settings import Settings
@@ -104,7 +105,9 @@ class Trainer:
 
     def train(self, *, version_arn: str, dataset_group: str, recipe_arn: str, hyperparameters: dict[str, str],
               event_type: str | None, event_value_threshold: float | None, parent: str | None,
-              progress: Progress) -> dict[str, Any]:
+              progress: Progress, search: dict[str, Any] | None = None) -> dict[str, Any]:
+        """`search`: the solution's hpoConfig when it performs HPO (a FULL version: an UPDATE
+        goes on with its parent's hyperparameters)."""
         started = time.monotonic()
         progress(message="reading interactions")
         table, skipped = self.table(dataset_group)
@@ -115,6 +118,10 @@ class Trainer:
             data = recode_items(data, np.asarray(read_item_ids(parent_dir), dtype=object))
         split = personalize_split(data)
         recipe = RECIPES[recipe_arn]
+        trials: list[dict[str, Any]] = []
+        if search is not None and parent_dir is None:
+            hpo = search_of(recipe, search)
+            hyperparameters, trials = self._search(recipe, hpo, split, hyperparameters, version_arn, progress)
         progress(message=f"training {recipe.name} on {len(split.train):,} interactions")
         model, files_of = self._fit(recipe, split.train, hyperparameters, parent_dir, progress)
         progress(message="measuring")
@@ -139,9 +146,32 @@ class Trainer:
                 "testSet": {"users": len(split.users), "interactions": int(sum(map(len, split.held_out)))},
                 "trainingCurve": getattr(model, "loss_curve", []),
                 "hyperparametersUsed": getattr(model, "used", {}),
+                **({"hyperparametersChosen": hyperparameters, "hpoTrials": trials} if trials else {}),
                 "trainingHours": (time.monotonic() - started) / 3600,
                 "dataCut": int(data.time.max()), "interactions": len(data),
                 "skippedInteractions": skipped}
+
+    def _search(self, recipe: Recipe, search: Search, split: Split, defaults: dict[str, str], seed: str,
+                progress: Progress) -> tuple[dict[str, str], list[dict[str, Any]]]:
+        """The best of the search's trials and all of them. Each trains on the training rows less a
+        validation split of them and is measured on that split, so the held-out rows that the
+        version's metrics come from take no part in choosing."""
+        inner = personalize_split(split.train, seed=1)
+        names = [d.name for d in search.dimensions]
+        trials: list[dict[str, Any]] = []
+        for n, point in enumerate(search.points(defaults, seed), 1):
+            shown = ", ".join(f"{k}={point[k]}" for k in names)
+            progress(message=f"hyperparameter search: trial {n} of {search.trials} ({shown})")
+            model, _ = self._fit(recipe, inner.train, point, None, lambda **kw: progress())
+            metrics, _ = scored(rank(model, inner), inner.held_out, split.train.n_items)
+            trials.append({"hyperparameters": {k: point[k] for k in names}, "metrics": metrics,
+                           "objective": search.objective, "value": metrics[search.objective]})
+        best = trials[0]
+        for trial in trials[1:]:
+            if search.better(trial["value"], best["value"]):
+                best = trial
+        best["best"] = True
+        return defaults | best["hyperparameters"], trials
 
     def _fit(self, recipe: Recipe, train: Interactions, params: dict[str, str], parent: Path | None,
              progress: Progress) -> tuple[Any, Callable[[Any, Path, Common], dict[str, str]]]:

@@ -48,5 +48,5 @@ class Trainer(Protocol):
 
     def train(self, *, version_arn: str, dataset_group: str, recipe_arn: str, hyperparameters: dict[str, str],
               event_type: str | None, event_value_threshold: float | None, parent: str | None,
-              progress: Progress) -> dict[str, Any]: ...
+              progress: Progress, search: dict[str, Any] | None = None) -> dict[str, Any]: ...
     # returns {"artifact": <location: kernel.artifact_store>, "metrics": {...}, "trainingHours": h}

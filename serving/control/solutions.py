@@ -14,6 +14,7 @@ from pydantic import StringConstraints
 
 from kernel.artifact_store import ArtifactError, ArtifactStore, artifact_location
 from kernel.contract import dataset_group_name
+from kernel.hpo import search_of
 from kernel.recipes import RECIPES, schedule_seconds, solution_hyperparameters
 from serving.control.base import (
     Ctx,
@@ -152,6 +153,8 @@ def create_solution(req: CreateSolution, ctx: Ctx) -> Body:
     config = req.solutionConfig or SolutionConfig()
     try:
         solution_hyperparameters(recipe, config.model_dump(exclude_none=True))
+        if req.performHPO:
+            search_of(recipe, config.hpoConfig)
         if config.eventValueThreshold is not None:
             float(config.eventValueThreshold)
     except ValueError as exc:
@@ -295,9 +298,11 @@ def run_training(ctx: Ctx, trainer: Trainer, job: Body, progress: Progress) -> B
         out = trainer.train(
             version_arn=job["solutionVersionArn"], dataset_group=dataset_group_name(job["datasetGroupArn"]),
             recipe_arn=recipe.arn, hyperparameters=params, event_type=job.get("eventType"),
-            event_value_threshold=float(threshold) if threshold else None, parent=parent, progress=progress)
+            event_value_threshold=float(threshold) if threshold else None, parent=parent, progress=progress,
+            search=config.get("hpoConfig", {}) if job.get("performHPO") else None)
     except (ValueError, ArtifactError) as exc:  # too little data, a parent's artifact gone: say so
         raise JobFailed(str(exc)) from None
     used = {k: v for k, v in out.get("hyperparametersUsed", {}).items() if k in recipe.hyperparameters}
-    return {**out, "tunedHPOParams": {"algorithmHyperParameters": params | used}}
+    chosen = out.pop("hyperparametersChosen", {})
+    return {**out, "tunedHPOParams": {"algorithmHyperParameters": params | chosen | used}}
 
