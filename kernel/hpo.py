@@ -1,6 +1,7 @@
-"""Hyperparameter optimisation as Personalize's `solutionConfig.hpoConfig` describes it: what is
-searched, the objective, how many trials. Pure: the control plane checks a config with it when
-a solution is created, the trainer searches with it.
+"""Hyperparameter optimisation as Personalize's `solutionConfig.hpoConfig` describes it (what is
+searched, the objective, how many trials), and AutoML's choice of a recipe (`autoMLConfig`).
+Pure: the control plane checks a config with it when a solution is created, the trainer
+searches with it.
 
 A search samples each trial's hyperparameters at random (seeded by the solution version, so a
 re-run searches the same points) from the ranges the config gives, or, for the recipe's other
@@ -17,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kernel.recipes import Param, Recipe
+from kernel.recipes import RECIPES, Param, Recipe
 
 # what training measures (training.metrics), by Personalize's names
 OBJECTIVES = ("coverage", "mean_reciprocal_rank_at_25", "normalized_discounted_cumulative_gain_at_5",
@@ -137,3 +138,25 @@ def search_of(recipe: Recipe, config: Mapping[str, Any] | None) -> Search:
         raise ValueError(f"hpoResourceConfig: 1 <= maxParallelTrainingJobs <= maxNumberOfTrainingJobs <= "
                          f"{MAX_TRIALS}")
     return Search((*given.values(), *own.values()), metric, kind == "Maximize", trials, parallel)
+
+
+@dataclass(frozen=True)
+class AutoML:
+    """The recipes AutoML chooses among and the metric it chooses by (the higher, the better)."""
+    recipes: tuple[Recipe, ...]
+    objective: str
+
+
+def automl_of(config: Mapping[str, Any] | None) -> AutoML:
+    """The choice an autoMLConfig asks for: its recipeList (by default every USER_PERSONALIZATION
+    recipe of ours) and metricName; ValueError naming what does not fit."""
+    config = config or {}
+    personal = [r.arn for r in RECIPES.values() if r.recipe_type == "USER_PERSONALIZATION"]
+    arns = config.get("recipeList") or personal
+    for arn in arns:
+        if arn not in personal:
+            raise ValueError(f"autoMLConfig.recipeList: {arn} is not a USER_PERSONALIZATION recipe of ours")
+    metric = config.get("metricName") or DEFAULT_OBJECTIVE
+    if metric not in OBJECTIVES:
+        raise ValueError(f"autoMLConfig.metricName {metric!r} is not one of {', '.join(OBJECTIVES)}")
+    return AutoML(tuple(RECIPES[a] for a in dict.fromkeys(arns)), metric)

@@ -30,8 +30,8 @@ from kernel.artifact_files import Common, read_item_ids, read_manifest, write_co
 from kernel.artifact_store import ArtifactStore, artifact_location
 from kernel.contract import EVENTS_PER_TYPE, ArtifactManifest
 from kernel.datasets import DatasetStore, interactions_from_events
-from kernel.hpo import Search, search_of
-from kernel.recipes import RECIPES, Recipe
+from kernel.hpo import AutoML, Search, automl_of, search_of
+from kernel.recipes import RECIPES, Recipe, check_hyperparameters
 from training import popularity, sims
 from training.interactions import (
     Interactions,
@@ -103,11 +103,13 @@ class Trainer:
             raise ValueError(f"needs at least {MIN_USERS} users with 2 or more interactions{after}, "
                              f"found {users}")
 
-    def train(self, *, version_arn: str, dataset_group: str, recipe_arn: str, hyperparameters: dict[str, str],
-              event_type: str | None, event_value_threshold: float | None, parent: str | None,
-              progress: Progress, search: dict[str, Any] | None = None) -> dict[str, Any]:
+    def train(self, *, version_arn: str, dataset_group: str, recipe_arn: str | None,
+              hyperparameters: dict[str, str], event_type: str | None, event_value_threshold: float | None,
+              parent: str | None, progress: Progress, search: dict[str, Any] | None = None,
+              automl: dict[str, Any] | None = None) -> dict[str, Any]:
         """`search`: the solution's hpoConfig when it performs HPO (a FULL version: an UPDATE
-        goes on with its parent's hyperparameters)."""
+        goes on with its parent's hyperparameters). `automl`: its autoMLConfig when it performs
+        AutoML, which chooses the recipe (`recipe_arn` is None then), each with its defaults."""
         started = time.monotonic()
         progress(message="reading interactions")
         table, skipped = self.table(dataset_group)
@@ -117,7 +119,15 @@ class Trainer:
         if parent_dir is not None:  # keep the parent's item codes; new items come after them
             data = recode_items(data, np.asarray(read_item_ids(parent_dir), dtype=object))
         split = personalize_split(data)
-        recipe = RECIPES[recipe_arn]
+        chosen: dict[str, Any] = {}
+        if automl is not None:
+            recipe, tried = self._choose(automl_of(automl), split, progress)
+            hyperparameters = check_hyperparameters(recipe, {})
+            chosen = {"recipeArn": recipe.arn, "autoMLResult": {"bestRecipeArn": recipe.arn},
+                      "autoMLTrials": tried}
+        else:
+            assert recipe_arn is not None
+            recipe = RECIPES[recipe_arn]
         trials: list[dict[str, Any]] = []
         if search is not None and parent_dir is None:
             hpo = search_of(recipe, search)
@@ -147,9 +157,27 @@ class Trainer:
                 "trainingCurve": getattr(model, "loss_curve", []),
                 "hyperparametersUsed": getattr(model, "used", {}),
                 **({"hyperparametersChosen": hyperparameters, "hpoTrials": trials} if trials else {}),
+                **chosen,
                 "trainingHours": (time.monotonic() - started) / 3600,
                 "dataCut": int(data.time.max()), "interactions": len(data),
                 "skippedInteractions": skipped}
+
+    def _choose(self, automl: AutoML, split: Split,
+                progress: Progress) -> tuple[Recipe, list[dict[str, Any]]]:
+        """AutoML: the candidate recipe that scores best on a validation split of the training rows
+        (the held-out rows the version is measured on take no part), and each one's score."""
+        inner = personalize_split(split.train, seed=1)
+        tried: list[dict[str, Any]] = []
+        for n, recipe in enumerate(automl.recipes, 1):
+            progress(message=f"AutoML: recipe {n} of {len(automl.recipes)} ({recipe.name})")
+            model, _ = self._fit(recipe, inner.train, check_hyperparameters(recipe, {}), None,
+                                 lambda **kw: progress())
+            metrics, _ = scored(rank(model, inner), inner.held_out, split.train.n_items)
+            tried.append({"recipeArn": recipe.arn, "objective": automl.objective,
+                          "value": metrics[automl.objective]})
+        best = max(range(len(tried)), key=lambda i: tried[i]["value"])  # the first of equals
+        tried[best]["best"] = True
+        return automl.recipes[best], tried
 
     def _search(self, recipe: Recipe, search: Search, split: Split, defaults: dict[str, str], seed: str,
                 progress: Progress) -> tuple[dict[str, str], list[dict[str, Any]]]:

@@ -46,7 +46,8 @@ class DatasetFiles(Protocol):
 class Trainer(Protocol):
     """Trains one solution version (training.trainer.Trainer)."""
 
-    def train(self, *, version_arn: str, dataset_group: str, recipe_arn: str, hyperparameters: dict[str, str],
-              event_type: str | None, event_value_threshold: float | None, parent: str | None,
-              progress: Progress, search: dict[str, Any] | None = None) -> dict[str, Any]: ...
+    def train(self, *, version_arn: str, dataset_group: str, recipe_arn: str | None,
+              hyperparameters: dict[str, str], event_type: str | None, event_value_threshold: float | None,
+              parent: str | None, progress: Progress, search: dict[str, Any] | None = None,
+              automl: dict[str, Any] | None = None) -> dict[str, Any]: ...
     # returns {"artifact": <location: kernel.artifact_store>, "metrics": {...}, "trainingHours": h}

@@ -14,8 +14,8 @@ from pydantic import StringConstraints
 
 from kernel.artifact_store import ArtifactError, ArtifactStore, artifact_location
 from kernel.contract import dataset_group_name
-from kernel.hpo import search_of
-from kernel.recipes import RECIPES, schedule_seconds, solution_hyperparameters
+from kernel.hpo import automl_of, search_of
+from kernel.recipes import RECIPES, Recipe, schedule_seconds, solution_hyperparameters
 from serving.control.base import (
     Ctx,
     Family,
@@ -137,23 +137,39 @@ def _schedule(config: AutoTrainingConfig | None) -> None:
             raise InvalidInputException(f"autoTrainingConfig.schedulingExpression: {exc}") from None
 
 
+def _recipe(arn: str | None) -> Recipe:
+    if arn is None:
+        raise InvalidInputException("recipeArn is required (or performAutoML with an autoMLConfig)")
+    if arn not in RECIPES:
+        raise InvalidInputException(f"recipeArn {arn} is not a recipe we serve: {', '.join(RECIPES)}")
+    return RECIPES[arn]
+
+
+def _automl(req: CreateSolution, config: SolutionConfig) -> None:
+    """AutoML chooses the recipe when a version trains, each candidate with its defaults."""
+    if req.recipeArn is not None:
+        raise InvalidInputException("performAutoML chooses the recipe: leave out recipeArn")
+    if config.algorithmHyperParameters or config.featureTransformationParameters or req.performHPO:
+        raise InvalidInputException("performAutoML compares recipes with their defaults: leave out "
+                                    "performHPO, algorithmHyperParameters, featureTransformationParameters")
+    try:
+        automl_of(config.autoMLConfig)
+    except ValueError as exc:
+        raise InvalidInputException(f"solutionConfig: {exc}") from None
+
+
 @operation("CreateSolution", CreateSolution)
 def create_solution(req: CreateSolution, ctx: Ctx) -> Body:
     SOLUTIONS.within_quota(ctx)
     GROUPS.get(ctx, req.datasetGroupArn)
-    if req.performAutoML:
-        raise InvalidInputException("performAutoML is not supported (Personalize deprecated it); "
-                                    "give a recipeArn from ListRecipes")
-    if req.recipeArn is None:
-        raise InvalidInputException("recipeArn is required")
-    recipe = RECIPES.get(req.recipeArn)
-    if recipe is None:
-        raise InvalidInputException(f"recipeArn {req.recipeArn} is not a recipe we serve: "
-                                    f"{', '.join(RECIPES)}")
     config = req.solutionConfig or SolutionConfig()
+    recipe = None if req.performAutoML else _recipe(req.recipeArn)
+    if recipe is None:
+        _automl(req, config)
     try:
-        solution_hyperparameters(recipe, config.model_dump(exclude_none=True))
-        if req.performHPO:
+        if recipe is not None:
+            solution_hyperparameters(recipe, config.model_dump(exclude_none=True))
+        if req.performHPO and recipe is not None:
             search_of(recipe, config.hpoConfig)
         if config.eventValueThreshold is not None:
             float(config.eventValueThreshold)
@@ -161,12 +177,13 @@ def create_solution(req: CreateSolution, ctx: Ctx) -> Body:
         raise InvalidInputException(f"solutionConfig: {exc}") from None
     _schedule(config.autoTrainingConfig)
     arn = ctx.arn(SOLUTIONS.kind, req.name)
-    body = {"name": req.name, "solutionArn": arn, "recipeArn": recipe.arn,
-            "datasetGroupArn": req.datasetGroupArn, "status": ACTIVE,
-            "performHPO": bool(req.performHPO), "performAutoML": False,
+    body = {"name": req.name, "solutionArn": arn, "datasetGroupArn": req.datasetGroupArn, "status": ACTIVE,
+            "performHPO": bool(req.performHPO), "performAutoML": bool(req.performAutoML),
             "performAutoTraining": bool(req.performAutoTraining),
             "performIncrementalUpdate": bool(req.performIncrementalUpdate),
             "solutionConfig": config.model_dump(exclude_none=True)}
+    if recipe is not None:
+        body["recipeArn"] = recipe.arn
     if req.eventType:
         body["eventType"] = req.eventType
     SOLUTIONS.add(ctx, arn, req.name, body, parent=req.datasetGroupArn, tags=req.tags)
@@ -233,21 +250,21 @@ def start_version(ctx: Ctx, solution: Body, mode: str, *, training_type: str = "
         raise ResourceInUseException(f"solution {solution_arn} already has a version in training")
     parent = None
     if mode == "UPDATE":
-        if not RECIPES[solution["recipeArn"]].supports_update:
-            raise InvalidInputException(f"trainingMode UPDATE is not available for "
-                                        f"{solution['recipeArn']}; use FULL")
         parent = latest_active(ctx, solution_arn)
         if parent is None:
             raise InvalidInputException(f"trainingMode UPDATE needs an ACTIVE solution version of "
                                         f"{solution_arn} to start from; create a FULL one first")
+        if not RECIPES[parent["recipeArn"]].supports_update:
+            raise InvalidInputException(f"trainingMode UPDATE is not available for "
+                                        f"{parent['recipeArn']}; use FULL")
     version_id = uuid.uuid4().hex[:8]
     arn = f"{solution_arn}/{version_id}"
     body = {"name": name or version_id, "solutionVersionArn": arn, "solutionArn": solution_arn,
             "status": PENDING, "trainingMode": mode, "trainingType": training_type} | {
         k: solution[k] for k in ("performHPO", "performAutoML", "performIncrementalUpdate", "recipeArn",
                                  "eventType", "datasetGroupArn", "solutionConfig") if k in solution}
-    if parent is not None:
-        body["parentSolutionVersionArn"] = parent["solutionVersionArn"]
+    if parent is not None:  # it goes on with its parent's recipe (AutoML's choice, too)
+        body |= {"parentSolutionVersionArn": parent["solutionVersionArn"], "recipeArn": parent["recipeArn"]}
     VERSIONS.add(ctx, arn, body["name"], body, parent=solution_arn, tags=tags)
     ctx.wake_jobs()
     return arn
@@ -291,17 +308,22 @@ def run_training(ctx: Ctx, trainer: Trainer, job: Body, progress: Progress) -> B
         parent = (ctx.resources.get(parent_arn, "solution-version") or {}).get("artifact")
         if parent is None:
             raise JobFailed(f"the parent version {parent_arn} is gone")
-    recipe = RECIPES[job["recipeArn"]]
+    recipe = RECIPES.get(job.get("recipeArn", ""))  # None: AutoML chooses it now
     threshold = config.get("eventValueThreshold")
-    params = solution_hyperparameters(recipe, config)
+    params = solution_hyperparameters(recipe, config) if recipe else {}
     try:
         out = trainer.train(
             version_arn=job["solutionVersionArn"], dataset_group=dataset_group_name(job["datasetGroupArn"]),
-            recipe_arn=recipe.arn, hyperparameters=params, event_type=job.get("eventType"),
+            recipe_arn=recipe.arn if recipe else None, hyperparameters=params,
+            event_type=job.get("eventType"),
             event_value_threshold=float(threshold) if threshold else None, parent=parent, progress=progress,
-            search=config.get("hpoConfig", {}) if job.get("performHPO") else None)
+            search=config.get("hpoConfig", {}) if job.get("performHPO") else None,
+            automl=config.get("autoMLConfig", {}) if recipe is None else None)
     except (ValueError, ArtifactError) as exc:  # too little data, a parent's artifact gone: say so
         raise JobFailed(str(exc)) from None
+    if recipe is None:
+        recipe = RECIPES[out["recipeArn"]]
+        ctx.resources.update(job["solutionArn"], {"autoMLResult": out["autoMLResult"]})
     used = {k: v for k, v in out.get("hyperparametersUsed", {}).items() if k in recipe.hyperparameters}
     chosen = out.pop("hyperparametersChosen", {})
     return {**out, "tunedHPOParams": {"algorithmHyperParameters": params | chosen | used}}

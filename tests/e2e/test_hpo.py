@@ -1,6 +1,7 @@
-"""Hyperparameter optimisation through unchanged boto3: performHPO with an hpoConfig searches,
-the version trains with the best trial's hyperparameters, tunedHPOParams says which, and the
-solution version report lists every trial."""
+"""Hyperparameter optimisation and AutoML through unchanged boto3: performHPO with an hpoConfig
+searches, the version trains with the best trial's hyperparameters, tunedHPOParams says which,
+and the solution version report lists every trial; performAutoML trains the recipe that scores
+best on a validation split, and autoMLResult names it."""
 from __future__ import annotations
 
 import subprocess
@@ -70,3 +71,31 @@ def test_a_search_personalize_would_refuse_is_refused(embedded_server: Server, h
     with pytest.raises(control.exceptions.InvalidInputException, match=why):
         control.create_solution(name="refused", datasetGroupArn=group, recipeArn=RECIPE + "aws-hrnn",
                                 performHPO=True, solutionConfig={"hpoConfig": hpo})
+
+
+def test_automl_trains_the_recipe_that_scores_best(embedded_server: Server, tmp_path: Any) -> None:
+    control = embedded_server.client("personalize")
+    group = dataset_group(control, "automl", slice_of_ml100k(tmp_path / "ml.csv", 5000))
+    candidates = [RECIPE + "aws-popularity-count", RECIPE + "aws-hrnn"]
+    automl = {"autoMLConfig": {"metricName": "precision_at_25", "recipeList": candidates}}
+    solution = control.create_solution(name="chosen", datasetGroupArn=group, performAutoML=True,
+                                       solutionConfig=automl)["solutionArn"]
+    version = train(control, solution)
+    assert version["status"] == "ACTIVE", version.get("failureReason")
+    tried = stored(embedded_server, version["solutionVersionArn"])["autoMLTrials"]
+    assert [t["recipeArn"] for t in tried] == candidates
+    winner = max(tried, key=lambda t: t["value"])["recipeArn"]
+    assert version["recipeArn"] == winner
+    described = control.describe_solution(solutionArn=solution)["solution"]
+    assert described["autoMLResult"] == {"bestRecipeArn": winner}
+    campaign = control.create_campaign(name="chosen", solutionVersionArn=version["solutionVersionArn"])
+    items = embedded_server.client("personalize-runtime").get_recommendations(
+        campaignArn=campaign["campaignArn"], userId="1", numResults=5)["itemList"]
+    assert len(items) == 5
+
+    for refused, why in (({"recipeArn": candidates[1]}, "recipeArn"),
+                         ({"solutionConfig": {"autoMLConfig": {"recipeList": [RECIPE + "aws-sims"]}}},
+                          "recipeList"),
+                         ({"performHPO": True}, "performHPO")):
+        with pytest.raises(control.exceptions.InvalidInputException, match=why):
+            control.create_solution(name="refused", datasetGroupArn=group, performAutoML=True, **refused)
