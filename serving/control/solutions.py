@@ -251,12 +251,12 @@ def start_version(ctx: Ctx, solution: Body, mode: str, *, training_type: str = "
     parent = None
     if mode == "UPDATE":
         parent = latest_active(ctx, solution_arn)
+        recipe = solution.get("recipeArn") or (parent or {}).get("recipeArn")  # AutoML's: its parent's
+        if recipe is not None and not RECIPES[recipe].supports_update:
+            raise InvalidInputException(f"trainingMode UPDATE is not available for {recipe}; use FULL")
         if parent is None:
             raise InvalidInputException(f"trainingMode UPDATE needs an ACTIVE solution version of "
                                         f"{solution_arn} to start from; create a FULL one first")
-        if not RECIPES[parent["recipeArn"]].supports_update:
-            raise InvalidInputException(f"trainingMode UPDATE is not available for "
-                                        f"{parent['recipeArn']}; use FULL")
     version_id = uuid.uuid4().hex[:8]
     arn = f"{solution_arn}/{version_id}"
     body = {"name": name or version_id, "solutionVersionArn": arn, "solutionArn": solution_arn,
