@@ -22,6 +22,7 @@ from serving.control.store import Body
 from serving.errors import InvalidInputException, ResourceInUseException
 from serving.filters import FilterError, FilterValueError
 from serving.jobs import ACTIVE, PENDING, JobFailed, Progress
+from serving.models import Model
 from serving.ranking import parse_exploration
 from serving.recommend import User
 from serving.wire import Arn
@@ -70,6 +71,28 @@ class ListBySolutionVersion(Page):
     solutionVersionArn: Arn | None = None
 
 
+def active_version(ctx: Ctx, arn: str, *, segments: bool) -> Body:
+    """The ACTIVE solution version a batch job of its kind (segments, or recommendations) may use."""
+    version = VERSIONS.get(ctx, arn)
+    if version["status"] != ACTIVE:
+        raise ResourceInUseException(f"solution version {arn} is {version['status']}; a batch job needs an "
+                                     "ACTIVE one")
+    if RECIPES[version["recipeArn"]].segments_users != segments:
+        raise InvalidInputException(
+            f"solution version {arn} is not of a USER_SEGMENTATION recipe (aws-item-affinity and its "
+            "attribute form)" if segments else f"solution version {arn} makes user segments: use "
+            "CreateBatchSegmentJob")
+    return version
+
+
+def job_files(ctx: Ctx, source: S3DataConfig, destination: S3DataConfig) -> Body:
+    """A batch job's jobInput and jobOutput, once the job may use both locations."""
+    location_allowed(ctx, "jobInput.s3DataSource.path", source.path)
+    location_allowed(ctx, "jobOutput.s3DataDestination.path", destination.path)
+    return {"jobInput": {"s3DataSource": source.model_dump(exclude_none=True)},
+            "jobOutput": {"s3DataDestination": destination.model_dump(exclude_none=True)}}
+
+
 JOBS = register(Family("batch-inference-job", BatchInferenceJobArn, ListBySolutionVersion, (
     "batchInferenceJobArn", "jobName", "status", "creationDateTime", "lastUpdatedDateTime", "failureReason",
     "solutionVersionArn", "batchInferenceJobMode"), parent="solutionVersionArn"))
@@ -83,13 +106,7 @@ def create_batch_inference_job(req: CreateBatchInferenceJob, ctx: Ctx) -> Body:
                                     "is not supported; use BATCH_INFERENCE")
     if req.numResults is not None and not 1 <= req.numResults <= MAX_RESULTS:
         raise InvalidInputException(f"numResults must be between 1 and {MAX_RESULTS}")
-    version = VERSIONS.get(ctx, req.solutionVersionArn)
-    if version["status"] != ACTIVE:
-        raise ResourceInUseException(f"solution version {req.solutionVersionArn} is {version['status']}; "
-                                     "batch inference needs an ACTIVE one")
-    if RECIPES[version["recipeArn"]].segments_users:
-        raise InvalidInputException(f"solution version {req.solutionVersionArn} makes user segments: "
-                                    "use CreateBatchSegmentJob")
+    version = active_version(ctx, req.solutionVersionArn, segments=False)
     group = version["datasetGroupArn"]
     if req.filterArn is not None and FILTERS.get(ctx, req.filterArn)["datasetGroupArn"] != group:
         raise InvalidInputException(f"filter {req.filterArn} is not of the solution version's dataset group")
@@ -98,14 +115,12 @@ def create_batch_inference_job(req: CreateBatchInferenceJob, ctx: Ctx) -> Body:
         parse_exploration(config.get("itemExplorationConfig"))
     except ValueError as exc:
         raise InvalidInputException(f"batchInferenceJobConfig.itemExplorationConfig: {exc}") from None
-    location_allowed(ctx, "jobInput.s3DataSource.path", req.jobInput.s3DataSource.path)
-    location_allowed(ctx, "jobOutput.s3DataDestination.path", req.jobOutput.s3DataDestination.path)
+    files = job_files(ctx, req.jobInput.s3DataSource, req.jobOutput.s3DataDestination)
     arn = ctx.arn(JOBS.kind, req.jobName)
     body = {"jobName": req.jobName, "batchInferenceJobArn": arn, "solutionVersionArn": req.solutionVersionArn,
-            "numResults": req.numResults or DEFAULT_RESULTS, "roleArn": req.roleArn,
-            "jobInput": req.jobInput.model_dump(exclude_none=True),
-            "jobOutput": req.jobOutput.model_dump(exclude_none=True), "batchInferenceJobConfig": config,
-            "batchInferenceJobMode": "BATCH_INFERENCE", "status": PENDING, "datasetGroupArn": group}
+            "numResults": req.numResults or DEFAULT_RESULTS, "roleArn": req.roleArn, **files,
+            "batchInferenceJobConfig": config, "batchInferenceJobMode": "BATCH_INFERENCE", "status": PENDING,
+            "datasetGroupArn": group}
     body |= {"filterArn": req.filterArn} if req.filterArn else {}
     JOBS.add(ctx, arn, req.jobName, body, parent=req.solutionVersionArn, tags=req.tags)
     ctx.wake_jobs()
@@ -119,16 +134,22 @@ def run_batch_inference(ctx: Ctx, job: Body, progress: Progress) -> Body:
     return run_lines(ctx.settings, job, job_id, _batch(ctx, job), progress)
 
 
-def _batch(ctx: Ctx, job: Body) -> Batch:
-    """What answers the job's lines: its version's model, filter and exploration."""
+def job_model(ctx: Ctx, job: Body) -> tuple[Body, Model]:
+    """A batch job's solution version and its model (batch jobs run where the models are: in
+    the API process)."""
     version = ctx.resources.get(job["solutionVersionArn"], VERSIONS.kind)
     if version is None or version["status"] != ACTIVE:
         raise JobFailed(f"solution version {job['solutionVersionArn']} is gone or no longer ACTIVE")
-    assert ctx.models is not None, "batch inference runs where the models are: the API process"
+    assert ctx.models is not None, "batch jobs run where the models are: the API process"
     try:
-        model = ctx.models.get(version["solutionVersionArn"], version["artifact"])
+        return version, ctx.models.get(version["solutionVersionArn"], version["artifact"])
     except ArtifactError as exc:
         raise JobFailed(f"solution version {job['solutionVersionArn']}: {exc}") from None
+
+
+def _batch(ctx: Ctx, job: Body) -> Batch:
+    """What answers the job's lines: its version's model, filter and exploration."""
+    version, model = job_model(ctx, job)
     recipe = RECIPES[version["recipeArn"]]
     exploration = parse_exploration(job["batchInferenceJobConfig"].get("itemExplorationConfig")) \
         if recipe.explores else None
@@ -136,7 +157,7 @@ def _batch(ctx: Ctx, job: Body) -> Batch:
     return Batch(model, recipe.recipe_type, int(job["numResults"]), allowed_for, exploration)
 
 
-def _filter(ctx: Ctx, job: Body, model: Any) -> Any:
+def _filter(ctx: Ctx, job: Body, model: Model) -> Any:
     filters, group = FilterInputs(ctx), dataset_group_name(job["datasetGroupArn"])
     try:
         f = filters.filter(job["filterArn"], group)

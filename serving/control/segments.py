@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernel.artifact_store import ArtifactError
 from kernel.contract import dataset_group_name
 from kernel.recipes import RECIPES
 from serving.batch_files import run_lines
-from serving.control.base import Ctx, Family, Name, Req, Tags, location_allowed, operation, register
-from serving.control.batch import ListBySolutionVersion, S3DataConfig
+from serving.control.base import Ctx, Family, Name, Req, Tags, operation, register
+from serving.control.batch import ListBySolutionVersion, S3DataConfig, active_version, job_files, job_model
 from serving.control.filters import FilterInputs
-from serving.control.solutions import VERSIONS
 from serving.control.store import Body
-from serving.errors import InvalidInputException, ResourceInUseException
+from serving.errors import InvalidInputException
 from serving.filters import FilterError, allowed, parse
-from serving.jobs import ACTIVE, PENDING, JobFailed, Progress
+from serving.jobs import PENDING, JobFailed, Progress
 from serving.models import Model
 from serving.segments import ATTRIBUTE_AFFINITY, Segments
 from serving.wire import Arn
@@ -64,20 +62,11 @@ def create_batch_segment_job(req: CreateBatchSegmentJob, ctx: Ctx) -> Body:
     if req.filterArn is not None:
         raise InvalidInputException("filterArn: filters on user segments (UserID expressions) are not "
                                     "supported yet; leave it out")
-    version = VERSIONS.get(ctx, req.solutionVersionArn)
-    if version["status"] != ACTIVE:
-        raise ResourceInUseException(f"solution version {req.solutionVersionArn} is {version['status']}; "
-                                     "a batch segment job needs an ACTIVE one")
-    if not RECIPES[version["recipeArn"]].segments_users:
-        raise InvalidInputException(f"solution version {req.solutionVersionArn} is not of a "
-                                    "USER_SEGMENTATION recipe: aws-item-affinity or its attribute form")
-    location_allowed(ctx, "jobInput.s3DataSource.path", req.jobInput.s3DataSource.path)
-    location_allowed(ctx, "jobOutput.s3DataDestination.path", req.jobOutput.s3DataDestination.path)
+    version = active_version(ctx, req.solutionVersionArn, segments=True)
+    files = job_files(ctx, req.jobInput.s3DataSource, req.jobOutput.s3DataDestination)
     arn = ctx.arn(SEGMENT_JOBS.kind, req.jobName)
     body = {"jobName": req.jobName, "batchSegmentJobArn": arn, "solutionVersionArn": req.solutionVersionArn,
-            "numResults": req.numResults or DEFAULT_USERS, "roleArn": req.roleArn,
-            "jobInput": req.jobInput.model_dump(exclude_none=True),
-            "jobOutput": req.jobOutput.model_dump(exclude_none=True), "status": PENDING,
+            "numResults": req.numResults or DEFAULT_USERS, "roleArn": req.roleArn, **files, "status": PENDING,
             "datasetGroupArn": version["datasetGroupArn"]}
     SEGMENT_JOBS.add(ctx, arn, req.jobName, body, parent=req.solutionVersionArn, tags=req.tags)
     ctx.wake_jobs()
@@ -92,14 +81,7 @@ def run_batch_segment(ctx: Ctx, job: Body, progress: Progress) -> Body:
 
 
 def _segments(ctx: Ctx, job: Body) -> Segments:
-    version = ctx.resources.get(job["solutionVersionArn"], VERSIONS.kind)
-    if version is None or version["status"] != ACTIVE:
-        raise JobFailed(f"solution version {job['solutionVersionArn']} is gone or no longer ACTIVE")
-    assert ctx.models is not None, "batch segment jobs run where the models are: the API process"
-    try:
-        model = ctx.models.get(version["solutionVersionArn"], version["artifact"])
-    except ArtifactError as exc:
-        raise JobFailed(f"solution version {job['solutionVersionArn']}: {exc}") from None
+    version, model = job_model(ctx, job)
     if model.runtime is None or model.runtime.user_states is None:
         raise JobFailed(f"solution version {job['solutionVersionArn']} keeps no user states; train it again")
     recipe = RECIPES[version["recipeArn"]].name
