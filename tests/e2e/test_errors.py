@@ -64,8 +64,8 @@ def test_control_plane_errors_reach_boto3_as_typed_exceptions(embedded_server: S
     control.create_dataset_group(name="dup")
     with pytest.raises(control.exceptions.ResourceAlreadyExistsException):
         control.create_dataset_group(name="dup")
-    with pytest.raises(botocore.exceptions.ClientError, match="ListBatchInferenceJobs is not implemented"):
-        control.list_batch_inference_jobs()
+    with pytest.raises(botocore.exceptions.ClientError, match="ListRecommenders is not implemented"):
+        control.list_recommenders()
     raw = httpx.post(embedded_server.url + "/", content=b'{"name": "bad name!"}',
                      headers={"x-amz-target": "AmazonPersonalize.CreateDatasetGroup",
                               "content-type": "application/x-amz-json-1.1"})
