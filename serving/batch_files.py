@@ -11,6 +11,7 @@ bytes), so a job taken up again after a crash or a restart goes on from there.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
@@ -38,8 +39,9 @@ class Answerer(Protocol):
     def answer(self, lines: Sequence[Any]) -> tuple[list[bytes], int]: ...  # output lines, errors
 
 
-def run_lines(settings: Settings, job: Body, job_id: str, answerer: Answerer, progress: Progress) -> Body:
-    """Answer the job's input into its output; the job's final progress."""
+def run_lines(settings: Settings, job: Body, arn: str, answerer: Answerer, progress: Progress) -> Body:
+    """Answer the input of the job `arn` into its output; the job's final progress."""
+    job_id = "batch-" + hashlib.sha256(arn.encode()).hexdigest()[:20]  # jobs of every account share the spool
     files = BatchFiles(settings, job, job_id)
     files.partial.touch()
     with files.input() as source, open(files.partial, "r+b") as out:
@@ -51,7 +53,7 @@ def run_lines(settings: Settings, job: Body, job_id: str, answerer: Answerer, pr
     files.deliver()
     summary = f"{done['linesDone']:,} lines answered, {done['linesFailed']:,} of them with an error"
     if done["linesFailed"]:
-        log.warning("%s: %s", job_id, summary)
+        log.warning("%s: %s", arn, summary)
     return {"progress": {**done, "message": summary}}
 
 

@@ -130,8 +130,7 @@ def create_batch_inference_job(req: CreateBatchInferenceJob, ctx: Ctx) -> Body:
 # ---- the work the job runner calls (in a thread) ----
 
 def run_batch_inference(ctx: Ctx, job: Body, progress: Progress) -> Body:
-    job_id = "batch-" + job["batchInferenceJobArn"].rsplit("/", 1)[1]
-    return run_lines(ctx.settings, job, job_id, _batch(ctx, job), progress)
+    return run_lines(ctx.settings, job, job["batchInferenceJobArn"], _batch(ctx, job), progress)
 
 
 def job_model(ctx: Ctx, job: Body) -> tuple[Body, Model]:

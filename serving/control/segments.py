@@ -76,8 +76,7 @@ def create_batch_segment_job(req: CreateBatchSegmentJob, ctx: Ctx) -> Body:
 # ---- the work the job runner calls (in a thread) ----
 
 def run_batch_segment(ctx: Ctx, job: Body, progress: Progress) -> Body:
-    job_id = "segment-" + job["batchSegmentJobArn"].rsplit("/", 1)[1]
-    return run_lines(ctx.settings, job, job_id, _segments(ctx, job), progress)
+    return run_lines(ctx.settings, job, job["batchSegmentJobArn"], _segments(ctx, job), progress)
 
 
 def _segments(ctx: Ctx, job: Body) -> Segments:
