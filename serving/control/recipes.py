@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from kernel.hpo import DEFAULT_TRIALS
 from kernel.recipes import ALGORITHMS, RECIPES, TRANSFORMATIONS, Param, Recipe
 from serving.control.base import Ctx, Page, Req, operation, paginate
 from serving.control.store import Body
@@ -86,6 +87,9 @@ def describe_algorithm(req: AlgorithmArn, ctx: Ctx) -> Body:
         "algorithmImage": {"name": recipe.model, "dockerURI": TRAINER_IMAGE},
         "defaultHyperParameters": {n: p.default for n, p in algorithm.items()},
         "defaultHyperParameterRanges": ranges, "trainingInputMode": "File",
+        # what performHPO runs when hpoResourceConfig says nothing (kernel/hpo.py)
+        "defaultResourceConfig": {"maxNumberOfTrainingJobs": str(DEFAULT_TRIALS),
+                                  "maxParallelTrainingJobs": "1"},
         "creationDateTime": EPOCH, "lastUpdatedDateTime": EPOCH}}
 
 

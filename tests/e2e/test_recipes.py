@@ -48,6 +48,8 @@ def test_hrnn_says_what_it_tunes_and_create_solution_holds_to_it(control: Any) -
                                                  "isTunable": True}
     assert ranges(algorithm)["learning_rate"]["isTunable"] is True
     assert ranges(algorithm)["max_user_history_length"]["isTunable"] is False
+    resources = algorithm["defaultResourceConfig"]
+    assert resources == {"maxNumberOfTrainingJobs": "5", "maxParallelTrainingJobs": "1"}
     transformation = control.describe_feature_transformation(
         featureTransformationArn=recipe["featureTransformationArn"])["featureTransformation"]
     assert transformation["defaultParameters"] == {"min_user_history_length_percentile": "0.0",
