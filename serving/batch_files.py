@@ -23,12 +23,12 @@ from typing import Any, BinaryIO, Protocol
 from kernel.locations import LocationRefused, Locations, S3Location, confined
 from kernel.s3_files import S3Error, S3Files
 from kernel.settings import Settings
+from serving.control.store import Body
 from serving.jobs import JobFailed, Progress
 
 log = logging.getLogger(__name__)
 CHUNK_LINES = 1000  # lines answered at a time: the job's memory is a chunk's
 CHECKPOINT_S = 1.0  # at most this much work is done again after a crash
-Body = dict[str, Any]
 
 
 class Answerer(Protocol):

@@ -27,7 +27,9 @@ from serving.recommend import (
     NONE_EXCLUDED,
     RELATED_ITEMS,
     USER_PERSONALIZATION,
+    Ranked,
     User,
+    answer,
     excluded,
     rank,
     recommend,
@@ -169,15 +171,9 @@ class Batch:
             h = np.concatenate([states[i].h_session for i in known])  # type: ignore[union-attr]
             codes, probs = top_rows(runtime.scores(h), self.k)
             for row, i in enumerate(known):
-                answers[i] = _items(model, codes[row], probs[row])
+                answers[i] = answer(model, Ranked(codes[row], probs[row]))
         if len(known) < len(lines):
             popular = recommend(model, self.recipe_type, User(None, NO_PAST), None,
                                 Exclusions.of(model.n_items, NONE_EXCLUDED, None), self.k)
             answers = [a if a is not None else popular for a in answers]
         return answers  # type: ignore[return-value]
-
-
-def _items(model: Model, codes: np.ndarray, probs: np.ndarray) -> list[dict[str, Any]]:
-    ids = model.item_ids
-    return [{"itemId": ids[c], "score": round(p, 7)}
-            for c, p in zip(codes.tolist(), probs.tolist(), strict=True)]

@@ -170,9 +170,7 @@ class Trainer:
         tried: list[dict[str, Any]] = []
         for n, recipe in enumerate(automl.recipes, 1):
             progress(message=f"AutoML: recipe {n} of {len(automl.recipes)} ({recipe.name})")
-            model, _ = self._fit(recipe, inner.train, check_hyperparameters(recipe, {}), None,
-                                 lambda **kw: progress())
-            metrics, _ = scored(rank(model, inner), inner.held_out, split.train.n_items)
+            metrics = self._validated(recipe, check_hyperparameters(recipe, {}), inner, progress)
             tried.append({"recipeArn": recipe.arn, "objective": automl.objective,
                           "value": metrics[automl.objective]})
         best = max(range(len(tried)), key=lambda i: tried[i]["value"])  # the first of equals
@@ -190,8 +188,7 @@ class Trainer:
         for n, point in enumerate(search.points(defaults, seed), 1):
             shown = ", ".join(f"{k}={point[k]}" for k in names)
             progress(message=f"hyperparameter search: trial {n} of {search.trials} ({shown})")
-            model, _ = self._fit(recipe, inner.train, point, None, lambda **kw: progress())
-            metrics, _ = scored(rank(model, inner), inner.held_out, split.train.n_items)
+            metrics = self._validated(recipe, point, inner, progress)
             trials.append({"hyperparameters": {k: point[k] for k in names}, "metrics": metrics,
                            "objective": search.objective, "value": metrics[search.objective]})
         best = trials[0]
@@ -200,6 +197,13 @@ class Trainer:
                 best = trial
         best["best"] = True
         return defaults | best["hyperparameters"], trials
+
+    def _validated(self, recipe: Recipe, params: dict[str, str], inner: Split,
+                   progress: Progress) -> dict[str, float]:
+        """A trial: fit on the validation split's training rows, measured on its held-out ones
+        (a trial's own progress lines are left out; the job may still be interrupted)."""
+        model, _ = self._fit(recipe, inner.train, params, None, lambda **kw: progress())
+        return scored(rank(model, inner), inner.held_out, inner.train.n_items)[0]
 
     def _fit(self, recipe: Recipe, train: Interactions, params: dict[str, str], parent: Path | None,
              progress: Progress) -> tuple[Any, Callable[[Any, Path, Common], dict[str, str]]]:

@@ -16,6 +16,7 @@ from kernel.recipes import RECIPES
 from serving.batch_files import run_lines
 from serving.batch_recommend import Batch, Line
 from serving.control.base import Ctx, Family, Name, Page, Req, Tags, location_allowed, operation, register
+from serving.control.datasets import JobInput, JobOutput, S3DataConfig
 from serving.control.filters import FILTERS, FilterInputs
 from serving.control.solutions import VERSIONS
 from serving.control.store import Body
@@ -27,21 +28,7 @@ from serving.ranking import parse_exploration
 from serving.recommend import User
 from serving.wire import Arn
 
-Location = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 DEFAULT_RESULTS, MAX_RESULTS = 25, 500  # Personalize's, for batch jobs
-
-
-class S3DataConfig(Req):
-    path: Location
-    kmsKeyArn: Annotated[str, StringConstraints(max_length=2048)] | None = None
-
-
-class BatchInferenceJobInput(Req):
-    s3DataSource: S3DataConfig
-
-
-class BatchInferenceJobOutput(Req):
-    s3DataDestination: S3DataConfig
 
 
 class BatchInferenceJobConfig(Req):
@@ -54,8 +41,8 @@ class CreateBatchInferenceJob(Req):
     solutionVersionArn: Arn
     filterArn: Arn | None = None
     numResults: int | None = None
-    jobInput: BatchInferenceJobInput
-    jobOutput: BatchInferenceJobOutput
+    jobInput: JobInput
+    jobOutput: JobOutput
     roleArn: Annotated[str, StringConstraints(max_length=256)]
     batchInferenceJobConfig: BatchInferenceJobConfig | None = None
     tags: Tags | None = None

@@ -94,13 +94,17 @@ class ImportJobArn(Req):
     datasetImportJobArn: Arn
 
 
-class S3DataDestination(Req):
+class S3DataConfig(Req):
     path: Location
-    kmsKeyArn: str | None = None
+    kmsKeyArn: str | None = None  # its length and pattern: the service model's
+
+
+class JobInput(Req):
+    s3DataSource: S3DataConfig
 
 
 class JobOutput(Req):
-    s3DataDestination: S3DataDestination
+    s3DataDestination: S3DataConfig
 
 
 class CreateDatasetExportJob(Req):

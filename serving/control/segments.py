@@ -13,7 +13,8 @@ from kernel.contract import dataset_group_name
 from kernel.recipes import RECIPES
 from serving.batch_files import run_lines
 from serving.control.base import Ctx, Family, Name, Req, Tags, operation, register
-from serving.control.batch import ListBySolutionVersion, S3DataConfig, active_version, job_files, job_model
+from serving.control.batch import ListBySolutionVersion, active_version, job_files, job_model
+from serving.control.datasets import JobInput, JobOutput
 from serving.control.filters import FilterInputs
 from serving.control.store import Body
 from serving.errors import InvalidInputException
@@ -26,21 +27,13 @@ from serving.wire import Arn
 DEFAULT_USERS, MAX_USERS = 25, 5_000_000  # Personalize's: users per segment
 
 
-class BatchSegmentJobInput(Req):
-    s3DataSource: S3DataConfig
-
-
-class BatchSegmentJobOutput(Req):
-    s3DataDestination: S3DataConfig
-
-
 class CreateBatchSegmentJob(Req):
     jobName: Name
     solutionVersionArn: Arn
     filterArn: Arn | None = None
     numResults: int | None = None
-    jobInput: BatchSegmentJobInput
-    jobOutput: BatchSegmentJobOutput
+    jobInput: JobInput
+    jobOutput: JobOutput
     roleArn: str
     tags: Tags | None = None
 
