@@ -17,9 +17,11 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from kernel.datasets import DatasetStore
 from kernel.settings import Settings
 from serving import console, events_api, metrics, runtime_api
 from serving.access_keys import AccessKeys
+from serving.attributed_events import AttributedEvents
 from serving.auth import SignedCalls
 from serving.console_feed import feed_of
 from serving.control import batch, campaigns, dispatch, segments, solutions
@@ -207,8 +209,9 @@ def create_app(settings: Settings, datasets: DatasetFiles,
         return {**health.report(), "mode": "embedded" if settings.embedded else "distributed"}
 
     app.include_router(dispatch.make_router(ctx))
-    app.include_router(events_api.make_router(metrics.MeteredEventLog(event_log, api_metrics),
-                                              trackers,
+    attributed = AttributedEvents(resources, DatasetStore.of(settings), api_metrics.registry)
+    metered = metrics.MeteredEventLog(event_log, api_metrics, attributed.count)
+    app.include_router(events_api.make_router(metered, trackers,
                                               events_api.Datasets(resources), stores.shown, settings.account,
                                               rate_limit(settings.tracker_requests_per_second)))
     app.include_router(metrics.make_router(exposed))

@@ -39,6 +39,9 @@ EXAMPLES = {
                                 "--out report.html"],
     "solution-version wait": ["personalize solution-version wait "
                               "arn:aws:personalize:us-east-1:000000000000:solution/movies/1a2b3c4d"],
+    "metric-attribution report": ["personalize metric-attribution report "
+                                  "arn:aws:personalize:us-east-1:000000000000:metric-attribution/impact "
+                                  "--out impact.html"],
     "keys create": ["personalize keys create --account 123456789012",
                     "personalize keys create --account 123456789012 --json >> keys.json"],
     "keys list": ["personalize keys list"],
@@ -329,6 +332,27 @@ def cmd_version_wait(args: argparse.Namespace) -> int:
     return watch(endpoint_of(args.endpoint, os.environ, settings), args.solution_version_arn)
 
 
+def cmd_attribution_report(args: argparse.Namespace) -> int:
+    import urllib.error
+
+    from serving.attribution_page import lines, render
+    from training.import_client import ApiError, Control, no_server
+
+    control = Control(endpoint_of(args.endpoint, os.environ, _settings(args)))
+    try:
+        report = control.get("/console/api/attribution", metricAttributionArn=args.metric_attribution_arn)
+    except ApiError as exc:
+        print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - CLI output
+        return 1
+    except urllib.error.URLError as exc:
+        print(no_server(control.endpoint.rstrip("/"), exc), end="", file=sys.stderr)  # noqa: T201
+        return 1
+    out = args.out or Path(f"{report['name']}.html")
+    out.write_text(render(report))
+    print("\n".join([*lines(report), f"wrote {out}"]))  # noqa: T201
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     """`personalize keys create|list|delete`: the access keys signed calls are checked against."""
     import json
@@ -452,6 +476,14 @@ def build_parser() -> argparse.ArgumentParser:
     wait.add_argument("solution_version_arn", metavar="ARN")
     wait.add_argument("--endpoint-url", "--endpoint", dest="endpoint", help=ENDPOINT_HELP)
     wait.set_defaults(fn=cmd_version_wait)
+    attribution = sub.add_parser("metric-attribution", help="metric attributions")
+    attribution_sub = attribution.add_subparsers(dest="attribution_cmd", required=True, metavar="<command>")
+    impact = attribution_sub.add_parser("report", help="an HTML page of each metric per source and, for "
+                                        "campaigns split A/B, the lift of arm B with its 95% interval")
+    impact.add_argument("metric_attribution_arn", metavar="ARN")
+    impact.add_argument("--out", type=Path, help="HTML file to write (default <name>.html)")
+    impact.add_argument("--endpoint-url", "--endpoint", dest="endpoint", help=ENDPOINT_HELP)
+    impact.set_defaults(fn=cmd_attribution_report)
     keys = sub.add_parser("keys", help="access keys: once one exists, every call must be signed with one")
     keys_sub = keys.add_subparsers(dest="keys_cmd", required=True, metavar="<command>")
     create = keys_sub.add_parser("create", help="make an access key for an account and print it")

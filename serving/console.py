@@ -30,6 +30,7 @@ from starlette.responses import Response
 
 from kernel.contract import anonymous_key, dataset_group_name, events_topic
 from kernel.datasets import DatasetStore
+from serving.attribution_report import report
 from serving.console_feed import FEED_EVENTS, Feed, feed_event, format_cursor, parse_cursor
 from serving.control.base import Ctx, require
 from serving.deployed import Campaigns, Deployed
@@ -238,6 +239,13 @@ def make_router(ctx: Ctx, store: SessionStore, feed: Feed) -> APIRouter:
                                            parse_cursor(after), FEED_EVENTS)
         return json({"events": [feed_event(e) for e in got],
                      "cursor": format_cursor(positions, not ctx.settings.kafka_bootstrap_servers)})
+
+    @router.get("/console/api/attribution")
+    async def attribution(metricAttributionArn: Annotated[Arn, Query()]) -> Response:  # noqa: N803
+        """The metric attribution's report (serving.attribution_report): per source, and per arm
+        of each A/B split with the lift."""
+        body = require(ctx, metricAttributionArn, "metric-attribution", "metric attribution")
+        return json(await asyncio.to_thread(report, ctx.settings, ctx.resources, body))
 
     return router
 

@@ -16,6 +16,8 @@ from typing import NamedTuple
 
 from kernel.contract import dataset_group_name
 from kernel.recipes import RECIPES
+from serving.ab_split import ARM_TAG, SHARE_TAG, share_of
+from serving.control.base import TAGS
 from serving.control.store import Body, ControlStore
 from serving.errors import ResourceNotFoundException
 from serving.jobs import ACTIVE
@@ -23,6 +25,18 @@ from serving.models import Model, Models
 from serving.ranking import Exploration, exploration_of
 
 REPUBLISH_S = 60.0
+
+
+class Split(NamedTuple):
+    """The campaign serving arm B of a campaign's A/B split, and the share of users it gets."""
+    arm_b: str
+    share: float
+
+
+def split_of(tags: dict[str, str]) -> Split | None:
+    """The split a campaign's tags set up (serving.ab_split), if any; checked when tagged."""
+    arm_b = tags.get(ARM_TAG)
+    return None if arm_b is None else Split(arm_b, share_of(tags.get(SHARE_TAG)))
 
 
 class Deployed(NamedTuple):
@@ -34,6 +48,8 @@ class Deployed(NamedTuple):
     metadata: bool  # campaignConfig.enableMetadataWithRecommendations
     artifact: str  # the version's artifact directory, relative to the data dir
     created: float  # the version's creationDateTime
+    arn: str = ""  # the campaign's
+    split: Split | None = None  # an A/B split's arm B, from the campaign's tags
 
 
 Publish = Callable[[Deployed], Awaitable[None]]
@@ -61,9 +77,10 @@ def deployment(campaign: Body, version: Body, model: Model) -> Deployed:
     if recipe.explores and model.created is not None:
         trained = version.get("tunedHPOParams", {}).get("algorithmHyperParameters", {})
         exploration = exploration_of(trained, config.get("itemExplorationConfig"))
+    tags = {t["tagKey"]: t["tagValue"] for t in campaign.get(TAGS, ())}
     return Deployed(model, recipe.recipe_type, dataset_group_name(version["datasetGroupArn"]), exploration,
                     bool(config.get("enableMetadataWithRecommendations")), version["artifact"],
-                    version["creationDateTime"])
+                    version["creationDateTime"], campaign["campaignArn"], split_of(tags))
 
 
 class Campaigns:

@@ -158,8 +158,9 @@ class MeteredEventLog:
     """The API's EventLog, timing each append and counting what it stored: an append that
     returned is durable, and the handler answers 200 right after it."""
 
-    def __init__(self, log: EventLog, metrics: ApiMetrics) -> None:
-        self.log, self.metrics = log, metrics
+    def __init__(self, log: EventLog, metrics: ApiMetrics,
+                 attributed: Callable[[Sequence[Event]], None] = lambda events: None) -> None:
+        self.log, self.metrics, self.attributed = log, metrics, attributed
 
     async def start(self) -> None:
         await self.log.start()
@@ -174,6 +175,7 @@ class MeteredEventLog:
         finally:
             self.metrics.append_seconds.observe(time.perf_counter() - start)
         self.metrics.stored(events)
+        self.attributed([e for e in events if isinstance(e, Event)])
 
     async def read(self, group: str, max_events: int = 500, timeout_s: float = 1.0, *,
                    topics: str | None = None) -> list[Any]:

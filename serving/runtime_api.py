@@ -14,7 +14,6 @@ run the same code.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import orjson
@@ -22,10 +21,12 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from kernel.contract import MAX_IMPRESSIONS, anonymous_key
+from serving.ab_split import in_arm_b
+from serving.attribution import recommendation_id
 from serving.control.base import Ctx
 from serving.control.filters import FilterInputs
 from serving.deployed import Campaigns, Deployed
-from serving.errors import InvalidInputException, ThrottlingException
+from serving.errors import InvalidInputException, ResourceNotFoundException, ThrottlingException
 from serving.exclusions import Allowed, Exclusions
 from serving.filters import Catalog, FilterError, FilterValueError
 from serving.rate_limits import rate_limit
@@ -98,6 +99,17 @@ class Runtime:
             raise ThrottlingException(f"Rate exceeded: campaign {arn} takes "
                                       f"{rate.per_second:g} {operation} requests a second", wait)
         return deployed
+
+    async def arm(self, deployed: Deployed, user_id: str | None) -> Deployed:
+        """What answers this user: the campaign, or arm B's campaign for the users its A/B split
+        gives arm B (serving.ab_split). A request without a userId is served by the campaign."""
+        split = deployed.split
+        if split is None or user_id is None or not in_arm_b(deployed.arn, user_id, split.share):
+            return deployed
+        try:
+            return await self.campaigns.get(split.arm_b)
+        except ResourceNotFoundException:  # arm B was deleted since: the campaign serves everyone
+            return deployed
 
     async def user(self, deployed: Deployed, user_id: str | None) -> User:
         """The user, with the session state the stream workers keep. An anonymous visitor asks
@@ -175,7 +187,7 @@ class Runtime:
         """The answer, with the items' metadata `columns`; its items remembered under its
         recommendationId (implicit impressions)."""
         items = await self.with_metadata(deployed, items, columns)
-        rid = f"RID-{uuid.uuid4()}"
+        rid = recommendation_id(deployed.arn)
         shown = [i["itemId"] for i in items[:MAX_IMPRESSIONS]]
         await self.stores.shown.remember(deployed.group, rid, shown, self.ctx.settings.recommendation_ttl_s)
         body: dict[str, Any] = {key: items, "recommendationId": rid}
@@ -189,7 +201,7 @@ def make_router(ctx: Ctx, stores: Stores) -> APIRouter:
     @router.post("/recommendations", summary="GetRecommendations: the top items for a user or item")
     async def get_recommendations(req: GetRecommendations) -> Response:
         arn, k = result_count(req)
-        deployed = await runtime.campaign("GetRecommendations", arn)
+        deployed = await runtime.arm(await runtime.campaign("GetRecommendations", arn), req.userId)
         columns = await runtime.columns(deployed, req.metadataColumns, k)
         code = item_code(deployed, req)
         user = await runtime.user(deployed, req.userId)
@@ -202,7 +214,8 @@ def make_router(ctx: Ctx, stores: Stores) -> APIRouter:
 
     @router.post("/personalize-ranking", summary="GetPersonalizedRanking: order a list for a user")
     async def get_personalized_ranking(req: GetPersonalizedRanking) -> Response:
-        deployed = await runtime.campaign("GetPersonalizedRanking", req.campaignArn)
+        deployed = await runtime.arm(await runtime.campaign("GetPersonalizedRanking", req.campaignArn),
+                                     req.userId)
         columns = await runtime.columns(deployed, req.metadataColumns, len(req.inputList))
         user = await runtime.user(deployed, req.userId)
         allowed = await runtime.allowed(deployed, req.filterArn, req.filterValues, user, None)

@@ -18,6 +18,7 @@ import os
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -55,20 +56,22 @@ class Control:
         data = json.dumps(body).encode()
         req = urllib.request.Request(self.endpoint, data=data, method="POST", headers=self.signed(data, {
             "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"AmazonPersonalize.{operation}"}))
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                return json.loads(resp.read() or b"{}")
-        except urllib.error.HTTPError as exc:
-            err = json.loads(exc.read() or b"{}")
-            raise ApiError(err.get("__type", f"HTTP {exc.code}"), err.get("message", "")) from None
+        return _answer(req, timeout=30)
 
-    def signed(self, data: bytes, headers: dict[str, str]) -> dict[str, str]:
+    def get(self, path: str, **query: str) -> dict[str, Any]:
+        """A signed GET of one of the server's own reads (the console's, under /console/api/)."""
+        url = f"{self.endpoint}{path.lstrip('/')}?{urllib.parse.urlencode(query)}"
+        return _answer(urllib.request.Request(url, headers=self.signed(b"", {}, method="GET", url=url)),
+                       timeout=300)
+
+    def signed(self, data: bytes, headers: dict[str, str], method: str = "POST",
+               url: str | None = None) -> dict[str, str]:
         if self.credentials is None:
             return headers
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 
-        request = AWSRequest("POST", self.endpoint, data=data, headers=headers)
+        request = AWSRequest(method, url or self.endpoint, data=data, headers=headers)
         SigV4Auth(self.credentials.get_frozen_credentials(), "personalize", self.region).add_auth(request)
         return dict(request.headers.items())
 
@@ -80,6 +83,15 @@ class Control:
             if exc.type_name == "ResourceNotFoundException":
                 return False
             raise
+
+
+def _answer(req: urllib.request.Request, timeout: float) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        err = json.loads(exc.read() or b"{}")
+        raise ApiError(err.get("__type", f"HTTP {exc.code}"), err.get("message", "")) from None
 
 
 def csv_files(path: Path) -> list[Path]:

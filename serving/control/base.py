@@ -188,6 +188,8 @@ FAMILIES: dict[str, Family] = {}  # kind -> its family, as `register` saw them
 InUse = Callable[[Ctx, Body], str | None]
 # what Describe answers beyond the stored body (a solution's latest version)
 Described = Callable[[Ctx, Body], Body]
+# refuses (InvalidInputException) tags a resource may not have, given all it would have
+TagsChecked = Callable[[Ctx, Body, dict[str, str]], None]
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,7 @@ class Family:
     newest_first: bool = False
     takes_tags: bool = True  # whether its Create takes tags (and TagResource its ARN)
     fixed_tags: tuple[str, ...] = ()  # prefixes of tags only its Create sets (what they mean stays)
+    tags_checked: TagsChecked | None = None  # tags that mean something to it (an A/B split's)
 
     @property
     def key(self) -> str:
@@ -233,7 +236,10 @@ class Family:
         """Store what a Create made, with its `tags`; `taken` says why the ARN exists already,
         when its default (the ARN) is not what Personalize would say."""
         if tags:
-            body = body | {TAGS: tag_list(tags_of(tags))}
+            given = tags_of(tags)
+            if self.tags_checked:
+                self.tags_checked(ctx, body, given)
+            body = body | {TAGS: tag_list(given)}
         try:
             ctx.resources.create(self.kind, arn, name, body, parent=parent)
         except AlreadyExists:

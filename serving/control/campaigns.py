@@ -13,7 +13,8 @@ from pydantic import Field, StringConstraints
 
 from kernel.artifact_store import ArtifactError, ArtifactUnreachable
 from kernel.recipes import RECIPES
-from serving.control.base import Ctx, Family, Name, Req, Tags, given, operation, register
+from serving.ab_split import ARM_TAG, SHARE_TAG, share_of
+from serving.control.base import TAGS, Ctx, Family, Name, Req, Tags, given, operation, register
 from serving.control.solutions import VERSIONS, ListBySolution
 from serving.control.store import Body
 from serving.deployed import serving_version
@@ -54,9 +55,43 @@ class UpdateCampaign(Req):
     campaignConfig: CampaignConfig | None = None
 
 
+def _split_checked(ctx: Ctx, campaign: Body, tags: dict[str, str]) -> None:
+    """An A/B split's tags (serving.ab_split) name another campaign of the caller's, of the same
+    dataset group and kind of recipe and with no split of its own, and a share in (0, 1)."""
+    arm_b = tags.get(ARM_TAG)
+    if arm_b is None:
+        if SHARE_TAG in tags:
+            raise InvalidInputException(f"tag {SHARE_TAG} needs {ARM_TAG}: the campaign serving arm B")
+        return
+    try:
+        share_of(tags.get(SHARE_TAG))
+    except ValueError as exc:
+        raise InvalidInputException(f"tag {exc}") from None
+    if arm_b == campaign["campaignArn"]:
+        raise InvalidInputException(f"tag {ARM_TAG}: a campaign cannot be its own arm B")
+    other = CAMPAIGNS.get(ctx, arm_b)
+    if other["datasetGroupArn"] != campaign["datasetGroupArn"]:
+        raise InvalidInputException(f"tag {ARM_TAG}: campaign {arm_b} is of another dataset group")
+    if any(t["tagKey"] == ARM_TAG for t in other.get(TAGS, ())):
+        raise InvalidInputException(f"tag {ARM_TAG}: campaign {arm_b} splits its own traffic")
+    kinds = {RECIPES[serving_version(ctx.resources, c)["recipeArn"]].recipe_type for c in (campaign, other)}
+    if len(kinds) > 1:
+        raise InvalidInputException(f"tag {ARM_TAG}: campaign {arm_b} answers another kind of request")
+
+
+def _an_arm(ctx: Ctx, campaign: Body) -> str | None:
+    """Why a campaign serving another's arm B may not be deleted."""
+    arn = campaign["campaignArn"]
+    for other in ctx.resources.list(CAMPAIGNS.kind, account=ctx.account, region=ctx.region):
+        if any(t["tagKey"] == ARM_TAG and t["tagValue"] == arn for t in other.get(TAGS, ())):
+            return (f"campaign {arn} serves arm B of campaign {other['campaignArn']}'s A/B split; "
+                    f"untag {ARM_TAG} there first")
+    return None
+
+
 CAMPAIGNS = register(Family("campaign", CampaignArn, ListBySolution, (
     "name", "campaignArn", "status", "creationDateTime", "lastUpdatedDateTime", "failureReason"),
-    parent="solutionArn"), delete=True)
+    parent="solutionArn", tags_checked=_split_checked), delete=True, in_use=_an_arm)
 
 
 def deployable(ctx: Ctx, version_arn: str) -> Body:

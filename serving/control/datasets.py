@@ -16,6 +16,7 @@ from pydantic import Field, StringConstraints
 
 from kernel.contract import dataset_group_name
 from kernel.dataset_schema import DATASET_TYPES, Schema, SchemaError, check_dataset_type, parse_schema
+from serving.attribution_report import Unpublished, publish
 from serving.control.base import (
     Ctx,
     Family,
@@ -328,8 +329,24 @@ def run_import(ctx: Ctx, job: Body, progress: Progress) -> Body:
         raise JobFailed(str(exc)) from None
     if imported.skipped:
         log.warning("%s: %s", job["datasetImportJobArn"], imported.summary)
-    return {"progress": {"rowsDone": imported.rows, "rowsSkipped": imported.skipped,
-                         "message": imported.summary}}
+    message = imported.summary
+    if job["publishAttributionMetricsToS3"] and dataset["datasetType"] == "INTERACTIONS":
+        message += "; " + _published(ctx, dataset["datasetGroupArn"], job)
+    return {"progress": {"rowsDone": imported.rows, "rowsSkipped": imported.skipped, "message": message}}
+
+
+def _published(ctx: Ctx, group_arn: str, job: Body) -> str:
+    """Publish the group's metric attribution's report of the bulk data, as the job's last step;
+    a report that cannot be written leaves the imported rows imported."""
+    attribution = next(iter(ctx.resources.list("metric-attribution", group_arn)), None)
+    if attribution is None:
+        return "no metric attribution to publish"
+    try:
+        where = publish(ctx.settings, ctx.resources, attribution, job["importMode"])
+    except Unpublished as exc:
+        log.warning("%s: attribution metrics not published: %s", job["datasetImportJobArn"], exc)
+        return f"attribution metrics not published: {exc}"
+    return f"attribution metrics published to {where}" if where else "the metric attribution has no s3 path"
 
 
 def run_export(ctx: Ctx, job: Body, progress: Progress) -> Body:

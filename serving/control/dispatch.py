@@ -17,13 +17,25 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from serving import service_model
-from serving.control import batch, campaigns, datasets, filters, groups, recipes, segments, solutions, tags
+from serving.control import (
+    batch,
+    campaigns,
+    datasets,
+    filters,
+    groups,
+    metric_attributions,
+    recipes,
+    segments,
+    solutions,
+    tags,
+)
 from serving.control.base import OPERATIONS, TARGET_PREFIX, Ctx
 from serving.control.store import Body
 from serving.errors import InvalidInputException, UnknownOperationException, validation_message
 
 # their handlers join OPERATIONS
-MODULES = (groups, datasets, recipes, solutions, campaigns, filters, batch, segments, tags)
+MODULES = (groups, datasets, recipes, solutions, campaigns, filters, batch, segments, tags,
+           metric_attributions)
 
 def dispatch(target: str | None, raw: bytes, ctx: Ctx) -> Body | Awaitable[Body]:
     if not target or not target.startswith(TARGET_PREFIX):

@@ -64,12 +64,20 @@ def _fixed(family: Family, keys: set[str]) -> None:
                                     "are set when it is created")
 
 
+def _retag(ctx: Ctx, family: Family, body: Body, tags: dict[str, str]) -> None:
+    """Store the resource's tags, once what they would mean to it is checked."""
+    listed = tag_list(tags)
+    if family.tags_checked:
+        family.tags_checked(ctx, body, tags)
+    ctx.resources.update(body[family.key + "Arn"], {TAGS: listed})
+
+
 @operation("TagResource", TagResource)
 def tag_resource(req: TagResource, ctx: Ctx) -> Body:
     family, body = tagged(ctx, req.resourceArn)
     new = tags_of(req.tags)
     _fixed(family, set(new))
-    ctx.resources.update(req.resourceArn, {TAGS: tag_list(current(body) | new)})
+    _retag(ctx, family, body, current(body) | new)
     return {}
 
 
@@ -80,8 +88,7 @@ def untag_resource(req: UntagResource, ctx: Ctx) -> Body:
                                       f"{MAX_TAGS} tags")
     family, body = tagged(ctx, req.resourceArn)
     _fixed(family, set(req.tagKeys))
-    kept = {k: v for k, v in current(body).items() if k not in set(req.tagKeys)}
-    ctx.resources.update(req.resourceArn, {TAGS: tag_list(kept)})
+    _retag(ctx, family, body, {k: v for k, v in current(body).items() if k not in set(req.tagKeys)})
     return {}
 
 
