@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     state_cache_users: int = Field(100_000, ge=0)
     # the API process runs training jobs too; set false where `personalize trainer` processes do
     train_in_server: bool = True
+    # an API process trains in a child process of lower priority (`training_nice` added to its
+    # niceness) on `training_cores` of the cores it may use (0: all but one), so requests keep
+    # a core; false: in a thread of the API process itself
+    training_process: bool = True
+    training_nice: int = Field(10, ge=0, le=19)
+    training_cores: int = Field(0, ge=0)
     # solution versions one process trains at once (0: one per core it may use); imports and
     # exports have slots of their own and never wait behind a training
     training_slots: int = Field(0, ge=0)

@@ -81,11 +81,13 @@ def api_app(settings: Settings) -> FastAPI:
     """The app of one API process; with --workers, each worker process builds its own."""
     from serving.app import create_app
     from training.importer import DatasetFiles
+    from training.isolated import IsolatedTrainer
     from training.trainer import Trainer
 
     configure_logging(settings)  # a worker process starts with nothing configured
-    trainer = Trainer.of(settings) \
-        if settings.train_in_server else None
+    trainer: Trainer | IsolatedTrainer | None = None
+    if settings.train_in_server:
+        trainer = IsolatedTrainer.of(settings) if settings.training_process else Trainer.of(settings)
     return create_app(settings, DatasetFiles.of(settings), trainer)
 
 
