@@ -20,6 +20,7 @@ from stream.applier import Live, Replay, apply_partition, position_name
 from stream.consumers import StreamParts
 from stream.dead_letters import Failed, handle_or_set_aside
 from stream.metrics import StreamMetrics, partition_lag
+from stream.partition_states import PartitionStates
 from stream.session import Limits
 from stream.store import SessionStore
 from stream.supervision import TRANSIENT, Contact, retrying
@@ -59,6 +60,7 @@ def register_agents(app: faust.App, *, topics: set[str], pattern: str, parts: St
 
     store, limits, metrics, live = parts.stores.sessions, parts.limits, parts.metrics, parts.live
     inapplicable = parts.postbox("sessions")
+    kept = PartitionStates()  # what this worker stored last: read from memory while still the store's
 
     async def apply(topic: str, partition: int, records: list[tuple[int, Event]]) -> Failed:
         """One partition's records; on a failure no single event explains, each on its own
@@ -70,7 +72,7 @@ def register_agents(app: faust.App, *, topics: set[str], pattern: str, parts: St
             with metrics.session_batch(len(part)) as on_applied:
                 await apply_partition(part, position=position_name(topic, partition), store=store,
                                       limits=limits, on_applied=on_applied, on_refused=refused.extend,
-                                      live=live, replay=replay if part is records else None)
+                                      live=live, replay=replay if part is records else None, kept=kept)
 
         failed = await retrying(handle_or_set_aside, records, one_batch, STORE_DOWN, transient=STORE_DOWN)
         return [*refused, *((event, exc) for (_, event), exc in failed)]

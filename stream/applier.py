@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from kernel.contract import Event, Undecodable, anonymous_key
 from stream.counters import Increments, increments
 from stream.dead_letters import Postbox, handle_or_set_aside
 from stream.log import EventLog
+from stream.partition_states import PartitionStates, Stamp
 from stream.session import Limits, Recurrent, SessionState, apply
-from stream.store import Key, PositionMoved, SessionStore
+from stream.store import Key, PositionMoved, SessionStore, erasures_name
 from stream.supervision import TRANSIENT, retrying
 
 log = logging.getLogger(__name__)
@@ -30,16 +31,26 @@ Refused = list[tuple[Event, Exception]]
 OnRefused = Callable[[Refused], None]
 # dataset group -> the model whose recurrent state follows its users (stream/live_state.py)
 Live = Callable[[str], Recurrent | None]
+# states kept in memory for some users, and whether the positions read say they are the store's
+Kept = tuple[Mapping[Key, SessionState | None], Callable[[list[int | None]], bool] | None]
 
 
-async def _states(store: SessionStore, events: Sequence[Event], positions: Sequence[str] = ()
-                  ) -> tuple[dict[Key, SessionState | None], list[int | None]]:
+async def _states(store: SessionStore, events: Sequence[Event], positions: Sequence[str] = (),
+                  kept: Kept | None = None) -> tuple[dict[Key, SessionState | None], list[int | None]]:
     """The users' states and the named positions in one round trip; then, only for identified
     users moving to another session (a sign-in, or a new visit), what that session holds while
-    anonymous (a second, rarer trip: `session.stitched`)."""
+    anonymous (a second, rarer trip: `session.stitched`). `kept`: states of some of the users
+    kept in memory, and whether the positions read say they are still the store's (if not,
+    they are read too)."""
     keys = list(dict.fromkeys((e.dataset_group, e.user_key) for e in events))
-    loaded, stored = await store.load(keys, positions)
-    states = dict(zip(keys, loaded, strict=True))
+    known, still = kept if kept is not None else ({}, None)
+    wanted = [k for k in keys if k not in known]
+    loaded, stored = await store.load(wanted, positions)
+    states = dict(zip(wanted, loaded, strict=True))
+    if known and still is not None and still(stored):
+        states.update(known)
+    elif known:
+        states.update(zip(known, (await store.load(list(known)))[0], strict=True))
     anonymous = [k for k in dict.fromkeys(
         (e.dataset_group, anonymous_key(e.session_id)) for e in events if e.user_id is not None
         and getattr(states[(e.dataset_group, e.user_key)], "session_id", None) != e.session_id)
@@ -108,7 +119,7 @@ def position_name(topic: str, partition: int) -> str:
 async def apply_partition(records: Sequence[tuple[int, Event]], *, position: str,
                           store: SessionStore, limits: Limits, replay: Replay | None,
                           live: Live | None = None, on_applied: OnApplied | None = None,
-                          on_refused: OnRefused | None = None) -> int:
+                          on_refused: OnRefused | None = None, kept: PartitionStates | None = None) -> int:
     """Apply one partition's (offset, event) records exactly once; returns how many applied.
 
     The store keeps the partition's last applied offset with the states (one transaction).
@@ -124,7 +135,7 @@ async def apply_partition(records: Sequence[tuple[int, Event]], *, position: str
     while True:
         try:
             return await _apply_partition_once(records, position, store, limits, replay, live, on_applied,
-                                               on_refused)
+                                               on_refused, kept)
         except PositionMoved:
             continue
 
@@ -132,18 +143,31 @@ async def apply_partition(records: Sequence[tuple[int, Event]], *, position: str
 async def _apply_partition_once(records: Sequence[tuple[int, Event]], position: str,
                                 store: SessionStore, limits: Limits, replay: Replay | None,
                                 live: Live | None, on_applied: OnApplied | None,
-                                on_refused: OnRefused | None) -> int:
+                                on_refused: OnRefused | None, kept: PartitionStates | None) -> int:
     events = [e for _, e in records]
-    states, (stored,) = await _states(store, events, [position])
+    users = list(dict.fromkeys((e.dataset_group, e.user_key) for e in events))
+    names = [position, erasures_name(events[0].dataset_group)]  # one topic: one dataset group
+
+    async def read() -> tuple[dict[Key, SessionState | None], Stamp]:
+        known = kept.kept(position, users) if kept is not None else {}
+        states, (stored, erased) = await _states(store, events, names, (
+            known, lambda found: kept is not None and kept.still(position, (found[0], found[1]))))
+        return states, (stored, erased)
+
+    states, (stored, erased) = await read()
     first, last = records[0][0], records[-1][0]
     if replay is not None and (-1 if stored is None else stored) + 1 < first:
         await replay(None if stored is None else stored + 1, first)
-        states, (stored,) = await _states(store, events, [position])
+        if kept is not None:
+            kept.drop(position)
+        states, (stored, erased) = await read()
     done = -1 if stored is None else stored
     fresh = [e for offset, e in records if offset > done]
     changed, counts, applied, refused = _advance(states, fresh, limits, live)
     if last > done:
         await store.save(changed, {position: last}, counts, expect={position: stored})
+    if kept is not None:
+        kept.keep(position, (last if last > done else stored, erased), {k: states[k] for k in users})
     if on_applied is not None:
         on_applied(applied)
     _refused(refused, on_refused)

@@ -56,7 +56,9 @@ class SessionStore(Protocol):
         finishing a batch during a rebalance, and its new one) then cannot both apply it."""
 
     async def erase(self, dataset_group: str, user_keys: Collection[str]) -> set[str]:
-        """Delete these users' (or anonymous sessions') states; returns the keys that had one."""
+        """Delete these users' (or anonymous sessions') states; returns the keys that had one.
+        The group's erasures position (`erasures_name`) goes up before and after, so no worker
+        keeps a state from before the erasure in memory past it."""
 
     async def erase_group(self, dataset_group: str) -> None:
         """Delete all a dataset group has here: its users' states, the positions of its topics
@@ -74,6 +76,13 @@ def group_positions(dataset_group: str) -> tuple[str, ...]:
     """The prefixes of the position names of a dataset group's topics ("<topic>:<partition>")."""
     return tuple(f"{t}:" for t in (events_topic(dataset_group), records_topic(dataset_group, "ITEMS"),
                                    records_topic(dataset_group, "USERS")))
+
+
+def erasures_name(dataset_group: str) -> str:
+    """The position that counts erasures of the group's users (SessionStore.erase): a worker's
+    states kept in memory (stream/partition_states.py) are the store's only while it is unchanged.
+    Named within the group's events topic, so DeleteDatasetGroup takes it with the positions."""
+    return f"{events_topic(dataset_group)}:erasures"
 
 
 def _encode(state: SessionState) -> bytes:
@@ -183,7 +192,9 @@ class SqliteSessionStore:
         assert self._db is not None, "start() first"
         found: set[str] = set()
         with scrubbed(self._db), self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("BEGIN IMMEDIATE")  # one transaction: one count up is both sides of it
+            self._db.execute("INSERT INTO positions VALUES (?, 1) ON CONFLICT (name) "
+                             "DO UPDATE SET pos = pos + 1", (erasures_name(dataset_group),))
             for some in chunks(keys):
                 found.update(r[0] for r in self._db.execute(
                     f"DELETE FROM sessions WHERE dsg = ? AND user IN ({','.join('?' * len(some))})"
@@ -297,12 +308,15 @@ class RedisSessionStore:
 
     async def erase(self, dataset_group: str, user_keys: Collection[str]) -> set[str]:
         found: set[str] = set()
+        erasures = self.position_key(erasures_name(dataset_group))
+        await self.redis.client.incr(erasures)
         for some in chunks(list(user_keys), 1000):
             async with self.redis.client.pipeline(transaction=False) as pipe:
                 for user in some:
                     pipe.unlink(self.key(dataset_group, user))
                 removed = await pipe.execute()
             found.update(user for user, n in zip(some, removed, strict=True) if n)
+        await self.redis.client.incr(erasures)
         return found
 
     async def erase_group(self, dataset_group: str) -> None:

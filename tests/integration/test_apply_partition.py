@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from kernel.contract import Event
 from stream.applier import apply_partition
+from stream.partition_states import PartitionStates
 from stream.session import Limits
 from stream.store import SessionStore
 
@@ -75,3 +76,52 @@ async def test_two_owners_of_a_partition_apply_each_event_once(session_store: Se
     assert n == 5  # its save was refused, so it started over from offset 15
     assert await applied(session_store) == [7, 7, 6]
     assert sum((await session_store.counter("g", "popularity", 100)).values()) == 20
+
+
+class Reads:
+    """A store that counts the users' states it is asked to read."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self.store, self.users = store, 0
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.store, name)
+
+    async def load(self, keys, positions=()):  # type: ignore[no-untyped-def]
+        self.users += len(keys)
+        return await self.store.load(keys, positions)
+
+
+async def by_worker(records: list[tuple[int, Event]], store: SessionStore | Reads,
+                    kept: PartitionStates | None) -> int:
+    """A stream worker's batch of partition "p": it keeps what it stored in `kept`."""
+    return await apply_partition(records, position="p", store=store, limits=Limits(), replay=None,  # type: ignore[arg-type]
+                                 kept=kept)
+
+
+async def test_a_worker_reads_only_the_users_it_has_not_kept(session_store: SessionStore) -> None:
+    reads, kept = Reads(session_store), PartitionStates()
+    await by_worker(LOG[:10], reads, kept)
+    first = reads.users  # the 3 users, and the anonymous session they may have come from
+    assert await by_worker(LOG[10:], reads, kept) == 20
+    assert reads.users == first  # the second batch read positions only
+    assert await applied(session_store) == [10, 10, 10]
+
+
+async def test_what_a_worker_kept_gives_way_to_another_owners_writes(session_store: SessionStore) -> None:
+    kept = PartitionStates()
+    await by_worker(LOG[:10], session_store, kept)
+    await by_worker(LOG[10:20], session_store, None)  # a rebalance: another worker, then it comes back
+    assert await by_worker(LOG[20:], session_store, kept) == 10
+    assert await applied(session_store) == [10, 10, 10]
+    states, _ = await session_store.load([("g", "u0")])
+    assert [i.item for i in states[0].history] == [f"i{o}" for o in range(0, 30, 3)]  # nothing lost
+
+
+async def test_an_erasure_drops_what_a_worker_kept(session_store: SessionStore) -> None:
+    kept = PartitionStates()
+    await by_worker(LOG[:10], session_store, kept)
+    assert await session_store.erase("g", ["u0"]) == {"u0"}  # a data deletion job
+    await by_worker(LOG[10:], session_store, kept)
+    states, _ = await session_store.load([("g", "u0")])
+    assert [i.item for i in states[0].history] == [f"i{o}" for o in range(12, 30, 3)]  # none from before
