@@ -231,6 +231,13 @@ class Family:
     def within_quota(self, ctx: Ctx) -> None:
         within_quota(ctx, self.kind)
 
+    def only_one(self, ctx: Ctx, parent: str) -> None:
+        """Refuse a second one under `parent`: a dataset group has one event tracker and one
+        metric attribution."""
+        if ctx.resources.count_children(parent, self.kind):
+            article = "an" if self.noun[0] in "aeiou" else "a"
+            raise ResourceAlreadyExistsException(f"dataset group {parent} already has {article} {self.noun}")
+
     def add(self, ctx: Ctx, arn: str, name: str, body: Body, parent: str | None = None,
             taken: str | None = None, tags: list[Tag] | None = None) -> None:
         """Store what a Create made, with its `tags`; `taken` says why the ARN exists already,

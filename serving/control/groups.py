@@ -94,9 +94,7 @@ def delete_dataset_group(req: DatasetGroupArn, ctx: Ctx) -> Awaitable[Body]:
 def create_event_tracker(req: CreateEventTracker, ctx: Ctx) -> Body:
     GROUPS.get(ctx, req.datasetGroupArn)
     TRACKERS.within_quota(ctx)
-    if ctx.resources.count_children(req.datasetGroupArn, TRACKERS.kind):
-        raise ResourceAlreadyExistsException(
-            f"dataset group {req.datasetGroupArn} already has an event tracker")
+    TRACKERS.only_one(ctx, req.datasetGroupArn)
     try:
         public = from_tags({t.tagKey: t.tagValue for t in req.tags or ()})
     except PublicTrackerError as exc:

@@ -121,9 +121,7 @@ def _output(ctx: Ctx, config: MetricsOutputConfig) -> Body:
 def create_metric_attribution(req: CreateMetricAttribution, ctx: Ctx) -> Body:
     GROUPS.get(ctx, req.datasetGroupArn)
     ATTRIBUTIONS.within_quota(ctx)
-    if ctx.resources.count_children(req.datasetGroupArn, ATTRIBUTIONS.kind):
-        raise ResourceAlreadyExistsException(
-            f"dataset group {req.datasetGroupArn} already has a metric attribution")
+    ATTRIBUTIONS.only_one(ctx, req.datasetGroupArn)
     arn = ctx.arn(ATTRIBUTIONS.kind, req.name)
     body = {"name": req.name, "metricAttributionArn": arn, "datasetGroupArn": req.datasetGroupArn,
             "metricsOutputConfig": _output(ctx, req.metricsOutputConfig),
