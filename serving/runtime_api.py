@@ -2,10 +2,12 @@
 (`POST /recommendations`) and GetPersonalizedRanking (`POST /personalize-ranking`).
 
 The routes do a request's I/O and checks, in this order: resolve the campaign (cached,
-serving.deployed), the per-campaign rate, the metadata columns asked for, the user's session
+serving.deployed), the per-campaign rate, the arm of its A/B split that answers the user (if
+it has one: serving.ab_split), the metadata columns asked for, the user's session
 state (one store round trip), the filters' answers (cached where they depend on the filter
 values only, serving.control.filters). The recommendation itself is serving.recommend's pure
-steps. The answer's items are remembered under its recommendationId (implicit impressions).
+steps. The answer's items are remembered under its recommendationId (implicit impressions),
+which names the campaign that answered (serving.attribution: metric attribution).
 
 For JSON bodies serving.direct_routes calls these very endpoints without FastAPI's
 per-request machinery; FastAPI answers the rest (and every error it words), so both paths
