@@ -63,11 +63,11 @@ class Shop:
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
     tmp = tmp_path_factory.mktemp("batch")
-    server = Server(tmp / "data").start()
+    shop = Shop(Server(tmp / "data").start(), tmp)
     try:
-        yield Shop(server, tmp)
+        yield shop
     finally:
-        server.stop()
+        shop.server.stop()  # the one a test may have started in place of a killed one
 
 
 def test_a_file_of_users_gets_what_get_recommendations_gives_them(shop: Shop) -> None:
