@@ -21,13 +21,16 @@ demo: venv  ## embedded server + the bundled MovieLens data through boto3
 test:  ## unit, then integration + e2e against real Kafka, Redis and PostgreSQL (started and stopped here)
 	scripts/test.sh
 
-bench: venv  ## bench/: PutEvents throughput and freshness (embedded, Kafka; 1 vs 2 workers and APIs on 3 brokers), bulk CSV import, GetRecommendations latency, batch inference
+bench: venv  ## bench/: PutEvents throughput and freshness (embedded, Kafka; 1 vs 2 workers and APIs on 3 brokers), the sustained rate, the session path, bulk CSV import, GetRecommendations latency (also beside a training), batch inference
 	scripts/system_deps.sh bench
 	scripts/kafka_jars.sh >/dev/null
 	$(PY) bench/ingest.py
 	$(PY) bench/scale.py
+	$(PY) bench/sustained.py
+	$(PY) bench/apply.py
 	$(PY) bench/import_bench.py
 	$(PY) bench/serve.py
+	$(PY) bench/training_beside_serving.py
 	$(PY) bench/batch.py
 
 services: venv  ## long-lived Kafka + Redis + PostgreSQL for distributed mode (addresses: scripts/services.py env)

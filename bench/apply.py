@@ -8,8 +8,9 @@ One partition of --users users, each with a full history of --history events fir
 longest a state keeps: Limits.max_history); then --batches batches of 1,000 events, every
 user once per batch, applied as the Faust session agent applies them, timed (this process's
 CPU and wall time). The baseline reads every user's state from Redis each batch, as the worker
-did before; the rows alternate. Redis from scripts/services.py (OPZ_TEST_REDIS_URL, as the
-tests take it), on this machine. Prints a table with the load average.
+did before; the rows alternate. Redis on this machine: the one scripts/services.py started
+(OPZ_TEST_REDIS_URL, as the tests take it), else one of its own. Prints a table with the load
+average.
 """
 from __future__ import annotations
 
@@ -17,12 +18,15 @@ import argparse
 import asyncio
 import os
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
+from services import RedisServer  # noqa: E402
+
 from kernel.contract import Event  # noqa: E402
 from stream.applier import apply_partition  # noqa: E402
 from stream.partition_states import PartitionStates  # noqa: E402
@@ -70,11 +74,17 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=30)
     parser.add_argument("--history", type=int, default=Limits().max_history)
     args = parser.parse_args()
-    url = os.environ.get("OPZ_TEST_REDIS_URL")
-    if not url:
-        print("start Redis first: scripts/services.py start, then eval its env", file=sys.stderr)
-        return 2
-    rows = asyncio.run(run(url, args.users, args.batches, args.history))
+    url, own = os.environ.get("OPZ_TEST_REDIS_URL"), None
+    with tempfile.TemporaryDirectory() as tmp:
+        if not url:
+            own = RedisServer(base_dir=Path(tmp))
+            own.start()
+            url = own.url
+        try:
+            rows = asyncio.run(run(url, args.users, args.batches, args.history))
+        finally:
+            if own is not None:
+                own.stop()
     print("| states | CPU s per 1,000 events | events/s | load average |\n|---|---:|---:|---|")
     for r in rows:
         print(f"| {r['states']} | {r['cpu_s_per_1000']:.3f} | {r['events_per_s']:,.0f} "
