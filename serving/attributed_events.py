@@ -21,9 +21,8 @@ from prometheus_client import CollectorRegistry, Gauge
 from kernel.contract import Event, dataset_group_name
 from kernel.datasets import DatasetStore
 from serving.accounts import account_of
-from serving.attribution import Metric, Sources, amount, codes, source
+from serving.attribution import Metric, Sources, amount, codes, metrics_of, source
 from serving.attribution_report import item_values
-from serving.control.metric_attributions import metrics_of
 from serving.control.store import ControlStore
 
 log = logging.getLogger(__name__)

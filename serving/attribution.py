@@ -66,6 +66,11 @@ def parse_metric(name: str, event_type: str, expression: str) -> Metric:
     return Metric(name, event_type, expression, dataset, m["column"].upper())
 
 
+def metrics_of(stored: list[dict[str, str]]) -> list[Metric]:
+    """Metrics as the API and the control store have them (eventType, metricName, expression)."""
+    return [parse_metric(m["metricName"], m["eventType"], m["expression"]) for m in stored]
+
+
 def check_metrics(metrics: list[Metric], schemas: Mapping[str, Schema]) -> None:
     """What CreateMetricAttribution refuses: more than MAX_METRICS, a name used twice, and a SUM
     over a column that the group's dataset (`schemas` by dataset type) lacks or that is not a

@@ -24,9 +24,8 @@ from kernel.locations import LocationRefused, S3Location, confined
 from kernel.s3_files import S3Error, S3Files
 from kernel.settings import Settings
 from serving.ab_split import split_report
-from serving.attribution import REPORT_COLUMNS, Attributed, codes, source, totals, windows
+from serving.attribution import REPORT_COLUMNS, Attributed, codes, metrics_of, source, totals, windows
 from serving.control.base import TAGS
-from serving.control.metric_attributions import metrics_of
 from serving.control.store import Body, ControlStore
 from serving.deployed import split_of
 

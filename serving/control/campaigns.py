@@ -13,11 +13,11 @@ from pydantic import Field, StringConstraints
 
 from kernel.artifact_store import ArtifactError, ArtifactUnreachable
 from kernel.recipes import RECIPES
-from serving.ab_split import ARM_TAG, SHARE_TAG, share_of
+from serving.ab_split import ARM_TAG, SHARE_TAG
 from serving.control.base import TAGS, Ctx, Family, Name, Req, Tags, given, operation, register
 from serving.control.solutions import VERSIONS, ListBySolution
 from serving.control.store import Body
-from serving.deployed import serving_version
+from serving.deployed import serving_version, split_of
 from serving.errors import (
     InvalidInputException,
     ResourceInUseException,
@@ -58,25 +58,24 @@ class UpdateCampaign(Req):
 def _split_checked(ctx: Ctx, campaign: Body, tags: dict[str, str]) -> None:
     """An A/B split's tags (serving.ab_split) name another campaign of the caller's, of the same
     dataset group and kind of recipe and with no split of its own, and a share in (0, 1)."""
-    arm_b = tags.get(ARM_TAG)
-    if arm_b is None:
-        if SHARE_TAG in tags:
-            raise InvalidInputException(f"tag {SHARE_TAG} needs {ARM_TAG}: the campaign serving arm B")
-        return
+    if SHARE_TAG in tags and ARM_TAG not in tags:
+        raise InvalidInputException(f"tag {SHARE_TAG} needs {ARM_TAG}: the campaign serving arm B")
     try:
-        share_of(tags.get(SHARE_TAG))
+        split = split_of(tags)
     except ValueError as exc:
         raise InvalidInputException(f"tag {exc}") from None
-    if arm_b == campaign["campaignArn"]:
+    if split is None:
+        return
+    if split.arm_b == campaign["campaignArn"]:
         raise InvalidInputException(f"tag {ARM_TAG}: a campaign cannot be its own arm B")
-    other = CAMPAIGNS.get(ctx, arm_b)
+    other = CAMPAIGNS.get(ctx, split.arm_b)
     if other["datasetGroupArn"] != campaign["datasetGroupArn"]:
-        raise InvalidInputException(f"tag {ARM_TAG}: campaign {arm_b} is of another dataset group")
+        raise InvalidInputException(f"tag {ARM_TAG}: campaign {split.arm_b} is of another dataset group")
     if any(t["tagKey"] == ARM_TAG for t in other.get(TAGS, ())):
-        raise InvalidInputException(f"tag {ARM_TAG}: campaign {arm_b} splits its own traffic")
+        raise InvalidInputException(f"tag {ARM_TAG}: campaign {split.arm_b} splits its own traffic")
     kinds = {RECIPES[serving_version(ctx.resources, c)["recipeArn"]].recipe_type for c in (campaign, other)}
     if len(kinds) > 1:
-        raise InvalidInputException(f"tag {ARM_TAG}: campaign {arm_b} answers another kind of request")
+        raise InvalidInputException(f"tag {ARM_TAG}: campaign {split.arm_b} answers another kind of request")
 
 
 def _an_arm(ctx: Ctx, campaign: Body) -> str | None:

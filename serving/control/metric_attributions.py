@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from kernel.dataset_schema import Schema, parse_schema
-from serving.attribution import Metric, check_metrics, parse_metric
+from serving.attribution import check_metrics, metrics_of
 from serving.control.base import (
     Ctx,
     Family,
@@ -27,6 +27,7 @@ from serving.control.base import (
     paginate,
     register,
 )
+from serving.control.datasets import S3DataConfig
 from serving.control.groups import GROUPS
 from serving.control.store import Body
 from serving.errors import InvalidInputException, ResourceAlreadyExistsException
@@ -42,13 +43,8 @@ class MetricAttribute(Req):
     expression: Text256
 
 
-class S3Destination(Req):
-    path: Text256
-    kmsKeyArn: str | None = None  # its length and pattern: the service model's
-
-
 class MetricsOutputConfig(Req):
-    s3DataDestination: S3Destination | None = None
+    s3DataDestination: S3DataConfig | None = None
     roleArn: Text256
 
 
@@ -95,11 +91,6 @@ def group_schemas(ctx: Ctx, group_arn: str) -> dict[str, Schema]:
         if schema is not None:
             out[dataset["datasetType"]] = parse_schema(schema["schema"])
     return out
-
-
-def metrics_of(bodies: list[Body]) -> list[Metric]:
-    """Stored (wire) metrics as serving.attribution's."""
-    return [parse_metric(m["metricName"], m["eventType"], m["expression"]) for m in bodies]
 
 
 def _checked(ctx: Ctx, group_arn: str, given: list[Body]) -> list[Body]:
