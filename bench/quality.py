@@ -2,7 +2,8 @@
 """bench/quality: offline recommendation quality of the recipes on the real datasets, two protocols.
 
     .venv/bin/python bench/quality.py [--datasets ml-100k,ml-latest-small,diginetica-sample]
-                                      [--recipes popularity,sims,sims-doc-defaults,hrnn]
+                                      [--recipes popularity,sims,sims-doc-defaults,hrnn,trending,
+                                                 similar-items,bought-together]
 
 Data: ../shared/datasets/<name>/interactions.csv (never copied into the repo). Protocols
 (training/split.py): leave-last-out, the literature's (every user with >= 2 interactions must find
@@ -12,8 +13,15 @@ user, history excluded; `--history kept` (or `both`) measures the lists a campai
 a filter, the user's history included (recipe names get " +history").
 Recipes: Popularity-Count; aws-sims with our defaults and with Personalize's
 documented ones (`sims-doc-defaults`: max_item_interaction_count_percentile 0.9); HRNN when
-training.hrnn is importable. Training wall time and its peak RSS above the RSS before training
-(VmHWM, reset through /proc/self/clear_refs after malloc_trim) per run.
+training.hrnn is importable; aws-trending-now (1 hour, as of the newest training interaction);
+aws-similar-items (with the dataset's items.csv where it has one); the frequently-bought-together
+use case's session baskets (fed every interaction: none of these datasets records purchases).
+The domain use cases are these models on one event type: ml-latest-small, whose events are all
+ratings, is the VIDEO_ON_DEMAND case (top picks = hrnn, because you watched X = sims, more like
+X = similar-items, most popular = popularity, trending now = trending). With similar-items, the
+catalogue's unrated items join every recipe's vocabulary (18 of ml-latest-small's 9,742).
+Training wall time and its peak RSS above the RSS before training (VmHWM, reset through
+/proc/self/clear_refs after malloc_trim) per run.
 Goals (training issue): on ml-100k under leave-last-out, Popularity-Count reproduces the reference
 NDCG@10 0.0253 / HR@10 0.0498 and SIMS reaches at least the reference co-occurrence neighbours of
 the user's last item, NDCG@10 0.0734 / HR@10 0.1442 / coverage@10 0.72.
@@ -32,11 +40,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from training import popularity, sims  # noqa: E402
-from training.interactions import Interactions, read_csv  # noqa: E402
+import pyarrow.csv as pacsv  # noqa: E402
+
+from training import bought_together, popularity, similar_items, sims, trending  # noqa: E402
+from training.interactions import Interactions, read_csv, with_catalog  # noqa: E402
 from training.metrics import Scorer, evaluate  # noqa: E402
 from training.split import Split, leave_last_out, personalize_split  # noqa: E402
 
@@ -55,11 +66,15 @@ PERSONALIZE = [("coverage", "coverage"), ("ndcg@5", "normalized_discounted_cumul
                ("prec@10", "precision_at_10"), ("prec@25", "precision_at_25")]
 
 
-def recipes(names: list[str]) -> dict[str, Callable[[Interactions], Scorer]]:
-    """name -> fit; HRNN only when another engineer's training.hrnn is importable."""
+def recipes(names: list[str], items: pa.Table | None = None) -> dict[str, Callable[[Interactions], Scorer]]:
+    """name -> fit (`items`: the dataset's catalogue, for similar-items); HRNN only when
+    training.hrnn is importable."""
     out: dict[str, Callable[[Interactions], Scorer]] = {
         "popularity": popularity.fit, "sims": sims.fit,
-        "sims-doc-defaults": lambda d: sims.fit(d, sims.PERSONALIZE_DEFAULTS)}
+        "sims-doc-defaults": lambda d: sims.fit(d, sims.PERSONALIZE_DEFAULTS),
+        "trending": lambda d: trending.fit(d, {}),
+        "similar-items": lambda d: similar_items.fit(d, items, {}),
+        "bought-together": lambda d: bought_together.fit(d, {})}
     if "hrnn" in names:
         try:
             from training import hrnn
@@ -132,10 +147,14 @@ def main() -> int:
     ap.add_argument("--history", choices=["excluded", "kept", "both"], default="excluded",
                     help="rank the user's history out (our metrics) or in (a campaign's answer)")
     args = ap.parse_args()
-    fits = recipes(args.recipes.split(","))
     results: dict[str, dict[str, dict[str, dict[str, float]]]] = {p: {} for p in PROTOCOLS}
     for ds in args.datasets.split(","):
+        catalogue = DATASETS / ds / "items.csv"
+        items = pacsv.read_csv(catalogue) if catalogue.exists() else None
+        fits = recipes(args.recipes.split(","), items)
         data = read_csv(DATASETS / ds / "interactions.csv")
+        if items is not None and "similar-items" in fits:  # catalogue items nobody rated get codes too
+            data = with_catalog(data, similar_items.catalogue(items))
         for protocol, make_split in PROTOCOLS.items():
             split = make_split(data)
             for name, fit in fits.items():

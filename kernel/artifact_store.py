@@ -56,8 +56,12 @@ class ArtifactUnreachable(ArtifactError, OSError):
 # ---- pure parts: names, keys, checksums ----
 
 def artifact_location(version_arn: str) -> str:
-    """`artifacts/<solution>/<version id>` of a solution version ARN: the same string in both
-    modes, relative to the data dir or to the bucket."""
+    """`artifacts/<solution>/<version id>` of a solution version ARN, and
+    `artifacts/recommender.<name>/<id>` of a recommender's training (no solution name has a
+    dot): the same string in both modes, relative to the data dir or to the bucket."""
+    if ":recommender/" in version_arn:
+        recommender, version = version_arn.split(":recommender/", 1)[1].rsplit("/", 1)
+        return f"artifacts/recommender.{recommender}/{version}"
     solution, version = version_arn.split(":solution/", 1)[1].rsplit("/", 1)
     return f"artifacts/{solution}/{version}"
 

@@ -222,6 +222,56 @@ def check_dataset_type(schema: Schema, dataset_type: str) -> None:
                           (" or textual" if dataset_type == "ITEMS" else "") + " string")
 
 
+# domain -> dataset type -> field -> (types, categorical, textual, required): Personalize's
+# domain schemas ("VIDEO_ON_DEMAND datasets and schemas", "ECOMMERCE datasets and schemas"):
+# the required fields must be there, the reserved ones, where present, of their type.
+_Field = tuple[tuple[str, ...], bool, bool, bool]
+_STR, _NUM, _LONG = ("string",), ("float", "double"), ("long", "int")
+_DOMAIN_INTERACTIONS: dict[str, _Field] = {"EVENT_TYPE": (_STR, False, False, True)}
+_DOMAINS: dict[str, dict[str, dict[str, _Field]]] = {
+    "VIDEO_ON_DEMAND": {
+        "INTERACTIONS": _DOMAIN_INTERACTIONS,
+        "ITEMS": {"GENRES": (_STR, True, False, True), "CREATION_TIMESTAMP": (_LONG, False, False, True),
+                  "PRICE": (_NUM, False, False, False), "DURATION": (_NUM, False, False, False),
+                  "GENRE_L2": (_STR, True, False, False), "GENRE_L3": (_STR, True, False, False),
+                  "AVERAGE_RATING": (_NUM, False, False, False),
+                  "PRODUCT_DESCRIPTION": (_STR, False, True, False),
+                  "CONTENT_OWNER": (_STR, True, False, False),
+                  "CONTENT_CLASSIFICATION": (_STR, True, False, False)},
+        "USERS": {"SUBSCRIPTION_MODEL": (_STR, True, False, False)}},
+    "ECOMMERCE": {
+        "INTERACTIONS": _DOMAIN_INTERACTIONS,
+        "ITEMS": {"PRICE": (_NUM, False, False, True), "CATEGORY_L1": (_STR, True, False, True),
+                  "CATEGORY_L2": (_STR, True, False, False), "CATEGORY_L3": (_STR, True, False, False),
+                  "PRODUCT_DESCRIPTION": (_STR, False, True, False),
+                  "CREATION_TIMESTAMP": (_LONG, False, False, False),
+                  "AGE_GROUP": (_STR, True, False, False), "ADULT": (_STR, True, False, False),
+                  "GENDER": (_STR, True, False, False)},
+        "USERS": {}},
+}
+
+
+def check_domain(schema: Schema, dataset_type: str, domain: str) -> None:
+    """What CreateDataset checks in a domain dataset group, beyond check_dataset_type: the
+    domain's required fields (EVENT_TYPE; GENRES and CREATION_TIMESTAMP of videos; PRICE and
+    CATEGORY_L1 of products) and its reserved ones' types and flags."""
+    for name, (types, categorical, textual, required) in _DOMAINS[domain][dataset_type].items():
+        col = schema.column(name)
+        if col is None:
+            if required:
+                kind = " categorical" if categorical else " textual" if textual else ""
+                raise SchemaError(f"{domain} {dataset_type} datasets need a{kind} {name} field of type "
+                                  f"{types[0]}", name)
+            continue
+        if col.type not in types:
+            raise SchemaError(f"in the {domain} domain it must be of type {' or '.join(types)}, "
+                              f"not {col.type}", name)
+        if col.categorical != categorical or col.textual != textual:
+            flag = "categorical" if categorical else "textual" if textual else "neither categorical nor " \
+                "textual"
+            raise SchemaError(f"in the {domain} domain it must be {flag}", name)
+
+
 def infer_schema(dataset_type: str, header: list[str], sample: list[list[str]]) -> str:
     """A schema for a CSV a user has not written one for (`personalize import`): reserved
     fields get their documented types; other columns become int/long/float when every

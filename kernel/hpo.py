@@ -149,9 +149,9 @@ class AutoML:
 
 def automl_of(config: Mapping[str, Any] | None) -> AutoML:
     """The choice an autoMLConfig asks for: its recipeList (by default every USER_PERSONALIZATION
-    recipe of ours) and metricName; ValueError naming what does not fit."""
+    custom recipe of ours) and metricName; ValueError naming what does not fit."""
     config = config or {}
-    personal = [r.arn for r in RECIPES.values() if r.recipe_type == "USER_PERSONALIZATION"]
+    personal = [r.arn for r in RECIPES.values() if r.recipe_type == "USER_PERSONALIZATION" and not r.use_case]
     arns = config.get("recipeList") or personal
     for arn in arns:
         if arn not in personal:

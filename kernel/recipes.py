@@ -24,8 +24,13 @@ class Param:
     high: float | None = None
     tunable: bool = False  # what hyperparameter optimisation may search over (DescribeAlgorithm)
     featurization: bool = False  # filters the data before training: its feature transformation's
+    choices: tuple[str, ...] = ()  # a str parameter's allowed values
 
     def check(self, name: str, value: str) -> str:
+        if self.choices:
+            if value not in self.choices:
+                raise ValueError(f"hyperparameter {name}={value!r} is not one of {', '.join(self.choices)}")
+            return value
         try:
             if self.kind is bool:
                 if value.lower() not in ("true", "false"):
@@ -48,9 +53,20 @@ class Recipe:
     supports_update: bool = False  # trainingMode UPDATE
     # a domain dataset group's use case (ECOMMERCE, VIDEO_ON_DEMAND) has one; custom recipes none
     domain: str | None = None
-    model: Literal["hrnn", "sims", "popularity"] = "hrnn"  # what trains it and serves it
+    model: Literal["hrnn", "sims", "popularity", "trending", "similar_items", "bought_together"] = "hrnn"
     learns_from_impressions: bool = False  # impressions train it (as negatives), not only filter
     explores: bool = False  # serving mixes in new items (campaignConfig.itemExplorationConfig)
+    # a use case: the event types it learns from (none: all), the one whose items of the user's
+    # own it never recommends, whether it needs the ITEMS dataset, and what a request must name
+    event_types: tuple[str, ...] = ()
+    drops_own: str | None = None
+    needs_items: bool = False
+    needs_user: bool = True
+
+    @property
+    def use_case(self) -> bool:
+        """A domain use case, which a recommender serves (CreateRecommender), not a solution."""
+        return self.domain is not None
 
     @property
     def segments_users(self) -> bool:
@@ -73,7 +89,7 @@ class Recipe:
     @property
     def transformation(self) -> str:
         """Its feature transformation's name: how its training data is filtered."""
-        return "sims" if self.model == "sims" else "JSON-percentile-filtering"
+        return {"sims": "sims", "trending": "trending-now"}.get(self.model, "JSON-percentile-filtering")
 
     @property
     def transformation_arn(self) -> str:
@@ -96,6 +112,28 @@ _HRNN = {
 }
 _EXPLORATION = {"exploration_weight": Param(float, "0.3", 0.0, 1.0),
                 "exploration_item_age_cut_off": Param(float, "30", 1, 10_000)}
+TREND_FREQUENCIES = {"30 mins": 1800, "1 hour": 3600, "3 hours": 10800, "1 day": 86400}
+_TRENDING = {"trend_discovery_frequency": Param(str, "1 hour", featurization=True,
+                                                choices=tuple(TREND_FREQUENCIES))}
+_SIMILAR = {"metadata_weight": Param(float, "0.3", 0.0, 1.0, tunable=True),
+            "popularity_discount_factor": Param(float, "0.5", 0.0, 1.0, tunable=True)}
+_BOUGHT = {"popularity_discount_factor": Param(float, "0.5", 0.0, 1.0)}
+
+
+def _use_case(name: str, domain: str, kind: str, description: str, model: str, *,
+              event_types: tuple[str, ...] = (), drops_own: str | None = None, needs_items: bool = False,
+              needs_user: bool = True) -> Recipe:
+    """A domain use case: the model of one of the custom recipes below, with its defaults (a
+    recommender takes no hyperparameters), trained on the use case's event types."""
+    params = {"hrnn": _HRNN | _EXPLORATION, "trending": _TRENDING, "similar_items": _SIMILAR,
+              "bought_together": _BOUGHT}.get(model, {})
+    return Recipe(name, kind, description, params, domain=domain, model=model,  # type: ignore[arg-type]
+                  learns_from_impressions=model == "hrnn", explores=model == "hrnn",
+                  event_types=event_types, drops_own=drops_own, needs_items=needs_items,
+                  needs_user=needs_user)
+
+
+VOD, ECOMMERCE = "VIDEO_ON_DEMAND", "ECOMMERCE"
 
 RECIPES: dict[str, Recipe] = {r.arn: r for r in (
     Recipe("aws-hrnn", "USER_PERSONALIZATION",
@@ -127,6 +165,38 @@ RECIPES: dict[str, Recipe] = {r.arn: r for r in (
     Recipe("aws-item-attribute-affinity", "USER_SEGMENTATION",
            "The users most likely to interact with items of given attributes (ITEMS.GENRES = \"Comedy\"): "
            "the HRNN's probability that each user's next item is one of them.", _HRNN),
+    Recipe("aws-trending-now", "USER_PERSONALIZATION",
+           "The items whose interactions grew most over the last trend_discovery_frequency, counted "
+           "from the stream between trainings.", _TRENDING, model="trending", needs_user=False),
+    Recipe("aws-similar-items", "RELATED_ITEMS",
+           "Items that co-occur in users' histories blended with items of like metadata, so an item "
+           "nobody has interacted with yet has neighbours.", _SIMILAR, model="similar_items"),
+    _use_case("aws-vod-top-picks", VOD, "USER_PERSONALIZATION",
+              "Top picks for you: the user's next videos by HRNN over Watch and Click events.", "hrnn",
+              event_types=("Watch", "Click"), drops_own="Watch"),
+    _use_case("aws-vod-because-you-watched-x", VOD, "RELATED_ITEMS",
+              "Because you watched X: videos other users watched with X.", "sims",
+              event_types=("Watch",), drops_own="Watch"),
+    _use_case("aws-vod-more-like-x", VOD, "RELATED_ITEMS",
+              "More like X: videos similar to X by co-occurrence and metadata.", "similar_items",
+              drops_own="Watch", needs_items=True),
+    _use_case("aws-vod-most-popular", VOD, "USER_PERSONALIZATION",
+              "Most popular: the most watched videos.", "popularity", event_types=("Watch",)),
+    _use_case("aws-vod-trending-now", VOD, "USER_PERSONALIZATION",
+              "Trending now: the videos whose interactions grew most lately.", "trending", needs_user=False),
+    _use_case("aws-ecomm-recommended-for-you", ECOMMERCE, "USER_PERSONALIZATION",
+              "Recommended for you: the user's next items by HRNN over View and Purchase events.", "hrnn",
+              event_types=("View", "Purchase"), drops_own="Purchase"),
+    _use_case("aws-ecomm-customers-who-viewed-x-also-viewed", ECOMMERCE, "RELATED_ITEMS",
+              "Customers who viewed X also viewed: items viewed with X.", "sims",
+              event_types=("View",), drops_own="Purchase"),
+    _use_case("aws-ecomm-frequently-bought-together", ECOMMERCE, "RELATED_ITEMS",
+              "Frequently bought together: items bought in the same session as X.", "bought_together",
+              event_types=("Purchase",), needs_user=False),
+    _use_case("aws-ecomm-popular-items-by-purchases", ECOMMERCE, "USER_PERSONALIZATION",
+              "Best sellers: the most purchased items.", "popularity", event_types=("Purchase",)),
+    _use_case("aws-ecomm-popular-items-by-views", ECOMMERCE, "USER_PERSONALIZATION",
+              "Most viewed: the most viewed items.", "popularity", event_types=("View",)),
 )}
 
 BY_NAME = {r.name: r for r in RECIPES.values()}

@@ -24,15 +24,15 @@ from serving.access_keys import AccessKeys
 from serving.attributed_events import AttributedEvents
 from serving.auth import SignedCalls
 from serving.console_feed import feed_of
-from serving.control import batch, campaigns, dispatch, segments, solutions
+from serving.control import batch, campaigns, dispatch, recommenders, segments, solutions
 from serving.control import datasets as dataset_jobs
 from serving.control.base import OPERATIONS, Ctx
 from serving.control.ports import DatasetFiles, Trainer
-from serving.control.store import open_control_store
+from serving.control.store import Body, open_control_store
 from serving.direct_routes import DirectRoutes
 from serving.errors import install_error_handlers
 from serving.hosts import ControlPlaneHosts, allowed_hosts
-from serving.jobs import JobRunner, Work
+from serving.jobs import JobRunner, Progress, Work
 from serving.limits import BodyLimits
 from serving.models import Models
 from serving.rate_limits import rate_limit
@@ -110,6 +110,13 @@ class BrowserAccess:
         await (self.cors if allowed else self.app)(scope, receive, send)
 
 
+def training_work(ctx: Ctx, trainer: Trainer) -> dict[str, Work]:
+    """The trainings a job runner with a trainer takes: solution versions and recommenders'."""
+    def train(job: Body, progress: Progress) -> Body:
+        return solutions.run_training(ctx, trainer, job, progress)
+    return {"solution-version": train, recommenders.VERSION_KIND: train}
+
+
 def create_app(settings: Settings, datasets: DatasetFiles,
                trainer: Trainer | None = None) -> FastAPI:
     """`datasets` and `trainer` do the work of import/export and training jobs (training's,
@@ -135,8 +142,7 @@ def create_app(settings: Settings, datasets: DatasetFiles,
         "batch-inference-job": lambda job, progress: batch.run_batch_inference(ctx, job, progress),
         "batch-segment-job": lambda job, progress: segments.run_batch_segment(ctx, job, progress)}
     if trainer is not None:
-        work["solution-version"] = lambda job, progress: solutions.run_training(
-            ctx, trainer, job, progress)
+        work |= training_work(ctx, trainer)
     jobs = JobRunner(resources, work, training_slots=settings.trainings_at_once, metrics=work_metrics)
     feed = feed_of(settings)  # the console's live view of the events
     ctx.wake_jobs = jobs.wake
@@ -229,8 +235,8 @@ async def run_trainer(settings: Settings, datasets: DatasetFiles, trainer: Train
     ctx = Ctx(settings=settings, resources=resources, datasets=datasets)
     registry = new_registry()
     work_metrics = WorkMetrics(registry)
-    jobs = JobRunner(resources, {"solution-version": lambda job, progress: solutions.run_training(
-        ctx, trainer, job, progress)}, training_slots=settings.trainings_at_once, metrics=work_metrics)
+    jobs = JobRunner(resources, training_work(ctx, trainer), training_slots=settings.trainings_at_once,
+                     metrics=work_metrics)
     ctx.wake_jobs = jobs.wake
     server = None
     if settings.metrics_port:  # the trainings' metrics (no tenant data) and health, as a worker's

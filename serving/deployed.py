@@ -18,13 +18,15 @@ from kernel.contract import dataset_group_name
 from kernel.recipes import RECIPES
 from serving.ab_split import ARM_TAG, SHARE_TAG, share_of
 from serving.control.base import TAGS
+from serving.control.recommenders import INACTIVE, VERSION_KIND, newest_active, status_of
 from serving.control.store import Body, ControlStore
-from serving.errors import ResourceNotFoundException
+from serving.errors import InvalidInputException, ResourceNotFoundException
 from serving.jobs import ACTIVE
 from serving.models import Model, Models
 from serving.ranking import Exploration, exploration_of
 
 REPUBLISH_S = 60.0
+RECOMMENDER = ":recommender/"  # in a recommender's ARN: GetRecommendations takes either
 
 
 class Split(NamedTuple):
@@ -48,8 +50,14 @@ class Deployed(NamedTuple):
     metadata: bool  # campaignConfig.enableMetadataWithRecommendations
     artifact: str  # the version's artifact directory, relative to the data dir
     created: float  # the version's creationDateTime
-    arn: str = ""  # the campaign's
+    arn: str = ""  # the campaign's or the recommender's
     split: Split | None = None  # an A/B split's arm B, from the campaign's tags
+    needs_user: bool = True  # a request must name a userId (trending items need none)
+    drops_own: str | None = None  # a use case's: the event type of the user's items it never answers
+
+    @property
+    def noun(self) -> str:
+        return "recommender" if RECOMMENDER in self.arn else "campaign"
 
 
 Publish = Callable[[Deployed], Awaitable[None]]
@@ -70,9 +78,10 @@ def serving_version(resources: ControlStore, campaign: Body) -> Body:
 
 
 def deployment(campaign: Body, version: Body, model: Model) -> Deployed:
-    """A campaign serving `version` through its loaded `model`."""
+    """A campaign (or a recommender) serving `version` through its loaded `model`."""
     recipe = RECIPES[version["recipeArn"]]
-    config = campaign.get("campaignConfig", {})
+    arn = campaign.get("campaignArn") or campaign["recommenderArn"]
+    config = campaign.get("campaignConfig") or campaign.get("recommenderConfig") or {}
     exploration = None
     if recipe.explores and model.created is not None:
         trained = version.get("tunedHPOParams", {}).get("algorithmHyperParameters", {})
@@ -80,13 +89,28 @@ def deployment(campaign: Body, version: Body, model: Model) -> Deployed:
     tags = {t["tagKey"]: t["tagValue"] for t in campaign.get(TAGS, ())}
     return Deployed(model, recipe.recipe_type, dataset_group_name(version["datasetGroupArn"]), exploration,
                     bool(config.get("enableMetadataWithRecommendations")), version["artifact"],
-                    version["creationDateTime"], campaign["campaignArn"], split_of(tags))
+                    version["creationDateTime"], arn, split_of(tags) if RECOMMENDER not in arn else None,
+                    recipe.needs_user, recipe.drops_own)
+
+
+def recommender_version(resources: ControlStore, recommender: Body) -> Body:
+    """The training a recommender answers with: its newest ACTIVE one. A stopped recommender, or
+    one not trained yet, answers nothing (InvalidInputException, as Personalize's)."""
+    arn = recommender["recommenderArn"]
+    versions = resources.list(VERSION_KIND, arn)
+    status = status_of(recommender, versions)[0]
+    if status != ACTIVE:
+        raise InvalidInputException(f"recommender {arn} is {status}" + (
+            ": StartRecommender starts it" if status == INACTIVE else "; it answers once ACTIVE"))
+    version = newest_active(versions)
+    assert version is not None  # status_of says ACTIVE only once one is
+    return version
 
 
 class Campaigns:
-    """campaignArn -> Deployed, cached for ttl_s. `sees` says whether the caller may see an ARN
-    (its account and region); `publish` tells the stream workers which HRNN version a dataset
-    group serves."""
+    """campaignArn or recommenderArn -> Deployed, cached for ttl_s. `sees` says whether the
+    caller may see an ARN (its account and region); `publish` tells the stream workers which
+    HRNN version a dataset group serves."""
 
     def __init__(self, resources: ControlStore, models: Models, sees: Callable[[str], bool],
                  publish: Publish, ttl_s: float = 1.0, republish_s: float = REPUBLISH_S) -> None:
@@ -97,7 +121,8 @@ class Campaigns:
 
     async def get(self, arn: str) -> Deployed:
         if not self.sees(arn):
-            raise ResourceNotFoundException(f"campaign {arn} does not exist")
+            raise ResourceNotFoundException(f"{'recommender' if RECOMMENDER in arn else 'campaign'} {arn} "
+                                            "does not exist")
         now = time.monotonic()
         hit = self._cache.get(arn)
         if hit is not None and now - hit[0] <= self.ttl_s:
@@ -108,6 +133,13 @@ class Campaigns:
         return deployed
 
     def _read(self, arn: str) -> Deployed:
+        if RECOMMENDER in arn:
+            recommender = self.resources.get(arn, "recommender")
+            if recommender is None:
+                raise ResourceNotFoundException(f"recommender {arn} does not exist")
+            version = recommender_version(self.resources, recommender)
+            model = self.models.get(version["recommenderVersionArn"], version["artifact"])
+            return deployment(recommender, version, model)
         campaign = self.resources.get(arn, "campaign")
         if campaign is None:
             raise ResourceNotFoundException(f"campaign {arn} does not exist")

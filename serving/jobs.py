@@ -53,7 +53,7 @@ class JobInterrupted(Exception):
     """Raised from `progress` once this process is shutting down: the job will run again."""
 
 
-TRAINING = frozenset({"solution-version"})  # the kinds that take cores for minutes
+TRAINING = frozenset({"solution-version", "recommender-version"})  # the kinds that take cores for minutes
 DATA_SLOTS = 2  # imports, exports and deletions at once: mostly I/O, seconds each
 
 

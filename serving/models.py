@@ -8,6 +8,7 @@ life of the process; UpdateCampaign loads the new one before the campaign points
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ from kernel.artifact_store import ArtifactStore
 from kernel.hrnn_runtime import HRNNRuntime, unpack
 from kernel.recipes import recipe_named
 from kernel.settings import Settings
+from kernel.trending import BucketCounts, counts_of, scores_at
 from serving import candidates
 from serving.ann import AnnIndex, load_or_build
 from serving.exclusions import Exclusions
@@ -51,6 +53,11 @@ class Model:
     ann: AnnIndex | None = None  # HRNN recipes on large catalogs: approximate top-k (serving.ann)
     states: StateCache | None = None  # HRNN recipes: users' states, so requests step new events only
     state_from: Callable[[str], None] = uncounted  # told where each user_state came from (metrics)
+    # Trending-Now: the artifact's bucket counts and frequency, and the scores now, the same for
+    # every user (as of training once loaded; serving.trending refreshes them from the stream)
+    trend_counts: BucketCounts | None = None
+    trend_frequency_s: int = 0
+    trend_scores: np.ndarray | None = None
 
     @property
     def item_ids(self) -> Sequence[str]:
@@ -136,7 +143,10 @@ class Model:
             if hs is None:  # a user we know nothing about: what is popular (softmax of log counts
                 return np.log1p(self.popularity)  # is proportional to the counts, as scores should be)
             return self.runtime.scores(hs)[0]
-        if recipe_named(self.recipe).model == "sims" and len(history):  # its last item's neighbours
+        if self.trend_scores is not None:
+            return self.trend_scores
+        if recipe_named(self.recipe).model in ("sims", "similar_items", "bought_together") \
+                and len(history):  # its last item's neighbours
             return self.related_scores(int(history.codes[-1]))
         return self.popularity
 
@@ -210,6 +220,11 @@ def load(arn: str, directory: Path, settings: Settings | None = None) -> Model:
     if "sims_neighbours" in files:
         model.neighbours = np.load(directory / files["sims_neighbours"])
         model.similarities = np.load(directory / files["sims_scores"]).astype(np.float32)
+    if "trending_buckets" in files:
+        model.trend_frequency_s = int(json.loads((directory / files["trending"]).read_text())["frequency_s"])
+        model.trend_counts = counts_of(np.load(directory / files["trending_buckets"]))
+        model.trend_scores = scores_at(model.trend_counts, model.popularity, model.data_cut,
+                                       model.trend_frequency_s)
     return model
 
 

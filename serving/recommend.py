@@ -64,12 +64,16 @@ class Ranked(NamedTuple):
     promoted: np.ndarray | None = None
 
 
-def excluded(recipe_type: str, item_code: int | None) -> np.ndarray:
+def excluded(recipe_type: str, item_code: int | None, user: User | None = None,
+             drops_own: str | None = None) -> np.ndarray:
     """The codes a request may not get whatever its filter says: the item asked about, for
-    related items."""
-    if recipe_type == RELATED_ITEMS and item_code is not None:
-        return np.array([item_code])
-    return NONE_EXCLUDED
+    related items, and, for a use case that drops them, the user's own items of its event
+    type (videos watched, items bought), matched without case."""
+    out = [item_code] if recipe_type == RELATED_ITEMS and item_code is not None else []
+    if drops_own is not None and user is not None:
+        kind = drops_own.lower()
+        out += [code for code, event_type in user.past.typed() if event_type.lower() == kind]
+    return np.unique(np.array(out, dtype=np.int64)) if out else NONE_EXCLUDED
 
 
 def approximate(model: Model, user: User, exclusions: Exclusions, k: int) -> Ranked | None:

@@ -42,6 +42,7 @@ from serving.recommend import (
     rank,
     recommend,
 )
+from serving.trending import TrendingNow
 from serving.wire import MAX_RESULTS, GetPersonalizedRanking, GetRecommendations
 from serving.wire import Promotion as WirePromotion
 from stream.live_state import NO_PAST
@@ -55,25 +56,27 @@ DEFAULT_RESULTS = 25
 
 
 def result_count(req: GetRecommendations) -> tuple[str, int]:
-    """The campaign a GetRecommendations asks and how many items it wants, checked."""
-    if req.campaignArn is None:
-        raise InvalidInputException("campaignArn is required (recommenders are not supported yet)")
+    """The campaign or recommender a GetRecommendations asks (one of them) and how many items it
+    wants, checked."""
+    if (req.campaignArn is None) == (req.recommenderArn is None):
+        raise InvalidInputException("give either campaignArn or recommenderArn")
     k = DEFAULT_RESULTS if req.numResults is None else req.numResults
     if not 1 <= k <= MAX_RESULTS:
         raise InvalidInputException(f"numResults must be between 1 and {MAX_RESULTS}, not {k}")
-    return req.campaignArn, k
+    return req.campaignArn or req.recommenderArn or "", k
 
 
 def item_code(deployed: Deployed, req: GetRecommendations) -> int | None:
-    """The code of the item asked about, once the request has what its campaign's recipe needs."""
+    """The code of the item asked about, once the request has what its recipe needs."""
+    noun = deployed.noun
     if deployed.recipe_type == RELATED_ITEMS:
         if req.itemId is None:
-            raise InvalidInputException("itemId is required for a related-items campaign")
-    elif deployed.recipe_type == USER_PERSONALIZATION:
-        if req.userId is None:
-            raise InvalidInputException("userId is required for a user-personalization campaign")
-    else:
-        raise InvalidInputException(f"campaign {req.campaignArn} ranks lists: call GetPersonalizedRanking")
+            raise InvalidInputException(f"itemId is required for a related-items {noun}")
+    elif deployed.recipe_type != USER_PERSONALIZATION:
+        raise InvalidInputException(f"{noun} {deployed.arn} ranks lists: call GetPersonalizedRanking")
+    if req.userId is None and deployed.needs_user and (
+            deployed.recipe_type == USER_PERSONALIZATION or deployed.drops_own):
+        raise InvalidInputException(f"userId is required for this {noun}")
     return None if req.itemId is None else deployed.model.index.get(req.itemId)
 
 
@@ -86,6 +89,7 @@ class Runtime:
         self.campaigns = Campaigns(ctx.resources, ctx.models, ctx.sees, self.publish)
         self.filters = FilterInputs(ctx)
         self.rates = {op: rate_limit(ctx.settings.campaign_requests_per_second) for op in OPERATIONS}
+        self.trending = TrendingNow(stores.counters)  # Trending-Now's scores, from the stream's counts
 
     async def publish(self, deployed: Deployed) -> None:
         """Tell the stream workers to keep users' state under the campaign's HRNN version."""
@@ -208,8 +212,10 @@ def make_router(ctx: Ctx, stores: Stores) -> APIRouter:
         code = item_code(deployed, req)
         user = await runtime.user(deployed, req.userId)
         allowed = await runtime.allowed(deployed, req.filterArn, req.filterValues, user, code)
-        exclusions = Exclusions.of(deployed.model.n_items, excluded(deployed.recipe_type, code), allowed)
+        exclusions = Exclusions.of(deployed.model.n_items, excluded(deployed.recipe_type, code, user,
+                                                                   deployed.drops_own), allowed)
         promotion = await runtime.promotion(deployed, req.promotions, user, code)
+        await runtime.trending.refresh(deployed.model, deployed.group)  # a trending model's scores now
         items = recommend(deployed.model, deployed.recipe_type, user, code, exclusions, k,
                           promotion=promotion, exploration=deployed.exploration)
         return await runtime.respond("itemList", deployed, items, columns)

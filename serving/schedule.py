@@ -1,4 +1,5 @@
-"""Automatic training: FULL per a solution's schedulingExpression, UPDATE in between.
+"""Automatic training: FULL per a solution's schedulingExpression, UPDATE in between; a
+recommender's FULL retrain every 7 days, as Personalize's.
 
 `due` is the pure decision (unit-tested); `run_scheduler` applies it every few seconds by
 creating solution versions the way CreateSolutionVersion does (trainingType AUTOMATIC),
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from kernel.recipes import RECIPES, schedule_seconds
+from serving.control import recommenders
 from serving.control.base import Ctx
 from serving.control.solutions import start_version
 from serving.control.store import Body
@@ -107,3 +109,8 @@ def schedule_due(ctx: Ctx, update_every_s: float) -> None:
         if mode is not None:
             arn = start_version(ctx, solution, mode, training_type="AUTOMATIC")
             log.info("automatic training: %s %s", mode, arn)
+    for recommender in ctx.resources.list(recommenders.RECOMMENDERS.kind):
+        if recommenders.due(recommender, recommenders.versions_of(ctx, recommender["recommenderArn"]), now):
+            arn = recommenders.start_training(ctx, recommender, recommender["recommenderConfig"],
+                                              training_type="AUTOMATIC")
+            log.info("recommender retraining: %s", arn)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-JOB_KINDS = ("dataset-import-job", "dataset-export-job", "data-deletion-job", "solution-version")
+JOB_KINDS = ("dataset-import-job", "dataset-export-job", "data-deletion-job", "solution-version",
+             "recommender-version")
 OUTCOMES = ("succeeded", "failed", "crashed", "stopped", "interrupted", "taken_over")
 STATE_SOURCES = ("live", "cache", "artifact", "rerun")
 JOB_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0)

@@ -6,6 +6,10 @@ to its item, where t0 starts the current *epoch*; reading at time `now` multipli
 2^(-(now - t0) / half_life). Epochs last EPOCH_HALF_LIVES half-lives so the weights stay
 far from float overflow; a read combines the current and the previous epoch (anything
 older has decayed by 2^-64 or more and is dropped).
+
+Trending-Now's counts are plain: `bucket:<index>` counts each item's events per BUCKET_S bucket
+of their sentAt (kernel/trending.py turns buckets into windows). Only recent buckets can take
+part in an evaluation, so the stores let one go once its `expires_at` has passed.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
 from kernel.contract import Event
+from kernel.trending import bucket_expires_at, bucket_of
 
 EPOCH_HALF_LIVES = 64
 Counter = tuple[str, str]  # (dataset group, counter name)
@@ -27,6 +32,18 @@ def trending_name(epoch_id: int) -> str:
     return f"trending:{epoch_id}"
 
 
+BUCKET = "bucket:"
+
+
+def bucket_name(index: int) -> str:
+    return f"{BUCKET}{index}"
+
+
+def expires_at(name: str) -> int | None:
+    """When a counter may be deleted (Unix seconds): a bucket's; None for the others (kept)."""
+    return bucket_expires_at(int(name[len(BUCKET):])) if name.startswith(BUCKET) else None
+
+
 def increments(events: Iterable[Event], half_life_s: float) -> Increments:
     """What a batch of (already deduplicated) events adds to each counter."""
     out: Increments = defaultdict(lambda: defaultdict(float))
@@ -38,6 +55,7 @@ def increments(events: Iterable[Event], half_life_s: float) -> Increments:
         ep = epoch(e.sent_at, half_life_s)
         start = ep * EPOCH_HALF_LIVES * half_life_s
         out[(e.dataset_group, trending_name(ep))][e.item_id] += 2.0 ** ((e.sent_at - start) / half_life_s)
+        out[(e.dataset_group, bucket_name(bucket_of(e.sent_at)))][e.item_id] += 1.0
     return {k: dict(v) for k, v in out.items()}
 
 

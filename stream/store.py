@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
-from collections.abc import Collection, Mapping, Sequence
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
 from kernel.contract import SESSION_LAYOUT_VERSION, UnknownVersion, events_topic, records_topic
 from kernel.scrub import chunks, scrubbed
-from stream.counters import Increments
+from kernel.trending import oldest_kept_bucket
+from stream.counters import BUCKET, Increments, expires_at
 from stream.redis_connection import RedisConnection
 from stream.session import SessionState
 
@@ -71,6 +73,10 @@ class Counters(Protocol):
     async def counter(self, dataset_group: str, name: str, limit: int) -> dict[str, float]:
         """The `limit` highest-scoring items of one counter."""
 
+    async def read_whole(self, dataset_group: str, names: Sequence[str]) -> list[dict[str, float]]:
+        """Every item of each named counter, in one round trip ({} for one that is absent):
+        Trending-Now's buckets of two windows."""
+
 
 def group_positions(dataset_group: str) -> tuple[str, ...]:
     """The prefixes of the position names of a dataset group's topics ("<topic>:<partition>")."""
@@ -92,8 +98,10 @@ def _encode(state: SessionState) -> bytes:
 class SqliteSessionStore:
     """Also the embedded stores' backend (stream.stores): start() opens the file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self.path = path
+        self.clock = clock  # when counters expire (Trending-Now's buckets)
+        self._swept = -1  # bucket counters older than this index are deleted
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="session-store")
         self._db: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None  # point reads, on the caller's thread
@@ -157,12 +165,17 @@ class SqliteSessionStore:
                    counts: Increments | None = None, *,
                    expect: Mapping[str, int | None] | None = None) -> None:
         rows = [(dsg, user, SESSION_LAYOUT_VERSION, _encode(s)) for (dsg, user), s in states.items()]
+        now = self.clock()
         adds = [(dsg, name, item, x) for (dsg, name), items in (counts or {}).items()
+                if (at := expires_at(name)) is None or at > now  # a bucket too old to read is not kept
                 for item, x in items.items()]
-        await self._run(self._save, rows, list((positions or {}).items()), adds, dict(expect or {}))
+        await self._run(self._save, rows, list((positions or {}).items()), adds, dict(expect or {}),
+                        oldest_kept_bucket(now))
 
     def _save(self, rows: list[tuple[str, str, int, bytes]], positions: list[tuple[str, int]],
-              adds: list[tuple[str, str, str, float]], expect: dict[str, int | None]) -> None:
+              adds: list[tuple[str, str, str, float]], expect: dict[str, int | None], oldest: int) -> None:
+        """`oldest`: the oldest bucket counter to keep. The older ones are deleted once per new
+        bucket (a scan of the counters, every BUCKET_S at most), not per save."""
         assert self._db is not None
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
@@ -174,6 +187,11 @@ class SqliteSessionStore:
             self._db.executemany("INSERT OR REPLACE INTO positions VALUES (?, ?)", positions)
             self._db.executemany("INSERT INTO counters VALUES (?, ?, ?, ?) ON CONFLICT"
                                  " DO UPDATE SET score = score + excluded.score", adds)
+            if oldest > self._swept:
+                self._db.execute("DELETE FROM counters WHERE substr(name, 1, ?) = ?"
+                                 " AND CAST(substr(name, ?) AS INTEGER) < ?",
+                                 (len(BUCKET), BUCKET, len(BUCKET) + 1, oldest))
+        self._swept = max(self._swept, oldest)
 
     async def counter(self, dataset_group: str, name: str, limit: int) -> dict[str, float]:
         return await self._run(self._counter, dataset_group, name, limit)
@@ -184,6 +202,18 @@ class SqliteSessionStore:
                                      " ORDER BY score DESC, item LIMIT ?",
                                      (dataset_group, name, limit)).fetchall())
 
+    async def read_whole(self, dataset_group: str, names: Sequence[str]) -> list[dict[str, float]]:
+        return await self._run(self._read_whole, dataset_group, list(names))
+
+    def _read_whole(self, dataset_group: str, names: list[str]) -> list[dict[str, float]]:
+        assert self._db is not None
+        found: dict[str, dict[str, float]] = {name: {} for name in names}
+        for some in chunks(names):
+            rows = self._db.execute(f"SELECT name, item, score FROM counters WHERE dsg = ?"
+                                    f" AND name IN ({','.join('?' * len(some))})", (dataset_group, *some))
+            for name, item, score in rows:
+                found[name][item] = score
+        return [found[name] for name in names]
 
     async def erase(self, dataset_group: str, user_keys: Collection[str]) -> set[str]:
         return await self._run(self._erase, dataset_group, list(user_keys))
@@ -222,26 +252,32 @@ def _decode(version: object, raw: bytes | str) -> SessionState:
 
 
 # RedisSessionStore.save. ARGV: counts of expected positions (e), states (s), positions
-# to set (p); the layout version; e expected values ("" = absent); s states; p positions;
-# then (key index, amount, member) triples for the counters. KEYS in the same order.
+# to set (p), counters that expire (x); the layout version; e expected values ("" = absent);
+# s states; p positions; then (key index, amount, member) triples for the counters; last, x
+# (key index, Unix time) pairs: EXPIREAT, after the increments (which create the key), so a
+# Trending-Now bucket goes when no evaluation can read it (at once if that time is past).
+# KEYS in the same order.
 _SAVE = """
-local e, s, p, v = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local e, s, p, v, x = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 for i = 1, e do
   local cur = redis.call('GET', KEYS[i])
-  if (cur or '') ~= ARGV[4 + i] then
+  if (cur or '') ~= ARGV[5 + i] then
     local found = {}
     for j = 1, e do found[j] = redis.call('GET', KEYS[j]) or '' end
     return found
   end
 end
 for i = 1, s do
-  redis.call('HSET', KEYS[e + i], 'v', v, 'state', ARGV[4 + e + i])
+  redis.call('HSET', KEYS[e + i], 'v', v, 'state', ARGV[5 + e + i])
 end
 for i = 1, p do
-  redis.call('SET', KEYS[e + s + i], ARGV[4 + e + s + i])
+  redis.call('SET', KEYS[e + s + i], ARGV[5 + e + s + i])
 end
-for i = 5 + e + s + p, #ARGV, 3 do
+for i = 6 + e + s + p, #ARGV - 2 * x, 3 do
   redis.call('ZINCRBY', KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2])
+end
+for i = #ARGV - 2 * x + 1, #ARGV, 2 do
+  redis.call('EXPIREAT', KEYS[tonumber(ARGV[i])], ARGV[i + 1])
 end
 return 1
 """
@@ -288,12 +324,15 @@ class RedisSessionStore:
         expect, positions, counts = dict(expect or {}), dict(positions or {}), counts or {}
         keys = [*(self.position_key(n) for n in expect), *(self.key(d, u) for d, u in states),
                 *(self.position_key(n) for n in positions), *(self.counter_key(d, n) for d, n in counts)]
-        args: list[object] = [len(expect), len(states), len(positions), SESSION_LAYOUT_VERSION,
+        first = len(expect) + len(states) + len(positions)  # counters' keys start after these
+        expiring = [(i, at) for i, (_, name) in enumerate(counts, first + 1)
+                    if (at := expires_at(name)) is not None]
+        args: list[object] = [len(expect), len(states), len(positions), SESSION_LAYOUT_VERSION, len(expiring),
                               *("" if p is None else p for p in expect.values()),
                               *(_encode(s) for s in states.values()), *positions.values()]
-        first = len(expect) + len(states) + len(positions)  # counters' keys start after these
         args += [a for i, items in enumerate(counts.values(), first + 1)
                  for item, x in items.items() for a in (i, x, item)]
+        args += [a for pair in expiring for a in pair]
         if self._save_script is None:
             self._save_script = self.redis.client.register_script(_SAVE)
         found = await self._save_script(keys=keys, args=args)
@@ -305,6 +344,13 @@ class RedisSessionStore:
         rows = await self.redis.client.zrevrange(self.counter_key(dataset_group, name), 0, limit - 1,
                                            withscores=True)
         return {item.decode(): score for item, score in rows}
+
+    async def read_whole(self, dataset_group: str, names: Sequence[str]) -> list[dict[str, float]]:
+        async with self.redis.client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.zrange(self.counter_key(dataset_group, name), 0, -1, withscores=True)
+            rows = await pipe.execute()
+        return [{item.decode(): score for item, score in counter} for counter in rows]
 
     async def erase(self, dataset_group: str, user_keys: Collection[str]) -> set[str]:
         found: set[str] = set()

@@ -7,6 +7,7 @@ solution's `eventType` / `eventValueThreshold` filters apply and rows without an
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,3 +173,17 @@ def recode_items(data: Interactions, vocabulary: np.ndarray) -> Interactions:
     shown = None if data.impressions is None else \
         np.where(data.impressions >= 0, mapping[np.maximum(data.impressions, 0)], -1).astype(np.int32)
     return Interactions(data.user, mapping[data.item], data.time, data.user_ids, ids, shown)
+
+
+def with_catalog(data: Interactions, item_ids: Sequence[str]) -> Interactions:
+    """The same rows with the catalogue's items that nobody has interacted with yet appended to
+    the vocabulary (after the existing codes, which stay put). A model can only serve an item
+    that has a code, and aws-similar-items is meant to give new items neighbours from their
+    metadata alone."""
+    known = set(data.item_ids.tolist())
+    new = [x for x in dict.fromkeys(item_ids) if x is not None and x not in known]
+    if not new:
+        return data
+    ids = np.empty(data.n_items + len(new), dtype=object)
+    ids[:data.n_items], ids[data.n_items:] = data.item_ids, new
+    return Interactions(data.user, data.item, data.time, data.user_ids, ids, data.impressions)

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from kernel.archive import ArchiveFiles
 from kernel.archive_parts import ArchiveReader, archive_of
@@ -32,13 +33,14 @@ from kernel.contract import EVENTS_PER_TYPE, ArtifactManifest
 from kernel.datasets import DatasetStore, interactions_from_events
 from kernel.hpo import AutoML, Search, automl_of, search_of
 from kernel.recipes import RECIPES, Recipe, check_hyperparameters
-from training import popularity, sims
+from training import bought_together, popularity, similar_items, sims, trending
 from training.interactions import (
     Interactions,
     TypedHistory,
     from_table,
     recode_items,
     typed_history,
+    with_catalog,
     with_items,
 )
 from training.metrics import evaluate, rank, scored
@@ -106,18 +108,25 @@ class Trainer:
     def train(self, *, version_arn: str, dataset_group: str, recipe_arn: str | None,
               hyperparameters: dict[str, str], event_type: str | None, event_value_threshold: float | None,
               parent: str | None, progress: Progress, search: dict[str, Any] | None = None,
-              automl: dict[str, Any] | None = None) -> dict[str, Any]:
+              automl: dict[str, Any] | None = None,
+              excluded: dict[str, list[str]] | None = None) -> dict[str, Any]:
         """`search`: the solution's hpoConfig when it performs HPO (a FULL version: an UPDATE
         goes on with its parent's hyperparameters). `automl`: its autoMLConfig when it performs
-        AutoML, which chooses the recipe (`recipe_arn` is None then), each with its defaults."""
+        AutoML, which chooses the recipe (`recipe_arn` is None then), each with its defaults.
+        `excluded`: the trainingDataConfig's excludedDatasetColumns, by dataset type."""
         started = time.monotonic()
         progress(message="reading interactions")
         table, skipped = self.table(dataset_group)
-        data = from_table(table, event_type=event_type, event_value_threshold=event_value_threshold)
+        use_case = RECIPES[recipe_arn].event_types if recipe_arn else ()
+        data = from_table(of_types(table, use_case), event_type=event_type,
+                          event_value_threshold=event_value_threshold)
         self.check_enough(data, event_type, skipped)
         parent_dir = self.artifacts.local(parent) if parent else None
         if parent_dir is not None:  # keep the parent's item codes; new items come after them
             data = recode_items(data, np.asarray(read_item_ids(parent_dir), dtype=object))
+        items = without(self.datasets.read(dataset_group, "ITEMS"), (excluded or {}).get("ITEMS", ()))
+        if recipe_arn is not None and RECIPES[recipe_arn].model == "similar_items":  # new items: codes
+            data = with_catalog(data, similar_items.catalogue(items))
         split = personalize_split(data)
         chosen: dict[str, Any] = {}
         if automl is not None:
@@ -131,9 +140,10 @@ class Trainer:
         trials: list[dict[str, Any]] = []
         if search is not None and parent_dir is None:
             hpo = search_of(recipe, search)
-            hyperparameters, trials = self._search(recipe, hpo, split, hyperparameters, version_arn, progress)
+            hyperparameters, trials = self._search(recipe, hpo, split, hyperparameters, version_arn, progress,
+                                                   items=items)
         progress(message=f"training {recipe.name} on {len(split.train):,} interactions")
-        model, files_of = self._fit(recipe, split.train, hyperparameters, parent_dir, progress)
+        model, files_of = self._fit(recipe, split.train, hyperparameters, parent_dir, progress, items=items)
         progress(message="measuring")
         metrics, intervals = scored(rank(model, split), split.held_out, data.n_items)
         baseline = evaluate(popularity.fit(split.train), split, data.n_items)
@@ -144,7 +154,7 @@ class Trainer:
                         user_history=user_history(data, MAX_HISTORY, len(typed.user_ids)),
                         user_events=user_events(typed),
                         popularity=np.bincount(data.item, minlength=data.n_items).astype(np.float32),
-                        item_created=item_created(data, self.datasets.read(dataset_group, "ITEMS")))
+                        item_created=item_created(data, items))
         files = {**write_common(tmp, common), **files_of(model, tmp, common)}
         write_manifest(tmp, ArtifactManifest(
             solution_version_arn=version_arn, recipe=recipe.name, created_at=time.time(),
@@ -178,7 +188,8 @@ class Trainer:
         return automl.recipes[best], tried
 
     def _search(self, recipe: Recipe, search: Search, split: Split, defaults: dict[str, str], seed: str,
-                progress: Progress) -> tuple[dict[str, str], list[dict[str, Any]]]:
+                progress: Progress, *,
+                items: pa.Table | None = None) -> tuple[dict[str, str], list[dict[str, Any]]]:
         """The best of the search's trials and all of them. Each trains on the training rows less a
         validation split of them and is measured on that split, so the held-out rows that the
         version's metrics come from take no part in choosing."""
@@ -188,7 +199,7 @@ class Trainer:
         for n, point in enumerate(search.points(defaults, seed), 1):
             shown = ", ".join(f"{k}={point[k]}" for k in names)
             progress(message=f"hyperparameter search: trial {n} of {search.trials} ({shown})")
-            metrics = self._validated(recipe, point, inner, progress)
+            metrics = self._validated(recipe, point, inner, progress, items=items)
             trials.append({"hyperparameters": {k: point[k] for k in names}, "metrics": metrics,
                            "objective": search.objective, "value": metrics[search.objective]})
         best = trials[0]
@@ -199,20 +210,29 @@ class Trainer:
         return defaults | best["hyperparameters"], trials
 
     def _validated(self, recipe: Recipe, params: dict[str, str], inner: Split,
-                   progress: Progress) -> dict[str, float]:
+                   progress: Progress, *, items: pa.Table | None = None) -> dict[str, float]:
         """A trial: fit on the validation split's training rows, measured on its held-out ones
         (a trial's own progress lines are left out; the job may still be interrupted)."""
-        model, _ = self._fit(recipe, inner.train, params, None, lambda **kw: progress())
+        model, _ = self._fit(recipe, inner.train, params, None, lambda **kw: progress(), items=items)
         return scored(rank(model, inner), inner.held_out, inner.train.n_items)[0]
 
     def _fit(self, recipe: Recipe, train: Interactions, params: dict[str, str], parent: Path | None,
-             progress: Progress) -> tuple[Any, Callable[[Any, Path, Common], dict[str, str]]]:
+             progress: Progress, *, items: pa.Table | None = None,
+             ) -> tuple[Any, Callable[[Any, Path, Common], dict[str, str]]]:
         """The fitted model and how to write its own files into an artifact directory (beside the
-        common ones: kernel.artifact_files)."""
+        common ones: kernel.artifact_files). `items`: the ITEMS dataset that aws-similar-items
+        learns from beside co-occurrence (without it, co-occurrence alone)."""
         if recipe.model == "popularity":
             return popularity.fit(train), lambda m, d, common: {}
-        if recipe.model == "sims":
-            model = sims.fit(train, params)
+        if recipe.model == "trending":
+            return trending.fit(train, params), lambda m, d, common: m.write(d)
+        if recipe.model in ("sims", "similar_items", "bought_together"):  # item neighbours, one format
+            if recipe.model == "similar_items":
+                model = similar_items.fit(train, items, params)
+            elif recipe.model == "bought_together":  # train holds the use case's Purchase rows
+                model = bought_together.fit(train, params)
+            else:
+                model = sims.fit(train, params)
 
             def write_sims(m: sims.Sims, d: Path, common: Common) -> dict[str, str]:
                 codes, scores = m.neighbours()
@@ -238,6 +258,21 @@ class Trainer:
             model = hrnn.fit(train, params, say, parent=hrnn.load_for_update(parent), since=cut,
                              checkpoint=progress)
         return model, lambda m, d, common: {**m.export(d), **m.export_user_states(d, common.user_history)}
+
+
+def without(table: pa.Table, columns: Sequence[str]) -> pa.Table:
+    """The table less the columns a trainingDataConfig's excludedDatasetColumns names: kept for
+    filters, not learnt from."""
+    return table.drop_columns([c for c in columns if c in table.column_names and c != "ITEM_ID"])
+
+
+def of_types(table: pa.Table, event_types: tuple[str, ...]) -> pa.Table:
+    """The rows of those event types (all rows when none are named): what a use case learns
+    from. Compared without case, as people write Watch, watch and WATCH."""
+    if not event_types or "EVENT_TYPE" not in table.column_names:
+        return table
+    wanted = pa.array([t.lower() for t in event_types])
+    return table.filter(pc.is_in(pc.utf8_lower(table["EVENT_TYPE"]), value_set=wanted))
 
 
 def item_created(data: Interactions, items: pa.Table) -> np.ndarray:

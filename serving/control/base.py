@@ -186,7 +186,8 @@ FAMILIES: dict[str, Family] = {}  # kind -> its family, as `register` saw them
 
 # why a resource may not be deleted now (ResourceInUseException's message), or None
 InUse = Callable[[Ctx, Body], str | None]
-# what Describe answers beyond the stored body (a solution's latest version)
+# what Describe and List show beyond the stored body (a solution's latest version, a
+# recommender's status from its trainings)
 Described = Callable[[Ctx, Body], Body]
 # refuses (InvalidInputException) tags a resource may not have, given all it would have
 TagsChecked = Callable[[Ctx, Body, dict[str, str]], None]
@@ -268,6 +269,8 @@ def register(family: Family, *, delete: bool = False, in_use: InUse | None = Non
     def list_all(req: Page, ctx: Ctx) -> Body:
         parent = getattr(req, family.parent) if family.parent else None
         found = [view(body) for body in listed(ctx, family.kind, parent)]
+        if family.described:
+            found = [family.described(ctx, body) for body in found]
         found = found[::-1] if family.newest_first else found
         return paginate(found, req, family.list_key or family.key + "s", family.summary)
 

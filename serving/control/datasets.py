@@ -15,7 +15,14 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from kernel.contract import dataset_group_name
-from kernel.dataset_schema import DATASET_TYPES, Schema, SchemaError, check_dataset_type, parse_schema
+from kernel.dataset_schema import (
+    DATASET_TYPES,
+    Schema,
+    SchemaError,
+    check_dataset_type,
+    check_domain,
+    parse_schema,
+)
 from serving.attribution_report import Unpublished, publish
 from serving.control.base import (
     Ctx,
@@ -190,11 +197,20 @@ def create_schema(req: CreateSchema, ctx: Ctx) -> Body:
 
 # ---- datasets (one per type per dataset group: the type is in the ARN) ----
 
-def _schema_for(ctx: Ctx, schema_arn: str, dataset_type: str) -> Schema:
-    text = SCHEMAS.get(ctx, schema_arn)["schema"]
-    schema = parse_schema(text)
+def _schema_for(ctx: Ctx, schema_arn: str, dataset_type: str, group: Body) -> Schema:
+    """The schema, if it fits a dataset of that type in the group: of the group's domain (a
+    domain group takes its domain's schemas only, a custom group custom ones) and its rules."""
+    found = SCHEMAS.get(ctx, schema_arn)
+    schema = parse_schema(found["schema"])
+    domain = group.get("domain")
+    if found.get("domain") != domain:
+        raise InvalidInputException(f"schema {schema_arn} is of the {found.get('domain') or 'custom'} "
+                                    f"domain; dataset group {group['datasetGroupArn']} is of the "
+                                    f"{domain or 'custom'} domain")
     try:
         check_dataset_type(schema, dataset_type)
+        if domain is not None:
+            check_domain(schema, dataset_type, domain)
     except SchemaError as exc:
         raise InvalidInputException(f"schema {schema_arn} does not fit a {dataset_type} dataset: "
                                     f"{exc}") from None
@@ -208,8 +224,7 @@ def create_dataset(req: CreateDataset, ctx: Ctx) -> Body:
     if kind not in DATASET_TYPES:
         raise InvalidInputException(f"datasetType {req.datasetType!r} is not one of "
                                     f"{', '.join(DATASET_TYPES)}")
-    GROUPS.get(ctx, req.datasetGroupArn)
-    _schema_for(ctx, req.schemaArn, kind)
+    _schema_for(ctx, req.schemaArn, kind, GROUPS.get(ctx, req.datasetGroupArn))
     arn = ctx.arn("dataset", f"{req.datasetGroupArn.rsplit('/', 1)[1]}/{kind}")
     body = {"name": req.name, "datasetArn": arn, "datasetGroupArn": req.datasetGroupArn,
             "datasetType": kind, "schemaArn": req.schemaArn, "status": "ACTIVE"}
@@ -222,7 +237,7 @@ def create_dataset(req: CreateDataset, ctx: Ctx) -> Body:
 def update_dataset(req: UpdateDataset, ctx: Ctx) -> Body:
     """A new schema may add fields; fields already in the data keep their name and type."""
     dataset = DATASETS.get(ctx, req.datasetArn)
-    new = _schema_for(ctx, req.schemaArn, dataset["datasetType"])
+    new = _schema_for(ctx, req.schemaArn, dataset["datasetType"], GROUPS.get(ctx, dataset["datasetGroupArn"]))
     old = parse_schema(SCHEMAS.get(ctx, dataset["schemaArn"])["schema"])
     for col in old.columns:
         now = new.column(col.name)

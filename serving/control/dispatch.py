@@ -25,6 +25,7 @@ from serving.control import (
     groups,
     metric_attributions,
     recipes,
+    recommenders,
     segments,
     solutions,
     tags,
@@ -35,7 +36,7 @@ from serving.errors import InvalidInputException, UnknownOperationException, val
 
 # their handlers join OPERATIONS
 MODULES = (groups, datasets, recipes, solutions, campaigns, filters, batch, segments, tags,
-           metric_attributions)
+           metric_attributions, recommenders)
 
 def dispatch(target: str | None, raw: bytes, ctx: Ctx) -> Body | Awaitable[Body]:
     if not target or not target.startswith(TARGET_PREFIX):

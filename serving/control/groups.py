@@ -73,8 +73,8 @@ def delete_dataset_group(req: DatasetGroupArn, ctx: Ctx) -> Awaitable[Body]:
     GROUPS.get(ctx, arn)
     deletions = ctx.resources.list("data-deletion-job", arn)
     if ctx.resources.count_children(arn) > len(deletions):
-        raise ResourceInUseException(f"dataset group {arn} still has datasets, event trackers, solutions "
-                                     "or filters; delete them first")
+        raise ResourceInUseException(f"dataset group {arn} still has datasets, event trackers, solutions, "
+                                     "recommenders or filters; delete them first")
     if busy := [j for j in deletions if j["status"] in (PENDING, RUNNING)]:
         raise ResourceInUseException(f"dataset group {arn} has a data deletion job in progress: "
                                      f"{busy[0]['dataDeletionJobArn']}")

@@ -49,5 +49,6 @@ class Trainer(Protocol):
     def train(self, *, version_arn: str, dataset_group: str, recipe_arn: str | None,
               hyperparameters: dict[str, str], event_type: str | None, event_value_threshold: float | None,
               parent: str | None, progress: Progress, search: dict[str, Any] | None = None,
-              automl: dict[str, Any] | None = None) -> dict[str, Any]: ...
+              automl: dict[str, Any] | None = None,
+              excluded: dict[str, list[str]] | None = None) -> dict[str, Any]: ...
     # returns {"artifact": <location: kernel.artifact_store>, "metrics": {...}, "trainingHours": h}

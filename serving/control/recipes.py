@@ -47,8 +47,8 @@ def _recipe_body(r: Recipe) -> Body:
 
 @operation("ListRecipes", ListRecipes)
 def list_recipes(req: ListRecipes, ctx: Ctx) -> Body:
-    """With a domain, that domain's recipes only, as Personalize lists them: none of ours, which
-    are all custom recipes (no domain)."""
+    """With a domain, that domain's use cases only (CreateRecommender's recipes), as Personalize
+    lists them."""
     found = [_recipe_body(r) for r in RECIPES.values() if req.domain is None or r.domain == req.domain]
     return paginate(found, req, "recipes",
                     ("name", "recipeArn", "status", "creationDateTime", "lastUpdatedDateTime", "domain"))

@@ -142,6 +142,9 @@ def _recipe(arn: str | None) -> Recipe:
         raise InvalidInputException("recipeArn is required (or performAutoML with an autoMLConfig)")
     if arn not in RECIPES:
         raise InvalidInputException(f"recipeArn {arn} is not a recipe we serve: {', '.join(RECIPES)}")
+    if RECIPES[arn].use_case:
+        raise InvalidInputException(f"recipeArn {arn} is a {RECIPES[arn].domain} use case: CreateRecommender "
+                                    "takes it, in a domain dataset group")
     return RECIPES[arn]
 
 
@@ -219,21 +222,27 @@ def delete_solution(req: SolutionArn, ctx: Ctx) -> Body:
         ctx.resources.delete(job[f.key + "Arn"])
     for v in versions:
         ctx.resources.delete(v["solutionVersionArn"])
-        _drop_artifact(ctx, v)
+        drop_artifact(ctx, v)
     ctx.resources.delete(req.solutionArn)
     return {}
 
 
-def _drop_artifact(ctx: Ctx, version: Body) -> None:
+def trained_arn(version: Body) -> str:
+    """The ARN a training's artifact and model go by: a solution version's, or a recommender's
+    training's (serving.control.recommenders), which the same work trains."""
+    return version.get("solutionVersionArn") or version["recommenderVersionArn"]
+
+
+def drop_artifact(ctx: Ctx, version: Body) -> None:
     """A deleted version's files: its model and the ids and histories of the users it was trained
     on (at the trainer's location `artifacts/<solution>/<version id>`, in the data dir or the
     bucket, its local cache, or what a crash left staged)."""
     store = ctx.models.artifacts if ctx.models else ArtifactStore.of(ctx.settings)
     try:
-        store.delete(artifact_location(version["solutionVersionArn"]))
+        store.delete(artifact_location(trained_arn(version)))
     except ArtifactError as exc:  # the store is down: the resource is gone; its objects stay behind
         log.warning("solution version %s deleted; its artifact was not: %s",
-                    version["solutionVersionArn"], exc)
+                    trained_arn(version), exc)
 
 
 # ---- solution versions ----
@@ -313,12 +322,13 @@ def run_training(ctx: Ctx, trainer: Trainer, job: Body, progress: Progress) -> B
     params = solution_hyperparameters(recipe, config) if recipe else {}
     try:
         out = trainer.train(
-            version_arn=job["solutionVersionArn"], dataset_group=dataset_group_name(job["datasetGroupArn"]),
+            version_arn=trained_arn(job), dataset_group=dataset_group_name(job["datasetGroupArn"]),
             recipe_arn=recipe.arn if recipe else None, hyperparameters=params,
             event_type=job.get("eventType"),
             event_value_threshold=float(threshold) if threshold else None, parent=parent, progress=progress,
             search=config.get("hpoConfig", {}) if job.get("performHPO") else None,
-            automl=config.get("autoMLConfig", {}) if recipe is None else None)
+            automl=config.get("autoMLConfig", {}) if recipe is None else None,
+            excluded=config.get("trainingDataConfig", {}).get("excludedDatasetColumns"))
     except (ValueError, ArtifactError) as exc:  # too little data, a parent's artifact gone: say so
         raise JobFailed(str(exc)) from None
     if recipe is None:

@@ -26,7 +26,7 @@ def event(i: int, received_at: float) -> Event:
 
 @pytest.mark.parametrize(("method", "path", "target", "expected"), [
     ("POST", "/", "AmazonPersonalize.CreateDatasetGroup", "CreateDatasetGroup"),
-    ("POST", "/", "AmazonPersonalize.CreateRecommender", "unknown"),  # real, not served yet
+    ("POST", "/", "AmazonPersonalize.CreateRecommender", "unknown"),  # real, not in KNOWN
     ("POST", "/", "AmazonPersonalize.arn:aws:personalize:x", "unknown"),  # never the raw value
     ("POST", "/", "Other.CreateDatasetGroup", "unknown"),
     ("POST", "/", None, "unknown"),

@@ -119,9 +119,12 @@ def test_event_trackers_are_named_by_an_id_so_names_repeat_across_groups(ctx: Ct
 
 def test_list_recipes_by_domain_lists_only_that_domains_recipes(ctx: Ctx) -> None:
     everything = call(ctx, "ListRecipes")["recipes"]
-    assert everything and all("domain" not in r for r in everything)
-    for domain in ("ECOMMERCE", "VIDEO_ON_DEMAND"):
-        assert call(ctx, "ListRecipes", domain=domain)["recipes"] == []
+    custom = [r["name"] for r in everything if "domain" not in r]
+    assert "aws-hrnn" in custom and "aws-trending-now" in custom
+    for domain, prefix in (("ECOMMERCE", "aws-ecomm-"), ("VIDEO_ON_DEMAND", "aws-vod-")):
+        use_cases = call(ctx, "ListRecipes", domain=domain)["recipes"]
+        assert len(use_cases) == 5
+        assert all(r["domain"] == domain and r["name"].startswith(prefix) for r in use_cases)
 
 
 def test_get_solution_metrics_answers_with_personalizes_names_only(ctx: Ctx) -> None:
