@@ -37,10 +37,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kernel.recipes import BY_NAME
 from training.interactions import Interactions
 from training.sims import BLOCK_BYTES, Sims, cooccurrence_neighbours
 
-DEFAULTS = {"metadata_weight": "0.3", "popularity_discount_factor": "0.5"}
+DEFAULTS = {name: p.default for name, p in BY_NAME["aws-similar-items"].hyperparameters.items()}
 NOT_METADATA = ("ITEM_ID", "CREATION_TIMESTAMP")
 NUMERIC_WEIGHT = 0.25  # the norm of an item's numeric block next to its categorical one (1)
 CLIP_SD = 3.0

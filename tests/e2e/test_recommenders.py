@@ -204,9 +204,9 @@ def test_a_video_sites_recommenders_train_answer_stop_retrain_and_go(
     refused("InvalidInputException", lambda: runtime.get_recommendations(
         recommenderArn=picks, campaignArn=picks, userId=user))
     tracker = control.create_event_tracker(name=unique, datasetGroupArn=group)["trackingId"]
-    server.client("personalize-events").put_events(trackingId=tracker, userId=user, sessionId="s1",
-                                                   eventList=[{"eventType": "Watch", "itemId": top[0],
-                                                               "sentAt": time.time()}])
+    sender = server.client("personalize-events")
+    sender.put_events(trackingId=tracker, userId=user, sessionId="s1",
+                      eventList=[{"eventType": "Watch", "itemId": top[0], "sentAt": time.time()}])
     deadline = time.monotonic() + 30
     while top[0] in items(runtime.get_recommendations(recommenderArn=picks, userId=user, numResults=50)):
         assert time.monotonic() < deadline, "a streamed Watch still recommended"
@@ -230,8 +230,20 @@ def test_a_video_sites_recommenders_train_answer_stop_retrain_and_go(
     popular = items(runtime.get_recommendations(recommenderArn=arns["aws-vod-most-popular"], userId="nobody",
                                                 numResults=5))
     assert [counts[i] for i in popular] == sorted(counts.values(), reverse=True)[:5]
-    trending = runtime.get_recommendations(recommenderArn=arns["aws-vod-trending-now"], numResults=5)
-    assert len(items(trending)) == 5
+    trending = arns["aws-vod-trending-now"]
+    assert len(items(runtime.get_recommendations(recommenderArn=trending, numResults=5))) == 5
+
+    # trending now follows the stream between trainings: a video watched 30 times in the last
+    # whole hour, and 60 times in this one (should the hour turn meanwhile), trends first
+    rising = min(counts, key=lambda i: (counts[i], i))
+    hour = 3600 * (time.time() // 3600)
+    for n, sent_at in enumerate([hour - 1800] * 30 + [time.time()] * 60):
+        sender.put_events(trackingId=tracker, userId=f"fan{n}", sessionId=f"f{n}",
+                          eventList=[{"eventType": "Watch", "itemId": rising, "sentAt": sent_at}])
+    deadline = time.monotonic() + 60  # the stream applies them; the API reads its counters every 10 s
+    while items(runtime.get_recommendations(recommenderArn=trending, numResults=1)) != [rising]:
+        assert time.monotonic() < deadline, "a rising video is not trending"
+        time.sleep(0.5)
 
     # stopped, it answers nothing until started again
     control.stop_recommender(recommenderArn=picks)

@@ -54,8 +54,8 @@ def test_co_occurrence_still_leads_at_the_default_weight() -> None:
     got = neighbours(CATALOGUE, ITEMS, "amelie")
     assert list(got)[0] == "chocolat"
     # each part is scaled to its best for amelie: chocolat is best by co-watching (1) and by genre
-    assert got["chocolat"] == pytest.approx(0.7 * 1.0 + 0.3 * 1.0)
-    assert 0.0 < got["before-sunrise"] <= 0.3  # metadata only: at most w
+    assert got["chocolat"] == pytest.approx(0.9 * 1.0 + 0.1 * 1.0)
+    assert 0.0 < got["before-sunrise"] <= 0.1  # metadata only: at most w
 
 
 def test_metadata_weight_zero_is_co_occurrence_alone_and_one_is_metadata_alone() -> None:
