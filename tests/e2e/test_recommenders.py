@@ -8,7 +8,8 @@ watched (streamed watches too), videos watched with X, more like X (a video nobo
 has neighbours by its genres), the most watched, what is trending. Stopped, a recommender
 answers nothing until started; updated, it retrains; deleted, it is gone. The shop does the
 same in ECOMMERCE: best sellers are the most bought, frequently bought together the items of
-X's baskets.
+X's baskets, and neither what customers also viewed nor what is recommended for a customer is
+what that customer bought.
 """
 from __future__ import annotations
 
@@ -287,7 +288,8 @@ def test_a_shops_best_sellers_and_baskets(embedded_server: Server, tmp_path: Pat
     arns = recommenders(control, group, "shop", ["aws-ecomm-popular-items-by-purchases",
                                                  "aws-ecomm-popular-items-by-views",
                                                  "aws-ecomm-frequently-bought-together",
-                                                 "aws-ecomm-customers-who-viewed-x-also-viewed"])
+                                                 "aws-ecomm-customers-who-viewed-x-also-viewed",
+                                                 "aws-ecomm-recommended-for-you"])
     for case, kind in (("aws-ecomm-popular-items-by-purchases", "Purchase"),
                        ("aws-ecomm-popular-items-by-views", "View")):
         counts = Counter(e["ITEM_ID"] for e in events if e["EVENT_TYPE"] == kind)
@@ -316,3 +318,6 @@ def test_a_shops_best_sellers_and_baskets(embedded_server: Server, tmp_path: Pat
         recommenderArn=arns["aws-ecomm-customers-who-viewed-x-also-viewed"], itemId=x, userId=user,
         numResults=50))
     assert viewed and not mine & set(viewed)
+    for_you = items(runtime.get_recommendations(recommenderArn=arns["aws-ecomm-recommended-for-you"],
+                                                userId=user, numResults=50))
+    assert len(for_you) == 50 and not mine & set(for_you)
