@@ -1,18 +1,26 @@
-"""Domain use cases, their schemas and a recommender's life, as pure rules."""
+"""Domain use cases, their schemas and a recommender's life: the rules, and the scheduler
+over a control store."""
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from kernel.dataset_schema import SchemaError, check_domain, parse_schema
 from kernel.recipes import BY_NAME, RECIPES
-from serving.control.recommenders import RETRAIN_S, due, status_of
+from kernel.settings import Settings
+from serving.control.base import Ctx
+from serving.control.recommenders import RETRAIN_S, due, start_training, status_of, versions_of
+from serving.control.sqlite_store import ResourceStore
 from serving.recommend import RELATED_ITEMS, USER_PERSONALIZATION, User, excluded
+from serving.schedule import schedule_due
 from stream.live_state import Past
 
 DAY = 86_400
+RECIPE = "arn:aws:personalize:::recipe/aws-vod-top-picks"
 
 
 def schema(*fields: dict[str, object]) -> str:
@@ -87,3 +95,25 @@ def test_a_use_case_never_answers_the_users_own_items_of_its_event_type() -> Non
     assert excluded(USER_PERSONALIZATION, None, user, "Watch").tolist() == [4, 7]
     assert excluded(RELATED_ITEMS, 9, user, "watch").tolist() == [4, 7, 9]
     assert excluded(RELATED_ITEMS, 9, user, None).tolist() == [9]
+
+
+def test_the_scheduler_retrains_a_recommender_a_week_after_its_last_training(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    resources = ResourceStore(tmp_path / "control.db")
+    ctx = Ctx(settings=Settings(data_dir=tmp_path), resources=resources, datasets=None)  # type: ignore[arg-type]
+    arn = "arn:aws:personalize:us-east-1:000000000000:recommender/picks"
+    recommender = {"recommenderArn": arn, "datasetGroupArn": "g", "recipeArn": RECIPE, "status": "ACTIVE",
+                   "recommenderConfig": {"minRecommendationRequestsPerSecond": 1}}
+    resources.create("recommender", arn, "picks", recommender)
+    first = start_training(ctx, recommender, recommender["recommenderConfig"])
+    resources.update(first, {"status": "ACTIVE"})
+    schedule_due(ctx, update_every_s=3600)
+    assert len(versions_of(ctx, arn)) == 1
+    later = time.time() + RETRAIN_S + 1
+    monkeypatch.setattr(time, "time", lambda: later)
+    schedule_due(ctx, update_every_s=3600)
+    versions = versions_of(ctx, arn)
+    assert [(v["status"], v["trainingType"]) for v in versions] == [
+        ("ACTIVE", "MANUAL"), ("CREATE PENDING", "AUTOMATIC")]
+    assert versions[1]["recipeArn"] == RECIPE and versions[1]["recommenderArn"] == arn
+    resources.close()
