@@ -218,30 +218,25 @@ def update_recommender(req: UpdateRecommender, ctx: Ctx) -> Body:
     return {"recommenderArn": req.recommenderArn}
 
 
-def _shown_status(ctx: Ctx, arn: str) -> tuple[Body, str]:
+def _switch(ctx: Ctx, arn: str, now: str, then: str, verb: str) -> Body:
+    """Move a recommender shown as `now` to `then`; any other status is in the way."""
     recommender = RECOMMENDERS.get(ctx, arn)
-    return recommender, status_of(recommender, versions_of(ctx, arn))[0]
+    status = status_of(recommender, versions_of(ctx, arn))[0]
+    if status != now:
+        raise ResourceInUseException(f"recommender {arn} is {status}; only an {now} one {verb}")
+    ctx.resources.update(arn, {"status": then})
+    return {"recommenderArn": arn}
 
 
 @operation("StopRecommender", RecommenderArn)
 def stop_recommender(req: RecommenderArn, ctx: Ctx) -> Body:
     """Stopped, it answers no request and is not retrained, until StartRecommender."""
-    _, status = _shown_status(ctx, req.recommenderArn)
-    if status != ACTIVE:
-        raise ResourceInUseException(f"recommender {req.recommenderArn} is {status}; only an ACTIVE one "
-                                     "stops")
-    ctx.resources.update(req.recommenderArn, {"status": INACTIVE})
-    return {"recommenderArn": req.recommenderArn}
+    return _switch(ctx, req.recommenderArn, ACTIVE, INACTIVE, "stops")
 
 
 @operation("StartRecommender", RecommenderArn)
 def start_recommender(req: RecommenderArn, ctx: Ctx) -> Body:
-    _, status = _shown_status(ctx, req.recommenderArn)
-    if status != INACTIVE:
-        raise ResourceInUseException(f"recommender {req.recommenderArn} is {status}; only an INACTIVE one "
-                                     "starts")
-    ctx.resources.update(req.recommenderArn, {"status": ACTIVE})
-    return {"recommenderArn": req.recommenderArn}
+    return _switch(ctx, req.recommenderArn, INACTIVE, ACTIVE, "starts")
 
 
 @operation("DeleteRecommender", RecommenderArn)

@@ -41,6 +41,10 @@ PRODUCTS = json.dumps({"type": "record", "name": "Items", "fields": [
     {"name": "CATEGORY_L1", "type": "string", "categorical": True}]})
 
 
+def schema_text(name: str, *fields: tuple[str, str]) -> str:
+    return json.dumps({"type": "record", "name": name, "fields": [{"name": n, "type": t} for n, t in fields]})
+
+
 def refused(code: str, call: Any) -> str:
     with pytest.raises(botocore.exceptions.ClientError) as caught:
         call()
@@ -134,18 +138,15 @@ def test_a_domain_group_takes_its_domains_schemas_and_recipes_only(embedded_serv
     custom = control.create_schema(name="custom-items", schema=VIDEOS)["schemaArn"]
     assert "custom domain" in refused("InvalidInputException", lambda: control.create_dataset(
         name="items", schemaArn=custom, datasetGroupArn=group, datasetType="ITEMS"))
-    no_genres = json.dumps({"type": "record", "name": "Items", "fields": [
-        {"name": "ITEM_ID", "type": "string"}, {"name": "CREATION_TIMESTAMP", "type": "long"},
-        {"name": "RATING", "type": "float"}]})
-    bad = control.create_schema(name="no-genres", schema=no_genres, domain=VOD)["schemaArn"]
-    assert "GENRES" in refused("InvalidInputException", lambda: control.create_dataset(
-        name="items", schemaArn=bad, datasetGroupArn=group, datasetType="ITEMS"))
-    no_type = json.dumps({"type": "record", "name": "Interactions", "fields": [
-        {"name": "USER_ID", "type": "string"}, {"name": "ITEM_ID", "type": "string"},
-        {"name": "TIMESTAMP", "type": "long"}]})
-    bad = control.create_schema(name="no-type", schema=no_type, domain=VOD)["schemaArn"]
-    assert "EVENT_TYPE" in refused("InvalidInputException", lambda: control.create_dataset(
-        name="events", schemaArn=bad, datasetGroupArn=group, datasetType="INTERACTIONS"))
+    no_genres = schema_text("Items", ("ITEM_ID", "string"), ("CREATION_TIMESTAMP", "long"),
+                            ("RATING", "float"))
+    no_type = schema_text("Interactions", ("USER_ID", "string"), ("ITEM_ID", "string"),
+                          ("TIMESTAMP", "long"))
+    for name, text, kind, missing in (("no-genres", no_genres, "ITEMS", "GENRES"),
+                                      ("no-type", no_type, "INTERACTIONS", "EVENT_TYPE")):
+        bad = control.create_schema(name=name, schema=text, domain=VOD)["schemaArn"]
+        assert missing in refused("InvalidInputException", lambda bad=bad, kind=kind: control.create_dataset(
+            name="refused", schemaArn=bad, datasetGroupArn=group, datasetType=kind))
     products = control.create_schema(name="products", schema=PRODUCTS, domain=ECOMMERCE)["schemaArn"]
     assert "ECOMMERCE domain" in refused("InvalidInputException", lambda: control.create_dataset(
         name="items", schemaArn=products, datasetGroupArn=group, datasetType="ITEMS"))
