@@ -88,7 +88,7 @@ def control(embedded_server: Server) -> Any:
 
 
 def test_import_ml100k_list_describe_and_export(control: Any, tmp_path: Path) -> None:
-    group = control.create_dataset_group(name="movies", domain="VIDEO_ON_DEMAND")["datasetGroupArn"]
+    group = control.create_dataset_group(name="movies")["datasetGroupArn"]
     data = {kind: Dataset(control, "movies", kind, text) for kind, text in
             (("INTERACTIONS", INTERACTIONS), ("ITEMS", ITEMS), ("USERS", USERS))}
     for kind, ds in data.items():

@@ -157,8 +157,9 @@ def test_an_open_server_names_the_clients_region_else_its_own(tmp_path: Path) ->
 def test_list_recipes_by_domain_and_solution_metrics_names(server: tuple[Server, dict[str, str]],
                                                            shop: SimpleNamespace) -> None:
     assert shop.control.list_recipes()["recipes"]
-    for domain in ("ECOMMERCE", "VIDEO_ON_DEMAND"):  # domain recipes only; ours are custom ones
-        assert shop.control.list_recipes(domain=domain)["recipes"] == []
+    for domain in ("ECOMMERCE", "VIDEO_ON_DEMAND"):  # that domain's use cases only
+        use_cases = shop.control.list_recipes(domain=domain)["recipes"]
+        assert len(use_cases) == 5 and {r["domain"] for r in use_cases} == {domain}
     metrics = shop.control.get_solution_metrics(solutionVersionArn=shop.version)["metrics"]
     assert set(metrics) == PERSONALIZE_METRICS
 
