@@ -48,7 +48,7 @@ import pyarrow.csv as pacsv  # noqa: E402
 
 from training import bought_together, popularity, similar_items, sims, trending  # noqa: E402
 from training.interactions import Interactions, read_csv, with_catalog  # noqa: E402
-from training.metrics import Scorer, evaluate  # noqa: E402
+from training.metrics import Scorer, evaluate, per_user_metrics, rank  # noqa: E402
 from training.split import Split, leave_last_out, personalize_split  # noqa: E402
 
 DATASETS = ROOT.parent / "shared" / "datasets"
@@ -75,10 +75,11 @@ def recipes(names: list[str], items: pa.Table | None = None) -> dict[str, Callab
         "trending": lambda d: trending.fit(d, {}),
         "similar-items": lambda d: similar_items.fit(d, items, {}),
         "bought-together": lambda d: bought_together.fit(d, {})}
-    if "hrnn" in names:
+    if "hrnn" in names or "hrnn-v2" in names:
         try:
             from training import hrnn
             out["hrnn"] = lambda d: hrnn.fit(d, {})
+            out["hrnn-v2"] = lambda d: hrnn.fit(d, {}, items=items)
             import torch  # noqa: F401 - loaded before any fit, so no peak RSS counts its import
         except ImportError:
             print("hrnn: not available")
@@ -121,6 +122,72 @@ def table(protocol: str, results: dict[str, dict[str, dict[str, float]]]) -> str
     return "\n".join([f"== {protocol}", *lines])
 
 
+FEW = 20  # "items with few interactions": at most this many training rows
+
+
+class MetadataPopularity:
+    """Popularity within metadata, the cold-start baseline: an item scores as much as its metadata
+    vector points where the popular items' do (the popularity-weighted sum of the warm items'
+    vectors), the same for every user."""
+
+    def __init__(self, data: Interactions, items: pa.Table) -> None:
+        features = similar_items.item_features(items, data.item_ids)
+        profile = np.bincount(data.item, minlength=data.n_items).astype(np.float32) @ features
+        self.scores = (features @ profile).astype(np.float32)
+
+    def score(self, users: np.ndarray, history: list[np.ndarray],
+              history_time: list[np.ndarray]) -> np.ndarray:
+        return np.broadcast_to(self.scores, (len(users), len(self.scores)))
+
+
+def cold_start(data: Interactions, fits: dict[str, Callable[[Interactions], Scorer]], fraction: float = 0.1,
+               seed: int = 0) -> dict[str, dict[str, float]]:
+    """Cold items: a seeded `fraction` of the items loses every interaction from training; each
+    user who interacted with one must find the first of them, ranked among the cold items only,
+    from the history before it. The model knows their metadata (ITEMS), nothing else."""
+    rng = np.random.default_rng(seed)
+    used = np.flatnonzero(np.bincount(data.item, minlength=data.n_items))
+    cold = np.zeros(data.n_items, dtype=bool)
+    cold[rng.choice(used, max(1, int(fraction * len(used))), replace=False)] = True
+    kept = data.take(~cold[data.item])
+    users, history, times, targets = [], [], [], []
+    off = data.offsets
+    for u in range(data.n_users):
+        rows = np.arange(off[u], off[u + 1])
+        hit = rows[cold[data.item[rows]]]
+        if not len(hit):
+            continue
+        first = hit[0]
+        before = rows[(rows < first) & ~cold[data.item[rows]]]
+        if len(before):
+            users.append(u), history.append(data.item[before]), times.append(data.time[before])
+            targets.append(data.item[first])
+    codes = np.flatnonzero(cold)
+    position = np.full(data.n_items, -1)
+    position[codes] = np.arange(len(codes))
+    out = {}
+    for name, fit in fits.items():
+        model, wall, _ = train(fit, kept)
+        scores = model.score(np.asarray(users), history, times)[:, codes]  # (users, cold)
+        target_scores = scores[np.arange(len(users)), position[np.asarray(targets)]]
+        above, level = (scores > target_scores[:, None]).sum(1), (scores == target_scores[:, None]).sum(1)
+        rank_ = above + (level - 1) / 2  # 0 = first; among equal scores, the middle place
+        out[name] = {"users": len(users), "cold_items": len(codes), "train_s": wall,
+                     "hit_rate_at_10": float(np.mean(rank_ < 10)),
+                     "normalized_discounted_cumulative_gain_at_10": float(np.mean(
+                         np.where(rank_ < 10, 1.0 / np.log2(rank_ + 2), 0.0)))}
+    return out
+
+
+def few_interactions(model: Scorer, split: Split, at_most: int = FEW) -> dict[str, float]:
+    """Leave-last-out restricted to users whose held-out item has at most `at_most` training rows."""
+    counts = np.bincount(split.train.item, minlength=split.train.n_items)
+    rare = np.array([counts[h[0]] <= at_most for h in split.held_out])
+    per_user = per_user_metrics(rank(model, split), split.held_out, split.train.n_items)
+    return {"users": int(rare.sum()), **{k: float(v[rare].mean()) if rare.any() else 0.0
+                                         for k, v in per_user.items()}}
+
+
 def update_vs_full(data: Interactions, new_fraction: float) -> dict[str, float]:
     """HRNN UPDATE against a FULL retrain on the same data (leave-last-out): the parent trains on
     all but the newest `new_fraction` of the training interactions, UPDATE adds them."""
@@ -144,11 +211,15 @@ def main() -> int:
     ap.add_argument("--recipes", default="popularity,sims,sims-doc-defaults,hrnn")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "quality.json")
     ap.add_argument("--update", default="ml-100k", help="datasets for HRNN UPDATE vs FULL ('' to skip)")
+    ap.add_argument("--cold", default="",
+                    help="datasets with items.csv for the cold-start protocol (e.g. ml-latest-small,ml-100k)")
     ap.add_argument("--history", choices=["excluded", "kept", "both"], default="excluded",
                     help="rank the user's history out (our metrics) or in (a campaign's answer)")
     args = ap.parse_args()
     results: dict[str, dict[str, dict[str, dict[str, float]]]] = {p: {} for p in PROTOCOLS}
+    rare: dict[str, dict[str, dict[str, float]]] = {}
     for ds in args.datasets.split(","):
+        rare[ds] = {}
         catalogue = DATASETS / ds / "items.csv"
         items = pacsv.read_csv(catalogue) if catalogue.exists() else None
         fits = recipes(args.recipes.split(","), items)
@@ -168,7 +239,28 @@ def main() -> int:
                         "eval_s": time.perf_counter() - t, "train_peak_mib": peak}
                     ndcg = metrics["normalized_discounted_cumulative_gain_at_10"]
                     print(f"{ds} {protocol} {label}: NDCG@10 {ndcg:.4f} ({wall:.1f} s)", file=sys.stderr)
+                if protocol == "leave_last_out":
+                    rare[ds][name] = few_interactions(model, split)
     print("\n\n".join(table(p, r) for p, r in results.items()))
+    print(f"\nleave-last-out, users whose held-out item has <= {FEW} training interactions: "
+          "NDCG@10 / HR@10 (users)")
+    for ds, by_recipe in rare.items():
+        for name, r in by_recipe.items():
+            print(f"{ds:<20}{name:<18}{r['normalized_discounted_cumulative_gain_at_10']:.4f} / "
+                  f"{r['hit_rate_at_10']:.4f} ({r['users']})")
+    cold = {}
+    for ds in filter(None, args.cold.split(",")):
+        items = pacsv.read_csv(DATASETS / ds / "items.csv")
+        data = with_catalog(read_csv(DATASETS / ds / "interactions.csv"), similar_items.catalogue(items))
+        fits = recipes(["popularity", "similar-items", "hrnn", "hrnn-v2"], items)
+        fits["metadata-popularity"] = lambda d, items=items: MetadataPopularity(d, items)
+        cold[ds] = cold_start(data, fits)
+        print(f"\ncold start on {ds}: 10% of the items without interactions, ranked among them: "
+              "NDCG@10 / HR@10 (train s)")
+        for name, r in cold[ds].items():
+            print(f"  {name:<22}{r['normalized_discounted_cumulative_gain_at_10']:.4f} / "
+                  f"{r['hit_rate_at_10']:.4f} ({r['train_s']:.0f} s; {r['users']} users, "
+                  f"{r['cold_items']} items)")
     updates = {ds: update_vs_full(read_csv(DATASETS / ds / "interactions.csv"), 0.1)
                for ds in filter(None, args.update.split(","))}
     if updates:
@@ -182,7 +274,7 @@ def main() -> int:
     report = {"machine": f"{os.cpu_count()} cores", "reference": REFERENCE,
               "sims_defaults": sims.DEFAULTS, "sims_personalize_defaults": sims.PERSONALIZE_DEFAULTS,
               "args": {k: str(v) for k, v in vars(args).items()}, "results": results,
-              "update_vs_full": updates}
+              "update_vs_full": updates, "few_interactions": rare, "cold_start": cold}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"\nwrote {args.out}")

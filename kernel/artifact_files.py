@@ -5,8 +5,8 @@ holding `manifest.json` (kernel.contract.ArtifactManifest: each role's file name
 file's checksum once published) and its files by role. Every recipe's artifact has the
 `COMMON` roles, which the trainer and the synthetic artifacts of benchmarks write through
 `write_common`; a recipe adds its own (HRNN: kernel/hrnn_runtime.py's FILES; SIMS: its
-neighbours). The item vocabulary is stored once, in `item_ids`: every code in every other
-file indexes it.
+neighbours; Next-Best-Action: `ACTION_FILES`, written and read here). The item vocabulary
+is stored once, in `item_ids`: every code in every other file indexes it.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from kernel.contract import ArtifactManifest
+from kernel.next_best_action import ActionModel
 
 MANIFEST = "manifest.json"
 COMMON = {"item_ids": "item_ids.json", "user_ids": "user_ids.json", "user_history": "user_history.npz",
@@ -53,6 +54,28 @@ def write_manifest(directory: Path, manifest: ArtifactManifest) -> None:
 
 def read_manifest(directory: Path) -> ArtifactManifest:
     return ArtifactManifest.model_validate_json((directory / MANIFEST).read_text())
+
+
+# Next-Best-Action's own files: its actions' and users' ids, and its arrays (kernel.next_best_action)
+ACTION_FILES = {"action_ids": "action_ids.json", "actions": "actions.npz"}
+_ACTION_ARRAYS = ("rate", "eligible", "item_rows", "weighted", "weight", "taken_offsets", "taken_actions",
+                  "taken_times", "value", "expiration", "repeat_s", "created")
+
+
+def write_actions(directory: Path, model: ActionModel) -> dict[str, str]:
+    """A Next-Best-Action model's files into `directory`; their roles for the manifest."""
+    users = sorted(model.users, key=model.users.__getitem__)
+    (directory / ACTION_FILES["action_ids"]).write_text(json.dumps({"actions": list(model.action_ids),
+                                                                    "users": users}))
+    np.savez(directory / ACTION_FILES["actions"], **{n: getattr(model, n) for n in _ACTION_ARRAYS})
+    return dict(ACTION_FILES)
+
+
+def read_actions(directory: Path, files: Mapping[str, str]) -> ActionModel:
+    ids = json.loads((directory / files["action_ids"]).read_text())
+    with np.load(directory / files["actions"], allow_pickle=False) as arrays:
+        loaded = {n: arrays[n] for n in _ACTION_ARRAYS}
+    return ActionModel(tuple(ids["actions"]), users={u: i for i, u in enumerate(ids["users"])}, **loaded)
 
 
 def read_item_ids(directory: Path, files: Mapping[str, str] | None = None) -> list[str]:

@@ -11,6 +11,10 @@ the name, prefixed with `<account>.` outside the default account):
     opz.<datasetGroupName>.items    compacted; key = itemId, value = DatasetRecord as JSON
     opz.<datasetGroupName>.users    compacted; key = userId, value = DatasetRecord as JSON
                                     (schemas/record.v1.json): the newest record per id
+    opz.<datasetGroupName>.actions  compacted; key = actionId (PutActions), likewise
+    opz.<datasetGroupName>.action_interactions
+                                    key = the event's USER_ID, value = DatasetRecord as JSON
+                                    (PutActionInteractions: appended, never compacted)
 
 Redis session-state layout (RedisSessionStore, SESSION_LAYOUT_VERSION = 1; every key family,
 its type, TTL, writer and readers: docs/architecture.md, "Redis keys"):
@@ -82,13 +86,24 @@ def events_topic_pattern(dataset_groups: str = ".+") -> str:
     return rf"^{re.escape(TOPIC_PREFIX)}(?:{dataset_groups})\.events$"
 
 
+RECORD_TYPES = ("ITEMS", "USERS", "ACTIONS", "ACTION_INTERACTIONS")  # what the records topics carry
+UPSERTED = ("ITEMS", "USERS", "ACTIONS")  # records of one id replace each other: compacted topics
+
+
 def records_topic(dataset_group_name: str, dataset_type: str) -> str:
-    """Compacted topic of a dataset group's PutItems (ITEMS) or PutUsers (USERS) records."""
+    """Topic of a dataset group's PutItems (ITEMS), PutUsers (USERS), PutActions (ACTIONS) or
+    PutActionInteractions (ACTION_INTERACTIONS) records."""
     return f"{TOPIC_PREFIX}{dataset_group_name}.{dataset_type.lower()}"
 
 
 def records_topic_pattern(dataset_groups: str = ".+") -> str:
-    return rf"^{re.escape(TOPIC_PREFIX)}(?:{dataset_groups})\.(?:items|users)$"
+    kinds = "|".join(t.lower() for t in RECORD_TYPES)
+    return rf"^{re.escape(TOPIC_PREFIX)}(?:{dataset_groups})\.(?:{kinds})$"
+
+
+def compacted(topic: str) -> bool:
+    """Whether a topic keeps only the newest record per key: the upserted records' topics."""
+    return topic.endswith(tuple(f".{t.lower()}" for t in UPSERTED))
 
 
 def dataset_group_name(arn: str) -> str:
@@ -143,15 +158,18 @@ def anonymous_key(session_id: str) -> str:
 
 
 class DatasetRecord(BaseModel):
-    """A record of PutItems or PutUsers: one item's or user's fields, upserted by id."""
+    """A record of PutItems, PutUsers or PutActions: one item's, user's or action's fields,
+    upserted by id; or one PutActionInteractions event, appended (its record_id is the event's
+    id: an event stored twice is read once)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     v: Literal[1] = Field(1, description="contract version (RECORD_VERSION)")
-    record_id: str = Field(description="server-assigned id of this write")
+    record_id: str = Field(description="server-assigned id of this write; an action interaction's eventId")
     dataset_group: str = Field(description="dataset group name")
-    dataset_type: Literal["ITEMS", "USERS"]
-    id: str = Field(description="ITEM_ID or USER_ID; the Kafka key")
+    dataset_type: Literal["ITEMS", "USERS", "ACTIONS", "ACTION_INTERACTIONS"]
+    id: str = Field(description="ITEM_ID, USER_ID or ACTION_ID (an action interaction's USER_ID); "
+                              "the Kafka key")
     fields: dict[str, str | int | float | bool | None] = Field(
         description="schema field name -> value in the field's type (categorical: pipe-separated)")
     received_at: float = Field(description="server time when accepted, Unix seconds")

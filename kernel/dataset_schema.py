@@ -15,9 +15,10 @@ from typing import Any, Literal
 
 import fastavro
 
-DatasetType = Literal["INTERACTIONS", "ITEMS", "USERS"]
+DatasetType = Literal["INTERACTIONS", "ITEMS", "USERS", "ACTIONS", "ACTION_INTERACTIONS"]
 ScalarType = Literal["string", "int", "long", "float", "double", "boolean"]
-DATASET_TYPES: tuple[str, ...] = ("INTERACTIONS", "ITEMS", "USERS")
+DATASET_TYPES: tuple[str, ...] = ("INTERACTIONS", "ITEMS", "USERS", "ACTIONS", "ACTION_INTERACTIONS")
+ACTION_TYPES: tuple[str, ...] = ("ACTIONS", "ACTION_INTERACTIONS")  # Next-Best-Action's; custom groups only
 
 MAX_SCHEMA_CHARS = 20_000  # CreateSchema API: schema length constraint
 MAX_NAME_CHARS = 256  # assumed; not documented
@@ -41,6 +42,15 @@ _RESERVED: dict[str, tuple[tuple[str, ...], bool]] = {
     "EVENT_ATTRIBUTION_SOURCE": (("string",), True),
     "CREATION_TIMESTAMP": (("long",), True),
 }
+# Next-Best-Action's reserved fields ("Custom datasets and schemas", "Actions dataset"), reserved
+# in its two dataset types only: an ITEMS dataset may have a VALUE of its own. VALUE, an
+# expiration and a repeat frequency (days) are whole numbers; int is widened on purpose.
+_ACTION_RESERVED: dict[str, tuple[tuple[str, ...], bool]] = {
+    "ACTION_ID": (("string",), False),
+    "VALUE": (("long", "int"), True),
+    "EXPIRATION_TIMESTAMP": (("long", "int"), True),
+    "REPEAT_FREQUENCY": (("long", "int"), True),
+}
 # dataset type -> (required fields, optional reserved fields, max metadata fields)
 _DATASETS: dict[str, tuple[tuple[str, ...], tuple[str, ...], int]] = {
     "INTERACTIONS": (("USER_ID", "ITEM_ID", "TIMESTAMP"),
@@ -48,7 +58,20 @@ _DATASETS: dict[str, tuple[tuple[str, ...], tuple[str, ...], int]] = {
                       "EVENT_ATTRIBUTION_SOURCE"), 5),
     "ITEMS": (("ITEM_ID",), ("CREATION_TIMESTAMP",), 100),
     "USERS": (("USER_ID",), (), 25),
+    # Actions: at most 10 columns in all (MAX_COLUMNS); action interactions' metadata cap is
+    # assumed to be the item interactions' (not documented)
+    "ACTIONS": (("ACTION_ID",), ("CREATION_TIMESTAMP", "VALUE", "EXPIRATION_TIMESTAMP", "REPEAT_FREQUENCY"),
+                9),
+    "ACTION_INTERACTIONS": (("USER_ID", "ACTION_ID", "TIMESTAMP", "EVENT_TYPE"),
+                            ("IMPRESSION", "RECOMMENDATION_ID"), 5),
 }
+MAX_COLUMNS = {"ACTIONS": 10}  # Personalize: "The maximum number of columns is 10"
+# the fields a PutItems/PutUsers/PutActions record or a PutActionInteractions event gives as
+# members of its own, not in its `properties`
+_OWN: dict[str, tuple[str, ...]] = {
+    "ITEMS": ("ITEM_ID",), "USERS": ("USER_ID",), "ACTIONS": ("ACTION_ID",),
+    "ACTION_INTERACTIONS": ("USER_ID", "ACTION_ID", "TIMESTAMP", "EVENT_TYPE", "IMPRESSION",
+                            "RECOMMENDATION_ID")}
 
 
 def _key(name: str) -> str:
@@ -96,12 +119,14 @@ class Schema:
 
 
 def _dataset(dataset_type: str) -> tuple[tuple[str, ...], tuple[str, ...], int]:
-    if dataset_type in ("ACTIONS", "ACTION_INTERACTIONS"):
-        raise SchemaError(f"dataset type {dataset_type} is not supported by openpersonalize; "
-                          f"use one of {', '.join(DATASET_TYPES)}")
     if dataset_type not in _DATASETS:
         raise SchemaError(f"unknown dataset type {dataset_type!r}; use one of {', '.join(DATASET_TYPES)}")
     return _DATASETS[dataset_type]
+
+
+def _reserved(dataset_type: str) -> dict[str, tuple[tuple[str, ...], bool]]:
+    """The reserved fields as a dataset of this type sees them: Next-Best-Action's own in its two."""
+    return _RESERVED | _ACTION_RESERVED if dataset_type in ACTION_TYPES else _RESERVED
 
 
 def _scalar(avro_type: Any) -> tuple[str, bool] | None:
@@ -190,21 +215,22 @@ def parse_schema(text: str) -> Schema:
 def check_dataset_type(schema: Schema, dataset_type: str) -> None:
     """What CreateDataset checks: required/reserved fields and metadata limits for that type."""
     required, optional, max_metadata = _dataset(dataset_type)
+    reserved = _reserved(dataset_type)
     for name in required:
         if schema.column(name) is None:
-            types, _ = _RESERVED[name]
+            types, _ = reserved[name]
             raise SchemaError(f"{dataset_type} datasets need a {name} field of type {types[0]}", name)
     for col in schema.columns:
         if col.textual and dataset_type != "ITEMS":
             raise SchemaError(f"textual fields are only allowed in ITEMS datasets, not {dataset_type}",
                               col.name)
-        if col.name not in _RESERVED:
+        if col.name not in reserved:
             continue
         if col.name not in required + optional:
             owners = [t for t, (r, o, _) in _DATASETS.items() if col.name in r + o]
             raise SchemaError(f"reserved for {' and '.join(owners)} datasets; it can't be used in "
                               f"{dataset_type}", col.name)
-        types, may_be_null = _RESERVED[col.name]
+        types, may_be_null = reserved[col.name]
         if col.type not in types:
             raise SchemaError(f"must be of type {' or '.join(types)}, not {col.type}", col.name)
         if col.nullable and not may_be_null:
@@ -215,7 +241,12 @@ def check_dataset_type(schema: Schema, dataset_type: str) -> None:
     if len(metadata) > max_metadata:
         raise SchemaError(f"{dataset_type} datasets allow at most {max_metadata} metadata fields "
                           f"(non-reserved); this schema has {len(metadata)}", metadata[max_metadata].name)
-    if dataset_type != "INTERACTIONS" and not any(
+    if dataset_type in MAX_COLUMNS and len(schema.columns) > MAX_COLUMNS[dataset_type]:
+        raise SchemaError(f"{dataset_type} datasets have at most {MAX_COLUMNS[dataset_type]} fields; this "
+                          f"schema has {len(schema.columns)}", schema.columns[MAX_COLUMNS[dataset_type]].name)
+    if dataset_type == "ACTIONS":  # "at least one metadata field": its reserved numbers count too
+        metadata = tuple(c for c in schema.columns if c.name != "ACTION_ID")
+    if dataset_type in ("ITEMS", "USERS", "ACTIONS") and not any(
             c.type in _NUMERIC or c.categorical or c.textual for c in metadata):
         raise SchemaError(f"{dataset_type} datasets need at least one metadata field Personalize "
                           "can train on: a number, or a categorical" +
@@ -280,15 +311,16 @@ def infer_schema(dataset_type: str, header: list[str], sample: list[list[str]]) 
     are read as an import reads them: reserved ones in any case, an empty one (pandas' index
     column) not at all."""
     fields: list[dict[str, Any]] = []
-    reserved = {n.lower(): n for n in _RESERVED}
+    known = _reserved(dataset_type)
+    reserved = {n.lower(): n for n in known}
     for i, column in enumerate(header):
         if not column.strip():
             continue
         name = reserved.get(column.lower(), column)
         values = [row[i] for row in sample if i < len(row) and row[i] != ""]
         nullable = True
-        if name in _RESERVED:
-            types, nullable = _RESERVED[name]
+        if name in known:
+            types, nullable = known[name]
             type_ = types[0]
         elif values and all(_INT.fullmatch(v) for v in values):
             type_ = "int" if all(abs(int(v)) < 2**31 for v in values) else "long"
@@ -297,7 +329,7 @@ def infer_schema(dataset_type: str, header: list[str], sample: list[list[str]]) 
         else:
             type_ = "string"
         field: dict[str, Any] = {"name": name, "type": ["null", type_] if nullable else type_}
-        if type_ == "string" and name not in _RESERVED and values and (
+        if type_ == "string" and name not in known and values and (
                 any("|" in v for v in values) or len(set(values)) <= max(20, len(values) // 2)):
             field["categorical"] = True
         fields.append(field)
@@ -308,18 +340,23 @@ def infer_schema(dataset_type: str, header: list[str], sample: list[list[str]]) 
 
 
 def record_fields(schema: Schema, dataset_type: str, properties: dict[str, Any]) -> dict[str, Any]:
-    """The `properties` of a PutItems/PutUsers record as schema field -> value.
+    """The `properties` of a PutItems/PutUsers/PutActions record, or of a PutActionInteractions
+    event, as schema field -> value.
 
     Keys are the fields' camelCase names (GENRES -> genres, NUMBER_OF_RATINGS ->
     numberOfRatings, matched ignoring case and underscores, as Personalize does); values must
-    have the field's type. Raises SchemaError naming the property."""
-    id_field = "ITEM_ID" if dataset_type == "ITEMS" else "USER_ID"
-    by_key = {_key(c.name): c for c in schema.columns if c.name != id_field}
+    have the field's type. The fields the record's own members give (its id; an action
+    interaction's user, action, time, type, ...) are not properties. Raises SchemaError naming
+    the property."""
+    own = _OWN[dataset_type]
+    by_key = {_key(c.name): c for c in schema.columns if c.name not in own}
     out: dict[str, Any] = {}
     for name, value in properties.items():
         col = by_key.get(_key(name))
         if col is None:
-            hint = f"; the {id_field} is the record's own id" if _key(name) == _key(id_field) else ""
+            mine = next((f for f in own if _key(f) == _key(name)), None)
+            hint = "" if mine is None else f"; the {mine} is the record's own id" if len(own) == 1 else \
+                f"; the {mine} is a member of the action interaction itself"
             raise SchemaError(f"is not a field of the {dataset_type} dataset's schema{hint}", name)
         if value is None:
             if not col.nullable:

@@ -2,11 +2,14 @@
 
 `<group>/<TYPE>/` of the datasets' object store (`<data dir>/datasets/` by default, the
 bucket's `datasets/` prefix with OPZ_S3_BUCKET) holds `part-*.parquet` files (one per import
-job: bulk data), `put-*.parquet` files (PutItems/PutUsers records, written by the dataset
-writer) and the manifest that lists what a reader sees. FULL imports replace the bulk parts
-(records put individually stay, as in Personalize); INCREMENTAL ones add a part.
-Items and users are upserted by id: of the rows of one id, the newest write wins (a bulk
-row is as new as its import's commit, a put row as its record).
+job: bulk data), `put-*.parquet` files (PutItems/PutUsers/PutActions records and
+PutActionInteractions events, written by the dataset writer) and the manifest that lists what a
+reader sees. FULL imports replace the bulk parts (records put individually stay, as in
+Personalize); INCREMENTAL ones add a part.
+Items, users and actions are upserted by id: of the rows of one id, the newest write wins (a
+bulk row is as new as its import's commit, a put row as its record). Action interactions are
+appended; each put row keeps its event's id, so an event written twice (sent twice with one
+eventId, or delivered twice) is read once.
 """
 from __future__ import annotations
 
@@ -26,9 +29,10 @@ from kernel.parts import Manifest, Part, Parts
 if TYPE_CHECKING:
     from kernel.settings import Settings
 
-DATASETS_GROUP = "opz-datasets"  # consumer group that writes PutItems/PutUsers into the datasets
-ID_COLUMN = {"ITEMS": "ITEM_ID", "USERS": "USER_ID"}  # upsert keys; interactions only append
+DATASETS_GROUP = "opz-datasets"  # consumer group that writes the records topics into the datasets
+ID_COLUMN = {"ITEMS": "ITEM_ID", "USERS": "USER_ID", "ACTIONS": "ACTION_ID"}  # upsert keys; the rest append
 AT = "__written_at"  # per-row write time of put parts
+RECORD = "__record_id"  # appended put rows (action interactions): the event's id, read once
 MAX_PUT_PARTS = 16  # more are merged into one, so a stream of small writes stays cheap to read
 
 
@@ -81,14 +85,17 @@ class DatasetStore:
         return await asyncio.to_thread(self.put, records)
 
     def put(self, records: Sequence[DatasetRecord]) -> int:
-        """Upsert PutItems/PutUsers records (at-least-once delivery is fine: same id, same
-        values); returns how many were written."""
+        """Upsert PutItems/PutUsers/PutActions records, append PutActionInteractions events
+        (at-least-once delivery is fine: same id, same values; an event's id is read once);
+        returns how many were written."""
         by_dataset: dict[tuple[str, str], list[DatasetRecord]] = {}
         for r in records:
             by_dataset.setdefault((r.dataset_group, r.dataset_type), []).append(r)
         for (group, kind), recs in by_dataset.items():
+            key = ID_COLUMN.get(kind)
             columns = list(dict.fromkeys(f for r in recs for f in r.fields))  # from_pylist reads
-            table = pa.table({ID_COLUMN[kind]: [r.id for r in recs],      # only the first row's keys
+            ids = {key: [r.id for r in recs]} if key else {RECORD: [r.record_id for r in recs]}
+            table = pa.table({**ids,                                          # only the first row's keys
                               **{c: [r.fields.get(c) for r in recs] for c in columns},
                               AT: pa.array([r.received_at for r in recs], pa.float64())})
             parts = self.parts(group, kind)
@@ -96,16 +103,17 @@ class DatasetStore:
             new = parts.swap(lambda old, added=added: Manifest(
                 [*old.parts, Part(added.name, added.rows, time.time())], old.jobs, old.offsets))
             if new is not None and sum(map(_is_put, new.parts)) > MAX_PUT_PARTS:
-                self._merge_puts(parts, ID_COLUMN[kind])
+                self._merge_puts(parts, key)
         return len(records)
 
     @staticmethod
-    def _merge_puts(parts: Parts, key: str) -> None:
+    def _merge_puts(parts: Parts, key: str | None) -> None:
         def merged(old: Manifest) -> Manifest | None:
             puts = [p for p in old.parts if _is_put(p)]
             if len(puts) <= MAX_PUT_PARTS:  # another writer merged them first
                 return None
-            table = newest(_concat([parts.read(p.name) for p in puts]), key)
+            table = _concat([parts.read(p.name) for p in puts])
+            table = newest(table, key) if key else once(table, RECORD)
             one = Part(parts.write(table, "put"), table.num_rows, max(p.at for p in puts))
             return Manifest([*(p for p in old.parts if not _is_put(p)), one], old.jobs, old.offsets)
 
@@ -132,7 +140,11 @@ class DatasetStore:
             return pa.table({})
         table = _concat(tables)
         key = ID_COLUMN.get(dataset_type)
-        return (newest(table, key) if key else table).drop_columns([AT])
+        if key:
+            return newest(table, key).drop_columns([AT])
+        if RECORD in table.column_names:
+            table = once(table, RECORD).drop_columns([RECORD])
+        return table.drop_columns([AT])
 
     def drop(self, dataset_group: str, dataset_type: str) -> None:
         self.parts(dataset_group, dataset_type).drop()
@@ -183,6 +195,22 @@ def newest(table: pa.Table, key: str) -> pa.Table:
     last = ranked.group_by(key, use_threads=False).aggregate([("__rank", "max")])["__rank_max"]
     picked = ranked.take(last)
     return picked.take(pc.sort_indices(picked["__row"])).drop_columns(["__row", "__rank"])
+
+
+def once(table: pa.Table, key: str) -> pa.Table:
+    """Each `key`'s first-written row (ties: the earlier row); rows without a key all stay (bulk
+    rows, which name no event), first."""
+    has = pc.is_valid(table[key])
+    keyless, keyed = table.filter(pc.invert(has)), table.filter(has)
+    if not keyed.num_rows:
+        return table
+    keyed = keyed.append_column("__row", pa.array(range(keyed.num_rows), pa.int64()))
+    order = pc.sort_indices(keyed, [(AT, "ascending"), ("__row", "ascending")])
+    ranked = keyed.take(order).append_column("__rank", pa.array(range(keyed.num_rows), pa.int64()))
+    first = ranked.group_by(key, use_threads=False).aggregate([("__rank", "min")])["__rank_min"]
+    picked = ranked.take(first)
+    picked = picked.take(pc.sort_indices(picked["__row"])).drop_columns(["__row", "__rank"])
+    return _concat([keyless, picked]) if keyless.num_rows else picked
 
 
 def interactions_from_events(events: Sequence[Event]) -> pa.Table:

@@ -47,15 +47,17 @@ class Param:
 @dataclass(frozen=True)
 class Recipe:
     name: str
-    recipe_type: str  # USER_PERSONALIZATION, RELATED_ITEMS, PERSONALIZED_RANKING
+    recipe_type: str  # USER_PERSONALIZATION, RELATED_ITEMS, PERSONALIZED_RANKING, PERSONALIZED_ACTIONS, ...
     description: str
     hyperparameters: dict[str, Param] = field(default_factory=dict)
     supports_update: bool = False  # trainingMode UPDATE
     # a domain dataset group's use case (ECOMMERCE, VIDEO_ON_DEMAND) has one; custom recipes none
     domain: str | None = None
-    model: Literal["hrnn", "sims", "popularity", "trending", "similar_items", "bought_together"] = "hrnn"
+    model: Literal["hrnn", "sims", "popularity", "trending", "similar_items", "bought_together",
+                   "next_best_action"] = "hrnn"
     learns_from_impressions: bool = False  # impressions train it (as negatives), not only filter
     explores: bool = False  # serving mixes in new items (campaignConfig.itemExplorationConfig)
+    metadata: bool = False  # it learns the ITEMS dataset's fields too: an item nobody used is served
     # a use case: the event types it learns from (none: all), the one whose items of the user's
     # own it never recommends, whether it needs the ITEMS dataset, and what a request must name
     event_types: tuple[str, ...] = ()
@@ -89,7 +91,8 @@ class Recipe:
     @property
     def transformation(self) -> str:
         """Its feature transformation's name: how its training data is filtered."""
-        return {"sims": "sims", "trending": "trending-now"}.get(self.model, "JSON-percentile-filtering")
+        return {"sims": "sims", "trending": "trending-now", "next_best_action": "next-best-action"}.get(
+            self.model, "JSON-percentile-filtering")
 
     @property
     def transformation_arn(self) -> str:
@@ -119,6 +122,9 @@ _TRENDING = {"trend_discovery_frequency": Param(str, "1 hour", featurization=Tru
 _SIMILAR = {"metadata_weight": Param(float, "0.1", 0.0, 1.0, tunable=True),
             "popularity_discount_factor": Param(float, "0.5", 0.0, 1.0, tunable=True)}
 _BOUGHT = {"popularity_discount_factor": Param(float, "0.5", 0.0, 1.0)}
+# Personalize's only one (its docs: default 14, [7, 28], not HPO tunable): a TAKEN that follows a
+# NOT_TAKEN or VIEWED of the action within this many days makes it no refusal
+_NEXT_BEST_ACTION = {"action_optimization_period": Param(int, "14", 7, 28, featurization=True)}
 
 
 def _use_case(name: str, domain: str, kind: str, description: str, model: str, *,
@@ -131,7 +137,7 @@ def _use_case(name: str, domain: str, kind: str, description: str, model: str, *
     return Recipe(name, kind, description, params, domain=domain, model=model,  # type: ignore[arg-type]
                   learns_from_impressions=model == "hrnn", explores=model == "hrnn",
                   event_types=event_types, drops_own=drops_own, needs_items=needs_items,
-                  needs_user=needs_user)
+                  needs_user=needs_user, metadata=model == "similar_items")
 
 
 VOD, ECOMMERCE = "VIDEO_ON_DEMAND", "ECOMMERCE"
@@ -144,6 +150,11 @@ RECIPES: dict[str, Recipe] = {r.arn: r for r in (
     Recipe("aws-user-personalization", "USER_PERSONALIZATION",
            "HRNN plus impressions as negatives and exploration of new items at serving time.",
            _HRNN | _EXPLORATION, supports_update=True, learns_from_impressions=True, explores=True),
+    Recipe("aws-user-personalization-v2", "USER_PERSONALIZATION",
+           "aws-user-personalization with the items' metadata (categories, numbers) in their embeddings: "
+           "items nobody has interacted with yet are recommended from their metadata.",
+           _HRNN | _EXPLORATION, supports_update=True, learns_from_impressions=True, explores=True,
+           metadata=True),
     Recipe("aws-popularity-count", "USER_PERSONALIZATION",
            "The most interacted-with items (optionally of one event type): the baseline.", {},
            model="popularity"),
@@ -160,6 +171,9 @@ RECIPES: dict[str, Recipe] = {r.arn: r for r in (
            model="sims"),
     Recipe("aws-personalized-ranking", "PERSONALIZED_RANKING",
            "The HRNN model, scoring a given list of items for a user.", _HRNN, supports_update=True),
+    Recipe("aws-personalized-ranking-v2", "PERSONALIZED_RANKING",
+           "aws-personalized-ranking with the items' metadata in their embeddings.", _HRNN,
+           supports_update=True, metadata=True),
     Recipe("aws-item-affinity", "USER_SEGMENTATION",
            "The users most likely to interact with each item (batch segment jobs): the HRNN's "
            "probability of the item as each user's next, read the other way.", _HRNN),
@@ -171,7 +185,11 @@ RECIPES: dict[str, Recipe] = {r.arn: r for r in (
            "from the stream between trainings.", _TRENDING, model="trending", needs_user=False),
     Recipe("aws-similar-items", "RELATED_ITEMS",
            "Items that co-occur in users' histories blended with items of like metadata, so an item "
-           "nobody has interacted with yet has neighbours.", _SIMILAR, model="similar_items"),
+           "nobody has interacted with yet has neighbours.", _SIMILAR, model="similar_items", metadata=True),
+    Recipe("aws-next-best-action", "PERSONALIZED_ACTIONS",
+           "The actions (ACTIONS dataset) a user will most likely take within action_optimization_period "
+           "days: each action's take rate among the users whose items and actions are like the user's "
+           "(GetActionRecommendations).", _NEXT_BEST_ACTION, model="next_best_action"),
     _use_case("aws-vod-top-picks", VOD, "USER_PERSONALIZATION",
               "Top picks for you: the user's next videos by HRNN over Watch and Click events.", "hrnn",
               event_types=("Watch", "Click"), drops_own="Watch"),

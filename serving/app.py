@@ -85,7 +85,8 @@ class BrowserAccess:
     `/events` also answers the origins of public event trackers (`public_origins()`); which
     tracker a page may use is checked with the request itself (serving/auth.py)."""
 
-    PATHS = frozenset({"/events", "/recommendations", "/personalize-ranking"})
+    PATHS = frozenset({"/events", "/action-interactions", "/recommendations", "/personalize-ranking",
+                       "/action-recommendations"})
 
     def __init__(self, app: ASGIApp, origins: list[str],
                  public_origins: Callable[[], Collection[str]] = frozenset) -> None:

@@ -27,7 +27,8 @@ from serving.direct_routes import BODY, read_body, replay
 from serving.public_trackers import PublicAccess
 from serving.sigv4 import AuthError, Request, scope_region, verify
 
-SIGNED_PATHS = frozenset({"/", "/events", "/items", "/users", "/recommendations", "/personalize-ranking"})
+SIGNED_PATHS = frozenset({"/", "/events", "/items", "/users", "/actions", "/action-interactions",
+                          "/recommendations", "/personalize-ranking", "/action-recommendations"})
 SIGNED_PREFIX = "/console/api/"  # the web console's reads (serving/console.py): the API's data
 
 

@@ -1,5 +1,12 @@
-"""The events API (rest-json): PutEvents (`POST /events`), PutItems (`POST /items`) and
-PutUsers (`POST /users`): validate, store durably in the log, then answer 200.
+"""The events API (rest-json): PutEvents (`POST /events`), PutItems (`POST /items`),
+PutUsers (`POST /users`), PutActions (`POST /actions`) and PutActionInteractions
+(`POST /action-interactions`): validate, store durably in the log, then answer 200.
+
+PutItems, PutUsers and PutActions records go to the records topics, whose dataset writer
+upserts them into their datasets; PutActionInteractions events take the same path to the
+ACTION_INTERACTIONS dataset, appended (kernel.datasets), where training reads them as it reads
+bulk-imported rows. They name the action interaction tracker that CreateDataset gave that
+dataset (DescribeDataset's trackingId), not an event tracker.
 
 An event naming a recommendationId but no impression list gets the items that recommendation
 showed (implicit impressions, as Personalize derives them), so the log, the archive and
@@ -21,14 +28,23 @@ from serving.control.store import ControlStore
 from serving.errors import InvalidInputException, ResourceNotFoundException, ThrottlingException
 from serving.public_trackers import PublicAccess, access
 from serving.rate_limits import NO_LIMIT, NoLimit, RateLimit
-from serving.wire import PutEventsRequest, PutItemsRequest, PutUsersRequest, to_event, to_record
+from serving.wire import (
+    PutActionInteractionsRequest,
+    PutActionsRequest,
+    PutEventsRequest,
+    PutItemsRequest,
+    PutUsersRequest,
+    to_action_interaction,
+    to_event,
+    to_record,
+)
 from stream.log import EventLog
 from stream.shown import ShownLists
 
 log = logging.getLogger(__name__)
 
 # personalize-events operations served here (see serving/coverage.py)
-OPERATIONS = {"PutEvents", "PutItems", "PutUsers"}
+OPERATIONS = {"PutEvents", "PutItems", "PutUsers", "PutActions", "PutActionInteractions"}
 
 
 class Tracker(NamedTuple):
@@ -97,6 +113,7 @@ class Datasets:
     def __init__(self, resources: ControlStore, ttl_s: float = 5.0) -> None:
         self.resources, self.ttl_s = resources, ttl_s
         self._cache: dict[str, tuple[float, str, str, Schema]] = {}
+        self._tracked: dict[str, tuple[float, str]] = {}  # action interaction trackingId -> dataset ARN
 
     def get(self, dataset_arn: str, dataset_type: str, account: str,
             region: str | None = None) -> tuple[str, Schema]:
@@ -114,6 +131,23 @@ class Datasets:
         if hit[1] != dataset_type:
             raise InvalidInputException(f"dataset {dataset_arn} is a {hit[1]} dataset, not {dataset_type}")
         return hit[2], hit[3]
+
+    def tracked(self, tracking_id: str, account: str, region: str | None = None) -> tuple[str, Schema]:
+        """The ACTION_INTERACTIONS dataset whose action interaction tracker `tracking_id` is."""
+        now = time.monotonic()
+        hit = self._tracked.get(tracking_id)
+        if hit is None or now - hit[0] >= self.ttl_s:
+            body = self.resources.find("dataset", "trackingId", tracking_id)
+            if body is None:
+                self._tracked.pop(tracking_id, None)
+                raise ResourceNotFoundException(f"no action interaction event tracker with trackingId "
+                                                f"{tracking_id}")
+            hit = self._tracked[tracking_id] = (now, body["datasetArn"])
+        try:
+            return self.get(hit[1], "ACTION_INTERACTIONS", account, region)
+        except ResourceNotFoundException:  # another account's, or the dataset just went
+            raise ResourceNotFoundException(f"no action interaction event tracker with trackingId "
+                                            f"{tracking_id}") from None
 
 
 def _fields(schema: Schema, dataset_type: str, where: str, properties: str | None) -> dict[str, object]:
@@ -187,5 +221,25 @@ def make_router(event_log: EventLog, trackers: Trackers, datasets: Datasets,
     @router.post("/users", summary="PutUsers: add or replace users of a USERS dataset")
     async def put_users(req: PutUsersRequest) -> Response:
         return await put(req.datasetArn, "USERS", "users", [(u.userId, u.properties) for u in req.users])
+
+    @router.post("/actions", summary="PutActions: add or replace actions of an ACTIONS dataset")
+    async def put_actions(req: PutActionsRequest) -> Response:
+        return await put(req.datasetArn, "ACTIONS", "actions",
+                         [(a.actionId, a.properties) for a in req.actions])
+
+    @router.post("/action-interactions", summary="PutActionInteractions: users' interactions with actions")
+    async def put_action_interactions(req: PutActionInteractionsRequest) -> Response:
+        group, schema = datasets.tracked(req.trackingId, caller(account), signed_region())
+        if wait := tracker_rate.wait(req.trackingId):
+            raise ThrottlingException(f"Rate exceeded: action interaction tracker {req.trackingId} takes "
+                                      f"{tracker_rate.per_second:g} PutActionInteractions calls a second",
+                                      wait)
+        now = time.time()
+        await event_log.append([
+            to_action_interaction(group, ev, _fields(schema, "ACTION_INTERACTIONS",
+                                                     f"actionInteractions[{i}]", ev.properties),
+                                  schema.names, now)
+            for i, ev in enumerate(req.actionInteractions)])
+        return Response(status_code=200)
 
     return router

@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kernel.contract import DatasetRecord, Event
+from kernel.contract import RECORD_TYPES, DatasetRecord, Event
 from serving.control.base import TARGET_PREFIX
 from serving.log_format import ACCESS
 from stream.log import EventLog
@@ -28,8 +28,10 @@ from stream.metrics import BUILD_INFO
 
 # the rest-json routes (personalize-events, personalize-runtime), all POST
 REST_OPERATIONS = {"/events": "PutEvents", "/items": "PutItems", "/users": "PutUsers",
+                   "/actions": "PutActions", "/action-interactions": "PutActionInteractions",
                    "/recommendations": "GetRecommendations",
-                   "/personalize-ranking": "GetPersonalizedRanking"}
+                   "/personalize-ranking": "GetPersonalizedRanking",
+                   "/action-recommendations": "GetActionRecommendations"}
 OPS_ROUTES = {"/health": "health", "/ready": "ready", "/metrics": "metrics"}  # GET
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 APPEND_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
@@ -59,12 +61,13 @@ class ApiMetrics:
                                  buckets=LATENCY_BUCKETS, registry=registry)
         self.events = Counter("opz_api_events_accepted", "Events PutEvents stored durably "
                               "(then answered 200)", registry=registry)
-        self.records = Counter("opz_api_records_accepted", "PutItems (ITEMS) and PutUsers (USERS) "
-                               "records stored durably", ["dataset_type"], registry=registry)
+        self.records = Counter("opz_api_records_accepted", "PutItems (ITEMS), PutUsers (USERS), PutActions "
+                               "(ACTIONS) and PutActionInteractions (ACTION_INTERACTIONS) records stored "
+                               "durably", ["dataset_type"], registry=registry)
         self.append_seconds = Histogram("opz_api_log_append_duration_seconds", "One append to the "
                                         "event log (SQLite commit or every Kafka ack), failed "
                                         "ones included", buckets=APPEND_BUCKETS, registry=registry)
-        for dataset_type in ("ITEMS", "USERS"):
+        for dataset_type in RECORD_TYPES:
             self.records.labels(dataset_type)
         self._series: dict[tuple[str, int], tuple[Any, Any]] = {}
 

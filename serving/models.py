@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kernel.artifact_files import read_manifest
+from kernel.artifact_files import read_actions, read_manifest
 from kernel.artifact_store import ArtifactStore
 from kernel.hrnn_runtime import HRNNRuntime, unpack
+from kernel.next_best_action import ActionModel
 from kernel.recipes import recipe_named
 from kernel.settings import Settings
 from kernel.trending import BucketCounts, counts_of, scores_at
@@ -58,6 +59,9 @@ class Model:
     trend_counts: BucketCounts | None = None
     trend_frequency_s: int = 0
     trend_scores: np.ndarray | None = None
+    # Next-Best-Action: its actions and what it learnt of them (GetActionRecommendations); the
+    # items above are then the users' item interactions, which describe them
+    actions: ActionModel | None = None
 
     @property
     def item_ids(self) -> Sequence[str]:
@@ -220,6 +224,8 @@ def load(arn: str, directory: Path, settings: Settings | None = None) -> Model:
     if "sims_neighbours" in files:
         model.neighbours = np.load(directory / files["sims_neighbours"])
         model.similarities = np.load(directory / files["sims_scores"]).astype(np.float32)
+    if "actions" in files:
+        model.actions = read_actions(directory, files)
     if "trending_buckets" in files:
         model.trend_frequency_s = int(json.loads((directory / files["trending"]).read_text())["frequency_s"])
         model.trend_counts = counts_of(np.load(directory / files["trending_buckets"]))

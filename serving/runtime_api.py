@@ -1,5 +1,7 @@
 """The runtime API (rest-json, boto3 `personalize-runtime`): GetRecommendations
-(`POST /recommendations`) and GetPersonalizedRanking (`POST /personalize-ranking`).
+(`POST /recommendations`), GetPersonalizedRanking (`POST /personalize-ranking`) and
+GetActionRecommendations (`POST /action-recommendations`, campaigns of aws-next-best-action,
+which answer only it: kernel.next_best_action over the ACTIONS dataset as of now).
 
 The routes do a request's I/O and checks, in this order: resolve the campaign (cached,
 serving.deployed), the per-campaign rate, the arm of its A/B split that answers the user (if
@@ -16,6 +18,7 @@ run the same code.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import orjson
@@ -23,6 +26,11 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from kernel.contract import MAX_IMPRESSIONS, anonymous_key
+from kernel.datasets import DatasetStore
+from kernel.next_best_action import DEFAULT_RESULTS as DEFAULT_ACTIONS
+from kernel.next_best_action import MAX_RESULTS as MAX_ACTIONS
+from kernel.next_best_action import Catalogue, propensities
+from kernel.next_best_action import recommend as recommend_actions
 from serving.ab_split import in_arm_b
 from serving.attribution import recommendation_id
 from serving.control.base import Ctx
@@ -43,14 +51,16 @@ from serving.recommend import (
     recommend,
 )
 from serving.trending import TrendingNow
-from serving.wire import MAX_RESULTS, GetPersonalizedRanking, GetRecommendations
+from serving.wire import MAX_RESULTS, GetActionRecommendations, GetPersonalizedRanking, GetRecommendations
 from serving.wire import Promotion as WirePromotion
 from stream.live_state import NO_PAST
 from stream.session import SessionState
 from stream.stores import Stores
 
-OPERATIONS = {"GetRecommendations", "GetPersonalizedRanking"}
-DIRECT_PATHS = ("/recommendations", "/personalize-ranking")  # serving/direct_routes.py answers them
+OPERATIONS = {"GetRecommendations", "GetPersonalizedRanking", "GetActionRecommendations"}
+# serving/direct_routes.py answers them
+DIRECT_PATHS = ("/recommendations", "/personalize-ranking", "/action-recommendations")
+PERSONALIZED_ACTIONS = "PERSONALIZED_ACTIONS"  # aws-next-best-action's recipe type
 MAX_RESULTS_WITH_METADATA = 50  # Personalize's limit when metadataColumns are asked for
 DEFAULT_RESULTS = 25
 
@@ -66,9 +76,18 @@ def result_count(req: GetRecommendations) -> tuple[str, int]:
     return req.campaignArn or req.recommenderArn or "", k
 
 
+def items_not_actions(deployed: Deployed) -> None:
+    """Refuse an item request (GetRecommendations, GetPersonalizedRanking) to a campaign that
+    recommends actions, as Personalize does."""
+    if deployed.recipe_type == PERSONALIZED_ACTIONS:
+        raise InvalidInputException(f"{deployed.noun} {deployed.arn} recommends actions (a "
+                                    "PERSONALIZED_ACTIONS recipe): call GetActionRecommendations")
+
+
 def item_code(deployed: Deployed, req: GetRecommendations) -> int | None:
     """The code of the item asked about, once the request has what its recipe needs."""
     noun = deployed.noun
+    items_not_actions(deployed)
     if deployed.recipe_type == RELATED_ITEMS:
         if req.itemId is None:
             raise InvalidInputException(f"itemId is required for a related-items {noun}")
@@ -90,6 +109,7 @@ class Runtime:
         self.filters = FilterInputs(ctx)
         self.rates = {op: rate_limit(ctx.settings.campaign_requests_per_second) for op in OPERATIONS}
         self.trending = TrendingNow(stores.counters)  # Trending-Now's scores, from the stream's counts
+        self.actions = ActionCatalogues(DatasetStore.of(ctx.settings))  # what GetActionRecommendations offers
 
     async def publish(self, deployed: Deployed) -> None:
         """Tell the stream workers to keep users' state under the campaign's HRNN version."""
@@ -200,6 +220,50 @@ class Runtime:
         return Response(orjson.dumps(body), media_type="application/json")
 
 
+class ActionCatalogues:
+    """Each dataset group's ACTIONS dataset as GetActionRecommendations offers it now: re-read when
+    its manifest changes (PutActions, an import), which is looked at every `ttl_s` at most. So an
+    action added or expired since training is offered or dropped within seconds, as Personalize's
+    automatic updates do within two hours."""
+
+    def __init__(self, datasets: DatasetStore, ttl_s: float = 1.0) -> None:
+        self.datasets, self.ttl_s = datasets, ttl_s
+        self._versions: dict[str, tuple[float, tuple[str, ...]]] = {}
+        self._built: dict[str, tuple[tuple[str, ...], Catalogue | None]] = {}
+
+    def _version(self, group: str) -> tuple[str, ...]:
+        return tuple(p.name for p in self.datasets.manifest(group, "ACTIONS").parts)
+
+    def _build(self, group: str) -> Catalogue | None:
+        table = self.datasets.read(group, "ACTIONS")
+        return Catalogue.of(table["ACTION_ID"].to_pylist(), table.to_pydict()) if table.num_rows else None
+
+    async def get(self, group: str) -> Catalogue | None:
+        """The group's actions now; None while its ACTIONS dataset has none (or is gone)."""
+        now = time.monotonic()
+        seen = self._versions.get(group)
+        if seen is None or now - seen[0] > self.ttl_s:
+            seen = self._versions[group] = (now, await asyncio.to_thread(self._version, group))
+        built = self._built.get(group)
+        if built is None or built[0] != seen[1]:
+            built = self._built[group] = (seen[1], await asyncio.to_thread(self._build, group))
+        return built[1]
+
+
+def action_count(req: GetActionRecommendations) -> tuple[str, int]:
+    """The campaign a GetActionRecommendations asks and how many actions it wants (5 by default,
+    at most 100), checked; filters are refused (they name items here: ItemID expressions)."""
+    if req.campaignArn is None:
+        raise InvalidInputException("campaignArn is required")
+    k = DEFAULT_ACTIONS if req.numResults is None else req.numResults
+    if not 1 <= k <= MAX_ACTIONS:
+        raise InvalidInputException(f"numResults must be between 1 and {MAX_ACTIONS}, not {k}")
+    if req.filterArn is not None:
+        raise InvalidInputException("filterArn: filters on action recommendations (ActionID, Actions, "
+                                    "Action_Interactions expressions) are not supported")
+    return req.campaignArn, k
+
+
 def make_router(ctx: Ctx, stores: Stores) -> APIRouter:
     router = APIRouter(tags=["runtime (rest-json)"])
     runtime = Runtime(ctx, stores)
@@ -224,10 +288,29 @@ def make_router(ctx: Ctx, stores: Stores) -> APIRouter:
     async def get_personalized_ranking(req: GetPersonalizedRanking) -> Response:
         deployed = await runtime.arm(await runtime.campaign("GetPersonalizedRanking", req.campaignArn),
                                      req.userId)
+        items_not_actions(deployed)
         columns = await runtime.columns(deployed, req.metadataColumns, len(req.inputList))
         user = await runtime.user(deployed, req.userId)
         allowed = await runtime.allowed(deployed, req.filterArn, req.filterValues, user, None)
         items = rank(deployed.model, user, req.inputList, allowed)
         return await runtime.respond("personalizedRanking", deployed, items, columns)
+
+    @router.post("/action-recommendations", summary="GetActionRecommendations: the actions a user will take")
+    async def get_action_recommendations(req: GetActionRecommendations) -> Response:
+        arn, k = action_count(req)
+        deployed = await runtime.arm(await runtime.campaign("GetActionRecommendations", arn), req.userId)
+        model = deployed.model.actions
+        if model is None:
+            raise InvalidInputException(f"{deployed.noun} {deployed.arn} recommends items: call "
+                                        "GetRecommendations (GetActionRecommendations takes a campaign of "
+                                        "a PERSONALIZED_ACTIONS recipe, aws-next-best-action)")
+        user = await runtime.user(deployed, req.userId)
+        taken = model.taken(req.userId)
+        catalogue = await runtime.actions.get(deployed.group) or Catalogue.trained(model)
+        chosen = recommend_actions(model, catalogue, propensities(model, user.past.codes, taken[0]), taken,
+                                   time.time(), k)
+        body = {"actionList": [{"actionId": a, "score": s} for a, s in chosen],
+                "recommendationId": recommendation_id(deployed.arn)}
+        return Response(orjson.dumps(body), media_type="application/json")
 
     return router

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from kernel.contract import MAX_IMPRESSIONS, DatasetRecord, Event, sent_at_problem
+from kernel.next_best_action import event_type
 from serving import service_model
 
 Str256 = Annotated[str, StringConstraints(max_length=256)]
@@ -192,6 +194,83 @@ class PutUsersRequest(Wire):
     _botocore = model_validator(mode="before")(service_model.before("personalize-events", "PutUsers"))
 
 
+class WireAction(Wire):
+    actionId: Str256
+    properties: Annotated[str, StringConstraints(min_length=1, max_length=32000)] | None = None
+    _object = field_validator("properties")(lambda v: v if v is None else _json_object(v))
+
+
+class PutActionsRequest(Wire):
+    datasetArn: Arn
+    actions: Annotated[list[WireAction], Field(min_length=1, max_length=10)]
+    _botocore = model_validator(mode="before")(service_model.before("personalize-events", "PutActions"))
+
+
+class WireActionInteraction(Wire):
+    actionId: Str256
+    userId: Str256 | None = None
+    sessionId: Str256
+    timestamp: datetime | float
+    eventType: Str256
+    eventId: Str256 | None = None
+    recommendationId: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
+    impression: Annotated[list[Str256], Field(min_length=1, max_length=MAX_IMPRESSIONS)] | None = None
+    properties: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = None
+
+    @field_validator("eventType")
+    @classmethod
+    def _an_action_event_type(cls, v: str) -> str:
+        if event_type(v) is None:
+            raise ValueError("must be Taken, Not Taken or Viewed (TAKEN, NOT_TAKEN, VIEWED)")
+        return v
+
+    @field_validator("properties")
+    @classmethod
+    def _properties_json_object(cls, v: str | None) -> str | None:
+        """As PutEvents' `properties`: a JSON object without the keys Personalize reserves."""
+        if v is not None and (bad := sorted(k for k in orjson.loads(_json_object(v))
+                                            if k.lower() in RESERVED_PROPERTIES)):
+            raise ValueError(f"reserved keys are not allowed: {', '.join(bad)}")
+        return v
+
+    @property
+    def epoch(self) -> float:
+        return self.timestamp.timestamp() if isinstance(self.timestamp, datetime) else float(self.timestamp)
+
+
+class PutActionInteractionsRequest(Wire):
+    trackingId: Str256
+    actionInteractions: Annotated[list[WireActionInteraction], Field(min_length=1, max_length=10)]
+    _botocore = model_validator(mode="before")(service_model.before("personalize-events",
+                                                                    "PutActionInteractions"))
+
+    @model_validator(mode="after")
+    def _times_a_calendar_holds(self) -> PutActionInteractionsRequest:
+        """Each timestamp within the contract's bounds, as PutEvents' sentAt."""
+        for i, ev in enumerate(self.actionInteractions):
+            if problem := sent_at_problem(ev.epoch):
+                raise service_model.Refused(problem).under("timestamp").under(f"[{i}]").under(
+                    "actionInteractions")
+        return self
+
+
+def to_action_interaction(dataset_group: str, ev: WireActionInteraction, properties: dict[str, object],
+                          columns: Collection[str], now: float) -> DatasetRecord:
+    """One PutActionInteractions entry -> the ACTION_INTERACTIONS row it appends (its properties
+    already checked against the schema; `columns`: the schema's fields). The user is the
+    sessionId when no userId is given; the record's id is the eventId, so an event sent twice is
+    one row; eventType is stored as sent."""
+    row: dict[str, object] = {"USER_ID": ev.userId or ev.sessionId, "ACTION_ID": ev.actionId,
+                              "TIMESTAMP": int(ev.epoch), "EVENT_TYPE": ev.eventType}
+    if ev.recommendationId is not None and "RECOMMENDATION_ID" in columns:
+        row["RECOMMENDATION_ID"] = ev.recommendationId
+    if ev.impression and "IMPRESSION" in columns:
+        row["IMPRESSION"] = "|".join(ev.impression)
+    return DatasetRecord(record_id=ev.eventId or uuid.uuid4().hex, dataset_group=dataset_group,
+                         dataset_type="ACTION_INTERACTIONS", id=str(row["USER_ID"]),
+                         fields={**properties, **row}, received_at=now)  # type: ignore[arg-type]
+
+
 def to_record(dataset_group: str, dataset_type: str, id_: str, fields: dict[str, object],
               now: float) -> DatasetRecord:
     """One PutItems/PutUsers entry (properties already checked against the schema)."""
@@ -245,6 +324,16 @@ class GetRecommendations(Wire):
     metadataColumns: dict[str, list[str]] | None = None
     _botocore = model_validator(mode="before")(service_model.before("personalize-runtime",
                                                                     "GetRecommendations"))
+
+
+class GetActionRecommendations(Wire):
+    campaignArn: Arn | None = None
+    userId: Str256 | None = None
+    numResults: Annotated[int, Field(ge=0)] | None = None
+    filterArn: Arn | None = None
+    filterValues: dict[str, Str1000] | None = None
+    _botocore = model_validator(mode="before")(service_model.before("personalize-runtime",
+                                                                    "GetActionRecommendations"))
 
 
 class GetPersonalizedRanking(Wire):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection
 
-from kernel.contract import anonymous_key, events_topic, records_topic
+from kernel.contract import RECORD_TYPES, anonymous_key, events_topic, records_topic
 from kernel.settings import Settings
 from stream.dead_letters import open_dead_letters
 from stream.log import KafkaEventLog, SqliteEventLog, open_event_log
@@ -24,8 +24,7 @@ LOAD_BATCH = 500  # users' states read per round trip
 
 def group_topics(dataset_group: str) -> list[str]:
     """Every topic a dataset group's records are in."""
-    return [events_topic(dataset_group), records_topic(dataset_group, "ITEMS"),
-            records_topic(dataset_group, "USERS")]
+    return [events_topic(dataset_group), *(records_topic(dataset_group, t) for t in RECORD_TYPES)]
 
 
 async def erase_group(settings: Settings, dataset_group: str, settle_s: float = SETTLE_S) -> None:
@@ -72,7 +71,8 @@ async def erase_users(settings: Settings, dataset_group: str, users: Collection[
         await stores.close()
     log = open_event_log(settings, client_id="opz-erasure")
     if isinstance(log, SqliteEventLog):
-        await _erase_records(log, [events_topic(dataset_group), records_topic(dataset_group, "USERS")], keys)
+        await _erase_records(log, [events_topic(dataset_group), records_topic(dataset_group, "USERS"),
+                                   records_topic(dataset_group, "ACTION_INTERACTIONS")], keys)
     return found & set(users) | {u for u in users if anonymous_key(u) in found}
 
 

@@ -1,6 +1,7 @@
 """The event log seam: where an accepted event is durably stored before we answer 200.
 
-It carries PutItems/PutUsers records too (compacted topics in Kafka); a consumer group
+It carries PutItems/PutUsers/PutActions records too (compacted topics in Kafka) and
+PutActionInteractions events (a topic of their own, not compacted); a consumer group
 follows either the events topics (the default) or the records topics (`read(topics=...)`).
 
 Two implementations, picked by settings (`open_event_log`): SQLite in WAL mode for the
@@ -23,6 +24,7 @@ from typing import Any, Protocol
 from kernel.contract import (
     DatasetRecord,
     Event,
+    compacted,
     decode_or_undecodable,
     encode,
     events_topic_pattern,
@@ -329,7 +331,7 @@ class KafkaEventLog:
         try:
             result = await admin.create_topics([NewTopic(
                 t, self.partitions, self.replication_factor, topic_configs=durability | (
-                    {} if t.endswith(".events") else {"cleanup.policy": "compact"}))
+                    {"cleanup.policy": "compact"} if compacted(t) else {}))
                 for t in topics])
             for name, code, *_ in result.topic_errors:
                 if code not in (0, TopicAlreadyExistsError.errno):

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
-from kernel.contract import SESSION_LAYOUT_VERSION, UnknownVersion, events_topic, records_topic
+from kernel.contract import RECORD_TYPES, SESSION_LAYOUT_VERSION, UnknownVersion, events_topic, records_topic
 from kernel.scrub import chunks, scrubbed
 from kernel.trending import oldest_kept_bucket
 from stream.counters import BUCKET, Increments, expires_at
@@ -80,8 +80,8 @@ class Counters(Protocol):
 
 def group_positions(dataset_group: str) -> tuple[str, ...]:
     """The prefixes of the position names of a dataset group's topics ("<topic>:<partition>")."""
-    return tuple(f"{t}:" for t in (events_topic(dataset_group), records_topic(dataset_group, "ITEMS"),
-                                   records_topic(dataset_group, "USERS")))
+    return tuple(f"{t}:" for t in (events_topic(dataset_group),
+                                   *(records_topic(dataset_group, t) for t in RECORD_TYPES)))
 
 
 def erasures_name(dataset_group: str) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pyarrow as pa
 
 from kernel.artifact_files import read_item_ids
 from kernel.hrnn_runtime import FILES, USER_STATES
@@ -29,6 +30,8 @@ from training.hrnn_net import (
     PAD,
     SAME_SESSION,
     Weights,
+    add_metadata,
+    effective,
     grow,
     init_weights,
     loss_fn,
@@ -37,11 +40,13 @@ from training.hrnn_net import (
 )
 from training.hrnn_onnx import step_graph, user_graph
 from training.interactions import Interactions
+from training.similar_items import item_features
 
 if TYPE_CHECKING:
     import torch
 
 RECIPE_PARAMS = recipe_named("aws-hrnn").hyperparameters  # Personalize's names and the defaults
+METADATA = "hrnn_metadata.npz"  # v2: the items' metadata vectors and which were warm
 PROGRESS_EVERY_S = 10.0  # how often a training says how far into an epoch it is
 
 
@@ -69,6 +74,8 @@ class HRNNConfig:
     update_learning_rate: float = 0.002
     update_epochs: int = 1  # UPDATE: passes over new events plus the replay sample
     replay_fraction: float = 1.0  # UPDATE: replayed older events per new event
+    # v2 recipes: the share of warm items scored from their metadata alone at each step
+    metadata_dropout: float = 0.2
     seed: int = 0
 
 
@@ -158,11 +165,12 @@ def _threads() -> None:
 def train(w: Weights, cfg: HRNNConfig, *, item: np.ndarray, flags: np.ndarray, weight: np.ndarray,
           users: list[np.ndarray], epochs: int, peak: float, what: str,
           progress: Callable[[str], None] | None = None, shown: np.ndarray | None = None,
-          checkpoint: Callable[[], None] | None = None) -> list[float]:
+          checkpoint: Callable[[], None] | None = None, metadata: Metadata | None = None) -> list[float]:
     """Adam over `epochs` passes of lanes, state carried across BPTT windows (detached), lr on a cosine;
     the mean loss of each epoch (the training curve). `checkpoint` runs before every step: it raises to
     stop the training (a shutdown, a stop). An epoch can take minutes on a busy machine, so `progress`
-    also hears how far into one it is, every PROGRESS_EVERY_S."""
+    also hears how far into one it is, every PROGRESS_EVERY_S. `metadata`: the v2 recipes' item
+    features, through which every step sees the items (hrnn_net.effective)."""
     import torch
     flags = flags.copy()
     flags[[seg[0] for seg in users]] = NEW_USER  # a segment cut from a longer history starts cold
@@ -188,9 +196,11 @@ def train(w: Weights, cfg: HRNNConfig, *, item: np.ndarray, flags: np.ndarray, w
             if checkpoint:
                 checkpoint()
             win = slice(s, s + cfg.bptt)
-            out, h, c = unroll(w, it[:, win], f[:, win], h.detach(), c.detach(), cfg.dropout)
+            wv = w if metadata is None else effective(w, metadata.features_t, metadata.warm_t,
+                                                      cfg.metadata_dropout)
+            out, h, c = unroll(wv, it[:, win], f[:, win], h.detach(), c.detach(), cfg.dropout)
             valid = it[:, win] >= 0  # (B, T)
-            loss = loss_fn(w, out[valid], it[:, win][valid], wt[:, win][valid], cfg.negatives, popularity,
+            loss = loss_fn(wv, out[valid], it[:, win][valid], wt[:, win][valid], cfg.negatives, popularity,
                            cfg.dropout, None if sh is None else sh[:, win][valid])
             for group in opt.param_groups:  # cosine decay to 10%: the last epochs settle instead of wander
                 group["lr"] = peak * (0.1 + 0.45 * (1 + math.cos(math.pi * min(step / total_steps, 1.0))))
@@ -218,10 +228,13 @@ def eta(spent: float, step: int, total_steps: int) -> str:
 
 def fit(data: Interactions, params: Mapping[str, str] | None = None,
         progress: Callable[[str], None] | None = None, parent: HRNN | None = None,
-        since: int | None = None, checkpoint: Callable[[], None] | None = None) -> HRNN:
+        since: int | None = None, checkpoint: Callable[[], None] | None = None,
+        items: pa.Table | None = None) -> HRNN:
     """FULL (parent None): train from scratch. UPDATE: the parent's weights and vocabulary, new items
     appended (mean embedding + noise, mean bias), fine-tuned on the events after `since` (default: the
-    parent's last training event) plus as many replayed older events, each with its user's recent context."""
+    parent's last training event) plus as many replayed older events, each with its user's recent context.
+    `items` (the v2 recipes): the ITEMS dataset, whose metadata becomes part of every item's
+    embedding, so items nobody interacted with are scored too."""
     _threads()
     cfg = parse_params({**(parent.params if parent else {}), **(params or {})})
     if parent is not None and cfg.hidden_dimension != parent.config.hidden_dimension:
@@ -237,6 +250,7 @@ def fit(data: Interactions, params: Mapping[str, str] | None = None,
                                                            code[np.maximum(data.impressions, 0)], -1)
 
     rows = training_rows(data, cfg)
+    metadata = Metadata.of(items, vocab, np.bincount(item[rows], minlength=len(vocab)) > 0)
     flags = session_flags(data.user, data.time, cfg.session_gap_seconds)
     weight = recency_weights(data.time, cfg.recency_mask)
     off = data.offsets
@@ -248,9 +262,15 @@ def fit(data: Interactions, params: Mapping[str, str] | None = None,
         epochs, peak, what = epochs_for(cfg, int(rows.sum())), cfg.learning_rate, "FULL"
     else:
         w = grow(parent.weights, len(vocab), cfg.seed)
+        if metadata is not None and parent.metadata is not None:  # warm stays warm
+            metadata = metadata.warmer(parent.metadata.warm)
         since = parent.trained_until if since is None else since
         segments = update_segments(data, rows, since, cfg, np.random.default_rng(cfg.seed))
         epochs, peak, what = cfg.update_epochs, cfg.update_learning_rate, "UPDATE"
+    if metadata is not None and w.get("F_W", np.zeros((0, 0))).shape[0] != metadata.features.shape[1]:
+        w = add_metadata(w, metadata.features.shape[1], cfg.seed)  # new, or the catalogue's fields changed
+    elif metadata is None:
+        w = {k: v for k, v in w.items() if k not in ("F_W", "F_b")}
     segments = [s for s in segments if len(s)]
     if progress:
         users = len(np.unique(data.user[[s[0] for s in segments]])) if segments else 0
@@ -261,12 +281,12 @@ def fit(data: Interactions, params: Mapping[str, str] | None = None,
     curve = []
     if segments:
         curve = train(w, cfg, item=item, flags=flags, weight=weight, users=segments, epochs=epochs, peak=peak,
-                      what=what, progress=progress, shown=shown, checkpoint=checkpoint)
+                      what=what, progress=progress, shown=shown, checkpoint=checkpoint, metadata=metadata)
     elif progress:  # an UPDATE with nothing archived since its parent: same weights, same answers
         progress(f"{what}: no new events since the parent; weights kept")
     until = int(data.time.max()) if len(data) else (parent.trained_until if parent else 0)
     model = HRNN(vocab, {k: v.detach() for k, v in w.items()}, {**(parent.params if parent else {}),
-                 **{k: str(v) for k, v in (params or {}).items()}}, until)
+                 **{k: str(v) for k, v in (params or {}).items()}}, until, metadata)
     model.loss_curve = curve
     model.used = used_params(cfg, epochs if segments else 0, peak)
     return model
@@ -303,19 +323,73 @@ def update_segments(data: Interactions, rows: np.ndarray, since: int, cfg: HRNNC
     return segs
 
 
+# ----------------------------------------------------------------------------- item metadata (v2)
+
+@dataclass
+class Metadata:
+    """The v2 recipes' item side: each item's metadata vector (training/similar_items.item_features:
+    categorical tokens TF-IDF weighted, numbers standardised, unit length) and whether the item was
+    interacted with in training (warm: it has an embedding of its own besides its metadata's)."""
+    features: np.ndarray  # float32 [items, d]
+    warm: np.ndarray  # bool [items]
+
+    @classmethod
+    def of(cls, items: pa.Table | None, vocab: np.ndarray, warm: np.ndarray) -> Metadata | None:
+        """None where the catalogue says nothing usable (no ITEMS rows, no field to learn from)."""
+        if items is None:
+            return None
+        features = item_features(items, vocab)
+        return cls(features, warm) if features.shape[1] else None
+
+    def warmer(self, warm: np.ndarray) -> Metadata:
+        """With the items warm in `warm` (a parent's, for the vocabulary's first len(warm)) warm too."""
+        out = self.warm.copy()
+        out[:len(warm)] |= warm
+        return Metadata(self.features, out)
+
+    @property
+    def features_t(self) -> torch.Tensor:
+        import torch
+        return torch.from_numpy(self.features)
+
+    @property
+    def warm_t(self) -> torch.Tensor:
+        import torch
+        return torch.from_numpy(self.warm.astype(np.float32))
+
+    def save(self, path: Path) -> None:
+        np.savez(path, features=self.features, warm=self.warm)
+
+    @classmethod
+    def load(cls, path: Path) -> Metadata | None:
+        if not path.exists():
+            return None
+        with np.load(path) as z:
+            return cls(z["features"], z["warm"])
+
+
 # ----------------------------------------------------------------------------- the trained model
 
 class HRNN:
     """A trained HRNN: the vocabulary, torch weights and the hyperparameters it was trained with."""
 
-    def __init__(self, item_ids: np.ndarray, weights: Weights, params: dict[str, str], trained_until: int):
+    def __init__(self, item_ids: np.ndarray, weights: Weights, params: dict[str, str], trained_until: int,
+                 metadata: Metadata | None = None):
         self.item_ids = item_ids  # code -> ITEM_ID, the model's vocabulary
         self.weights = weights
+        self.metadata = metadata  # v2: the items' metadata, part of their embeddings
         self.params = params
         self.config = parse_params(params)
         self.trained_until = trained_until  # the last event time it learned from (UPDATE's default `since`)
         self.loss_curve: list[float] = []  # mean loss per epoch of the training that made it
         self.used: dict[str, str] = {}  # the hyperparameters that training resolved and ran with
+
+    @property
+    def served(self) -> Weights:
+        """The weights as serving uses them: each item's embedding and bias with its metadata's part."""
+        if self.metadata is None:
+            return self.weights
+        return effective(self.weights, self.metadata.features_t, self.metadata.warm_t)
 
     def state(self, history: list[np.ndarray], history_time: list[np.ndarray]) -> torch.Tensor:
         """Session state after each user's last N events, sessions split by the gap: (U, H)."""
@@ -325,7 +399,7 @@ class HRNN:
                history_time: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """(session state, user state) after each user's last N events: (U, H) each."""
         import torch
-        w, cfg, n = self.weights, self.config, self.config.max_user_history_length
+        w, cfg, n = self.served, self.config, self.config.max_user_history_length
         hist = [np.asarray(h, dtype=np.int64)[-n:] for h in history]
         times = [np.asarray(t, dtype=np.int64)[-n:] for t in history_time]
         T = max((len(h) for h in hist), default=0)
@@ -363,24 +437,29 @@ class HRNN:
         import torch
         with torch.no_grad():
             h = self.state(history, history_time)  # (U, H)
-            return (h @ self.weights["E"].T + self.weights["b"]).numpy().astype(np.float32)  # (U, n_items)
+            w = self.served
+            return (h @ w["E"].T + w["b"]).numpy().astype(np.float32)  # (U, n_items)
 
     def export(self, directory: Path) -> dict[str, str]:
         """ONNX graphs (step, session end) and numpy tables for HRNNRuntime, plus all weights for UPDATE."""
         directory.mkdir(parents=True, exist_ok=True)
-        w = {k: v.detach().numpy().astype(np.float32) for k, v in self.weights.items()}
+        w = {k: v.detach().numpy().astype(np.float32) for k, v in self.served.items()}
         H = w["E"].shape[1]
         (directory / FILES["step"]).write_bytes(step_graph(w).SerializeToString())
         (directory / FILES["user"]).write_bytes(user_graph(w).SerializeToString())
         np.save(directory / FILES["item_embeddings"], w["E"])
         np.save(directory / FILES["item_bias"], w["b"])
         np.save(directory / FILES["initial_state"], np.tanh(w["i_b"]).astype(np.float32))
-        np.savez(directory / FILES["weights"], **w)
+        np.savez(directory / FILES["weights"], **{k: v.detach().numpy() for k, v in self.weights.items()})
+        files = dict(FILES)
+        if self.metadata is not None:
+            self.metadata.save(directory / METADATA)
+            files["metadata"] = METADATA
         (directory / FILES["config"]).write_text(json.dumps(
             {"hidden_dimension": H, "session_gap_seconds": self.config.session_gap_seconds,
              "max_user_history_length": self.config.max_user_history_length,
              "trained_until": self.trained_until, "params": self.params}, indent=2))
-        return dict(FILES)
+        return files
 
 
 def load_for_update(directory: Path, files: Mapping[str, str] | None = None) -> HRNN:
@@ -391,4 +470,5 @@ def load_for_update(directory: Path, files: Mapping[str, str] | None = None) -> 
     with np.load(directory / files["weights"]) as z:
         weights = {k: torch.from_numpy(z[k].copy()) for k in z.files}
     item_ids = np.asarray(read_item_ids(directory), dtype=object)  # the artifact's one vocabulary
-    return HRNN(item_ids, weights, meta["params"], int(meta["trained_until"]))
+    return HRNN(item_ids, weights, meta["params"], int(meta["trained_until"]),
+                Metadata.load(directory / files.get("metadata", METADATA)))

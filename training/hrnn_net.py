@@ -37,6 +37,33 @@ def init_weights(n_items: int, H: int, seed: int) -> Weights:
     return {k: v.requires_grad_() for k, v in w.items()}
 
 
+def add_metadata(w: Weights, d: int, seed: int) -> Weights:
+    """The v2 recipes' item tower: F_W [d, H] and F_b [d] map an item's metadata vector to the
+    part of its embedding and bias that metadata explains (`effective`)."""
+    import torch
+    g = torch.Generator().manual_seed(seed + 1)
+    H = w["E"].shape[1]
+    a = math.sqrt(6.0 / (d + H))
+    return w | {"F_W": ((torch.rand(d, H, generator=g) * 2 - 1) * a).requires_grad_(),
+                "F_b": torch.zeros(d).requires_grad_()}
+
+
+def effective(w: Weights, features: torch.Tensor | None, warm: torch.Tensor | None,
+              p_cold: float = 0.0) -> Weights:
+    """The weights with each item's embedding and bias as the network uses them: its own (learnt
+    from its interactions) plus what its metadata says (`features` [I, d] @ F_W). An item no one
+    interacted with in training (`warm` 0) has only the metadata part, so it is scored from the
+    first minute; training drops the own part of a random `p_cold` of the warm items at each step,
+    so the metadata part learns to stand alone. Without features: the weights as they are."""
+    if features is None or "F_W" not in w:
+        return w
+    import torch
+    keep = warm if warm is not None else torch.ones(features.shape[0])
+    if p_cold > 0:
+        keep = keep * (torch.rand(keep.shape[0]) >= p_cold)
+    return w | {"E": keep[:, None] * w["E"] + features @ w["F_W"], "b": keep * w["b"] + features @ w["F_b"]}
+
+
 def gru(gx: torch.Tensor, h: torch.Tensor, Wh: torch.Tensor, bh: torch.Tensor) -> torch.Tensor:
     """One GRU step given the input's projection gx = x . Wx + bx (computed for a whole window at once)."""
     xr, xz, xn = gx.chunk(3, -1)  # (B, H) each

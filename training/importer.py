@@ -148,7 +148,7 @@ def check_column(values: pa.Array, col: Column) -> tuple[pa.Array, list[tuple[pa
     if not col.nullable and values.null_count:
         problems.append((values.is_null(), "is empty but the field is required"))
     if col.type == "string":
-        if col.name in ("USER_ID", "ITEM_ID"):
+        if col.name in ("USER_ID", "ITEM_ID", "ACTION_ID"):
             too_long = pc.fill_null(pc.greater(pc.utf8_length(values), MAX_ID_LENGTH), False)
             problems.append((too_long, f"is longer than {MAX_ID_LENGTH} characters"))
         return values, problems
@@ -435,10 +435,11 @@ class DatasetFiles:
             return user_ids(files)
 
     def erase_users(self, dataset_group: str, users: list[str]) -> Erased:
-        """The users' rows in the INTERACTIONS and USERS datasets, and their archived events: the
-        users found, and the sessions their events came in (their anonymous session states)."""
+        """The users' rows in the INTERACTIONS, USERS and ACTION_INTERACTIONS datasets, and their
+        archived events: the users found, and the sessions their events came in (their anonymous
+        session states)."""
         found = set()
-        for dataset_type in ("INTERACTIONS", "USERS"):
+        for dataset_type in ("INTERACTIONS", "USERS", "ACTION_INTERACTIONS"):
             found |= self.store.erase(dataset_group, dataset_type, "USER_ID", users)
         archived = self.archive.erase(dataset_group, users)
         return Erased(found | archived.users, archived.sessions)

@@ -27,13 +27,21 @@ import pyarrow.compute as pc
 
 from kernel.archive import ArchiveFiles
 from kernel.archive_parts import ArchiveReader, archive_of
-from kernel.artifact_files import Common, read_item_ids, read_manifest, write_common, write_manifest
+from kernel.artifact_files import (
+    Common,
+    read_item_ids,
+    read_manifest,
+    write_actions,
+    write_common,
+    write_manifest,
+)
 from kernel.artifact_store import ArtifactStore, artifact_location
 from kernel.contract import EVENTS_PER_TYPE, ArtifactManifest
 from kernel.datasets import DatasetStore, interactions_from_events
 from kernel.hpo import AutoML, Search, automl_of, search_of
 from kernel.recipes import RECIPES, Recipe, check_hyperparameters
 from training import bought_together, popularity, similar_items, sims, trending
+from training import next_best_action as nba
 from training.interactions import (
     Interactions,
     TypedHistory,
@@ -125,8 +133,11 @@ class Trainer:
         if parent_dir is not None:  # keep the parent's item codes; new items come after them
             data = recode_items(data, np.asarray(read_item_ids(parent_dir), dtype=object))
         items = without(self.datasets.read(dataset_group, "ITEMS"), (excluded or {}).get("ITEMS", ()))
-        if recipe_arn is not None and RECIPES[recipe_arn].model == "similar_items":  # new items: codes
+        if recipe_arn is not None and RECIPES[recipe_arn].metadata:  # catalogue-only items get codes
             data = with_catalog(data, similar_items.catalogue(items))
+        if recipe_arn is not None and RECIPES[recipe_arn].model == "next_best_action":  # actions, not items
+            return self._next_best_action(version_arn, dataset_group, RECIPES[recipe_arn], hyperparameters,
+                                          table, data, items, skipped, progress, started)
         split = personalize_split(data)
         chosen: dict[str, Any] = {}
         if automl is not None:
@@ -149,12 +160,7 @@ class Trainer:
         baseline = evaluate(popularity.fit(split.train), split, data.n_items)
         location = artifact_location(version_arn)
         tmp = self.artifacts.staging(location)
-        typed = typed_history(table, data, EVENTS_PER_TYPE)
-        common = Common(item_ids=data.item_ids.tolist(), user_ids=typed.user_ids.tolist(),
-                        user_history=user_history(data, MAX_HISTORY, len(typed.user_ids)),
-                        user_events=user_events(typed),
-                        popularity=np.bincount(data.item, minlength=data.n_items).astype(np.float32),
-                        item_created=item_created(data, items))
+        common = common_of(table, data, items)
         files = {**write_common(tmp, common), **files_of(model, tmp, common)}
         write_manifest(tmp, ArtifactManifest(
             solution_version_arn=version_arn, recipe=recipe.name, created_at=time.time(),
@@ -171,6 +177,40 @@ class Trainer:
                 "trainingHours": (time.monotonic() - started) / 3600,
                 "dataCut": int(data.time.max()), "interactions": len(data),
                 "skippedInteractions": skipped}
+
+    def _next_best_action(self, version_arn: str, dataset_group: str, recipe: Recipe, params: dict[str, str],
+                          table: pa.Table, data: Interactions, items: pa.Table, skipped: dict[str, int],
+                          progress: Progress, started: float) -> dict[str, Any]:
+        """aws-next-best-action (training/next_best_action.py): the actions of the ACTIONS dataset,
+        learnt from the ACTION_INTERACTIONS dataset (bulk rows and PutActionInteractions events), the
+        users described by the items of their item interactions (`data`, which Personalize requires
+        1,000 of). Measured on the newest action interactions; deployed trained on all of them."""
+        progress(message="reading actions and action interactions")
+        actions = self.datasets.read(dataset_group, "ACTIONS")
+        if not actions.num_rows:
+            raise ValueError(f"{recipe.name} needs actions: import an ACTIONS dataset or add actions with "
+                             "PutActions first")
+        coded, left_out = nba.action_data(actions, self.datasets.read(dataset_group, "ACTION_INTERACTIONS"))
+        period = int(params["action_optimization_period"])
+        progress(message=f"training {recipe.name} on {len(coded):,} action interactions of "
+                         f"{len(coded.action_ids):,} actions")
+        model = nba.fit(coded, nba.user_items(data, coded.user_ids), data.n_items, period)
+        progress(message="measuring")
+        metrics, intervals, baseline, test = nba.measure(coded, data, period)
+        location = artifact_location(version_arn)
+        tmp = self.artifacts.staging(location)
+        files = {**write_common(tmp, common_of(table, data, items)), **write_actions(tmp, model)}
+        cut = int(max(data.time.max(), coded.time.max(initial=0)))
+        write_manifest(tmp, ArtifactManifest(solution_version_arn=version_arn, recipe=recipe.name,
+                                             created_at=time.time(), data_cut=cut, files=files,
+                                             metrics=metrics))
+        self.artifacts.publish(tmp, location)
+        return {"artifact": location, "metrics": metrics, "baselineMetrics": {"popularity": baseline},
+                "metricIntervals": intervals, "testSet": test, "hyperparametersUsed": {},
+                "trainingHours": (time.monotonic() - started) / 3600, "dataCut": cut,
+                "interactions": len(data),
+                "actions": len(coded.action_ids), "actionInteractions": len(coded),
+                "skippedInteractions": {**skipped, **left_out}}
 
     def _choose(self, automl: AutoML, split: Split,
                 progress: Progress) -> tuple[Recipe, list[dict[str, Any]]]:
@@ -251,13 +291,24 @@ class Trainer:
         def say(line: str) -> None:
             progress(message=line)
 
+        items = items if recipe.metadata else None
         if parent is None:
-            model = hrnn.fit(train, params, say, checkpoint=progress)
+            model = hrnn.fit(train, params, say, checkpoint=progress, items=items)
         else:
             cut = read_manifest(parent).data_cut
             model = hrnn.fit(train, params, say, parent=hrnn.load_for_update(parent), since=cut,
-                             checkpoint=progress)
+                             checkpoint=progress, items=items)
         return model, lambda m, d, common: {**m.export(d), **m.export_user_states(d, common.user_history)}
+
+
+def common_of(table: pa.Table, data: Interactions, items: pa.Table) -> Common:
+    """The files every artifact has (kernel.artifact_files), of the interactions trained on."""
+    typed = typed_history(table, data, EVENTS_PER_TYPE)
+    return Common(item_ids=data.item_ids.tolist(), user_ids=typed.user_ids.tolist(),
+                  user_history=user_history(data, MAX_HISTORY, len(typed.user_ids)),
+                  user_events=user_events(typed),
+                  popularity=np.bincount(data.item, minlength=data.n_items).astype(np.float32),
+                  item_created=item_created(data, items))
 
 
 def without(table: pa.Table, columns: Sequence[str]) -> pa.Table:

@@ -69,6 +69,9 @@ def active_version(ctx: Ctx, arn: str, *, segments: bool) -> Body:
             f"solution version {arn} is not of a USER_SEGMENTATION recipe (aws-item-affinity and its "
             "attribute form)" if segments else f"solution version {arn} makes user segments: use "
             "CreateBatchSegmentJob")
+    if RECIPES[version["recipeArn"]].model == "next_best_action":
+        raise InvalidInputException(f"solution version {arn} recommends actions: batch action "
+                                    "recommendations are not supported; call GetActionRecommendations")
     return version
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable
 from typing import Annotated, Literal
 
@@ -16,6 +17,7 @@ from pydantic import Field, StringConstraints
 
 from kernel.contract import dataset_group_name
 from kernel.dataset_schema import (
+    ACTION_TYPES,
     DATASET_TYPES,
     Schema,
     SchemaError,
@@ -203,6 +205,10 @@ def _schema_for(ctx: Ctx, schema_arn: str, dataset_type: str, group: Body) -> Sc
     found = SCHEMAS.get(ctx, schema_arn)
     schema = parse_schema(found["schema"])
     domain = group.get("domain")
+    if domain is not None and dataset_type in ACTION_TYPES:
+        raise InvalidInputException(f"dataset group {group['datasetGroupArn']} is of the {domain} domain: "
+                                    f"{dataset_type} datasets (Next-Best-Action's) are for custom dataset "
+                                    "groups only")
     if found.get("domain") != domain:
         raise InvalidInputException(f"schema {schema_arn} is of the {found.get('domain') or 'custom'} "
                                     f"domain; dataset group {group['datasetGroupArn']} is of the "
@@ -228,6 +234,8 @@ def create_dataset(req: CreateDataset, ctx: Ctx) -> Body:
     arn = ctx.arn("dataset", f"{req.datasetGroupArn.rsplit('/', 1)[1]}/{kind}")
     body = {"name": req.name, "datasetArn": arn, "datasetGroupArn": req.datasetGroupArn,
             "datasetType": kind, "schemaArn": req.schemaArn, "status": "ACTIVE"}
+    if kind == "ACTION_INTERACTIONS":  # its action interaction tracker, as Personalize makes one
+        body["trackingId"] = str(uuid.uuid4())  # PutActionInteractions names it; DescribeDataset shows it
     DATASETS.add(ctx, arn, req.name, body, parent=req.datasetGroupArn, tags=req.tags,
                  taken=f"dataset group {req.datasetGroupArn} already has an {kind} dataset ({arn})")
     return {"datasetArn": arn}

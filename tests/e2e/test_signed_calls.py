@@ -100,7 +100,8 @@ def test_an_operator_turns_on_signed_calls(server: Server) -> None:
     assert httpx.post(server.url + "/", content=b"{}", headers=good).status_code == 200
     tampered = httpx.post(server.url + "/", content=b'{"maxResults": 1}', headers=good)
     assert tampered.status_code == 403 and tampered.json()["__type"] == "InvalidSignatureException"
-    for path in ("/events", "/items", "/users", "/recommendations", "/personalize-ranking"):
+    for path in ("/events", "/items", "/users", "/actions", "/action-interactions", "/recommendations",
+                 "/personalize-ranking", "/action-recommendations"):
         r = httpx.post(server.url + path, json={})
         assert r.status_code == 403 and r.json()["__type"] == "MissingAuthenticationTokenException", path
     assert httpx.get(server.url + "/health").status_code == 200  # operations' routes stay open

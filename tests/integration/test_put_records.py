@@ -140,24 +140,26 @@ async def test_records_go_to_compacted_topics_keyed_by_id(kafka_bootstrap: str, 
     log = KafkaEventLog(kafka_bootstrap, client_id=unique)
     await log.start()
     try:
+        kinds = ["ITEMS", "USERS", "ACTIONS", "ACTION_INTERACTIONS"]
         records = [DatasetRecord(record_id=f"r{i}", dataset_group=unique, dataset_type=kind,
                                  id=f"{kind}-{i}", fields={"AGE": i}, received_at=1.0)
-                   for i, kind in enumerate(["ITEMS", "USERS"])]
+                   for i, kind in enumerate(kinds)]
         await log.append(records)
         got: list[DatasetRecord] = []
         deadline = time.monotonic() + 30
-        while len(got) < 2 and time.monotonic() < deadline:
+        while len(got) < len(kinds) and time.monotonic() < deadline:
             got += await log.read(unique, topics=records_topic_pattern(unique), timeout_s=1)
-        assert sorted(got, key=lambda r: r.id) == records
+        assert sorted(got, key=lambda r: r.record_id) == records
         for r in got:
             jsonschema.validate(json.loads(r.model_dump_json()), RECORD_SCHEMA)
         admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
         await admin.start()
         try:
-            topic = records_topic(unique, "ITEMS")
-            configs = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
-            entries = {c[0]: c[1] for c in configs[0].resources[0][4]}
-            assert entries["cleanup.policy"] == "compact"
+            for kind in kinds:  # upserted records: the newest per id; action interactions: each one
+                topic = records_topic(unique, kind)
+                configs = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+                entries = {c[0]: c[1] for c in configs[0].resources[0][4]}
+                assert entries["cleanup.policy"] == ("delete" if kind == "ACTION_INTERACTIONS" else "compact")
         finally:
             await admin.close()
     finally:

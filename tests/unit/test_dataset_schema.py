@@ -14,6 +14,7 @@ from kernel.dataset_schema import (
     check_dataset_type,
     infer_schema,
     parse_schema,
+    record_fields,
 )
 
 
@@ -80,7 +81,7 @@ def test_parse_returns_columns_in_order_with_flags() -> None:
     assert schema.column("genres") is None  # exact case
     assert [c.name for c in schema.metadata_columns("ITEMS")] == ["TITLE", "GENRES", "RELEASE_YEAR"]
     assert [c.name for c in parse_schema(ML100K_INTERACTIONS).metadata_columns("INTERACTIONS")] == []
-    assert DATASET_TYPES == ("INTERACTIONS", "ITEMS", "USERS")
+    assert DATASET_TYPES == ("INTERACTIONS", "ITEMS", "USERS", "ACTIONS", "ACTION_INTERACTIONS")
 
 
 def test_schema_must_be_json() -> None:
@@ -174,11 +175,8 @@ def test_reserved_keywords_are_refused_as_field_names(name: str, hint: str) -> N
     refused(doc(f("GENRES", categorical=True), f(name)), name, "reserved keyword", hint)
 
 
-def test_unknown_and_unsupported_dataset_types_are_refused() -> None:
+def test_unknown_dataset_types_are_refused() -> None:
     schema = parse_schema(ML100K_INTERACTIONS)
-    for dataset_type in ("ACTIONS", "ACTION_INTERACTIONS"):
-        with pytest.raises(SchemaError, match="not supported"):
-            check_dataset_type(schema, dataset_type)
     with pytest.raises(SchemaError, match="unknown dataset type") as info:
         check_dataset_type(schema, "interactions")
     assert info.value.field is None
@@ -312,3 +310,74 @@ def test_inference_refuses_what_no_schema_could_hold() -> None:
         infer_schema("INTERACTIONS", ["ITEM_ID", "TIMESTAMP"], [["i", "1"]])
     with pytest.raises(SchemaError, match="at least one metadata field"):  # free text only
         infer_schema("USERS", ["USER_ID", "NOTE"], [[f"u{n}", f"note {n}"] for n in range(100)])
+
+
+# ---- Next-Best-Action's datasets: ACTIONS and ACTION_INTERACTIONS ----
+
+ACTIONS = (f("ACTION_ID"), f("VALUE", ["null", "long"]), f("EXPIRATION_TIMESTAMP", ["null", "long"]),
+           f("REPEAT_FREQUENCY", ["null", "int"]), f("CREATION_TIMESTAMP", ["null", "long"]))
+ACTION_INTERACTIONS = (f("USER_ID"), f("ACTION_ID"), f("TIMESTAMP", "long"), f("EVENT_TYPE"))
+
+
+@pytest.mark.parametrize(("fields", "dataset_type"), [
+    (ACTIONS, "ACTIONS"),
+    ((f("ACTION_ID"), f("MEMBERSHIP_LEVEL", ["null", "string"], categorical=True)), "ACTIONS"),
+    ((f("ACTION_ID"), f("VALUE", "long")), "ACTIONS"),  # a reserved number is the one field it needs
+    (ACTION_INTERACTIONS, "ACTION_INTERACTIONS"),
+    ((*ACTION_INTERACTIONS, f("IMPRESSION", ["null", "string"]), f("RECOMMENDATION_ID", ["null", "string"]),
+      f("CHANNEL", categorical=True)), "ACTION_INTERACTIONS"),
+    ((f("ITEM_ID"), f("VALUE", "double")), "ITEMS"),  # VALUE is reserved in ACTIONS datasets only
+])
+def test_action_schemas_as_personalize_documents_them_are_accepted(fields: tuple[dict[str, Any], ...],
+                                                                   dataset_type: str) -> None:
+    check_dataset_type(parse_schema(doc(*fields)), dataset_type)
+
+
+def test_actions_need_an_action_id_and_a_field_to_learn_from() -> None:
+    refused_for("ACTIONS", "ACTION_ID", f("VALUE", "long"), words=("ACTIONS", "ACTION_ID"))
+    refused_for("ACTIONS", None, f("ACTION_ID"), f("TITLE"), words=("at least one",))
+    refused_for("ACTIONS", "ACTION_ID", f("ACTION_ID", ["null", "string"]), f("VALUE", "long"),
+                words=("can't be null",))
+
+
+@pytest.mark.parametrize(("field", "words"), [
+    (f("VALUE", "float"), ("long or int",)), (f("EXPIRATION_TIMESTAMP", "string"), ("long or int",)),
+    (f("REPEAT_FREQUENCY", "double"), ("long or int",)), (f("CREATION_TIMESTAMP", "int"), ("long",)),
+    (f("ITEM_ID"), ("reserved for INTERACTIONS and ITEMS",)), (f("EVENT_TYPE"), ("reserved",)),
+])
+def test_actions_reserved_fields_keep_their_type(field: dict[str, Any], words: tuple[str, ...]) -> None:
+    refused_for("ACTIONS", field["name"], f("ACTION_ID"), f("LEVEL", categorical=True), field, words=words)
+
+
+def test_actions_have_at_most_ten_fields() -> None:
+    nine = [f(f"M{i}", ["null", "int"]) for i in range(9)]
+    check_dataset_type(parse_schema(doc(f("ACTION_ID"), *nine)), "ACTIONS")
+    refused_for("ACTIONS", "M9", f("ACTION_ID"), *nine, f("M9", "int"), words=("at most",))
+
+
+@pytest.mark.parametrize("missing", ["USER_ID", "ACTION_ID", "TIMESTAMP", "EVENT_TYPE"])
+def test_action_interactions_require_user_action_time_and_type(missing: str) -> None:
+    fields = [x for x in ACTION_INTERACTIONS if x["name"] != missing]
+    refused_for("ACTION_INTERACTIONS", missing, *fields, words=("ACTION_INTERACTIONS", "need"))
+
+
+def test_action_interactions_refuse_item_fields_and_other_reserved_ones() -> None:
+    refused_for("ACTION_INTERACTIONS", "ITEM_ID", *ACTION_INTERACTIONS, f("ITEM_ID"), words=("reserved",))
+    refused_for("ACTION_INTERACTIONS", "EVENT_VALUE", *ACTION_INTERACTIONS, f("EVENT_VALUE", "float"),
+                words=("reserved for INTERACTIONS",))
+    refused_for("ACTION_INTERACTIONS", "VALUE", *ACTION_INTERACTIONS, f("VALUE", "long"),
+                words=("reserved for ACTIONS",))
+
+
+def test_action_records_take_their_fields_from_properties_but_not_their_own_members() -> None:
+    actions = parse_schema(doc(*ACTIONS))
+    assert record_fields(actions, "ACTIONS", {"value": 5, "repeatFrequency": 7}) == {
+        "VALUE": 5, "REPEAT_FREQUENCY": 7}
+    with pytest.raises(SchemaError, match="the ACTION_ID is the record's own id"):
+        record_fields(actions, "ACTIONS", {"actionId": "a"})
+    events = parse_schema(doc(*ACTION_INTERACTIONS, f("CHANNEL", categorical=True)))
+    assert record_fields(events, "ACTION_INTERACTIONS", {"channel": "web"}) == {"CHANNEL": "web"}
+    with pytest.raises(SchemaError, match="requires CHANNEL"):
+        record_fields(events, "ACTION_INTERACTIONS", {})
+    with pytest.raises(SchemaError, match="ACTION_ID is a member of the action interaction itself"):
+        record_fields(events, "ACTION_INTERACTIONS", {"channel": "web", "ACTION_ID": "a"})

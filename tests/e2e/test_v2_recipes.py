@@ -1,0 +1,66 @@
+"""The v2 recipes through unchanged boto3: a video site adds two videos to its catalogue that no
+one has watched yet, trains aws-user-personalization-v2 and aws-personalized-ranking-v2, and
+each user is offered the new video of the genre it watches, before anyone has clicked it."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from support import Server
+from test_training import RECIPE, import_dataset, train
+
+INTERACTIONS = json.dumps({"type": "record", "name": "Interactions", "fields": [
+    {"name": "USER_ID", "type": "string"}, {"name": "ITEM_ID", "type": "string"},
+    {"name": "TIMESTAMP", "type": "long"}]})
+ITEMS = json.dumps({"type": "record", "name": "Items", "fields": [
+    {"name": "ITEM_ID", "type": "string"}, {"name": "GENRES", "type": "string", "categorical": True}]})
+GENRES = {"comedy": [f"c{i}" for i in range(10)], "horror": [f"h{i}" for i in range(10)]}
+NEW = {"comedy": "c-new", "horror": "h-new"}
+
+
+def write(path: Path, rows: list[dict[str, Any]]) -> Path:
+    with open(path, "w", newline="") as f:
+        out = csv.DictWriter(f, list(rows[0]))
+        out.writeheader()
+        out.writerows(rows)
+    return path
+
+
+def fans(tmp_path: Path) -> tuple[Path, Path]:
+    """300 users who each watch 6 videos of one genre; the catalogue has one new video per genre."""
+    rng = np.random.default_rng(0)
+    rows = [{"USER_ID": f"{genre}-{u}", "ITEM_ID": item, "TIMESTAMP": 1_700_000_000 + 100_000 * u + 60 * k}
+            for u in range(300) for genre in ["comedy" if u % 2 else "horror"]
+            for k, item in enumerate(rng.permutation(GENRES[genre])[:6])]
+    catalogue = [{"ITEM_ID": item, "GENRES": genre} for genre, items in GENRES.items() for item in items]
+    catalogue += [{"ITEM_ID": item, "GENRES": genre} for genre, item in NEW.items()]
+    return write(tmp_path / "watches.csv", rows), write(tmp_path / "videos.csv", catalogue)
+
+
+def test_new_videos_are_offered_by_their_genre_before_anyone_watched_them(
+        embedded_server: Server, tmp_path: Path) -> None:
+    control, runtime = embedded_server.client("personalize"), embedded_server.client("personalize-runtime")
+    watches, videos = fans(tmp_path)
+    group = control.create_dataset_group(name="v2")["datasetGroupArn"]
+    import_dataset(control, group, "v2-watches", "INTERACTIONS", INTERACTIONS, watches)
+    import_dataset(control, group, "v2-videos", "ITEMS", ITEMS, videos)
+    campaigns = {}
+    for recipe in ("aws-user-personalization-v2", "aws-personalized-ranking-v2"):
+        solution = control.create_solution(name=recipe, datasetGroupArn=group,
+                                           recipeArn=RECIPE + recipe)["solutionArn"]
+        version = train(control, solution)
+        assert version["status"] == "ACTIVE", version
+        campaigns[recipe] = control.create_campaign(
+            name=recipe, solutionVersionArn=version["solutionVersionArn"])["campaignArn"]
+
+    for user, genre, other in (("comedy-1", "comedy", "horror"), ("horror-0", "horror", "comedy")):
+        ranked = runtime.get_personalized_ranking(campaignArn=campaigns["aws-personalized-ranking-v2"],
+                                                  userId=user, inputList=[NEW[other], NEW[genre]])
+        assert [i["itemId"] for i in ranked["personalizedRanking"]] == [NEW[genre], NEW[other]]
+        listed = [i["itemId"] for i in runtime.get_recommendations(
+            campaignArn=campaigns["aws-user-personalization-v2"], userId=user, numResults=12)["itemList"]]
+        assert NEW[genre] in listed
+        assert NEW[other] not in listed or listed.index(NEW[other]) > listed.index(NEW[genre])
