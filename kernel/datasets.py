@@ -213,11 +213,14 @@ def once(table: pa.Table, key: str) -> pa.Table:
     return _concat([keyless, picked]) if keyless.num_rows else picked
 
 
-def interactions_from_events(events: Sequence[Event]) -> pa.Table:
+def interactions_from_events(events: Sequence[Event], fields: Sequence[str] = ()) -> pa.Table:
     """PutEvents records as INTERACTIONS rows. An anonymous event belongs to the user who later
-    used its sessionId signed in (stitching, as Personalize does), else to the sessionId."""
+    used its sessionId signed in (stitching, as Personalize does), else to the sessionId.
+    `fields`: INTERACTIONS metadata fields (DEVICE, ...) to read from the events' `properties`,
+    whose camelCase keys match them ignoring case and underscores; as strings, null where absent."""
     signed_in = {e.session_id: e.user_id for e in events if e.user_id is not None}
-    return pa.table({
+    extra = {name: pa.array([_property(e.properties, name) for e in events], pa.string()) for name in fields}
+    return pa.table(extra | {
         "USER_ID": pa.array([e.user_id or signed_in.get(e.session_id, e.session_id) for e in events],
                             pa.string()),
         "ITEM_ID": pa.array([e.item_id for e in events], pa.string()),
@@ -227,3 +230,10 @@ def interactions_from_events(events: Sequence[Event]) -> pa.Table:
         "IMPRESSION": pa.array(["|".join(e.impression) or None for e in events], pa.string()),
         "RECOMMENDATION_ID": pa.array([e.recommendation_id for e in events], pa.string()),
     })
+
+
+def _property(properties: dict[str, object] | None, field: str) -> str | None:
+    """An event's value of an INTERACTIONS field from its properties (deviceType -> DEVICE_TYPE)."""
+    want = field.replace("_", "").lower()
+    value = next((v for k, v in (properties or {}).items() if k.replace("_", "").lower() == want), None)
+    return None if value is None else str(value)

@@ -16,6 +16,10 @@ FILES = {"step": "hrnn_step.onnx", "user": "hrnn_user.onnx", "item_embeddings": 
          "weights": "hrnn_weights.npz", "config": "hrnn_config.json"}  # items: the artifact's item_ids
 # optional: each artifact user's state after its history as of training (newer artifacts)
 USER_STATES = "hrnn_user_states.npy"
+# optional (the v2 recipes, data with context fields): the fields and their values, and a table
+# Q_<field> [values + 1, H] each (row 0: a missing or unknown value), files "context" and
+# "context_tables" of the manifest
+CONTEXT, CONTEXT_TABLES = "hrnn_context.json", "hrnn_context.npz"
 
 
 class HRNNRuntime:
@@ -39,6 +43,28 @@ class HRNNRuntime:
         self.max_user_history_length = int(meta["max_user_history_length"])
         # (users, 2H): h_session | h_user per artifact user; read on demand, never copied whole
         self.user_states = np.load(directory / states, mmap_mode="r") if states else None
+        self.context_fields: tuple[str, ...] = ()  # the context the model takes (DEVICE, ...)
+        self._context: list[tuple[dict[str, int], np.ndarray]] = []  # per field: value -> row, Q
+        if "context" in files and "context_tables" in files:
+            spec = json.loads((directory / files["context"]).read_text())
+            with np.load(directory / files["context_tables"]) as tables:
+                for name, values in zip(spec["fields"], spec["values"], strict=True):
+                    index = {v: i + 1 for i, v in enumerate(values)}
+                    self._context.append((index, tables[f"Q_{name}"].astype(np.float32)))
+            self.context_fields = tuple(spec["fields"])
+
+    def context_vector(self, context: Mapping[str, str] | None) -> np.ndarray | None:
+        """What a request's `context` adds to the state that scores items, (1, H): the sum of each
+        context field's row for its value. Keys are the schema's field names, matched ignoring
+        case and underscores (DEVICE, device); a field not given or a value the model never saw
+        counts as missing. None: the model takes no context."""
+        if not self._context:
+            return None
+        given = {k.replace("_", "").lower(): v for k, v in (context or {}).items()}
+        out = np.zeros((1, self.hidden_dimension), dtype=np.float32)
+        for name, (index, table) in zip(self.context_fields, self._context, strict=True):
+            out += table[index.get(given.get(name.replace("_", "").lower()), 0)]  # type: ignore[arg-type]
+        return out
 
     def trained_state(self, user: int) -> tuple[np.ndarray, np.ndarray]:
         """(h_session, h_user), each (1, H), of the artifact's `user`-th user as of training."""

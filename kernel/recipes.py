@@ -58,6 +58,9 @@ class Recipe:
     learns_from_impressions: bool = False  # impressions train it (as negatives), not only filter
     explores: bool = False  # serving mixes in new items (campaignConfig.itemExplorationConfig)
     metadata: bool = False  # it learns the ITEMS dataset's fields too: an item nobody used is served
+    # it learns the INTERACTIONS dataset's categorical fields (DEVICE, ...) as the context of each
+    # event, which a request's `context` gives at serving time
+    context: bool = False
     # a use case: the event types it learns from (none: all), the one whose items of the user's
     # own it never recommends, whether it needs the ITEMS dataset, and what a request must name
     event_types: tuple[str, ...] = ()
@@ -154,7 +157,7 @@ RECIPES: dict[str, Recipe] = {r.arn: r for r in (
            "aws-user-personalization with the items' metadata (categories, numbers) in their embeddings: "
            "items nobody has interacted with yet are recommended from their metadata.",
            _HRNN | _EXPLORATION, supports_update=True, learns_from_impressions=True, explores=True,
-           metadata=True),
+           metadata=True, context=True),
     Recipe("aws-popularity-count", "USER_PERSONALIZATION",
            "The most interacted-with items (optionally of one event type): the baseline.", {},
            model="popularity"),
@@ -173,7 +176,7 @@ RECIPES: dict[str, Recipe] = {r.arn: r for r in (
            "The HRNN model, scoring a given list of items for a user.", _HRNN, supports_update=True),
     Recipe("aws-personalized-ranking-v2", "PERSONALIZED_RANKING",
            "aws-personalized-ranking with the items' metadata in their embeddings.", _HRNN,
-           supports_update=True, metadata=True),
+           supports_update=True, metadata=True, context=True),
     Recipe("aws-item-affinity", "USER_SEGMENTATION",
            "The users most likely to interact with each item (batch segment jobs): the HRNN's "
            "probability of the item as each user's next, read the other way.", _HRNN),

@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,11 +139,21 @@ class Model:
         return State(b - a, (int(csr["items"][b - 1]), float(csr["times"][b - 1])),
                      *self.runtime.trained_state(user))
 
+    def scoring_state(self, history: Past, user_id: str | None, live: SessionState | None,
+                      context: Mapping[str, str] | None) -> np.ndarray | None:
+        """The state h (1, H) that scores items: user_state's plus, for a model that learnt the
+        events' context (the v2 recipes), what the request's `context` adds (DEVICE: phone)."""
+        assert self.runtime is not None
+        hs = self.user_state(history, user_id, live)
+        q = self.runtime.context_vector(context)
+        return hs if hs is None or q is None else hs + q
+
     def user_scores(self, history: Past, user_id: str | None = None,
-                    live: SessionState | None = None) -> np.ndarray:
-        """USER_PERSONALIZATION: scores for a user with this history (oldest first)."""
+                    live: SessionState | None = None, context: Mapping[str, str] | None = None) -> np.ndarray:
+        """USER_PERSONALIZATION: scores for a user with this history (oldest first), in this
+        `context` where the model takes one."""
         if self.runtime is not None:
-            hs = self.user_state(history, user_id, live)
+            hs = self.scoring_state(history, user_id, live, context)
             if hs is None:  # a user we know nothing about: what is popular (softmax of log counts
                 return np.log1p(self.popularity)  # is proportional to the counts, as scores should be)
             return self.runtime.scores(hs)[0]
@@ -155,18 +165,19 @@ class Model:
         return self.popularity
 
     def scores_of(self, codes: np.ndarray, history: Past, user_id: str | None = None,
-                  live: SessionState | None = None) -> np.ndarray:
+                  live: SessionState | None = None, context: Mapping[str, str] | None = None) -> np.ndarray:
         """user_scores(...)[codes] without scoring the catalog where the model allows it
         (GetPersonalizedRanking's input items): HRNN scores only those rows of E."""
         if self.runtime is None:
             return self.user_scores(history, user_id, live)[codes]
-        hs = self.user_state(history, user_id, live)
+        hs = self.scoring_state(history, user_id, live, context)
         if hs is None:  # a user we know nothing about: what is popular, as user_scores has it
             return np.log1p(self.popularity[codes])
         return self.runtime.scores_at(hs[0], codes)
 
-    def approximate_top(self, history: Past, user_id: str | None, exclusions: Exclusions,
-                        k: int, live: SessionState | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    def approximate_top(self, history: Past, user_id: str | None, exclusions: Exclusions, k: int,
+                        live: SessionState | None = None,
+                        context: Mapping[str, str] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """The k best allowed items and their catalog-wide probabilities from the ANN index;
         None where exact scoring must answer (no index, an unknown user, too few items allowed,
         or fewer than k of them in the lists searched). O(k + history + the lists searched)."""
@@ -175,7 +186,7 @@ class Model:
         n_allowed = exclusions.n_allowed
         if not candidates.approximable(k, n_allowed, self.n_items):
             return None
-        hs = self.user_state(history, user_id, live)
+        hs = self.scoring_state(history, user_id, live, context)
         if hs is None:
             return None
         h, excluded, allowed = hs[0], exclusions.codes, exclusions.allowed

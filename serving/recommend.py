@@ -21,6 +21,7 @@ normalises over those it returns; items the model does not know come last with s
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -42,10 +43,12 @@ Item = dict[str, Any]
 @dataclass(frozen=True)
 class User:
     """Whom a request is for: `past`, the interactions the model knows (as of training, then
-    streamed since); `live`, the user's session state as the stream workers keep it."""
+    streamed since); `live`, the user's session state as the stream workers keep it; `context`,
+    the request's (DEVICE: phone), which the models that learnt it score with."""
     id: str | None
     past: Past
     live: SessionState | None = None
+    context: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ def excluded(recipe_type: str, item_code: int | None, user: User | None = None,
 
 def approximate(model: Model, user: User, exclusions: Exclusions, k: int) -> Ranked | None:
     """The ANN index's top k with estimated probabilities; None where exact scoring must answer."""
-    found = model.approximate_top(user.past, user.id, exclusions, k, user.live)
+    found = model.approximate_top(user.past, user.id, exclusions, k, user.live, user.context)
     return None if found is None else Ranked(*found)
 
 
@@ -87,7 +90,7 @@ def scores(model: Model, recipe_type: str, user: User, item_code: int | None) ->
     for an item the model does not know), else the user's."""
     if recipe_type == RELATED_ITEMS:
         return model.popularity if item_code is None else model.related_scores(item_code)
-    return model.user_scores(user.past, user.id, user.live)
+    return model.user_scores(user.past, user.id, user.live, user.context)
 
 
 def exact(model: Model, scores: np.ndarray, exclusions: Exclusions, k: int) -> Ranked:
@@ -153,6 +156,7 @@ def rank(model: Model, user: User, items: list[str], allowed: Allowed | None) ->
     if allowed is not None:
         keep = allowed.contains(codes)
         known, codes = [i for i, ok in zip(known, keep.tolist(), strict=True) if ok], codes[keep]
-    order, probs = rank_list(model.scores_of(codes, user.past, user.id, user.live), model.recipe)
+    scored = model.scores_of(codes, user.past, user.id, user.live, user.context)
+    order, probs = rank_list(scored, model.recipe)
     return [{"itemId": known[j], "score": round(float(probs[j]), 7)} for j in order.tolist()] + \
         [{"itemId": i, "score": 0.0} for i in asked if i not in model.index]

@@ -137,16 +137,18 @@ class Runtime:
         except ResourceNotFoundException:  # arm B was deleted since: the campaign serves everyone
             return deployed
 
-    async def user(self, deployed: Deployed, user_id: str | None) -> User:
-        """The user, with the session state the stream workers keep. An anonymous visitor asks
-        with its sessionId as the userId (as Personalize has it), so a user without state falls
-        back to that session's."""
+    async def user(self, deployed: Deployed, user_id: str | None,
+                   context: dict[str, str] | None = None) -> User:
+        """The user, with the session state the stream workers keep, in the request's `context`.
+        An anonymous visitor asks with its sessionId as the userId (as Personalize has it), so a
+        user without state falls back to that session's."""
         if user_id is None:
-            return User(None, NO_PAST)
+            return User(None, NO_PAST, context=context)
         keys = [(deployed.group, user_id), (deployed.group, anonymous_key(user_id))]
         states, _ = await self.stores.sessions.load(keys)
         live: SessionState | None = states[0] or states[1]
-        return User(user_id, deployed.model.history(user_id, live.history if live is not None else ()), live)
+        return User(user_id, deployed.model.history(user_id, live.history if live is not None else ()), live,
+                    context)
 
     async def catalog(self, deployed: Deployed) -> Catalog:
         """The items' metadata; its first build (seconds at 1M items) runs off the event loop."""
@@ -274,7 +276,7 @@ def make_router(ctx: Ctx, stores: Stores) -> APIRouter:
         deployed = await runtime.arm(await runtime.campaign("GetRecommendations", arn), req.userId)
         columns = await runtime.columns(deployed, req.metadataColumns, k)
         code = item_code(deployed, req)
-        user = await runtime.user(deployed, req.userId)
+        user = await runtime.user(deployed, req.userId, req.context)
         allowed = await runtime.allowed(deployed, req.filterArn, req.filterValues, user, code)
         exclusions = Exclusions.of(deployed.model.n_items, excluded(deployed.recipe_type, code, user,
                                                                    deployed.drops_own), allowed)
@@ -290,7 +292,7 @@ def make_router(ctx: Ctx, stores: Stores) -> APIRouter:
                                      req.userId)
         items_not_actions(deployed)
         columns = await runtime.columns(deployed, req.metadataColumns, len(req.inputList))
-        user = await runtime.user(deployed, req.userId)
+        user = await runtime.user(deployed, req.userId, req.context)
         allowed = await runtime.allowed(deployed, req.filterArn, req.filterValues, user, None)
         items = rank(deployed.model, user, req.inputList, allowed)
         return await runtime.respond("personalizedRanking", deployed, items, columns)

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from kernel.artifact_files import read_item_ids
-from kernel.hrnn_runtime import FILES, USER_STATES
+from kernel.hrnn_runtime import CONTEXT, CONTEXT_TABLES, FILES, USER_STATES
 from kernel.recipes import recipe_named
 from training.hrnn_net import (
     NEW_SESSION,
@@ -31,12 +31,14 @@ from training.hrnn_net import (
     SAME_SESSION,
     Weights,
     add_metadata,
+    context_vector,
     effective,
     grow,
     init_weights,
     loss_fn,
     start_state,
     unroll,
+    with_context,
 )
 from training.hrnn_onnx import step_graph, user_graph
 from training.interactions import Interactions
@@ -165,12 +167,15 @@ def _threads() -> None:
 def train(w: Weights, cfg: HRNNConfig, *, item: np.ndarray, flags: np.ndarray, weight: np.ndarray,
           users: list[np.ndarray], epochs: int, peak: float, what: str,
           progress: Callable[[str], None] | None = None, shown: np.ndarray | None = None,
-          checkpoint: Callable[[], None] | None = None, metadata: Metadata | None = None) -> list[float]:
+          checkpoint: Callable[[], None] | None = None, metadata: Metadata | None = None,
+          context: tuple[tuple[str, ...], np.ndarray] | None = None) -> list[float]:
     """Adam over `epochs` passes of lanes, state carried across BPTT windows (detached), lr on a cosine;
     the mean loss of each epoch (the training curve). `checkpoint` runs before every step: it raises to
     stop the training (a shutdown, a stop). An epoch can take minutes on a busy machine, so `progress`
     also hears how far into one it is, every PROGRESS_EVERY_S. `metadata`: the v2 recipes' item
-    features, through which every step sees the items (hrnn_net.effective)."""
+    features, through which every step sees the items (hrnn_net.effective). `context`: the v2
+    recipes' context fields and each row's codes [N, F], whose tables (Q_<field>) are added to
+    the state that scores each event (hrnn_net.context_vector)."""
     import torch
     flags = flags.copy()
     flags[[seg[0] for seg in users]] = NEW_USER  # a segment cut from a longer history starts cold
@@ -190,6 +195,8 @@ def train(w: Weights, cfg: HRNNConfig, *, item: np.ndarray, flags: np.ndarray, w
         wt = torch.from_numpy(np.where(rows >= 0, weight[rows], 0.0).astype(np.float32))
         sh = None if shown is None else torch.from_numpy(  # (B, L, K)
             np.where(rows[..., None] >= 0, shown[np.maximum(rows, 0)], -1).astype(np.int64))
+        cx = None if context is None else torch.from_numpy(  # (B, L, F), 0: missing
+            np.where(rows[..., None] >= 0, context[1][np.maximum(rows, 0)], 0).astype(np.int64))
         h, c = start_state(w, len(rows))
         total, count = 0.0, 0
         for s in range(0, rows.shape[1], cfg.bptt):
@@ -199,6 +206,8 @@ def train(w: Weights, cfg: HRNNConfig, *, item: np.ndarray, flags: np.ndarray, w
             wv = w if metadata is None else effective(w, metadata.features_t, metadata.warm_t,
                                                       cfg.metadata_dropout)
             out, h, c = unroll(wv, it[:, win], f[:, win], h.detach(), c.detach(), cfg.dropout)
+            if cx is not None and context is not None:  # the event's context, for scoring it only
+                out = out + context_vector(wv, context[0], cx[:, win])
             valid = it[:, win] >= 0  # (B, T)
             loss = loss_fn(wv, out[valid], it[:, win][valid], wt[:, win][valid], cfg.negatives, popularity,
                            cfg.dropout, None if sh is None else sh[:, win][valid])
@@ -271,22 +280,27 @@ def fit(data: Interactions, params: Mapping[str, str] | None = None,
         w = add_metadata(w, metadata.features.shape[1], cfg.seed)  # new, or the catalogue's fields changed
     elif metadata is None:
         w = {k: v for k, v in w.items() if k not in ("F_W", "F_b")}
+    context, context_codes = Context.of(data, parent.context if parent is not None else None)
+    w = with_context(w, context.fields if context else (), context.sizes if context else ())
     segments = [s for s in segments if len(s)]
     if progress:
         users = len(np.unique(data.user[[s[0] for s in segments]])) if segments else 0
         cut = f" ({len(segments):,} history segments)" if len(segments) != users else ""
         progress(f"{what}: {sum(map(len, segments)):,} events of {users:,} users{cut}, "
                  f"{len(vocab):,} items ({len(new_ids):,} new), {epochs} epochs"
-                 + ("" if shown is None else f", {int((shown >= 0).any(1).sum()):,} with impressions"))
+                 + ("" if shown is None else f", {int((shown >= 0).any(1).sum()):,} with impressions")
+                 + ("" if context is None else f", context {', '.join(context.fields)}"))
     curve = []
     if segments:
         curve = train(w, cfg, item=item, flags=flags, weight=weight, users=segments, epochs=epochs, peak=peak,
-                      what=what, progress=progress, shown=shown, checkpoint=checkpoint, metadata=metadata)
+                      what=what, progress=progress, shown=shown, checkpoint=checkpoint, metadata=metadata,
+                      context=None if context is None or context_codes is None else (context.fields,
+                                                                                     context_codes))
     elif progress:  # an UPDATE with nothing archived since its parent: same weights, same answers
         progress(f"{what}: no new events since the parent; weights kept")
     until = int(data.time.max()) if len(data) else (parent.trained_until if parent else 0)
     model = HRNN(vocab, {k: v.detach() for k, v in w.items()}, {**(parent.params if parent else {}),
-                 **{k: str(v) for k, v in (params or {}).items()}}, until, metadata)
+                 **{k: str(v) for k, v in (params or {}).items()}}, until, metadata, context)
     model.loss_curve = curve
     model.used = used_params(cfg, epochs if segments else 0, peak)
     return model
@@ -368,15 +382,70 @@ class Metadata:
             return cls(z["features"], z["warm"])
 
 
+# ----------------------------------------------------------------------------- event context (v2)
+
+@dataclass
+class Context:
+    """The v2 recipes' context: the INTERACTIONS fields each event's context has (DEVICE, ...) and
+    each one's values, value i having row i + 1 of its table Q_<field> (row 0: missing/unknown)."""
+    fields: tuple[str, ...]
+    values: tuple[tuple[str, ...], ...]
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(len(v) for v in self.values)
+
+    @classmethod
+    def of(cls, data: Interactions, parent: Context | None) -> tuple[Context | None, np.ndarray | None]:
+        """The context of `data`'s rows and their codes [N, F] in it; a parent's (UPDATE) values
+        keep their rows, new ones come after them. (None, None): the rows have no context."""
+        if data.context is None or not data.context_fields:
+            return None, None
+        had = dict(zip(parent.fields, parent.values, strict=True)) if parent is not None else {}
+        codes = np.zeros(data.context.shape, dtype=np.int32)
+        values = []
+        for j, name in enumerate(data.context_fields):
+            vocab = list(had.get(name, ()))
+            index = {v: i for i, v in enumerate(vocab)}
+            for v in data.context_values[j]:
+                if v not in index:
+                    index[v] = len(vocab)
+                    vocab.append(v)
+            mapping = np.array([0, *(index[v] + 1 for v in data.context_values[j])], dtype=np.int32)
+            codes[:, j] = mapping[data.context[:, j]]
+            values.append(tuple(vocab))
+        return cls(tuple(data.context_fields), tuple(values)), codes
+
+    def codes(self, context: Mapping[str, str] | None) -> np.ndarray:
+        """A request's context (field names matched ignoring case and underscores) as codes [F]."""
+        given = {k.replace("_", "").lower(): v for k, v in (context or {}).items()}
+        out = np.zeros(len(self.fields), dtype=np.int64)
+        for j, (name, values) in enumerate(zip(self.fields, self.values, strict=True)):
+            value = given.get(name.replace("_", "").lower())
+            out[j] = values.index(value) + 1 if value in values else 0
+        return out
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps({"fields": list(self.fields), "values": [list(v) for v in self.values]}))
+
+    @classmethod
+    def load(cls, path: Path) -> Context | None:
+        if not path.exists():
+            return None
+        spec = json.loads(path.read_text())
+        return cls(tuple(spec["fields"]), tuple(tuple(v) for v in spec["values"]))
+
+
 # ----------------------------------------------------------------------------- the trained model
 
 class HRNN:
     """A trained HRNN: the vocabulary, torch weights and the hyperparameters it was trained with."""
 
     def __init__(self, item_ids: np.ndarray, weights: Weights, params: dict[str, str], trained_until: int,
-                 metadata: Metadata | None = None):
+                 metadata: Metadata | None = None, context: Context | None = None):
         self.item_ids = item_ids  # code -> ITEM_ID, the model's vocabulary
         self.weights = weights
+        self.context = context  # v2: the events' context fields, whose tables Q_<field> weights has
         self.metadata = metadata  # v2: the items' metadata, part of their embeddings
         self.params = params
         self.config = parse_params(params)
@@ -432,12 +501,17 @@ class HRNN:
         return {"user_states": USER_STATES}
 
     def score(self, users: np.ndarray, history: list[np.ndarray],
-              history_time: list[np.ndarray]) -> np.ndarray:
-        """E . h + b for every item, h the state after the history (assumes the session goes on)."""
+              history_time: list[np.ndarray], context: Mapping[str, str] | None = None) -> np.ndarray:
+        """E . h + b for every item, h the state after the history (assumes the session goes on)
+        plus, for a model that learnt context, that of `context` (the same for every user; None:
+        missing, as metrics have it)."""
         import torch
         with torch.no_grad():
             h = self.state(history, history_time)  # (U, H)
             w = self.served
+            if self.context is not None:
+                codes = torch.from_numpy(self.context.codes(context))
+                h = h + context_vector(w, self.context.fields, codes)  # type: ignore[operator]
             return (h @ w["E"].T + w["b"]).numpy().astype(np.float32)  # (U, n_items)
 
     def export(self, directory: Path) -> dict[str, str]:
@@ -455,6 +529,10 @@ class HRNN:
         if self.metadata is not None:
             self.metadata.save(directory / METADATA)
             files["metadata"] = METADATA
+        if self.context is not None:
+            self.context.save(directory / CONTEXT)
+            np.savez(directory / CONTEXT_TABLES, **{f"Q_{f}": w[f"Q_{f}"] for f in self.context.fields})
+            files |= {"context": CONTEXT, "context_tables": CONTEXT_TABLES}
         (directory / FILES["config"]).write_text(json.dumps(
             {"hidden_dimension": H, "session_gap_seconds": self.config.session_gap_seconds,
              "max_user_history_length": self.config.max_user_history_length,
@@ -471,4 +549,5 @@ def load_for_update(directory: Path, files: Mapping[str, str] | None = None) -> 
         weights = {k: torch.from_numpy(z[k].copy()) for k in z.files}
     item_ids = np.asarray(read_item_ids(directory), dtype=object)  # the artifact's one vocabulary
     return HRNN(item_ids, weights, meta["params"], int(meta["trained_until"]),
-                Metadata.load(directory / files.get("metadata", METADATA)))
+                Metadata.load(directory / files.get("metadata", METADATA)),
+                Context.load(directory / files.get("context", CONTEXT)))

@@ -64,6 +64,33 @@ def effective(w: Weights, features: torch.Tensor | None, warm: torch.Tensor | No
     return w | {"E": keep[:, None] * w["E"] + features @ w["F_W"], "b": keep * w["b"] + features @ w["F_b"]}
 
 
+def context_vector(w: Weights, fields: tuple[str, ...], codes: torch.Tensor) -> torch.Tensor | None:
+    """The v2 recipes' query-side context: sum over the context fields f of Q_f[code] (codes
+    [..., F], 0: missing), added to the state that scores the next item, so the same user is
+    scored differently on a phone and on a desktop. None without context tables."""
+    out = None
+    for j, name in enumerate(fields):
+        q = w[f"Q_{name}"][codes[..., j]]
+        out = q if out is None else out + q
+    return out
+
+
+def with_context(w: Weights, fields: tuple[str, ...], sizes: tuple[int, ...]) -> Weights:
+    """The weights with a table Q_f [values + 1, H] per context field f (row 0: a missing or unknown
+    value), the rows they had kept and new ones zero; tables of fields no longer there dropped."""
+    import torch
+    H = w["E"].shape[1]
+    out = {k: v for k, v in w.items() if not k.startswith("Q_")}
+    for name, n in zip(fields, sizes, strict=True):
+        old = w.get(f"Q_{name}")
+        q = torch.zeros(n + 1, H)
+        if old is not None:
+            keep = min(len(old), n + 1)
+            q[:keep] = old.detach()[:keep]
+        out[f"Q_{name}"] = q.requires_grad_()
+    return out
+
+
 def gru(gx: torch.Tensor, h: torch.Tensor, Wh: torch.Tensor, bh: torch.Tensor) -> torch.Tensor:
     """One GRU step given the input's projection gx = x . Wx + bx (computed for a whole window at once)."""
     xr, xz, xn = gx.chunk(3, -1)  # (B, H) each

@@ -7,6 +7,7 @@ solution's `eventType` / `eventValueThreshold` filters apply and rows without an
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +29,17 @@ class Interactions:
     item_ids: np.ndarray  # code -> ITEM_ID
     # items shown with each interaction (IMPRESSION), int32 codes [N, K], -1 pads; None: no impressions
     impressions: np.ndarray | None = None
+    # each interaction's context (the INTERACTIONS dataset's categorical fields, e.g. DEVICE; the
+    # v2 recipes learn it): int32 codes [N, len(context_fields)], 0 for a missing value, else 1 +
+    # its index in context_values[field]; None: no context
+    context: np.ndarray | None = None
+    context_fields: tuple[str, ...] = ()
+    context_values: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         assert len(self.user) == len(self.item) == len(self.time)
         assert self.impressions is None or len(self.impressions) == len(self.user)
+        assert self.context is None or self.context.shape == (len(self.user), len(self.context_fields))
 
     def __len__(self) -> int:
         return len(self.user)
@@ -56,16 +64,18 @@ class Interactions:
 
     def take(self, rows: np.ndarray) -> Interactions:
         """A subset of rows (a boolean mask or sorted indices), same codes and vocabularies."""
-        return Interactions(self.user[rows], self.item[rows], self.time[rows], self.user_ids, self.item_ids,
-                            None if self.impressions is None else self.impressions[rows])
+        return dataclasses.replace(self, user=self.user[rows], item=self.item[rows], time=self.time[rows],
+                                   impressions=None if self.impressions is None else self.impressions[rows],
+                                   context=None if self.context is None else self.context[rows])
 
 
 def from_table(table: pa.Table, *, event_type: str | None = None,
-               event_value_threshold: float | None = None) -> Interactions:
+               event_value_threshold: float | None = None, context: Sequence[str] = ()) -> Interactions:
     """Code an INTERACTIONS table; rows are kept in time order per user, ties in row order.
 
     `event_type` keeps only that EVENT_TYPE; `event_value_threshold` keeps rows whose
-    EVENT_VALUE is at least it (Personalize's solution config)."""
+    EVENT_VALUE is at least it (Personalize's solution config). `context`: the columns to code
+    as each row's context (Interactions.context)."""
     if event_type is not None and "EVENT_TYPE" in table.column_names:
         table = table.filter(pc.equal(table["EVENT_TYPE"], event_type))
     if event_value_threshold is not None and "EVENT_VALUE" in table.column_names:
@@ -79,9 +89,25 @@ def from_table(table: pa.Table, *, event_type: str | None = None,
     order = np.lexsort((np.arange(len(user)), time, user))
     item_ids = np.asarray(items.dictionary.to_pylist(), dtype=object)
     shown = _impressions(table, item_ids)
+    fields = [f for f in context if f in table.column_names]
+    codes, values = _context(table, fields)
     return Interactions(user[order], item[order], time[order],
                         np.asarray(users.dictionary.to_pylist(), dtype=object), item_ids,
-                        None if shown is None else shown[order])
+                        None if shown is None else shown[order],
+                        None if codes is None else codes[order], tuple(fields), values)
+
+
+def _context(table: pa.Table, fields: Sequence[str]) -> tuple[np.ndarray | None, tuple[tuple[str, ...], ...]]:
+    """The context columns as codes [N, F] (0: missing) and each one's values (code - 1 -> value)."""
+    if not fields:
+        return None, ()
+    codes = np.zeros((table.num_rows, len(fields)), dtype=np.int32)
+    values = []
+    for j, name in enumerate(fields):
+        coded = pc.cast(table[name].combine_chunks(), pa.string()).dictionary_encode()
+        codes[:, j] = np.asarray(coded.indices.fill_null(-1), dtype=np.int32) + 1
+        values.append(tuple(coded.dictionary.to_pylist()))
+    return codes, tuple(values)
 
 
 def with_items(table: pa.Table) -> tuple[pa.Table, int]:
@@ -172,7 +198,7 @@ def recode_items(data: Interactions, vocabulary: np.ndarray) -> Interactions:
     mapping = np.asarray([code_of[x] for x in data.item_ids.tolist()], dtype=np.int32)
     shown = None if data.impressions is None else \
         np.where(data.impressions >= 0, mapping[np.maximum(data.impressions, 0)], -1).astype(np.int32)
-    return Interactions(data.user, mapping[data.item], data.time, data.user_ids, ids, shown)
+    return dataclasses.replace(data, item=mapping[data.item], item_ids=ids, impressions=shown)
 
 
 def with_catalog(data: Interactions, item_ids: Sequence[str]) -> Interactions:
@@ -186,4 +212,4 @@ def with_catalog(data: Interactions, item_ids: Sequence[str]) -> Interactions:
         return data
     ids = np.empty(data.n_items + len(new), dtype=object)
     ids[:data.n_items], ids[data.n_items:] = data.item_ids, new
-    return Interactions(data.user, data.item, data.time, data.user_ids, ids, data.impressions)
+    return dataclasses.replace(data, item_ids=ids)

@@ -88,12 +88,15 @@ class Trainer:
         table, skipped = self.table(dataset_group)
         return from_table(table, event_type=event_type, event_value_threshold=event_value_threshold), skipped
 
-    def table(self, dataset_group: str) -> tuple[pa.Table, dict[str, int]]:
+    def table(self, dataset_group: str, context: bool = False) -> tuple[pa.Table, dict[str, int]]:
         """Every interaction of the group that names an item: bulk-imported rows, then archived
-        PutEvents; and the rows left out, counted by why."""
+        PutEvents; and the rows left out, counted by why. `context` (the recipes that learn it):
+        with the INTERACTIONS dataset's categorical fields too (context_fields), the events'
+        from their properties."""
         bulk = self.datasets.read(dataset_group, "INTERACTIONS")
-        events = interactions_from_events(self.archive.read(dataset_group))
-        columns = ["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE", "IMPRESSION"]
+        fields = context_fields(bulk) if context else []
+        events = interactions_from_events(self.archive.read(dataset_group), fields)
+        columns = ["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE", "IMPRESSION", *fields]
         tables = [t.select([c for c in columns if c in t.column_names]) for t in (bulk, events) if t.num_rows]
         if not tables:
             raise ValueError(f"dataset group {dataset_group} has no interactions: import an INTERACTIONS "
@@ -124,10 +127,13 @@ class Trainer:
         `excluded`: the trainingDataConfig's excludedDatasetColumns, by dataset type."""
         started = time.monotonic()
         progress(message="reading interactions")
-        table, skipped = self.table(dataset_group)
+        context = recipe_arn is not None and RECIPES[recipe_arn].context
+        table, skipped = self.table(dataset_group, context)
         use_case = RECIPES[recipe_arn].event_types if recipe_arn else ()
         data = from_table(of_types(table, use_case), event_type=event_type,
-                          event_value_threshold=event_value_threshold)
+                          event_value_threshold=event_value_threshold,
+                          context=[f for f in context_fields(table) if context
+                                   and f not in (excluded or {}).get("INTERACTIONS", ())])
         self.check_enough(data, event_type, skipped)
         parent_dir = self.artifacts.local(parent) if parent else None
         if parent_dir is not None:  # keep the parent's item codes; new items come after them
@@ -309,6 +315,20 @@ def common_of(table: pa.Table, data: Interactions, items: pa.Table) -> Common:
                   user_events=user_events(typed),
                   popularity=np.bincount(data.item, minlength=data.n_items).astype(np.float32),
                   item_created=item_created(data, items))
+
+
+# INTERACTIONS fields that are not an event's context (kernel.dataset_schema's reserved ones)
+NOT_CONTEXT = frozenset({"USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE", "IMPRESSION",
+                         "RECOMMENDATION_ID", "EVENT_ATTRIBUTION_SOURCE", "CREATION_TIMESTAMP"})
+
+
+def context_fields(table: pa.Table) -> list[str]:
+    """The INTERACTIONS dataset's string metadata fields (DEVICE, ...), which the schema can only
+    have categorical: what the recipes that learn context (kernel.recipes.Recipe.context) take
+    as each event's context. Read from the imported rows' columns, as the importer writes the
+    schema's fields."""
+    return [f.name for f in table.schema if f.name not in NOT_CONTEXT
+            and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
 
 
 def without(table: pa.Table, columns: Sequence[str]) -> pa.Table:

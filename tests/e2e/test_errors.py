@@ -5,7 +5,6 @@ import sqlite3
 import subprocess
 import sys
 
-import botocore.exceptions
 import httpx
 import pytest
 from support import Server
@@ -64,8 +63,10 @@ def test_control_plane_errors_reach_boto3_as_typed_exceptions(embedded_server: S
     control.create_dataset_group(name="dup")
     with pytest.raises(control.exceptions.ResourceAlreadyExistsException):
         control.create_dataset_group(name="dup")
-    with pytest.raises(botocore.exceptions.ClientError, match="ListRecommenders is not implemented"):
-        control.list_recommenders()
+    unknown = httpx.post(embedded_server.url + "/", content=b"{}",
+                         headers={"x-amz-target": "AmazonPersonalize.ListMoonPhases",
+                                  "content-type": "application/x-amz-json-1.1"})
+    assert error(unknown)[:2] == (400, "UnknownOperationException") and "ListMoonPhases" in error(unknown)[2]
     raw = httpx.post(embedded_server.url + "/", content=b'{"name": "bad name!"}',
                      headers={"x-amz-target": "AmazonPersonalize.CreateDatasetGroup",
                               "content-type": "application/x-amz-json-1.1"})
