@@ -2,8 +2,9 @@
 """bench/quality: offline recommendation quality of the recipes on the real datasets, two protocols.
 
     .venv/bin/python bench/quality.py [--datasets ml-100k,ml-latest-small,diginetica-sample]
-                                      [--recipes popularity,sims,sims-doc-defaults,hrnn,trending,
-                                                 similar-items,bought-together]
+                                      [--recipes popularity,sims,sims-doc-defaults,hrnn,hrnn-v2,
+                                                 trending,similar-items,bought-together]
+                                      [--cold ml-100k,ml-latest-small] [--context ml-100k]
 
 Data: ../shared/datasets/<name>/interactions.csv (never copied into the repo). Protocols
 (training/split.py): leave-last-out, the literature's (every user with >= 2 interactions must find
@@ -26,6 +27,10 @@ Goals (training issue): on ml-100k under leave-last-out, Popularity-Count reprod
 NDCG@10 0.0253 / HR@10 0.0498 and SIMS reaches at least the reference co-occurrence neighbours of
 the user's last item, NDCG@10 0.0734 / HR@10 0.1442 / coverage@10 0.72.
 Baseline: Popularity-Count, the baseline Personalize's documentation recommends.
+More protocols: the leave-last-out users whose held-out item has few training interactions
+(<= FEW); `--cold`: 10% of the items lose every interaction from training and each user who
+used one must find it among them from its metadata (against popularity within metadata);
+`--context`: the part of the day of each rating as a context field for hrnn-v2.
 Prints one table per protocol and writes bench/results/quality.json.
 """
 from __future__ import annotations
@@ -47,8 +52,8 @@ sys.path.insert(0, str(ROOT))
 import pyarrow.csv as pacsv  # noqa: E402
 
 from training import bought_together, popularity, similar_items, sims, trending  # noqa: E402
-from training.interactions import Interactions, read_csv, with_catalog  # noqa: E402
-from training.metrics import Scorer, evaluate, per_user_metrics, rank  # noqa: E402
+from training.interactions import Interactions, from_table, read_csv, with_catalog  # noqa: E402
+from training.metrics import TOP, Scorer, evaluate, per_user_metrics, rank, top_k  # noqa: E402
 from training.split import Split, leave_last_out, personalize_split  # noqa: E402
 
 DATASETS = ROOT.parent / "shared" / "datasets"
@@ -179,6 +184,41 @@ def cold_start(data: Interactions, fits: dict[str, Callable[[Interactions], Scor
     return out
 
 
+DAYPARTS = ("night", "morning", "afternoon", "evening")  # UTC hours 0-6, 6-12, 12-18, 18-24
+
+
+def context_protocol(ds: str, items: pa.Table | None) -> dict[str, float]:
+    """Context, measured on the one context these datasets have: the part of the day of each
+    rating (from its TIMESTAMP) as a DAYPART field. Leave-last-out NDCG@10 of the v2 HRNN that
+    learnt it, each user scored in the daypart of the held-out rating, against the same model
+    trained without it."""
+    from training import hrnn
+    table = pacsv.read_csv(DATASETS / ds / "interactions.csv", convert_options=pacsv.ConvertOptions(
+        column_types={"USER_ID": pa.string(), "ITEM_ID": pa.string(), "TIMESTAMP": pa.int64()}))
+    hours = (table["TIMESTAMP"].to_numpy() // 3600) % 24
+    table = table.append_column("DAYPART", pa.array(np.asarray(DAYPARTS)[hours // 6]))
+    out = {}
+    for name, fields in (("without context", ()), ("with DAYPART", ("DAYPART",))):
+        data = from_table(table, context=fields)
+        split = leave_last_out(data)
+        model, wall, _ = train(lambda d: hrnn.fit(d, {}, items=items), split.train)
+        daypart = [None] * len(split.users)
+        if data.context is not None:
+            codes = data.context[data.offsets[split.users + 1] - 1, 0]
+            daypart = [data.context_values[0][c - 1] if c else None for c in codes]
+        ranked = np.full((len(split.users), TOP), -1)
+        for part in set(daypart):
+            rows = np.flatnonzero([d == part for d in daypart])
+            scores = model.score(split.users[rows], [split.history[r] for r in rows],
+                                 [split.history_time[r] for r in rows],
+                                 context=None if part is None else {"DAYPART": part})
+            ranked[rows] = top_k(scores, [split.history[r] for r in rows], TOP)
+        per_user = per_user_metrics(ranked, split.held_out, data.n_items)
+        out[name] = float(per_user["normalized_discounted_cumulative_gain_at_10"].mean())
+        out[f"{name} train s"] = wall
+    return out
+
+
 def few_interactions(model: Scorer, split: Split, at_most: int = FEW) -> dict[str, float]:
     """Leave-last-out restricted to users whose held-out item has at most `at_most` training rows."""
     counts = np.bincount(split.train.item, minlength=split.train.n_items)
@@ -211,6 +251,7 @@ def main() -> int:
     ap.add_argument("--recipes", default="popularity,sims,sims-doc-defaults,hrnn")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "quality.json")
     ap.add_argument("--update", default="ml-100k", help="datasets for HRNN UPDATE vs FULL ('' to skip)")
+    ap.add_argument("--context", default="", help="datasets for the context protocol (e.g. ml-100k)")
     ap.add_argument("--cold", default="",
                     help="datasets with items.csv for the cold-start protocol (e.g. ml-latest-small,ml-100k)")
     ap.add_argument("--history", choices=["excluded", "kept", "both"], default="excluded",
@@ -261,6 +302,11 @@ def main() -> int:
             print(f"  {name:<22}{r['normalized_discounted_cumulative_gain_at_10']:.4f} / "
                   f"{r['hit_rate_at_10']:.4f} ({r['train_s']:.0f} s; {r['users']} users, "
                   f"{r['cold_items']} items)")
+    context = {ds: context_protocol(ds, pacsv.read_csv(DATASETS / ds / "items.csv"))
+               for ds in filter(None, args.context.split(","))}
+    for ds, r in context.items():
+        print(f"\ncontext on {ds} (DAYPART of each rating), leave-last-out NDCG@10: "
+              f"{r['without context']:.4f} without, {r['with DAYPART']:.4f} with")
     updates = {ds: update_vs_full(read_csv(DATASETS / ds / "interactions.csv"), 0.1)
                for ds in filter(None, args.update.split(","))}
     if updates:
@@ -274,7 +320,8 @@ def main() -> int:
     report = {"machine": f"{os.cpu_count()} cores", "reference": REFERENCE,
               "sims_defaults": sims.DEFAULTS, "sims_personalize_defaults": sims.PERSONALIZE_DEFAULTS,
               "args": {k: str(v) for k, v in vars(args).items()}, "results": results,
-              "update_vs_full": updates, "few_interactions": rare, "cold_start": cold}
+              "update_vs_full": updates, "few_interactions": rare, "cold_start": cold,
+              "context": context}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"\nwrote {args.out}")
