@@ -48,8 +48,6 @@ class Settings(BaseSettings):
     session_gap_seconds: float = Field(1800.0, gt=0)
     # newest interactions kept per user (HRNN's max_user_history_length default)
     max_user_history_length: int = Field(200, ge=1)
-    # trending scores halve this often (the Trending-Now recipe's "recent" window)
-    trending_half_life_seconds: float = Field(3600.0, gt=0)
     # GetRecommendations on catalogs of at least this many items asks an ANN index (IVF-Flat, L2
     # over [E | b] made maximum-inner-product, serving/ann.py) instead of scoring every item,
     # whose cost grows with the catalog (figures: docs/benchmarks.md, serving)

@@ -83,7 +83,7 @@ def _advance(states: dict[Key, SessionState | None], events: Iterable[Event], li
         if new is not states[key]:
             states[key] = changed[key] = new
             fresh.append(event)
-    return changed, increments(fresh, limits.trending_half_life_s), fresh, refused
+    return changed, increments(fresh), fresh, refused
 
 
 def _refused(refused: Refused, on_refused: OnRefused | None) -> None:

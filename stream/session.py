@@ -33,13 +33,10 @@ class Limits:
     max_history: int = 200  # max_user_history_length
     session_gap_s: float = 1800.0  # inactivity that starts a new session
     dedupe_window: int = 64  # recent event ids per user: a client retries within seconds
-    trending_half_life_s: float = 3600.0  # a trending score halves every hour
 
 
 def limits_from(settings: Settings) -> Limits:
-    return Limits(max_history=settings.max_user_history_length,
-                  session_gap_s=settings.session_gap_seconds,
-                  trending_half_life_s=settings.trending_half_life_seconds)
+    return Limits(max_history=settings.max_user_history_length, session_gap_s=settings.session_gap_seconds)
 
 
 class Interaction(NamedTuple):

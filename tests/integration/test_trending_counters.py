@@ -20,8 +20,8 @@ def ev(item: str, t: float) -> Event:
 async def test_bucket_counters_add_up_and_are_read_together(stores: Stores) -> None:
     now = time.time()
     this, last = bucket_of(now), bucket_of(now) - 1
-    await stores.sessions.save({}, None, increments([ev("a", now), ev("a", now), ev("b", now - 1800)], 3600))
-    await stores.sessions.save({}, None, increments([ev("a", now)], 3600))
+    await stores.sessions.save({}, None, increments([ev("a", now), ev("a", now), ev("b", now - 1800)]))
+    await stores.sessions.save({}, None, increments([ev("a", now)]))
     names = [bucket_name(i) for i in (last, this, this + 1)]
     assert await stores.counters.read_whole("g", names) == [{"b": 1.0}, {"a": 3.0}, {}]
     assert await stores.counters.read_whole("other", names) == [{}, {}, {}]
@@ -31,7 +31,7 @@ async def test_bucket_counters_add_up_and_are_read_together(stores: Stores) -> N
 async def test_bucket_counters_go_when_no_window_can_read_them(stores: Stores) -> None:
     now = time.time()
     old, recent = bucket_of(now - 4 * 86_400), bucket_of(now)
-    await stores.sessions.save({}, None, increments([ev("a", now - 4 * 86_400), ev("a", now)], 3600))
+    await stores.sessions.save({}, None, increments([ev("a", now - 4 * 86_400), ev("a", now)]))
     names = [bucket_name(old), bucket_name(recent)]
     assert await stores.counters.read_whole("g", names) == [{}, {"a": 1.0}]
     assert await stores.counters.counter("g", "popularity", 5) == {"a": 2.0}  # other counters stay
@@ -43,6 +43,6 @@ async def test_bucket_counters_go_when_no_window_can_read_them(stores: Stores) -
     else:
         assert isinstance(sessions, SqliteSessionStore)
         sessions.clock = lambda: bucket_expires_at(recent) + 1  # three days on: the next save sweeps
-        await sessions.save({}, None, increments([ev("b", bucket_expires_at(recent))], 3600))
+        await sessions.save({}, None, increments([ev("b", bucket_expires_at(recent))]))
         assert await stores.counters.read_whole("g", names) == [{}, {}]
         assert await stores.counters.counter("g", "popularity", 5) == {"a": 2.0, "b": 1.0}

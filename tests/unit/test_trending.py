@@ -123,7 +123,7 @@ def ev(item: str, t: float) -> Event:
 
 
 def test_each_event_counts_once_in_its_bucket_which_expires_when_no_window_can_read_it() -> None:
-    inc = increments([ev("a", B - 1), ev("a", B), ev("b", B + BUCKET_S - 1)], 3600.0)
+    inc = increments([ev("a", B - 1), ev("a", B), ev("b", B + BUCKET_S - 1)])
     assert inc[("g", bucket_name(bucket_of(B - 1)))] == {"a": 1.0}
     assert inc[("g", bucket_name(bucket_of(B)))] == {"a": 1.0, "b": 1.0}
     assert expires_at(bucket_name(7)) == bucket_expires_at(7) == 8 * BUCKET_S + KEEP_S
