@@ -19,6 +19,7 @@ from kernel.recipes import RECIPES
 from serving.ab_split import ARM_TAG, SHARE_TAG, share_of
 from serving.control.base import TAGS
 from serving.control.recommenders import INACTIVE, VERSION_KIND, newest_active, status_of
+from serving.control.solutions import trained_arn
 from serving.control.store import Body, ControlStore
 from serving.errors import InvalidInputException, ResourceNotFoundException
 from serving.jobs import ACTIVE
@@ -133,19 +134,12 @@ class Campaigns:
         return deployed
 
     def _read(self, arn: str) -> Deployed:
-        if RECOMMENDER in arn:
-            recommender = self.resources.get(arn, "recommender")
-            if recommender is None:
-                raise ResourceNotFoundException(f"recommender {arn} does not exist")
-            version = recommender_version(self.resources, recommender)
-            model = self.models.get(version["recommenderVersionArn"], version["artifact"])
-            return deployment(recommender, version, model)
-        campaign = self.resources.get(arn, "campaign")
-        if campaign is None:
-            raise ResourceNotFoundException(f"campaign {arn} does not exist")
-        version = serving_version(self.resources, campaign)
-        model = self.models.get(version["solutionVersionArn"], version["artifact"])
-        return deployment(campaign, version, model)
+        kind = "recommender" if RECOMMENDER in arn else "campaign"
+        body = self.resources.get(arn, kind)
+        if body is None:
+            raise ResourceNotFoundException(f"{kind} {arn} does not exist")
+        version = (recommender_version if kind == "recommender" else serving_version)(self.resources, body)
+        return deployment(body, version, self.models.get(trained_arn(version), version["artifact"]))
 
     async def _publish(self, deployed: Deployed, now: float) -> None:
         """Publish an HRNN version new to this process, or one last published republish_s ago."""

@@ -310,3 +310,13 @@ def stored_event_ids(archive: Any, dataset_group: str) -> list[str]:
     parts = archive.parts(dataset_group)
     return parts.snapshot(lambda manifest: [i for p in manifest.parts
                                             for i in parts.read(p.name)["event_id"].to_pylist()])
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """Rows as a CSV file whose header is the first row's keys: data a test imports."""
+    import csv
+    with open(path, "w", newline="") as f:
+        out = csv.DictWriter(f, list(rows[0]))
+        out.writeheader()
+        out.writerows(rows)
+    return path

@@ -22,7 +22,7 @@ from typing import Any
 
 import botocore.exceptions
 import pytest
-from support import Server, api_stack
+from support import Server, api_stack, write_csv
 from test_training import RECIPE, ROLE, import_dataset, wait
 
 USERS, ITEMS_PER_USER, ACTIONS_PER_USER = 120, 10, 25  # 1,200 item and 3,000 action interactions
@@ -44,13 +44,6 @@ ACTION_INTERACTIONS = json.dumps({"type": "record", "name": "ActionInteractions"
     {"name": "TIMESTAMP", "type": "long"}, {"name": "EVENT_TYPE", "type": "string"}]})
 
 
-def write(path: Path, rows: list[dict[str, Any]]) -> Path:
-    with open(path, "w", newline="") as f:
-        out = csv.DictWriter(f, list(rows[0]))
-        out.writeheader()
-        out.writerows(rows)
-    return path
-
 
 def shop(tmp_path: Path) -> tuple[Path, Path, Path]:
     """The item interactions, actions and action interactions CSVs, the same every run."""
@@ -70,8 +63,8 @@ def shop(tmp_path: Path) -> tuple[Path, Path, Path]:
                 "CREATION_TIMESTAMP": T0} for a, v, e, r in (
         ("a0", 5, "", 30), ("a1", 3, "", ""), ("a2", 4, "", ""), ("a3", 2, "", ""), ("a4", 1, "", ""),
         ("expired", 9, 1_000_000_000, ""))]
-    return (write(tmp_path / "items.csv", items), write(tmp_path / "actions.csv", actions),
-            write(tmp_path / "action-interactions.csv", events))
+    return (write_csv(tmp_path / "items.csv", items), write_csv(tmp_path / "actions.csv", actions),
+            write_csv(tmp_path / "action-interactions.csv", events))
 
 
 def refused(code: str, call: Callable[[], Any]) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 
 import botocore.exceptions
 import pytest
-from support import ROOT, Server, api_stack
+from support import ROOT, Server, api_stack, write_csv
 from test_training import RECIPE, ROLE, wait
 
 BUNDLED = ROOT / "training" / "datasets" / "ml-latest-small"
@@ -57,13 +57,6 @@ def ratings(rows: int) -> list[dict[str, str]]:
         return [row for _, row in zip(range(rows), csv.DictReader(f), strict=False)]
 
 
-def write(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> Path:
-    with open(path, "w", newline="") as f:
-        out = csv.DictWriter(f, fields)
-        out.writeheader()
-        out.writerows(rows)
-    return path
-
 
 def watches(tmp_path: Path) -> tuple[Path, Path, list[dict[str, str]]]:
     """ml-latest-small's first ratings as a video site's events (a rating of 3.5 or more is a
@@ -77,8 +70,8 @@ def watches(tmp_path: Path) -> tuple[Path, Path, list[dict[str, str]]]:
                   for m in csv.DictReader(f)]
     first = next(m for m in movies if m["ITEM_ID"] == events[0]["ITEM_ID"])
     movies.append({"ITEM_ID": NEW_VIDEO, "GENRES": first["GENRES"], "CREATION_TIMESTAMP": 1_700_000_000})
-    return (write(tmp_path / "watches.csv", list(events[0]), events),
-            write(tmp_path / "videos.csv", list(movies[0]), movies), events)
+    return (write_csv(tmp_path / "watches.csv", events),
+            write_csv(tmp_path / "videos.csv", movies), events)
 
 
 def purchases(tmp_path: Path) -> tuple[Path, Path, list[dict[str, str]]]:
@@ -93,8 +86,8 @@ def purchases(tmp_path: Path) -> tuple[Path, Path, list[dict[str, str]]]:
     with open(BUNDLED / "items.csv") as f:
         products = [{"ITEM_ID": m["ITEM_ID"], "CATEGORY_L1": m["GENRES"].split("|")[0],
                      "PRICE": 5 + int(m["ITEM_ID"]) % 20} for m in csv.DictReader(f)]
-    return (write(tmp_path / "shop.csv", list(events[0]), events),
-            write(tmp_path / "products.csv", list(products[0]), products), events)
+    return (write_csv(tmp_path / "shop.csv", events),
+            write_csv(tmp_path / "products.csv", products), events)
 
 
 def domain_group(control: Any, name: str, domain: str, items_schema: str, events: Path, items: Path) -> str:

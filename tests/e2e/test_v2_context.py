@@ -8,9 +8,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-from support import Server
+from support import Server, write_csv
 from test_training import RECIPE, import_dataset, train
-from test_v2_recipes import write
 
 INTERACTIONS = json.dumps({"type": "record", "name": "Interactions", "fields": [
     {"name": "USER_ID", "type": "string"}, {"name": "ITEM_ID", "type": "string"},
@@ -27,7 +26,7 @@ def on_devices(tmp_path: Path) -> Path:
             device = str(rng.choice(list(ON)))
             rows.append({"USER_ID": f"u{u}", "ITEM_ID": str(rng.choice(ON[device])),
                          "TIMESTAMP": 1_700_000_000 + 100_000 * u + 60 * k, "DEVICE": device})
-    return write(tmp_path / "clicks.csv", rows)
+    return write_csv(tmp_path / "clicks.csv", rows)
 
 
 def test_the_same_user_gets_the_items_of_its_device(embedded_server: Server, tmp_path: Path) -> None:

@@ -3,13 +3,11 @@ one has watched yet, trains aws-user-personalization-v2 and aws-personalized-ran
 each user is offered the new video of the genre it watches, before anyone has clicked it."""
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from support import Server
+from support import Server, write_csv
 from test_training import RECIPE, import_dataset, train
 
 INTERACTIONS = json.dumps({"type": "record", "name": "Interactions", "fields": [
@@ -21,13 +19,6 @@ GENRES = {"comedy": [f"c{i}" for i in range(10)], "horror": [f"h{i}" for i in ra
 NEW = {"comedy": "c-new", "horror": "h-new"}
 
 
-def write(path: Path, rows: list[dict[str, Any]]) -> Path:
-    with open(path, "w", newline="") as f:
-        out = csv.DictWriter(f, list(rows[0]))
-        out.writeheader()
-        out.writerows(rows)
-    return path
-
 
 def fans(tmp_path: Path) -> tuple[Path, Path]:
     """300 users who each watch 6 videos of one genre; the catalogue has one new video per genre."""
@@ -37,7 +28,7 @@ def fans(tmp_path: Path) -> tuple[Path, Path]:
             for k, item in enumerate(rng.permutation(GENRES[genre])[:6])]
     catalogue = [{"ITEM_ID": item, "GENRES": genre} for genre, items in GENRES.items() for item in items]
     catalogue += [{"ITEM_ID": item, "GENRES": genre} for genre, item in NEW.items()]
-    return write(tmp_path / "watches.csv", rows), write(tmp_path / "videos.csv", catalogue)
+    return write_csv(tmp_path / "watches.csv", rows), write_csv(tmp_path / "videos.csv", catalogue)
 
 
 def test_new_videos_are_offered_by_their_genre_before_anyone_watched_them(
