@@ -320,3 +320,14 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
         out.writeheader()
         out.writerows(rows)
     return path
+
+
+async def archived(data_dir: Path, events: list[Any]) -> None:
+    """Events as PutEvents leaves them in the archive that training reads (embedded mode)."""
+    from kernel.archive import Archive
+    archive = Archive(data_dir / "archive")
+    await archive.start()
+    try:
+        assert (await archive.add(events)).new == len(events)
+    finally:
+        await archive.close()

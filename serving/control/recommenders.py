@@ -101,7 +101,7 @@ def _shown(ctx: Ctx, recommender: Body) -> Body:
     versions = versions_of(ctx, recommender["recommenderArn"])
     status, reason = status_of(recommender, versions)
     shown = {**recommender, "status": status} | ({"failureReason": reason} if reason else {})
-    if len(versions) > 1 or (versions and status == ACTIVE and versions[-1]["status"] != ACTIVE):
+    if len(versions) > 1:  # an update: retrained since the first
         latest = versions[-1]
         shown["latestRecommenderUpdate"] = {k: latest[k] for k in _UPDATE if k in latest} | {
             "status": latest["status"], **({"failureReason": latest["failureReason"]}

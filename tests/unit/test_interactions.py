@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from support import archived
 
-from kernel.archive import Archive
 from kernel.contract import MANIFEST_VERSION, Event
 from kernel.datasets import interactions_from_events
 from training.interactions import from_table, typed_history, with_items
@@ -40,15 +40,6 @@ def test_an_event_without_an_item_stays_a_row_with_an_empty_item() -> None:
 @pytest.fixture
 def trainer(tmp_path: Path) -> Trainer:
     return Trainer(tmp_path, min_interactions=10)
-
-
-async def archived(data_dir: Path, events: list[Event]) -> None:
-    archive = Archive(data_dir / "archive")
-    await archive.start()
-    try:
-        assert (await archive.add(events)).new == len(events)
-    finally:
-        await archive.close()
 
 
 async def test_training_skips_events_without_an_item_and_says_how_many(trainer: Trainer) -> None:

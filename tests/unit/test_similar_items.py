@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from support import archived
 
 from kernel.contract import DatasetRecord
 from training.interactions import Interactions, from_table, with_catalog
@@ -127,7 +128,6 @@ def test_unknown_hyperparameters_are_refused() -> None:
 
 
 async def test_a_trained_artifact_serves_the_new_film(tmp_path: Path) -> None:
-    from kernel.archive import Archive
     from kernel.contract import Event
     from serving.models import load
     from training.trainer import Trainer
@@ -138,12 +138,7 @@ async def test_a_trained_artifact_serves_the_new_film(tmp_path: Path) -> None:
                     session_id=f"s{u}", event_type="watch", item_id=films[(u % 2) * 2 + n],
                     sent_at=1_700_000_000.0 + 10 * u + n, received_at=0.0)
               for u in range(30) for n in range(2)]
-    archive = Archive(tmp_path / "archive")
-    await archive.start()
-    try:
-        await archive.add(events)
-    finally:
-        await archive.close()
+    await archived(tmp_path, events)
     trainer.datasets.put([DatasetRecord(record_id=f"r{n}", dataset_group="films", dataset_type="ITEMS",
                                         id=row["ITEM_ID"], fields={"GENRES": row["GENRES"]}, received_at=0.0)
                           for n, row in enumerate(ITEMS.to_pylist())])

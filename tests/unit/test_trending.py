@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import archived
 
 from kernel.artifact_files import Common, write_common, write_manifest
 from kernel.contract import ArtifactManifest, Event
@@ -218,7 +219,6 @@ async def test_concurrent_requests_share_one_read(tmp_path: Path) -> None:
 async def test_a_trending_solution_trains_from_streamed_events(tmp_path: Path) -> None:
     """Trainer.train end to end (archived PutEvents, no bulk import): the artifact serves what
     trended in the data's last complete hours, and its metrics are measured."""
-    from kernel.archive import Archive
     from training.trainer import Trainer
 
     def watch(user: int, item: str, at: int) -> Event:
@@ -230,12 +230,7 @@ async def test_a_trending_solution_trains_from_streamed_events(tmp_path: Path) -
     events += [watch(u, "steady", B + (u // 10) * H + u) for u in range(20)]  # 10 in W0, 10 in W1
     events += [watch(20, "rising", B + 60)] + [watch(u, "rising", B + H + u) for u in range(21, 29)]
     events += [watch(u, "late", B + 2 * H + 60 + u) for u in range(30)]  # the open window: not yet
-    archive = Archive(tmp_path / "archive")
-    await archive.start()
-    try:
-        await archive.add(events)
-    finally:
-        await archive.close()
+    await archived(tmp_path, events)
     out = Trainer(tmp_path, min_interactions=10).train(
         version_arn="arn:aws:personalize:us-east-1:000000000000:solution/s/v1", dataset_group="films",
         recipe_arn="arn:aws:personalize:::recipe/aws-trending-now",
