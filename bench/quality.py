@@ -51,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import pyarrow.csv as pacsv  # noqa: E402
 
+from kernel.item_features import item_features  # noqa: E402
 from training import bought_together, popularity, similar_items, sims, trending  # noqa: E402
 from training.interactions import Interactions, from_table, read_csv, with_catalog  # noqa: E402
 from training.metrics import TOP, Scorer, evaluate, per_user_metrics, rank, top_k  # noqa: E402
@@ -89,6 +90,11 @@ def recipes(names: list[str], items: pa.Table | None = None) -> dict[str, Callab
         except ImportError:
             print("hrnn: not available")
     return {n: out[n] for n in names if n in out}
+
+
+def hrnn_fit(data: Interactions, items: pa.Table, textual: str) -> Scorer:
+    from training import hrnn
+    return hrnn.fit(data, {}, items=items, textual=textual)
 
 
 def status_kib(field: str) -> int:
@@ -136,7 +142,7 @@ class MetadataPopularity:
     vectors), the same for every user."""
 
     def __init__(self, data: Interactions, items: pa.Table) -> None:
-        features = similar_items.item_features(items, data.item_ids)
+        features = item_features(items, data.item_ids)
         profile = np.bincount(data.item, minlength=data.n_items).astype(np.float32) @ features
         self.scores = (features @ profile).astype(np.float32)
 
@@ -295,6 +301,8 @@ def main() -> int:
         data = with_catalog(read_csv(DATASETS / ds / "interactions.csv"), similar_items.catalogue(items))
         fits = recipes(["popularity", "similar-items", "hrnn", "hrnn-v2"], items)
         fits["metadata-popularity"] = lambda d, items=items: MetadataPopularity(d, items)
+        if "hrnn-v2" in fits:  # the title as the catalogue's textual field, read word by word
+            fits["hrnn-v2 + TITLE words"] = lambda d, items=items: hrnn_fit(d, items, "TITLE")
         cold[ds] = cold_start(data, fits)
         print(f"\ncold start on {ds}: 10% of the items without interactions, ranked among them: "
               "NDCG@10 / HR@10 (train s)")

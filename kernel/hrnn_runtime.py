@@ -5,11 +5,15 @@ user's state is two float32 [H] vectors (h_session, h_user); every method takes 
 """
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+
+from kernel.item_features import FeatureEncoder
 
 FILES = {"step": "hrnn_step.onnx", "user": "hrnn_user.onnx", "item_embeddings": "item_embeddings.npy",
          "item_bias": "item_bias.npy", "initial_state": "initial_state.npy",
@@ -20,6 +24,9 @@ USER_STATES = "hrnn_user_states.npy"
 # Q_<field> [values + 1, H] each (row 0: a missing or unknown value), files "context" and
 # "context_tables" of the manifest
 CONTEXT, CONTEXT_TABLES = "hrnn_context.json", "hrnn_context.npz"
+# optional (the v2 recipes): the item feature encoder (kernel.item_features), file "item_encoder",
+# with which serving scores items added after training from their metadata and F_W, F_b of "weights"
+ITEM_ENCODER = "hrnn_item_encoder.json"
 
 
 class HRNNRuntime:
@@ -36,6 +43,14 @@ class HRNNRuntime:
         self._user = ort.InferenceSession(str(directory / files["user"]), opts, providers=cpu)
         self.item_embeddings = np.load(directory / files["item_embeddings"])  # (n_items, H)
         self.item_bias = np.load(directory / files["item_bias"])  # (n_items,)
+        self.n_trained = len(self.item_embeddings)  # the items the step graph reads (its E's rows)
+        # the v2 recipes' item tower: metadata vector (encoder) -> embedding (F_W) and bias (F_b)
+        self.encoder: FeatureEncoder | None = None
+        self._tower: tuple[np.ndarray, np.ndarray] | None = None
+        if "item_encoder" in files:
+            self.encoder = FeatureEncoder.load(directory / files["item_encoder"])
+            with np.load(directory / files["weights"]) as w:
+                self._tower = w["F_W"].astype(np.float32), w["F_b"].astype(np.float32)
         self.initial_state = np.load(directory / files["initial_state"])  # (H,)
         meta = json.loads((directory / files["config"]).read_text())
         self.hidden_dimension = int(meta["hidden_dimension"])
@@ -64,6 +79,18 @@ class HRNNRuntime:
         out = np.zeros((1, self.hidden_dimension), dtype=np.float32)
         for name, (index, table) in zip(self.context_fields, self._context, strict=True):
             out += table[index.get(given.get(name.replace("_", "").lower()), 0)]  # type: ignore[arg-type]
+        return out
+
+    def with_items(self, items: pa.Table, ids: Sequence[str]) -> HRNNRuntime:
+        """This model scoring `ids` too, items it never trained on, from their metadata in `items`
+        (the v2 recipes: E = features . F_W, b = features . F_b, as training scores an item nobody
+        interacted with). The step graph still reads only the trained items: an event on a new one
+        changes no state until the next training."""
+        assert self.encoder is not None and self._tower is not None, "only the v2 recipes have an item tower"
+        x = self.encoder.transform(items, np.asarray(ids, dtype=object))
+        out = copy.copy(self)
+        out.item_embeddings = np.concatenate([self.item_embeddings, x @ self._tower[0]]).astype(np.float32)
+        out.item_bias = np.concatenate([self.item_bias, x @ self._tower[1]]).astype(np.float32)
         return out
 
     def trained_state(self, user: int) -> tuple[np.ndarray, np.ndarray]:
@@ -105,8 +132,9 @@ class HRNNRuntime:
         hs, hu = self.new_state() if start is None else start[:2]
         last = None if start is None else start[2]
         for code, t in events:
-            hs, hu = self.advance(hs, hu, last, code, t)
-            last = t
+            if code < self.n_trained:
+                hs, hu = self.advance(hs, hu, last, code, t)
+                last = t
         return hs, hu
 
     def advance(self, hs: np.ndarray, hu: np.ndarray, last: float | None, code: int,

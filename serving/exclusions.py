@@ -66,6 +66,13 @@ class Exclusions:
             return self.n_items - len(self.codes)
         return self.allowed.count - int(np.count_nonzero(self.allowed.contains(self.codes)))
 
+    def keep(self, codes: np.ndarray) -> np.ndarray:
+        """Those of `codes` the request may get."""
+        ok = ~np.isin(codes, self.codes)
+        if self.allowed is not None:
+            ok &= self.allowed.contains(codes)
+        return codes[ok]
+
     def masked(self, scores: np.ndarray) -> np.ndarray:
         """A copy of `scores` with what the request may not get at -inf: beyond the copy,
         O(history) without a filter."""

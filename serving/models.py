@@ -62,6 +62,9 @@ class Model:
     # Next-Best-Action: its actions and what it learnt of them (GetActionRecommendations); the
     # items above are then the users' item interactions, which describe them
     actions: ActionModel | None = None
+    # the v2 recipes: items the ITEMS dataset gained after training are scored from their metadata
+    # (serving.new_items); the trained ones are the first n_trained codes (None: no item added)
+    n_trained: int | None = None
 
     @property
     def item_ids(self) -> Sequence[str]:
@@ -75,6 +78,16 @@ class Model:
     @property
     def n_items(self) -> int:
         return len(self.known.item_ids)
+
+    @property
+    def grows(self) -> bool:
+        """Whether items added after training are scored from their metadata (the v2 recipes)."""
+        return self.runtime is not None and self.runtime.encoder is not None
+
+    @property
+    def fresh(self) -> np.ndarray:
+        """The codes of the items added after training (none for a model as trained)."""
+        return np.arange(self.n_trained or self.n_items, self.n_items, dtype=np.int64)
 
     def history(self, user_id: str, streamed: Sequence[Interaction]) -> Past:
         """The user's interactions as of training (the artifact) followed by those streamed in
@@ -142,11 +155,15 @@ class Model:
     def scoring_state(self, history: Past, user_id: str | None, live: SessionState | None,
                       context: Mapping[str, str] | None) -> np.ndarray | None:
         """The state h (1, H) that scores items: user_state's plus, for a model that learnt the
-        events' context (the v2 recipes), what the request's `context` adds (DEVICE: phone)."""
+        events' context (the v2 recipes), what the request's `context` adds (DEVICE: phone). A
+        user with no history in a context starts from a new user's state, as training scores
+        each user's first event; with no context either, None (what is popular answers)."""
         assert self.runtime is not None
         hs = self.user_state(history, user_id, live)
         q = self.runtime.context_vector(context)
-        return hs if hs is None or q is None else hs + q
+        if q is None or (hs is None and not context):
+            return hs
+        return (self.runtime.new_state()[0] if hs is None else hs) + q
 
     def user_scores(self, history: Past, user_id: str | None = None,
                     live: SessionState | None = None, context: Mapping[str, str] | None = None) -> np.ndarray:
@@ -195,12 +212,13 @@ class Model:
         codes = self.ann.search(h, k, probes, exclude=excluded, allowed=bits)
         if len(codes) < k or codes[k - 1] < 0:  # -1 pads: the lists searched ran short
             return None
+        codes = np.concatenate([codes, exclusions.keep(self.fresh)])  # not in the index: scored exactly
         known = np.concatenate([codes, excluded])
-        scores = self.runtime.scores_at(h, known)  # exact, k + history rows
-        order = np.argsort(-scores[:k], kind="stable")
+        scores = self.runtime.scores_at(h, known)  # exact, k + new items + history rows
+        order = np.argsort(-scores[:len(codes)], kind="stable")[:k]
         probs = candidates.softmax_estimate(scores, self.ann.sample_scores(h),
                                             self.ann.in_sample(known), self.n_items)
-        return codes[order], probs[:k][order]
+        return codes[order], probs[order]
 
     def related_scores(self, code: int) -> np.ndarray:
         """RELATED_ITEMS: the item's neighbours first (by similarity), then popular items."""

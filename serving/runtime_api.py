@@ -39,6 +39,7 @@ from serving.deployed import Campaigns, Deployed
 from serving.errors import InvalidInputException, ResourceNotFoundException, ThrottlingException
 from serving.exclusions import Allowed, Exclusions
 from serving.filters import Catalog, FilterError, FilterValueError
+from serving.new_items import NewItems
 from serving.rate_limits import rate_limit
 from serving.recommend import (
     RELATED_ITEMS,
@@ -107,6 +108,7 @@ class Runtime:
         self.ctx, self.stores = ctx, stores
         self.campaigns = Campaigns(ctx.resources, ctx.models, ctx.sees, self.publish)
         self.filters = FilterInputs(ctx)
+        self.new_items = NewItems(self.filters.datasets, self.filters.items_version)
         self.rates = {op: rate_limit(ctx.settings.campaign_requests_per_second) for op in OPERATIONS}
         self.trending = TrendingNow(stores.counters)  # Trending-Now's scores, from the stream's counts
         self.actions = ActionCatalogues(DatasetStore.of(ctx.settings))  # what GetActionRecommendations offers
@@ -130,12 +132,22 @@ class Runtime:
         """What answers this user: the campaign, or arm B's campaign for the users its A/B split
         gives arm B (serving.ab_split). A request without a userId is served by the campaign."""
         split = deployed.split
-        if split is None or user_id is None or not in_arm_b(deployed.arn, user_id, split.share):
+        if split is not None and user_id is not None and in_arm_b(deployed.arn, user_id, split.share):
+            try:
+                deployed = await self.campaigns.get(split.arm_b)
+            except ResourceNotFoundException:  # arm B was deleted since: the campaign serves everyone
+                pass
+        return await self.grown(deployed)
+
+    async def grown(self, deployed: Deployed) -> Deployed:
+        """The deployment with its model scoring the items added since training, where it can
+        (serving.new_items); growing it (O(catalogue)) runs off the event loop."""
+        model, group = deployed.model, deployed.group
+        if not model.grows:
             return deployed
-        try:
-            return await self.campaigns.get(split.arm_b)
-        except ResourceNotFoundException:  # arm B was deleted since: the campaign serves everyone
-            return deployed
+        if not self.new_items.ready(model, group):
+            await asyncio.to_thread(self.new_items.of, model, group)
+        return deployed._replace(model=self.new_items.of(model, group))
 
     async def user(self, deployed: Deployed, user_id: str | None,
                    context: dict[str, str] | None = None) -> User:

@@ -11,6 +11,7 @@ history itself until then, so a new version is never served a stale state.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import time
@@ -119,6 +120,14 @@ class UserHistory:
         more_codes, more_times, types = zip(*new, strict=True)
         return Past(np.concatenate([codes, np.array(more_codes, dtype=np.int64)]),
                     np.concatenate([times, np.array(more_times, dtype=np.float64)]), types, kept)
+
+    def with_items(self, ids: Sequence[str]) -> UserHistory:
+        """The same users' histories over a vocabulary with `ids` appended (items added after
+        training that a model scores from their metadata), so events on them join histories."""
+        out = copy.copy(self)
+        out.item_ids = [*self.item_ids, *ids]
+        out.index = self.index | {item: len(self.item_ids) + i for i, item in enumerate(ids)}
+        return out
 
     def kept_of(self, user: int | None) -> Kept | None:
         """The user's interactions by event type as of training (views, no copy)."""

@@ -22,7 +22,8 @@ import numpy as np
 import pyarrow as pa
 
 from kernel.artifact_files import read_item_ids
-from kernel.hrnn_runtime import CONTEXT, CONTEXT_TABLES, FILES, USER_STATES
+from kernel.hrnn_runtime import CONTEXT, CONTEXT_TABLES, FILES, ITEM_ENCODER, USER_STATES
+from kernel.item_features import FeatureEncoder
 from kernel.recipes import recipe_named
 from training.hrnn_net import (
     NEW_SESSION,
@@ -42,7 +43,6 @@ from training.hrnn_net import (
 )
 from training.hrnn_onnx import step_graph, user_graph
 from training.interactions import Interactions
-from training.similar_items import item_features
 
 if TYPE_CHECKING:
     import torch
@@ -238,12 +238,13 @@ def eta(spent: float, step: int, total_steps: int) -> str:
 def fit(data: Interactions, params: Mapping[str, str] | None = None,
         progress: Callable[[str], None] | None = None, parent: HRNN | None = None,
         since: int | None = None, checkpoint: Callable[[], None] | None = None,
-        items: pa.Table | None = None) -> HRNN:
+        items: pa.Table | None = None, textual: str | None = None) -> HRNN:
     """FULL (parent None): train from scratch. UPDATE: the parent's weights and vocabulary, new items
     appended (mean embedding + noise, mean bias), fine-tuned on the events after `since` (default: the
     parent's last training event) plus as many replayed older events, each with its user's recent context.
     `items` (the v2 recipes): the ITEMS dataset, whose metadata becomes part of every item's
-    embedding, so items nobody interacted with are scored too."""
+    embedding, so items nobody interacted with are scored too (`textual`: its textual field). An
+    UPDATE reads the catalogue with its parent's encoder, so the item tower it learnt still fits."""
     _threads()
     cfg = parse_params({**(parent.params if parent else {}), **(params or {})})
     if parent is not None and cfg.hidden_dimension != parent.config.hidden_dimension:
@@ -259,7 +260,8 @@ def fit(data: Interactions, params: Mapping[str, str] | None = None,
                                                            code[np.maximum(data.impressions, 0)], -1)
 
     rows = training_rows(data, cfg)
-    metadata = Metadata.of(items, vocab, np.bincount(item[rows], minlength=len(vocab)) > 0)
+    encoder = parent.metadata.encoder if parent is not None and parent.metadata is not None else None
+    metadata = Metadata.of(items, vocab, np.bincount(item[rows], minlength=len(vocab)) > 0, textual, encoder)
     flags = session_flags(data.user, data.time, cfg.session_gap_seconds)
     weight = recency_weights(data.time, cfg.recency_mask)
     off = data.offsets
@@ -341,25 +343,29 @@ def update_segments(data: Interactions, rows: np.ndarray, since: int, cfg: HRNNC
 
 @dataclass
 class Metadata:
-    """The v2 recipes' item side: each item's metadata vector (training/similar_items.item_features:
-    categorical tokens TF-IDF weighted, numbers standardised, unit length) and whether the item was
-    interacted with in training (warm: it has an embedding of its own besides its metadata's)."""
+    """The v2 recipes' item side: each item's metadata vector (kernel.item_features), the encoder
+    that made them (serving encodes items added after training with it), and whether each item
+    was interacted with in training (warm: it has an embedding of its own besides its metadata's)."""
     features: np.ndarray  # float32 [items, d]
     warm: np.ndarray  # bool [items]
+    encoder: FeatureEncoder | None = None  # None: an artifact written before encoders were kept
 
     @classmethod
-    def of(cls, items: pa.Table | None, vocab: np.ndarray, warm: np.ndarray) -> Metadata | None:
-        """None where the catalogue says nothing usable (no ITEMS rows, no field to learn from)."""
+    def of(cls, items: pa.Table | None, vocab: np.ndarray, warm: np.ndarray, textual: str | None = None,
+           encoder: FeatureEncoder | None = None) -> Metadata | None:
+        """None where the catalogue says nothing usable (no ITEMS rows, no field to learn from).
+        `encoder`: a parent's, else one fitted on `items`."""
         if items is None:
             return None
-        features = item_features(items, vocab)
-        return cls(features, warm) if features.shape[1] else None
+        encoder = encoder or FeatureEncoder.fit(items, vocab, textual)
+        features = encoder.transform(items, vocab)
+        return cls(features, warm, encoder) if features.shape[1] else None
 
     def warmer(self, warm: np.ndarray) -> Metadata:
         """With the items warm in `warm` (a parent's, for the vocabulary's first len(warm)) warm too."""
         out = self.warm.copy()
         out[:len(warm)] |= warm
-        return Metadata(self.features, out)
+        return Metadata(self.features, out, self.encoder)
 
     @property
     def features_t(self) -> torch.Tensor:
@@ -371,15 +377,22 @@ class Metadata:
         import torch
         return torch.from_numpy(self.warm.astype(np.float32))
 
-    def save(self, path: Path) -> None:
-        np.savez(path, features=self.features, warm=self.warm)
+    def save(self, directory: Path) -> dict[str, str]:
+        np.savez(directory / METADATA, features=self.features, warm=self.warm)
+        if self.encoder is None:
+            return {"metadata": METADATA}
+        self.encoder.save(directory / ITEM_ENCODER)
+        return {"metadata": METADATA, "item_encoder": ITEM_ENCODER}
 
     @classmethod
-    def load(cls, path: Path) -> Metadata | None:
+    def load(cls, directory: Path, files: Mapping[str, str]) -> Metadata | None:
+        path = directory / files.get("metadata", METADATA)
         if not path.exists():
             return None
+        kept = directory / files.get("item_encoder", ITEM_ENCODER)
+        encoder = FeatureEncoder.load(kept) if kept.exists() else None
         with np.load(path) as z:
-            return cls(z["features"], z["warm"])
+            return cls(z["features"], z["warm"], encoder)
 
 
 # ----------------------------------------------------------------------------- event context (v2)
@@ -527,8 +540,7 @@ class HRNN:
         np.savez(directory / FILES["weights"], **{k: v.detach().numpy() for k, v in self.weights.items()})
         files = dict(FILES)
         if self.metadata is not None:
-            self.metadata.save(directory / METADATA)
-            files["metadata"] = METADATA
+            files |= self.metadata.save(directory)
         if self.context is not None:
             self.context.save(directory / CONTEXT)
             np.savez(directory / CONTEXT_TABLES, **{f"Q_{f}": w[f"Q_{f}"] for f in self.context.fields})
@@ -549,5 +561,5 @@ def load_for_update(directory: Path, files: Mapping[str, str] | None = None) -> 
         weights = {k: torch.from_numpy(z[k].copy()) for k in z.files}
     item_ids = np.asarray(read_item_ids(directory), dtype=object)  # the artifact's one vocabulary
     return HRNN(item_ids, weights, meta["params"], int(meta["trained_until"]),
-                Metadata.load(directory / files.get("metadata", METADATA)),
+                Metadata.load(directory, files),
                 Context.load(directory / files.get("context", CONTEXT)))

@@ -120,11 +120,12 @@ class Trainer:
               hyperparameters: dict[str, str], event_type: str | None, event_value_threshold: float | None,
               parent: str | None, progress: Progress, search: dict[str, Any] | None = None,
               automl: dict[str, Any] | None = None,
-              excluded: dict[str, list[str]] | None = None) -> dict[str, Any]:
+              excluded: dict[str, list[str]] | None = None, textual: str | None = None) -> dict[str, Any]:
         """`search`: the solution's hpoConfig when it performs HPO (a FULL version: an UPDATE
         goes on with its parent's hyperparameters). `automl`: its autoMLConfig when it performs
         AutoML, which chooses the recipe (`recipe_arn` is None then), each with its defaults.
-        `excluded`: the trainingDataConfig's excludedDatasetColumns, by dataset type."""
+        `excluded`: the trainingDataConfig's excludedDatasetColumns, by dataset type. `textual`: the
+        ITEMS schema's textual field (a description), read word by word."""
         started = time.monotonic()
         progress(message="reading interactions")
         context = recipe_arn is not None and RECIPES[recipe_arn].context
@@ -158,9 +159,10 @@ class Trainer:
         if search is not None and parent_dir is None:
             hpo = search_of(recipe, search)
             hyperparameters, trials = self._search(recipe, hpo, split, hyperparameters, version_arn, progress,
-                                                   items=items)
+                                                   items=items, textual=textual)
         progress(message=f"training {recipe.name} on {len(split.train):,} interactions")
-        model, files_of = self._fit(recipe, split.train, hyperparameters, parent_dir, progress, items=items)
+        model, files_of = self._fit(recipe, split.train, hyperparameters, parent_dir, progress, items=items,
+                                    textual=textual)
         progress(message="measuring")
         metrics, intervals = scored(rank(model, split), split.held_out, data.n_items)
         baseline = evaluate(popularity.fit(split.train), split, data.n_items)
@@ -234,8 +236,8 @@ class Trainer:
         return automl.recipes[best], tried
 
     def _search(self, recipe: Recipe, search: Search, split: Split, defaults: dict[str, str], seed: str,
-                progress: Progress, *,
-                items: pa.Table | None = None) -> tuple[dict[str, str], list[dict[str, Any]]]:
+                progress: Progress, *, items: pa.Table | None = None,
+                textual: str | None = None) -> tuple[dict[str, str], list[dict[str, Any]]]:
         """The best of the search's trials and all of them. Each trains on the training rows less a
         validation split of them and is measured on that split, so the held-out rows that the
         version's metrics come from take no part in choosing."""
@@ -245,7 +247,7 @@ class Trainer:
         for n, point in enumerate(search.points(defaults, seed), 1):
             shown = ", ".join(f"{k}={point[k]}" for k in names)
             progress(message=f"hyperparameter search: trial {n} of {search.trials} ({shown})")
-            metrics = self._validated(recipe, point, inner, progress, items=items)
+            metrics = self._validated(recipe, point, inner, progress, items=items, textual=textual)
             trials.append({"hyperparameters": {k: point[k] for k in names}, "metrics": metrics,
                            "objective": search.objective, "value": metrics[search.objective]})
         best = trials[0]
@@ -256,25 +258,28 @@ class Trainer:
         return defaults | best["hyperparameters"], trials
 
     def _validated(self, recipe: Recipe, params: dict[str, str], inner: Split,
-                   progress: Progress, *, items: pa.Table | None = None) -> dict[str, float]:
+                   progress: Progress, *, items: pa.Table | None = None,
+                   textual: str | None = None) -> dict[str, float]:
         """A trial: fit on the validation split's training rows, measured on its held-out ones
         (a trial's own progress lines are left out; the job may still be interrupted)."""
-        model, _ = self._fit(recipe, inner.train, params, None, lambda **kw: progress(), items=items)
+        model, _ = self._fit(recipe, inner.train, params, None, lambda **kw: progress(), items=items,
+                             textual=textual)
         return scored(rank(model, inner), inner.held_out, inner.train.n_items)[0]
 
     def _fit(self, recipe: Recipe, train: Interactions, params: dict[str, str], parent: Path | None,
-             progress: Progress, *, items: pa.Table | None = None,
+             progress: Progress, *, items: pa.Table | None = None, textual: str | None = None,
              ) -> tuple[Any, Callable[[Any, Path, Common], dict[str, str]]]:
         """The fitted model and how to write its own files into an artifact directory (beside the
         common ones: kernel.artifact_files). `items`: the ITEMS dataset that aws-similar-items
-        learns from beside co-occurrence (without it, co-occurrence alone)."""
+        learns from beside co-occurrence (without it, co-occurrence alone) and the v2 recipes as their
+        item features; `textual`: the ITEMS schema's textual field, split into words there."""
         if recipe.model == "popularity":
             return popularity.fit(train), lambda m, d, common: {}
         if recipe.model == "trending":
             return trending.fit(train, params), lambda m, d, common: m.write(d)
         if recipe.model in ("sims", "similar_items", "bought_together"):  # item neighbours, one format
             if recipe.model == "similar_items":
-                model = similar_items.fit(train, items, params)
+                model = similar_items.fit(train, items, params, textual=textual)
             elif recipe.model == "bought_together":  # train holds the use case's Purchase rows
                 model = bought_together.fit(train, params)
             else:
@@ -299,11 +304,11 @@ class Trainer:
 
         items = items if recipe.metadata else None
         if parent is None:
-            model = hrnn.fit(train, params, say, checkpoint=progress, items=items)
+            model = hrnn.fit(train, params, say, checkpoint=progress, items=items, textual=textual)
         else:
             cut = read_manifest(parent).data_cut
             model = hrnn.fit(train, params, say, parent=hrnn.load_for_update(parent), since=cut,
-                             checkpoint=progress, items=items)
+                             checkpoint=progress, items=items, textual=textual)
         return model, lambda m, d, common: {**m.export(d), **m.export_user_states(d, common.user_history)}
 
 

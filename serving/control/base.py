@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from kernel.contract import dataset_group_name
+from kernel.dataset_schema import Schema, parse_schema
 from kernel.locations import LocationRefused
 from kernel.settings import Settings
 from serving.accounts import caller, caller_region, visible
@@ -179,6 +181,14 @@ def require(ctx: Ctx, arn: str, kind: str, what: str) -> Body:
     if body is None:
         raise ResourceNotFoundException(f"{what} {arn} does not exist")
     return body
+
+
+def group_schema(resources: ControlStore, group: str, dataset_type: str) -> Schema | None:
+    """The schema of the dataset group's (by name) dataset of this type; None without one."""
+    dataset = next((d for d in resources.list("dataset") if d["datasetType"] == dataset_type
+                    and dataset_group_name(d["datasetGroupArn"]) == group), None)
+    schema = None if dataset is None else resources.get(dataset["schemaArn"], "schema")
+    return None if schema is None else parse_schema(schema["schema"])
 
 
 FAMILIES: dict[str, Family] = {}  # kind -> its family, as `register` saw them

@@ -6,12 +6,14 @@ It runs in the API process's job runner, which has the models.
 """
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
 
 from kernel.artifact_store import ArtifactError
 from kernel.contract import dataset_group_name
+from kernel.datasets import DatasetStore
 from kernel.recipes import RECIPES
 from serving.batch_files import run_lines
 from serving.batch_recommend import Batch, Line
@@ -24,6 +26,7 @@ from serving.errors import InvalidInputException, ResourceInUseException
 from serving.filters import FilterError, FilterValueError
 from serving.jobs import ACTIVE, PENDING, JobFailed, Progress
 from serving.models import Model
+from serving.new_items import grown
 from serving.ranking import parse_exploration
 from serving.recommend import User
 from serving.wire import Arn
@@ -137,8 +140,12 @@ def job_model(ctx: Ctx, job: Body) -> tuple[Body, Model]:
 
 
 def _batch(ctx: Ctx, job: Body) -> Batch:
-    """What answers the job's lines: its version's model, filter and exploration."""
+    """What answers the job's lines: its version's model (scoring the items added since training,
+    where it can: serving.new_items), filter and exploration."""
     version, model = job_model(ctx, job)
+    if model.grows:
+        items = DatasetStore.of(ctx.settings).read(dataset_group_name(job["datasetGroupArn"]), "ITEMS")
+        model = grown(model, items, time.time())
     recipe = RECIPES[version["recipeArn"]]
     exploration = parse_exploration(job["batchInferenceJobConfig"].get("itemExplorationConfig")) \
         if recipe.explores else None

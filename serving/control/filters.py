@@ -16,9 +16,18 @@ from typing import Annotated, Any
 from pydantic import StringConstraints
 
 from kernel.contract import dataset_group_name
-from kernel.dataset_schema import parse_schema
 from kernel.datasets import DatasetStore
-from serving.control.base import Ctx, Family, ListByDatasetGroup, Name, Req, Tags, operation, register
+from serving.control.base import (
+    Ctx,
+    Family,
+    ListByDatasetGroup,
+    Name,
+    Req,
+    Tags,
+    group_schema,
+    operation,
+    register,
+)
 from serving.control.groups import GROUPS
 from serving.control.store import Body
 from serving.errors import InvalidInputException
@@ -103,17 +112,20 @@ class FilterInputs:
         """The fields of the group's ITEMS dataset schema (none without one): a field the schema
         has is one a filter may name before any item has a value of it."""
         def read() -> tuple[str, ...]:
-            dataset = next((d for d in self.ctx.resources.list("dataset") if d["datasetType"] == "ITEMS"
-                            and dataset_group_name(d["datasetGroupArn"]) == group), None)
-            schema = None if dataset is None else self.ctx.resources.get(dataset["schemaArn"], "schema")
-            return () if schema is None else parse_schema(schema["schema"]).names
+            schema = group_schema(self.ctx.resources, group, "ITEMS")
+            return () if schema is None else schema.names
         return self._recent(("item-fields", group), read)
+
+    def items_version(self, group: str) -> tuple[str, ...]:
+        """What the group's ITEMS dataset is made of now (its parts), as of at most ttl_s ago."""
+        return self._version(group, "ITEMS")
 
     def _catalog_version(self, model: Model, group: str) -> tuple[str, ...]:
         """What the catalog of `model` over the group's items is built from, as of at most
-        ttl_s ago: one look-up per call, since a filtered request asks three times."""
-        return self._recent(("catalog", model.arn, group), lambda: (
-            model.arn, *self._version(group, "ITEMS"), "fields:", *self.item_fields(group)))
+        ttl_s ago: one look-up per call, since a filtered request asks three times. A model that
+        scores items added since training (serving.new_items) has a catalog per vocabulary."""
+        return self._recent(("catalog", model.arn, str(model.n_items), group), lambda: (
+            model.arn, str(model.n_items), *self.items_version(group), "fields:", *self.item_fields(group)))
 
     def catalog_ready(self, model: Model, group: str) -> bool:
         """Whether catalog() answers from its cache; else it reads and indexes the items

@@ -50,5 +50,5 @@ class Trainer(Protocol):
               hyperparameters: dict[str, str], event_type: str | None, event_value_threshold: float | None,
               parent: str | None, progress: Progress, search: dict[str, Any] | None = None,
               automl: dict[str, Any] | None = None,
-              excluded: dict[str, list[str]] | None = None) -> dict[str, Any]: ...
+              excluded: dict[str, list[str]] | None = None, textual: str | None = None) -> dict[str, Any]: ...
     # returns {"artifact": <location: kernel.artifact_store>, "metrics": {...}, "trainingHours": h}

@@ -27,6 +27,7 @@ from serving.control.base import (
     Tags,
     children,
     given,
+    group_schema,
     operation,
     register,
 )
@@ -320,15 +321,18 @@ def run_training(ctx: Ctx, trainer: Trainer, job: Body, progress: Progress) -> B
     recipe = RECIPES.get(job.get("recipeArn", ""))  # None: AutoML chooses it now
     threshold = config.get("eventValueThreshold")
     params = solution_hyperparameters(recipe, config) if recipe else {}
+    group = dataset_group_name(job["datasetGroupArn"])
+    items = group_schema(ctx.resources, group, "ITEMS")
     try:
         out = trainer.train(
-            version_arn=trained_arn(job), dataset_group=dataset_group_name(job["datasetGroupArn"]),
+            version_arn=trained_arn(job), dataset_group=group,
             recipe_arn=recipe.arn if recipe else None, hyperparameters=params,
             event_type=job.get("eventType"),
             event_value_threshold=float(threshold) if threshold else None, parent=parent, progress=progress,
             search=config.get("hpoConfig", {}) if job.get("performHPO") else None,
             automl=config.get("autoMLConfig", {}) if recipe is None else None,
-            excluded=config.get("trainingDataConfig", {}).get("excludedDatasetColumns"))
+            excluded=config.get("trainingDataConfig", {}).get("excludedDatasetColumns"),
+            textual=next((c.name for c in items.columns if c.textual), None) if items else None)
     except (ValueError, ArtifactError) as exc:  # too little data, a parent's artifact gone: say so
         raise JobFailed(str(exc)) from None
     if recipe is None:

@@ -1,6 +1,7 @@
 """The v2 recipes learn the context of events through unchanged boto3: the interactions have a
 DEVICE field, users pick A items on a phone and B items on a desktop, and the same user's
-GetRecommendations and GetPersonalizedRanking answer by the `context` the request gives. A
+GetRecommendations and GetPersonalizedRanking answer by the `context` the request gives, a new
+visitor's too. A
 PutEvents naming its device in `properties` is taken (the next training learns it)."""
 from __future__ import annotations
 
@@ -51,6 +52,12 @@ def test_the_same_user_gets_the_items_of_its_device(embedded_server: Server, tmp
             campaignArn=campaigns["aws-personalized-ranking-v2"], userId="u3", inputList=["A1", "B1"],
             context={"DEVICE": device})["personalizedRanking"]
         assert ranked[0]["itemId"].startswith(mine), (device, ranked)
+    # a visitor with no history yet: its device alone says what it is likely to pick first
+    for device, mine in (("phone", "A"), ("desktop", "B")):
+        listed = [i["itemId"] for i in runtime.get_recommendations(
+            campaignArn=campaigns["aws-user-personalization-v2"], userId="new-visitor", numResults=5,
+            context={"DEVICE": device})["itemList"]]
+        assert all(i.startswith(mine) for i in listed), (device, listed)
     # no context, or a device the model never saw: answered as missing
     for context in ({}, {"DEVICE": "tv"}):
         assert len(runtime.get_recommendations(campaignArn=campaigns["aws-user-personalization-v2"],

@@ -72,10 +72,40 @@ def test_the_artifact_serves_the_metadata_scores_and_update_keeps_them(model: hr
     expected = np.array(list(scores_of(model, ["c1", "c2", "c3"]).values()))
     np.testing.assert_allclose(runtime.scores(h)[0], expected, atol=1e-4)
 
-    kept = hrnn.Metadata.load(tmp_path / files["metadata"])  # what an UPDATE starts from
+    kept = hrnn.Metadata.load(tmp_path, files)  # what an UPDATE starts from
     assert kept is not None and model.metadata is not None
     np.testing.assert_array_equal(kept.warm, model.metadata.warm)
+    assert kept.encoder == model.metadata.encoder
     child = hrnn.fit(fans(40, seed=1), TINY, parent=model, since=0, items=ITEMS)
     assert child.weights["F_W"].shape == model.weights["F_W"].shape
     comedy = scores_of(child, ["c1", "c2", "c3"])
     assert comedy["c-new"] > comedy["h-new"]
+
+
+def test_an_update_reads_a_changed_catalogue_with_its_parents_encoder(model: hrnn.HRNN) -> None:
+    """A genre first seen after training (a PutItems) is no axis of the parent's item tower: the
+    UPDATE keeps the tower it learnt, rather than starting a new one on shuffled axes."""
+    drama = pa.table({"ITEM_ID": ["d1", "d2"], "GENRES": ["drama", "drama"]})
+    child = hrnn.fit(fans(40, seed=1), TINY, parent=model, since=0, items=pa.concat_tables([ITEMS, drama]))
+    assert child.metadata is not None and model.metadata is not None
+    assert child.metadata.encoder == model.metadata.encoder
+    assert child.weights["F_W"].shape == model.weights["F_W"].shape
+    comedy = scores_of(child, ["c1", "c2", "c3"])
+    assert comedy["c-new"] > comedy["h-new"]
+
+
+def test_an_item_added_after_training_is_scored_like_a_trained_one_with_its_metadata(
+        model: hrnn.HRNN, tmp_path: Path) -> None:
+    """What serving does with a PutItems after training (serving.new_items): the item's embedding
+    is its metadata's, exactly as training scores the items nobody watched."""
+    runtime = HRNNRuntime(tmp_path, model.export(tmp_path))
+    later = runtime.with_items(pa.table({"ITEM_ID": ["c-later"], "GENRES": ["comedy"]}), ["c-later"])
+    code = {v: i for i, v in enumerate(model.item_ids)}
+    h, c = runtime.new_state()
+    h = runtime.step(np.array([code["c1"]]), h, c)
+    scores = later.scores(h)[0]
+    assert len(scores) == len(model.item_ids) + 1 and len(runtime.scores(h)[0]) == len(model.item_ids)
+    assert scores[-1] == pytest.approx(scores[code["c-new"]], abs=1e-5)
+    # the step graph reads trained items only: an event on the new one changes no state
+    events = [(code["c1"], 0.0), (len(model.item_ids), 60.0)]
+    np.testing.assert_array_equal(later.state_of(events)[0], later.state_of(events[:1])[0])

@@ -14,7 +14,7 @@ from support import archived
 
 from kernel.contract import DatasetRecord
 from training.interactions import Interactions, from_table, with_catalog
-from training.similar_items import catalogue, fit, item_features
+from training.similar_items import catalogue, fit
 from training.sims import cooccurrence_neighbours
 
 ITEMS = pa.table({
@@ -73,31 +73,6 @@ def test_metadata_weight_zero_is_co_occurrence_alone_and_one_is_metadata_alone()
 def test_without_an_items_dataset_it_is_co_occurrence() -> None:
     for items in (None, pa.table({})):
         assert list(neighbours(WATCHED, items, "amelie")) == ["chocolat", "alien", "aliens"]
-
-
-def test_genres_are_tokens_of_their_column_trimmed_and_lower_cased() -> None:
-    items = pa.table({"ITEM_ID": ["a", "b", "c", "d"], "GENRES": ["Drama", " drama|Noir", "Crime", "Crime"],
-                      "MOOD": ["Noir", "Calm", "Drama", "Calm"]})
-    x = item_features(items, np.asarray(["a", "b", "c", "d"], dtype=object))
-    cos = x @ x.T
-    assert cos[0, 1] > 0  # "Drama" and " drama" are one genre
-    assert cos[0, 2] == 0  # GENRES:Drama is not MOOD:Drama
-    assert np.allclose(np.linalg.norm(x, axis=1), 1.0)
-
-
-def test_a_value_only_one_item_has_is_dropped_so_titles_change_nothing() -> None:
-    ids = np.asarray(["a", "b"], dtype=object)
-    with_titles = item_features(pa.table({"ITEM_ID": ["a", "b"], "GENRES": ["Drama", "Drama"],
-                                          "TITLE": ["A film", "Another"]}), ids)
-    assert (with_titles @ with_titles.T)[0, 1] == pytest.approx(1.0)
-
-
-def test_a_rare_shared_genre_says_more_than_a_common_one() -> None:
-    ids = [f"i{n}" for n in range(6)]
-    genres = ["Drama|Western", "Drama|Western", "Drama|Noir", "Drama", "Drama", "Drama|Noir"]
-    x = item_features(pa.table({"ITEM_ID": ids, "GENRES": genres}), np.asarray(ids, dtype=object))
-    cos = x @ x.T
-    assert cos[0, 1] > cos[0, 3]  # sharing Western (2 films) beats sharing only Drama (all 6)
 
 
 def test_year_only_nudges_the_genres() -> None:
