@@ -63,9 +63,11 @@ async def applied(stores: Stores, dsg: str, users: list[str]) -> int:
     return sum(s.applied for s in states if s)
 
 
-async def probe(url: str, tracking_id: str, stores: Stores, dsg: str, until: float) -> list[float]:
-    """Freshness twice a second until `until`: ms from a click's 200 to its state."""
-    out = []
+async def probe(url: str, tracking_id: str, stores: Stores, dsg: str,
+                until: float) -> list[tuple[float, float]]:
+    """Freshness twice a second until `until`: (when, s since the first probe; ms from a click's
+    200 to its state)."""
+    out, start = [], time.monotonic()
     async with httpx.AsyncClient(timeout=10) as http:
         i = 0
         while time.monotonic() < until:
@@ -84,7 +86,7 @@ async def probe(url: str, tracking_id: str, stores: Stores, dsg: str, until: flo
                 if time.perf_counter() - acked > 30:
                     break
                 await asyncio.sleep(0.001)
-            out.append((time.perf_counter() - acked) * 1000)
+            out.append((time.monotonic() - start, (time.perf_counter() - acked) * 1000))
             await asyncio.sleep(max(0.0, 0.5 - (time.perf_counter() - acked)))
     return out
 
@@ -94,7 +96,8 @@ async def one_rate(url: str, tracking_id: str, stores: Stores, dsg: str, rate: i
     users = [f"u{u}" for u in range(USERS)]
     before = await applied(stores, dsg, users)
     gen = load(url, tracking_id, rate / PER_CALL, duration)
-    fresh = await probe(url, tracking_id, stores, dsg, time.monotonic() + duration)
+    timeline = await probe(url, tracking_id, stores, dsg, time.monotonic() + duration)
+    fresh = [ms for _, ms in timeline]
     out = json.loads(await asyncio.to_thread(lambda: gen.communicate()[0]))
     accepted = out["statuses"].get("200", 0) * PER_CALL
     ended, drained = time.perf_counter(), None
@@ -107,7 +110,9 @@ async def one_rate(url: str, tracking_id: str, stores: Stores, dsg: str, rate: i
     achieved = accepted / out["seconds"]
     return {"offered_events_per_s": rate, "achieved_events_per_s": achieved,
             "errors": {k: v for k, v in out["statuses"].items() if k != "200"},
-            "freshness_ms": {"p50": statistics.median(fresh), "p99": p99, "max": max(fresh), "n": len(fresh)},
+            "freshness_ms": {"p50": statistics.median(fresh), "p99": p99, "max": max(fresh), "n": len(fresh),
+                             "over_goal": [(round(t, 2), round(ms)) for t, ms in timeline
+                                           if ms > FRESH_P99_MS]},
             "drain_s": drained, "load_average": os.getloadavg()[0],
             "kept_up": achieved >= 0.98 * rate and p99 <= FRESH_P99_MS and drained is not None
             and drained <= DRAIN_S}
