@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
+from kernel.item_features import FeatureEncoder
 from kernel.settings import Settings
 from serving.ann import AnnIndex
 from serving.exclusions import Allowed, Exclusions
 from serving.models import Model, load
+from serving.new_items import grown
 from serving.ranking import normalise, top
 from serving.state_cache import covered
 from stream.live_state import NO_PAST, Past
@@ -128,3 +131,34 @@ def test_each_state_says_where_it_came_from(artifact: Path) -> None:
     model.user_state(model.history("stranger", [Interaction("i9", "click", float(model.data_cut) + 60)]),
                      "stranger")
     assert said == ["artifact", "cache", "rerun"]
+
+
+def test_items_added_after_training_are_answered_beside_the_index(artifact: Path) -> None:
+    """serving.new_items: a catalogue grown after training (the v2 recipes' item tower scores the
+    new items) answers on the index path what exact scoring does; an event on a new item joins
+    the history, so it is not recommended again, but moves no state."""
+    model = load("arn:v1", artifact, Settings(ann_min_items=1, ann_probes=N_ITEMS))
+    assert model.runtime is not None and not model.grows
+    items = pa.table({"ITEM_ID": ["i1", "new-a", "new-b"], "GENRES": ["x|y", "x", "y"]})
+    model.runtime.encoder = FeatureEncoder.fit(items, np.asarray(["i1", "new-a", "new-b"], dtype=object))
+    H = model.runtime.hidden_dimension
+    tower = np.stack([np.full(H, 0.3), np.full(H, 0.2)]).astype(np.float32)
+    model.runtime._tower = (tower, np.array([4.0, 3.0], np.float32))  # x and y: strong, unequal
+    big = grown(model, items, now=1_700_000_000)
+    assert (big.n_items, big.n_trained, model.n_items) == (N_ITEMS + 2, N_ITEMS, N_ITEMS)
+    assert big.index["new-a"] == N_ITEMS
+    assert big.created is None or big.created[-1] == 1_700_000_000
+    for u in range(10):
+        past = history(big, f"u{u}")
+        exclusions = Exclusions.of(big.n_items, past.codes)
+        got = big.approximate_top(past, f"u{u}", exclusions, 25)
+        scores = big.user_scores(past, f"u{u}")
+        allowed = exclusions.mask()
+        codes = top(scores, allowed, 25)
+        assert got is not None and got[0].tolist() == codes.tolist()
+        assert {N_ITEMS, N_ITEMS + 1} <= set(codes.tolist())
+        np.testing.assert_allclose(got[1], normalise(scores, big.recipe)[codes], rtol=1e-4)
+    clicked = big.history("u1", [Interaction("new-a", "click", float(big.data_cut) + 60)])
+    assert clicked.codes[-1] == N_ITEMS
+    np.testing.assert_array_equal(big.user_scores(clicked, None), big.user_scores(history(big, "u1"), None))
+    assert N_ITEMS in Exclusions.of(big.n_items, clicked.codes).codes
