@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "tests"), str(ROOT)]
 from ingest import UNTHROTTLED  # noqa: E402
 from services import KafkaCluster, RedisServer  # noqa: E402
-from support import Server, Worker  # noqa: E402
+from support import Server, Worker, free_port  # noqa: E402
 
 from stream.stores import Stores, redis_stores  # noqa: E402
 
@@ -91,10 +91,36 @@ async def probe(url: str, tracking_id: str, stores: Stores, dsg: str,
     return out
 
 
+def worker_figures(workers: list[Worker]) -> dict[str, float]:
+    """The workers' apply batches so far (count, seconds, events) and their CPU seconds, from
+    their /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+    out = {"batches": 0.0, "batch_s": 0.0, "applied": 0.0, "cpu_s": 0.0}
+    names = {"opz_stream_apply_batch_duration_seconds_count": "batches",
+             "opz_stream_apply_batch_duration_seconds_sum": "batch_s",
+             "opz_stream_events_applied_total": "applied", "process_cpu_seconds_total": "cpu_s"}
+    for w in workers:
+        deadline = time.monotonic() + 60
+        while True:  # a worker just started serves its metrics within seconds
+            try:
+                text = httpx.get(w.metrics_url + "/metrics", timeout=10).text
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in names:
+                    out[names[sample.name]] += sample.value
+    return out
+
+
 async def one_rate(url: str, tracking_id: str, stores: Stores, dsg: str, rate: int,
-                   duration: float) -> dict[str, Any]:
+                   duration: float, workers: list[Worker]) -> dict[str, Any]:
     users = [f"u{u}" for u in range(USERS)]
     before = await applied(stores, dsg, users)
+    figures = await asyncio.to_thread(worker_figures, workers)
     gen = load(url, tracking_id, rate / PER_CALL, duration)
     timeline = await probe(url, tracking_id, stores, dsg, time.monotonic() + duration)
     fresh = [ms for _, ms in timeline]
@@ -106,6 +132,8 @@ async def one_rate(url: str, tracking_id: str, stores: Stores, dsg: str, rate: i
             drained = time.perf_counter() - ended
             break
         await asyncio.sleep(0.1)
+    after = await asyncio.to_thread(worker_figures, workers)
+    delta = {k: after[k] - figures[k] for k in after}
     p99 = statistics.quantiles(fresh, n=100)[98] if len(fresh) >= 2 else float("nan")
     achieved = accepted / out["seconds"]
     return {"offered_events_per_s": rate, "achieved_events_per_s": achieved,
@@ -114,6 +142,9 @@ async def one_rate(url: str, tracking_id: str, stores: Stores, dsg: str, rate: i
                              "over_goal": [(round(t, 2), round(ms)) for t, ms in timeline
                                            if ms > FRESH_P99_MS]},
             "drain_s": drained, "load_average": os.getloadavg()[0],
+            "worker": {"events_per_batch": delta["applied"] / max(delta["batches"], 1),
+                       "batch_ms": 1000 * delta["batch_s"] / max(delta["batches"], 1),
+                       "cpu_s_per_1000_events": 1000 * delta["cpu_s"] / max(delta["applied"], 1)},
             "kept_up": achieved >= 0.98 * rate and p99 <= FRESH_P99_MS and drained is not None
             and drained <= DRAIN_S}
 
@@ -132,19 +163,19 @@ def stack(workers: int, rates: list[int], duration: float, tmp: Path) -> list[di
         control = server.client("personalize")
         group = control.create_dataset_group(name=name)["datasetGroupArn"]
         tracking_id = control.create_event_tracker(name=name, datasetGroupArn=group)["trackingId"]
-        running = [Worker(tmp, {**env, "OPZ_DATA_DIR": str(tmp / f"worker{i}")}).start()
-                   for i in range(workers)]
+        running = [Worker(tmp, {**env, "OPZ_DATA_DIR": str(tmp / f"worker{i}"),
+                                "OPZ_METRICS_PORT": str(free_port())}).start() for i in range(workers)]
 
         async def run() -> list[dict[str, Any]]:
             stores = redis_stores(redis.url, name)
             await stores.start()
             try:
-                await one_rate(server.url, tracking_id, stores, name, 1000, 10)  # warm: topics, group join
+                await one_rate(server.url, tracking_id, stores, name, 1000, 10, running)  # warm: topics, join
                 rows = []
                 for rate in rates:
                     print(f"{workers} worker(s), {rate:,} events/s ...", file=sys.stderr)
                     rows.append({"workers": workers} | await one_rate(server.url, tracking_id, stores, name,
-                                                                      rate, duration))
+                                                                      rate, duration, running))
                 return rows
             finally:
                 await stores.close()

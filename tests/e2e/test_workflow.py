@@ -114,8 +114,7 @@ def test_import_train_deploy_recommend_click_update(server: Server, unique: str,
     update = control.describe_solution_version(solutionVersionArn=arn)["solutionVersion"]
     assert update["status"] == "ACTIVE" and update["trainingMode"] == "UPDATE"
     metrics = control.get_solution_metrics(solutionVersionArn=arn)["metrics"]
-    assert metrics["normalized_discounted_cumulative_gain_at_10"] > 0
-    assert update["trainingHours"] < full["trainingHours"]
+    assert metrics["normalized_discounted_cumulative_gain_at_10"] > 0  # (its speed: bench/quality.py)
     errors, calls, stop = [], [0], threading.Event()
 
     def load() -> None:
