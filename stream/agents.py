@@ -27,7 +27,7 @@ from stream.supervision import TRANSIENT, Contact, retrying
 
 log = logging.getLogger(__name__)
 Agent = Callable[[Any], Awaitable[None]]
-BATCH, WITHIN_S = 1000, 0.002  # a batch closes after 1,000 events or 2 ms, whichever first
+BATCH, WITHIN_S = 1000, 0.01  # a batch closes after 1,000 events or 10 ms, whichever first
 TOPIC_SCAN_S = 2.0  # how often a worker looks for new dataset groups' topics
 LAG_S = 2.0  # how often a worker measures its partitions' lag (one ListOffsets, one Redis read)
 STORE_DOWN = (*TRANSIENT, RedisError)  # hold the partition and retry: not the records' fault
