@@ -159,9 +159,15 @@ def lanes(users: list[np.ndarray], n_lanes: int, rng: np.random.Generator) -> np
 # ----------------------------------------------------------------------------- training
 
 def _threads() -> None:
+    """torch's threads wait on each other at every step: where something else has a core, a step
+    waits for the thread that lost its time slice, and 2 threads on a busy 2-core machine trained
+    several times slower than 1 (docs/training.md). So a training takes the cores of its affinity
+    that are free as it starts (by the load average), at least one."""
     import torch
     affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    torch.set_num_threads(len(affinity) if affinity else os.cpu_count() or 1)
+    cores = len(affinity) if affinity else os.cpu_count() or 1
+    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    torch.set_num_threads(max(1, min(cores, round(cores - busy))))
 
 
 def train(w: Weights, cfg: HRNNConfig, *, item: np.ndarray, flags: np.ndarray, weight: np.ndarray,
